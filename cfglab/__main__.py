@@ -1,0 +1,3 @@
+from cfglab.cli import main
+
+main()

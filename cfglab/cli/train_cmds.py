@@ -1,0 +1,70 @@
+"""`cfglab train`: one training run from flags or a YAML config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from cfglab.cli.console import err, out
+from cfglab.errors import CfglabError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)
+
+
+def train_command(
+    config_file: Optional[Path] = typer.Argument(None, help="YAML config (same fields as the flags)."),
+    grammar: Optional[str] = typer.Option(None, "--grammar", help="Grammar file (.cfg)."),
+    pe: Optional[str] = typer.Option(None, "--pe", help="abs, rel, rot, pos, uni or mlm."),
+    layers: Optional[int] = typer.Option(None, "--layers"),
+    heads: Optional[int] = typer.Option(None, "--heads"),
+    dim: Optional[int] = typer.Option(None, "--dim"),
+    context: Optional[int] = typer.Option(None, "--context"),
+    batch: Optional[int] = typer.Option(None, "--batch"),
+    steps: Optional[int] = typer.Option(None, "--steps"),
+    lr: Optional[float] = typer.Option(None, "--lr"),
+    noise_fraction: Optional[float] = typer.Option(None, "--noise-fraction"),
+    noise_rate: Optional[float] = typer.Option(None, "--noise-rate"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (0 = all cores)."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory to write."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train one model; writes a run directory (config, metrics, checkpoints, model card)."""
+    from cfglab.runs import RunDir, load_train_config, make_train_config
+
+    flags = {"grammar": grammar, "pe": pe, "layers": layers, "heads": heads, "dim": dim,
+             "context": context, "batch": batch, "steps": steps, "lr": lr,
+             "noise_fraction": noise_fraction, "noise_rate": noise_rate, "seed": seed,
+             "threads": threads, "checkpoint_every": checkpoint_every}
+    given: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
+    if resume and out_dir is not None and RunDir(out_dir).exists() and config_file is None \
+            and "grammar" not in given:
+        config = RunDir(out_dir).read_config().model_copy(update=given)
+    elif config_file is not None:
+        config = load_train_config(config_file, given)
+    elif "grammar" in given:
+        config = make_train_config(given, "command line")
+    else:
+        raise CfglabError("train: give a CONFIG.yaml, or at least --grammar (see --help)")
+    if out_dir is None:
+        out_dir = Path("runs") / f"{Path(config.grammar).stem}-{config.pe}-s{config.seed}"
+    _train(config, out_dir, resume, quiet)
+
+
+def _train(config, out_dir: Path, resume: bool, quiet: bool) -> None:  # noqa: ANN001
+    from cfglab.models import describe
+    from cfglab.runs import model_config_for
+    from cfglab.train import train
+    from cfglab.grammar.dsl import load_grammar
+
+    mcfg = model_config_for(config, len(load_grammar(config.grammar).terminals))
+    if not quiet:
+        err.print(f"[bold]model[/bold] {config.pe}: {describe(mcfg)}")
+    path = train(config, out_dir, resume=resume, quiet=quiet)
+    out.print(f"run directory: {path}")

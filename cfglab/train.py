@@ -1,0 +1,287 @@
+"""One training run: a TrainConfig in, a run directory out (see runs.py for its layout).
+
+Resumable exactly: a checkpoint holds the model, the optimizer, the data stream's state and every
+RNG state, so a run killed at any moment and resumed reproduces the uninterrupted loss curve on
+CPU. The training code never imports Ray; sweeps wrap `train` and listen through `callback`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from cfglab.data.corpus import VALIDATION_WORKER, NoiseConfig, StreamState, TokenStream
+from cfglab.data.vocab import Vocab
+from cfglab.errors import CfglabError
+from cfglab.grammar.core import Grammar, find_rule
+from cfglab.grammar.dsl import load_grammar
+from cfglab.models import build_model
+from cfglab.runs import (RunDir, TrainConfig, latest_checkpoint, model_config_for,
+                         save_checkpoint, write_atomic)
+
+Callback = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class Trainer:
+    """The pieces of a run that live between steps."""
+
+    config: TrainConfig
+    run: RunDir
+    grammar: Grammar
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    stream: TokenStream
+    mask_rng: torch.Generator
+    device: torch.device
+    step: int = 0
+
+
+def train(config: TrainConfig, out: str | Path, *, resume: bool = False, quiet: bool = False,
+          callback: Callback | None = None) -> Path:
+    """Train to `config.steps` (continuing from the last checkpoint when `resume`)."""
+    run = RunDir(Path(out).resolve())
+    config = _prepare_run_dir(run, config, resume)
+    _set_threads(config.threads)
+    trainer = _build(config, run)
+    if resume:
+        _restore(trainer)
+    elif not run.card_path.exists():
+        _write_card(trainer)
+    _loop(trainer, quiet, callback)
+    return run.path
+
+
+def _prepare_run_dir(run: RunDir, config: TrainConfig, resume: bool) -> TrainConfig:
+    config = config.model_copy(update={"grammar": str(Path(config.grammar).resolve())})
+    if run.exists():
+        if not resume:
+            raise CfglabError(f"{run.path} already holds a run: pass --resume to continue it, "
+                              "or choose another --out")
+        saved = run.read_config()
+        if saved.model_dump(exclude={"threads", "device"}) != config.model_dump(
+                exclude={"threads", "device"}):
+            raise CfglabError(f"{run.path}: --resume with a different configuration than the "
+                              "run's config.yaml; resume with the same one")
+        return saved.model_copy(update={"threads": config.threads, "device": config.device})
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_config(config)
+    return config
+
+
+def _set_threads(threads: int) -> None:
+    # Ray and pools reuse processes: always set explicitly, never inherit a previous run's value.
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CfglabError("device cuda asked for, but torch sees no CUDA GPU")
+    return torch.device(name)
+
+
+def _build(config: TrainConfig, run: RunDir) -> Trainer:
+    grammar = load_grammar(config.grammar)
+    holdout = find_rule(grammar, config.holdout_rule) if config.holdout_rule else None
+    torch.manual_seed(config.seed)
+    device = _device(config.device)
+    model = build_model(model_config_for(config, len(grammar.terminals))).to(device)
+    stream = TokenStream(grammar, config.seed, noise=NoiseConfig(config.noise_fraction,
+                         config.noise_rate), holdout_rule=holdout,
+                         chunk_strings=config.chunk_strings)
+    mask_rng = torch.Generator().manual_seed(config.seed + 1)
+    return Trainer(config, run, grammar, model, _optimizer(model, config), stream, mask_rng,
+                   device)
+
+
+def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases, norms and embeddings of size-1 shape (GPT practice)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2))
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warm-up, then linear decay from lr to min_lr at the last step."""
+    if config.warmup and step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    span = max(config.steps - config.warmup, 1)
+    frac = min(max(step - config.warmup, 0) / span, 1.0)
+    return config.lr + (config.min_lr - config.lr) * frac
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+
+def _state(t: Trainer) -> dict[str, Any]:
+    return {
+        "step": t.step,
+        "model": t.model.state_dict(),
+        "optimizer": t.optimizer.state_dict(),
+        "stream": {"chunk": t.stream.state.chunk, "position": t.stream.state.position},
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "mask_rng": t.mask_rng.get_state(),
+        "config": t.config.model_dump(),
+    }
+
+
+def _checkpoint(t: Trainer) -> Path:
+    _save_train_strings(t)
+    return save_checkpoint(t.run, t.step, _state(t), t.config.keep_checkpoints)
+
+
+def _restore(t: Trainer) -> None:
+    found = latest_checkpoint(t.run)
+    if found is None:
+        return  # killed before the first checkpoint: start from scratch
+    _, state = found
+    t.model.load_state_dict(state["model"])
+    t.optimizer.load_state_dict(state["optimizer"])
+    t.stream.state = StreamState(**state["stream"])
+    torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    t.mask_rng.set_state(state["mask_rng"])
+    t.step = int(state["step"])
+    _truncate_metrics(t.run, t.step)
+    t.stream.seen_hashes = [t.run.train_string_hashes()]
+
+
+def _truncate_metrics(run: RunDir, step: int) -> None:
+    """Drop metrics logged after the checkpoint: the resumed run logs them again, identically."""
+    kept = [m for m in run.metrics() if m["step"] <= step]
+    write_atomic(run.metrics_path, "".join(json.dumps(m) + "\n" for m in kept).encode())
+
+
+def _save_train_strings(t: Trainer) -> None:
+    hashes = np.unique(np.concatenate(t.stream.seen_hashes or [np.zeros(0, np.uint64)]))
+    t.stream.seen_hashes = [hashes]
+    tmp = t.run.train_strings_path.with_name("train_strings.tmp.npy")
+    np.save(tmp, hashes)
+    os.replace(tmp, t.run.train_strings_path)
+
+
+def _write_card(t: Trainer) -> None:
+    from cfglab.models import describe
+
+    mcfg = model_config_for(t.config, len(t.grammar.terminals))
+    card = {
+        "parameters": sum(p.numel() for p in t.model.parameters()),
+        "parameters_by_part": describe(mcfg),
+        "model": mcfg.to_dict(),
+        "train": t.config.model_dump(),
+        "grammar": {"name": t.grammar.name, "path": t.config.grammar},
+        "git_commit": _git_commit(),
+        "torch": torch.__version__,
+        "device": str(t.device),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_atomic(t.run.card_path, json.dumps(card, indent=2).encode())
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                              capture_output=True, text=True, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+
+def _batch(t: Trainer, stream: TokenStream) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y, _ = stream.batch(t.config.batch, t.config.context)
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    if t.config.pe == "mlm":
+        from cfglab.models.encoder import mask_tokens
+
+        vocab = Vocab(len(t.grammar.terminals))
+        x, y = mask_tokens(x, vocab.mask, vocab.n_terminals, t.mask_rng, t.config.mask_prob,
+                           maskable=x < vocab.n_terminals)  # terminals only, never BOS/EOS
+    return x.to(t.device), y.to(t.device)
+
+
+def _loss(t: Trainer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=t.device.type == "cuda"):
+        _, loss = t.model(x, y)
+    return loss
+
+
+def _train_step(t: Trainer) -> float:
+    lr = learning_rate(t.config, t.step)
+    for group in t.optimizer.param_groups:
+        group["lr"] = lr
+    x, y = _batch(t, t.stream)
+    loss = _loss(t, x, y)
+    t.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if t.config.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(t.model.parameters(), t.config.grad_clip)
+    t.optimizer.step()
+    t.step += 1
+    return float(loss.detach())
+
+
+@torch.no_grad()
+def held_out_loss(t: Trainer) -> float:
+    """Loss on fixed fresh strings from a stream no training worker reads."""
+    # The mask RNG and the global RNG must not be advanced by evaluation (exact resume).
+    val = TokenStream(t.grammar, t.config.seed, worker=VALIDATION_WORKER,
+                      chunk_strings=t.config.chunk_strings)
+    saved_mask, saved_rng = t.mask_rng.get_state(), torch.get_rng_state()
+    t.mask_rng.manual_seed(t.config.seed + 2)
+    t.model.eval()
+    losses = [float(_loss(t, *_batch(t, val))) for _ in range(t.config.eval_batches)]
+    t.model.train()
+    t.mask_rng.set_state(saved_mask)
+    torch.set_rng_state(saved_rng)
+    return float(np.mean(losses))
+
+
+def _loop(t: Trainer, quiet: bool, callback: Callback | None) -> None:
+    from cfglab.progress import training_progress
+
+    cfg = t.config
+    t.model.train()
+    tokens_per_step = cfg.batch * cfg.context
+    with training_progress(cfg.steps, t.step, quiet) as progress, \
+            open(t.run.metrics_path, "a") as metrics:
+        clock, window = time.perf_counter(), 0
+        while t.step < cfg.steps:
+            loss = _train_step(t)
+            window += 1
+            if not math.isfinite(loss):
+                raise CfglabError(f"loss became {loss} at step {t.step}: lower --lr")
+            record: dict[str, Any] = {"step": t.step}
+            if t.step % cfg.log_every == 0 or t.step == cfg.steps:
+                now = time.perf_counter()
+                record.update(loss=loss, lr=learning_rate(cfg, t.step - 1),
+                              tokens_per_s=window * tokens_per_step / max(now - clock, 1e-9))
+                clock, window = now, 0
+            if t.step % cfg.eval_every == 0 or t.step == cfg.steps:
+                record["val_loss"] = held_out_loss(t)
+            if len(record) > 1:
+                metrics.write(json.dumps(record) + "\n")
+                metrics.flush()
+                progress.update(t.step, record)
+            if t.step % cfg.checkpoint_every == 0 or t.step == cfg.steps:
+                metrics.flush()
+                record["checkpoint"] = str(_checkpoint(t))
+            if callback and ("val_loss" in record or "checkpoint" in record):
+                callback({**record, "done": t.step == cfg.steps, "run_dir": str(t.run.path)})

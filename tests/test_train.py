@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cfglab.errors import CfglabError
+from cfglab.runs import RunDir, TrainConfig, latest_checkpoint, load_checkpoint, load_run, load_train_config
+from cfglab.train import learning_rate, train
+
+GRAMMAR = """grammar small
+start S
+S -> A B | B A A
+A -> "1" "2" | "3" | B "1"
+B -> "2" "2" "3" | "1"
+"""
+
+
+@pytest.fixture
+def grammar_file(tmp_path: Path) -> Path:
+    p = tmp_path / "small.cfg"
+    p.write_text(GRAMMAR)
+    return p
+
+
+def _config(grammar_file: Path, **kw) -> TrainConfig:
+    base = dict(grammar=str(grammar_file), pe="rot", layers=1, heads=2, dim=16, context=32,
+                batch=4, steps=30, lr=3e-3, checkpoint_every=10, eval_every=5, log_every=1,
+                eval_batches=1, threads=1, chunk_strings=32)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _losses(run: Path) -> list[tuple[int, float, float | None]]:
+    return [(m["step"], m["loss"], m.get("val_loss")) for m in RunDir(run).metrics() if "loss" in m]
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("pe", ["rot", "mlm"])
+def test_resumed_run_reproduces_the_uninterrupted_loss_curve(tmp_path, grammar_file, pe) -> None:
+    cfg = _config(grammar_file, pe=pe, noise_fraction=0.3, noise_rate=0.2, dropout=0.1)
+    whole = train(cfg, tmp_path / "whole", quiet=True)
+
+    def stop_at_25(event: dict) -> None:
+        if event["step"] >= 25:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(cfg, tmp_path / "cut", quiet=True, callback=stop_at_25)
+    assert max(s for s, _, _ in _losses(tmp_path / "cut")) == 25
+    train(cfg, tmp_path / "cut", quiet=True, resume=True)
+    assert _losses(tmp_path / "cut") == _losses(whole)
+    a = RunDir(whole).train_string_hashes()
+    b = RunDir(tmp_path / "cut").train_string_hashes()
+    assert len(a) > 0 and a.tolist() == b.tolist()
+
+
+def test_run_directory_contents(tmp_path, grammar_file) -> None:
+    run = RunDir(train(_config(grammar_file, keep_checkpoints=2), tmp_path / "r", quiet=True))
+    assert [p.name for p in run.checkpoints()] == ["step_00000020.pt", "step_00000030.pt"]
+    card = json.loads(run.card_path.read_text())
+    assert card["parameters"] > 0 and card["torch"] and card["train"]["pe"] == "rot"
+    m = run.metrics()
+    assert {"step", "loss", "lr", "tokens_per_s"} <= set(m[0]) and m[-1]["step"] == 30
+    assert any("val_loss" in r for r in m)
+    assert yaml.safe_load(run.config_path.read_text())["grammar"] == str(grammar_file.resolve())
+    loaded = load_run(run.path)
+    assert loaded.step == 30 and loaded.grammar.name == "small"
+
+
+def test_corrupted_checkpoint_is_detected_and_the_previous_one_used(tmp_path, grammar_file) -> None:
+    run = RunDir(train(_config(grammar_file), tmp_path / "r", quiet=True))
+    newest = run.checkpoints()[-1]
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    with pytest.raises(CfglabError, match="corrupted"):
+        load_checkpoint(newest)
+    with pytest.warns(UserWarning, match="corrupted"):
+        path, state = latest_checkpoint(run)
+    assert path == run.checkpoints()[-2] and state["step"] == 20
+
+
+def test_existing_run_needs_resume_and_same_config(tmp_path, grammar_file) -> None:
+    cfg = _config(grammar_file, steps=10)
+    train(cfg, tmp_path / "r", quiet=True)
+    with pytest.raises(CfglabError, match="--resume"):
+        train(cfg, tmp_path / "r", quiet=True)
+    with pytest.raises(CfglabError, match="different configuration"):
+        train(cfg.model_copy(update={"lr": 1e-2}), tmp_path / "r", quiet=True, resume=True)
+
+
+def test_bad_config_file_names_the_field(tmp_path, grammar_file) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(f"grammar: {grammar_file}\npe: rott\nlayrs: 2\nsteps: -1\n")
+    with pytest.raises(CfglabError) as e:
+        load_train_config(p)
+    text = str(e.value)
+    assert "pe:" in text and "layrs: unknown field" in text and "steps:" in text
+
+
+def test_learning_rate_schedule() -> None:
+    cfg = TrainConfig(grammar="x", lr=1.0, min_lr=0.0, steps=100, warmup=10)
+    assert learning_rate(cfg, 0) == pytest.approx(0.1)
+    assert learning_rate(cfg, 10) == pytest.approx(1.0)
+    assert learning_rate(cfg, 55) == pytest.approx(0.5)
+    assert learning_rate(cfg, 100) == pytest.approx(0.0)
+
+
+@pytest.mark.slow
+def test_cli_run_killed_at_any_moment_resumes_to_the_same_curve(tmp_path, grammar_file) -> None:
+    args = [sys.executable, "-m", "cfglab", "train", "--grammar", str(grammar_file), "--pe", "abs",
+            "--layers", "1", "--heads", "2", "--dim", "16", "--context", "32", "--batch", "8",
+            "--steps", "400", "--checkpoint-every", "20", "--threads", "1", "--quiet"]
+    subprocess.run(args + ["--out", str(tmp_path / "whole")], check=True, capture_output=True)
+    proc = subprocess.Popen(args + ["--out", str(tmp_path / "cut")])
+    while not list((tmp_path / "cut" / "checkpoints").glob("step_*.pt")):
+        time.sleep(0.05)
+    time.sleep(0.7)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = RunDir(tmp_path / "cut").metrics()
+    assert done and done[-1]["step"] < 400  # really interrupted
+    subprocess.run(args + ["--out", str(tmp_path / "cut"), "--resume"], check=True,
+                   capture_output=True)
+    assert _losses(tmp_path / "cut") == _losses(tmp_path / "whole")
