@@ -57,7 +57,9 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except CfglabError as err:
-        Console(stderr=True, highlight=False).print(f"[red]{err}[/red]", markup=False)
+        # soft_wrap: no re-wrapping at the terminal width, so a caret stays under its column
+        Console(stderr=True, highlight=False, soft_wrap=True).print(str(err), style="red",
+                                                                     markup=False)
         sys.exit(1)
     except typer.Exit as err:
         sys.exit(err.exit_code)
