@@ -51,28 +51,16 @@ _register_all()
 
 
 def main() -> None:
-    """Console entry point: user mistakes become one red message and exit 1, never a traceback."""
+    """Console entry point: user mistakes become one red message and exit 1, never a traceback.
+
+    Click's standalone mode handles usage errors, `typer.Exit` codes and Ctrl-C itself.
+    """
     from rich.console import Console
 
     try:
-        app(standalone_mode=False)
+        app()
     except CfglabError as err:
         # soft_wrap: no re-wrapping at the terminal width, so a caret stays under its column
         Console(stderr=True, highlight=False, soft_wrap=True).print(str(err), style="red",
                                                                      markup=False)
         sys.exit(1)
-    except typer.Exit as err:
-        sys.exit(err.exit_code)
-    except typer.Abort:
-        Console(stderr=True).print("aborted")
-        sys.exit(130)
-    except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted")
-        sys.exit(130)
-    except Exception as err:  # click usage errors and the like
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise
