@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -30,11 +31,12 @@ def sample_command(
     samples = sample(g, n, seed, max_length=max_length)
     for i in range(len(samples)):
         if as_json:
-            out.print_json(json.dumps(sample_record(samples, i)), indent=None)
+            sys.stdout.write(json.dumps(sample_record(samples, i)) + "\n")
         elif tree:
             out.print(render_tree(samples.tree(i)))
         else:
-            out.print(" ".join(g.decode(samples.string(i))))
+            # plain write: rich would wrap long strings and break `sample | verify` pipes
+            sys.stdout.write(" ".join(g.decode(samples.string(i))) + "\n")
 
 
 def sample_record(samples, i: int) -> dict:  # noqa: ANN001 (Samples; kept import-free)

@@ -1,0 +1,223 @@
+"""How ambiguous a grammar is, measured on sampled strings with the exact chart.
+
+`ambiguity_report(grammar, n_strings, seed)` returns a plain dict (JSON-ready) that
+`cfglab check` shows and checks constraints against:
+
+  n_strings            strings sampled (seeded) and parsed
+  fraction_ambiguous   fraction of them with two or more parse trees
+  max_parses           the largest parse-tree count (exact integer)
+  mean_parses          mean parse-tree count
+  parse_histogram      {count: how many strings}
+  witness              the shortest ambiguous string: {tokens, trees: [two bracketed trees],
+                       span: [i, j] and readings: [two bracketed subtrees] where they first differ}
+                       (None when no sampled string is ambiguous)
+  local_ambiguity      {window, score, per_level, readings_per_constituent, definition}: bits of
+                       boundary uncertainty a window of w tokens leaves, and locally derivable
+                       spans per real constituent, by level (docs/ambiguity.md)
+  flip_sensitivity     fraction of random single-token substitutions (several per string) whose
+                       result is still in the language
+A grammar with a unit-rule cycle has strings with infinitely many parse trees: the report then
+leaves out fraction_ambiguous (a constraint on it cannot be evaluated) and says why in `note`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cfglab.errors import CfglabError
+from cfglab.grammar.chart import Chart
+from cfglab.grammar.chart_general import InfiniteParsesError
+from cfglab.grammar.core import Grammar
+from cfglab.grammar.sample import Samples, Tree, sample
+
+WINDOW = 12  # tokens per window of the local-ambiguity score
+FLIPS_PER_STRING = 5
+RECURSIVE_MAX_LENGTH = 64  # recursive grammars: sampled strings are kept this short (O(n³) chart)
+
+DEFINITION = (
+    "score: mean over the levels l >= 1 whose constituents fit in a window of w tokens, of the "
+    "mean over windows of log2 of the number of level-l boundary placements the window's tokens "
+    "admit on their own (inner segments derivable by a level-l nonterminal, edge segments no longer than "
+    "the level's longest constituent); 0 bits = the window fixes the boundaries. "
+    "readings_per_constituent: level-l spans derivable on their own / level-l nodes of the sampled "
+    "trees (1 = no spurious local readings). See docs/ambiguity.md")
+
+
+def ambiguity_report(grammar: Grammar, n_strings: int = 200, seed: int = 0,
+                     window: int = WINDOW, flips_per_string: int = FLIPS_PER_STRING) -> dict:
+    """Exact ambiguity statistics of `n_strings` strings sampled with `seed` (see module doc)."""
+    chart = Chart(grammar)
+    rng = np.random.default_rng(seed)
+    max_length = RECURSIVE_MAX_LENGTH if chart.recursive else 10**9
+    try:
+        samples = sample(grammar, n_strings, rng, max_length=max_length)
+    except CfglabError as err:
+        return {"n_strings": 0, "note": f"no strings to analyse: {err}"}
+    strings = samples.strings()
+    report: dict = {"n_strings": len(strings)}
+    try:
+        counts = chart.count_parses(strings)
+    except InfiniteParsesError as err:
+        report["note"] = str(err)
+        counts = None
+    if counts is not None:
+        report.update(_count_stats(counts))
+        report["witness"] = _witness(chart, strings, counts)
+    report["local_ambiguity"] = local_ambiguity(chart, samples, window)
+    report["flip_sensitivity"] = flip_sensitivity(chart, strings, flips_per_string, rng)
+    return report
+
+
+def _count_stats(counts: list[int]) -> dict:
+    hist: dict[int, int] = {}
+    for c in counts:
+        hist[c] = hist.get(c, 0) + 1
+    return {
+        "fraction_ambiguous": sum(c > 1 for c in counts) / max(len(counts), 1),
+        "max_parses": max(counts, default=0),
+        "mean_parses": _mean(counts),
+        "parse_histogram": {str(k): hist[k] for k in sorted(hist)},
+    }
+
+
+def _mean(counts: list[int]) -> float | None:
+    """Mean of exact counts; None past float range (JSON has no infinity)."""
+    try:
+        return sum(counts) / len(counts) if counts else 0.0
+    except OverflowError:
+        return None
+
+
+# --- the witness ------------------------------------------------------------------------------
+def _witness(chart: Chart, strings: list[np.ndarray], counts: list[int]) -> dict | None:
+    ambiguous = [i for i, c in enumerate(counts) if c > 1]
+    if not ambiguous:
+        return None
+    i = min(ambiguous, key=lambda k: (len(strings[k]), k))
+    first, second = chart.parse_trees(strings[i], limit=2)
+    span, a, b = first_difference(first, second)
+    return {
+        "tokens": chart.grammar.decode(strings[i]),
+        "parses": counts[i],
+        "trees": [bracketed(first), bracketed(second)],
+        "span": list(span),
+        "readings": [bracketed(a), bracketed(b)],
+    }
+
+
+def bracketed(tree: Tree) -> str:
+    """(N22 (N19 "1" "2") ...): nonterminals bare, terminals quoted."""
+    if not tree.children:
+        return f'"{tree.symbol}"'
+    return "(" + " ".join([tree.symbol, *(bracketed(c) for c in tree.children)]) + ")"
+
+
+def first_difference(a: Tree, b: Tree, start: int = 0) -> tuple[tuple[int, int], Tree, Tree]:
+    """The lowest pair of nodes over the same span where two trees of one string part ways:
+    ([start, end) token span, a's subtree, b's subtree)."""
+    while a.rule == b.rule and a.children:
+        sizes_a = [len(c.leaves()) for c in a.children]
+        sizes_b = [len(c.leaves()) for c in b.children]
+        if sizes_a != sizes_b:
+            break
+        for k, (ca, cb) in enumerate(zip(a.children, b.children)):
+            if _same(ca, cb):
+                start += sizes_a[k]
+                continue
+            a, b = ca, cb
+            break
+        else:  # identical trees
+            break
+    return (start, start + len(a.leaves())), a, b
+
+
+def _same(a: Tree, b: Tree) -> bool:
+    return a.symbol == b.symbol and a.rule == b.rule and len(a.children) == len(b.children) and \
+        all(_same(x, y) for x, y in zip(a.children, b.children))
+
+
+# --- local ambiguity ----------------------------------------------------------------------------
+def local_ambiguity(chart: Chart, samples: Samples, window: int = WINDOW) -> dict:
+    """Boundary bits per window and readings per constituent, by level (docs/ambiguity.md)."""
+    g = chart.grammar
+    levels = g.levels
+    out: dict = {"window": window, "score": None, "per_level": {},
+                 "readings_per_constituent": {}, "definition": DEFINITION}
+    if levels is None:
+        out["note"] = "a recursive grammar has no levels"
+        return out
+    strings = samples.strings()
+    longest = _longest_yield(g)
+    spans = chart.derivable_spans(strings)
+    level_of_nt = np.array([levels.get(nt, -1) for nt in g.nonterminals])
+    found = np.bincount(np.concatenate([level_of_nt[sp[:, 0]] for sp in spans]) + 1,
+                        minlength=max(levels.values()) + 2)[1:]
+    used = _constituents_per_level(samples, level_of_nt)
+    for level in sorted({lv for lv in levels.values() if lv >= 1}):
+        if used[level]:
+            out["readings_per_constituent"][str(level)] = float(found[level] / used[level])
+        max_len = max(longest[nt] for nt in g.nonterminals if levels.get(nt) == level)
+        if max_len > window:  # no whole constituent of this level fits: the window says nothing
+            continue
+        members = level_of_nt == level
+        bits = [_window_bits(sp[members[sp[:, 0]]], len(s), window, max_len)
+                for s, sp in zip(strings, spans) if len(s) >= window]
+        if bits:
+            out["per_level"][str(level)] = float(np.concatenate(bits).mean())
+    if out["per_level"]:
+        out["score"] = float(np.mean(list(out["per_level"].values())))
+    return out
+
+
+def _constituents_per_level(samples: Samples, level_of_nt: np.ndarray) -> np.ndarray:
+    """How many nodes of each level the sampled trees have (a node ends where its bit is set)."""
+    ends = samples.boundaries & (samples.ancestors >= 0)
+    levels = level_of_nt[samples.ancestors[ends]]
+    return np.bincount(levels, minlength=level_of_nt.max() + 1)
+
+
+def _window_bits(spans: np.ndarray, n: int, w: int, max_len: int) -> np.ndarray:
+    """log2 of admitted boundary vectors, for every window [a, a + w) of one string.
+
+    N[a, k] counts admitted boundary placements of window a whose last boundary is after token
+    a+k: the head segment (to the first boundary) is at most max_len long, and every later
+    segment [a+j+1, a+k+1) is a span some level nonterminal derives.
+    """
+    derives = np.zeros((n + 1, w + 1), dtype=bool)  # derives[i, L]: span [i, i+L) derivable
+    short = spans[spans[:, 2] - spans[:, 1] <= w]
+    derives[short[:, 1], short[:, 2] - short[:, 1]] = True
+    starts = np.arange(n - w + 1)
+    counts = np.zeros((len(starts), w))
+    for k in range(w):
+        counts[:, k] = float(k + 1 <= max_len)
+        for j in range(k):
+            counts[:, k] += counts[:, j] * derives[starts + j + 1, k - j]
+    tail_ok = (w - 1 - np.arange(w)) <= max_len - 1
+    total = counts[:, tail_ok].sum(axis=1) + float(w <= max_len - 1)
+    return np.log2(np.maximum(total, 1.0))
+
+
+def _longest_yield(g: Grammar) -> dict[str, int]:
+    longest = {t: 1 for t in g.terminals}
+    levels = g.levels or {}
+    for nt in sorted(levels, key=lambda x: -levels[x]):
+        longest[nt] = max(sum(longest[s] for s in r.rhs) for r in g.rules_of(nt))
+    return longest
+
+
+# --- flip sensitivity ---------------------------------------------------------------------------
+def flip_sensitivity(chart: Chart, strings: list[np.ndarray], per_string: int,
+                     rng: np.random.Generator) -> float | None:
+    """Fraction of random single-token substitutions that leave a string in the language."""
+    T = chart.n_terminals
+    if T < 2 or not strings or per_string < 1:
+        return None
+    flipped = []
+    for s in strings:
+        pos = rng.integers(0, len(s), per_string)
+        shift = rng.integers(1, T, per_string)
+        for p, d in zip(pos, shift):
+            f = s.copy()
+            f[p] = (f[p] + d) % T
+            flipped.append(f)
+    return float(np.mean(chart.accepts(flipped)))

@@ -1,0 +1,375 @@
+"""The exact chart: membership, parse counts, probabilities, repairs and next-token truth.
+
+One dynamic program — the inside recurrence, "a span's value is the semiring sum over rules and
+split points of the semiring product of its children's values" — run over the semirings of
+`cfglab.grammar.semiring`:
+
+    accepts(strings)             boolean        np.ndarray[bool]       (n,)
+    count_parses(strings)        counting       list[int]              exact; big ints when needed
+    log_inside(strings)          log_inside     np.ndarray[float64]    (n,) log P(string), -inf if
+                                                                       not in the language
+    min_substitutions(strings,   min_plus       list[Repair]           fewest token substitutions
+      editable=None)                                                   and one repaired string
+                                                                       (editable[i]: only the
+                                                                       first k tokens may change)
+    next_token_distributions(s)  log_inside +   np.ndarray (len+1, 1+T) row k = P(token k |
+                                 forward pass                           tokens[:k]) over
+                                                                       [EOS, t_0 .. t_{T-1}]
+    next_token_batch(strings)    the same for many strings
+    parse_trees(string, limit)   boolean chart read back top-down: up to `limit` Trees
+    derivable_spans(strings)     boolean        every (nonterminal, start, end) derivable on its own
+    verify(strings)              list[Verdict(valid, parses, substitutions)]
+
+Strings are sequences of terminal ids (0..T-1, the grammar's declared order); `Grammar.encode`
+makes them from names. Rule weights are normalised per left side (a PCFG).
+
+Three schedules of the same recurrence, chosen by the grammar:
+  * non-recursive grammars (the paper's): chart_sparse — only derivable spans, level by level,
+    all strings of a batch at once. Strings longer than the grammar's longest string are
+    rejected without work.
+  * min-plus over a non-recursive grammar: chart_window — dense arrays over bounded span lengths
+    (nearly every span is derivable at some price), after a sparse pass with budget 1 has
+    settled the strings one substitution away.
+  * recursive grammars: chart_general — CKY by span length over the binarised grammar with
+    unit-rule closures, O(n³); strings are limited to `GENERAL_MAX_TOKENS`.
+
+Next-token rows: EOS is P(string == tokens[:k]); a row of zeros means tokens[:k] is not a prefix
+of any string of the language (the conditional distribution does not exist). The forward pass
+counts a pending right sibling as finishing with probability 1, which is exact for consistent
+PCFGs: every non-recursive grammar, and recursive ones whose weights leak no mass into endless
+derivations. For a leaking recursive PCFG the rows are normalised but only approximate.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import islice
+from typing import NamedTuple
+
+import numpy as np
+
+from cfglab.errors import CfglabError
+from cfglab.grammar import chart_general, chart_sparse, chart_window
+from cfglab.grammar.core import Grammar
+from cfglab.grammar.sample import Tree
+from cfglab.grammar.semiring import (BIG_COUNTING, BOOLEAN, COUNTING, EXACT_FLOAT_LIMIT,
+                                     LOG_INSIDE, MIN_PLUS, Semiring)
+
+GENERAL_MAX_TOKENS = 400  # recursive grammars: the O(n³) chart's bound on one string
+_BATCH_TOKENS = 100_000  # strings per sparse batch are grouped up to this many tokens
+
+StringLike = Sequence[int] | np.ndarray
+
+
+class Repair(NamedTuple):
+    """The fewest substitutions making a string valid, and one valid string that achieves it.
+
+    `substitutions` is None when no substitution can help: no string of the language has this
+    length (substitutions keep the length), or none differs from it only where edits are
+    allowed. Then `repaired` is None too.
+    """
+
+    substitutions: int | None
+    repaired: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    valid: bool
+    parses: int | None  # None: infinitely many (a unit cycle)
+    substitutions: int | None
+
+
+class Chart:
+    """Precompiled chart tables for one grammar; reusable across calls.
+
+    `general=True` forces the O(n³) chart of recursive grammars onto any grammar (a cross-check).
+    """
+
+    def __init__(self, grammar: Grammar, general: bool = False) -> None:
+        self.grammar = grammar
+        self.n_terminals = len(grammar.terminals)
+        self.recursive = general or grammar.levels is None
+        if self.recursive:
+            self._general = chart_general.GeneralTables.build(grammar)
+            self._reading = chart_sparse.SparseTables.plain(grammar)
+            self.max_length: int | None = None
+        else:
+            self._sparse = chart_sparse.SparseTables.build(grammar)
+            self._lengths = chart_window.yield_lengths(self._sparse)
+            self._reading = self._sparse
+            self.max_length = self._sparse.max_yield
+
+    # --- the semirings, string by string ---------------------------------------------------
+    def accepts(self, strings: Sequence[StringLike]) -> np.ndarray:
+        """Membership of each string."""
+        return np.array([v is not None for v in self._root_values(strings, BOOLEAN)], dtype=bool)
+
+    def count_parses(self, strings: Sequence[StringLike]) -> list[int]:
+        """Exact number of parse trees of each string (0 outside the language)."""
+        counts = self._root_values(strings, COUNTING, check_exact=True)
+        return [0 if c is None else int(c) for c in counts]
+
+    def log_inside(self, strings: Sequence[StringLike]) -> np.ndarray:
+        """log P(string) under the PCFG (rule weights normalised per left side); -inf outside."""
+        vals = self._root_values(strings, LOG_INSIDE)
+        return np.array([-np.inf if v is None else float(v) for v in vals])
+
+    def min_substitutions(self, strings: Sequence[StringLike],
+                          editable: Sequence[int] | None = None) -> list[Repair]:
+        """Fewest token substitutions that make each string valid, with a repaired string.
+
+        editable[i] = k allows substitutions only among the first k tokens of string i.
+        """
+        strings = self._check(strings)
+        edit = [None] * len(strings) if editable is None else [int(k) for k in editable]
+        if len(edit) != len(strings):
+            raise ValueError("editable needs one prefix length per string")
+        out: list[Repair | None] = [None] * len(strings)
+        todo = []
+        for i, s in enumerate(strings):
+            if len(s) == 0 or (self.max_length is not None and len(s) > self.max_length):
+                out[i] = Repair(None, None)
+            else:
+                todo.append(i)
+        if not self.recursive:
+            todo = self._repairs_within_one(strings, edit, todo, out)
+        for i in todo:
+            out[i] = self._repair(strings[i], edit[i])
+        return out  # type: ignore[return-value]
+
+    def verify(self, strings: Sequence[StringLike]) -> list[Verdict]:
+        """Membership, parse count and substitutions of each string (repairs only where needed)."""
+        strings = self._check(strings)
+        try:
+            counts: list[int | None] = list(self.count_parses(strings))
+        except chart_general.InfiniteParsesError:
+            counts = [None if ok else 0 for ok in self.accepts(strings)]
+        valid = [c is None or c > 0 for c in counts]
+        bad = [i for i, ok in enumerate(valid) if not ok]
+        repairs = dict(zip(bad, self.min_substitutions([strings[i] for i in bad])))
+        return [Verdict(ok, c, 0 if ok else repairs[i].substitutions)
+                for i, (ok, c) in enumerate(zip(valid, counts))]
+
+    # --- next-token truth --------------------------------------------------------------------
+    def next_token_distributions(self, string: StringLike) -> np.ndarray:
+        """(len+1, 1+T): row k is P(token k | tokens[:k]) over [EOS, t_0, ..., t_{T-1}]."""
+        return self.next_token_batch([string])[0]
+
+    def next_token_batch(self, strings: Sequence[StringLike]) -> list[np.ndarray]:
+        strings = self._check(strings)
+        if self.recursive:
+            return [self._next_general(s) for s in strings]
+        out: list[np.ndarray] = []
+        for chunk in _chunks(strings):
+            out.extend(self._next_sparse(chunk))
+        return out
+
+    def _next_sparse(self, strings: list[np.ndarray]) -> list[np.ndarray]:
+        t = self._sparse
+        batch = chart_sparse.Batch.of(strings)
+        chart = chart_sparse.inside(t, batch, LOG_INSIDE)
+        sym, pos, val = chart_sparse.forward(t, batch, chart)
+        logits = np.full((batch.width, 1 + self.n_terminals), -np.inf)
+        logits[pos, 1 + sym] = val
+        root = np.flatnonzero(chart.sym == t.start)
+        from_base = np.isin(chart.start[root], batch.base)
+        logits[chart.end[root[from_base]], 0] = chart.val[root[from_base]]
+        rows = _normalise(logits)
+        return [rows[b : b + n + 1] for b, n in zip(batch.base, batch.length)]
+
+    def _next_general(self, s: np.ndarray) -> np.ndarray:
+        self._general_bound(s)
+        t = self._general
+        log_in = chart_general.inside(t, s, LOG_INSIDE)
+        f = chart_general.forward(t, s, log_in)
+        logits = np.full((len(s) + 1, 1 + self.n_terminals), -np.inf)
+        logits[:, 1:] = f[: self.n_terminals].T
+        logits[1:, 0] = log_in[t.start, 0, 1 : len(s) + 1]
+        return _normalise(logits)
+
+    # --- trees ---------------------------------------------------------------------------------
+    def parse_trees(self, string: StringLike, limit: int = 2) -> list[Tree]:
+        """Up to `limit` distinct parse trees of the string (none if it is not in the language)."""
+        (s,) = self._check([string])
+        if len(s) == 0 or (self.max_length is not None and len(s) > self.max_length):
+            return []
+        chart = self._spanset(s, BOOLEAN)
+        reader = chart_sparse.TreeReader(self._reading, chart)
+        with _deep_trees(len(s)):
+            return list(islice(reader.trees(self._reading.start, 0, len(s)), limit))
+
+    def derivable_spans(self, strings: Sequence[StringLike]) -> list[np.ndarray]:
+        """Per string, an (m, 3) array of (nonterminal index into grammar.nonterminals, start,
+        end): every span [start, end) that some nonterminal derives, on its own, whether or not
+        a parse of the whole string uses it (the string's local readings)."""
+        strings = self._check(strings)
+        if self.recursive:
+            return [self._general_spans(s) for s in strings]
+        t, T = self._sparse, self.n_terminals
+        own = np.array([self.grammar.symbol_ids[name] - T for name in t.names[T:]], dtype=np.int64)
+        out = []
+        for chunk in _chunks(strings):
+            batch = chart_sparse.Batch.of(chunk)
+            chart = chart_sparse.inside(t, batch, BOOLEAN)
+            nt = chart.sym >= T
+            which = np.searchsorted(batch.base, chart.start[nt], "right") - 1
+            rows = np.stack([own[chart.sym[nt] - T], chart.start[nt] - batch.base[which],
+                             chart.end[nt] - batch.base[which]], axis=1)
+            order = np.argsort(which, kind="stable")
+            cuts = np.searchsorted(which[order], np.arange(1, len(chunk)))
+            out.extend(np.split(rows[order], cuts))
+        return out
+
+    def _general_spans(self, s: np.ndarray) -> np.ndarray:
+        if len(s) == 0:
+            return np.zeros((0, 3), dtype=np.int64)
+        self._general_bound(s)
+        v = chart_general.inside(self._general, s, BOOLEAN)
+        v = v[self.n_terminals : self._reading.n_symbols]
+        nt, start, length = np.nonzero(v)
+        return np.stack([nt, start, start + length], axis=1).astype(np.int64)
+
+    # --- internals -----------------------------------------------------------------------------
+    def _check(self, strings: Sequence[StringLike]) -> list[np.ndarray]:
+        out = []
+        for i, s in enumerate(strings):
+            a = np.asarray(s, dtype=np.int64).reshape(-1)
+            if len(a) and (a.min() < 0 or a.max() >= self.n_terminals):
+                raise ValueError(f"string {i}: terminal ids must lie in 0..{self.n_terminals - 1}")
+            out.append(a)
+        return out
+
+    def _general_bound(self, s: np.ndarray) -> None:
+        if len(s) > GENERAL_MAX_TOKENS:
+            raise CfglabError(
+                f"a string of {len(s)} tokens is too long for the chart of a recursive grammar "
+                f"(at most {GENERAL_MAX_TOKENS}: its cost grows with the cube of the length)")
+
+    def _root_values(self, strings: Sequence[StringLike], sr: Semiring,
+                     check_exact: bool = False) -> list:
+        """The start symbol's value over each whole string; None where it is zero."""
+        strings = self._check(strings)
+        if self.recursive:
+            return [self._general_root(s, sr, check_exact) for s in strings]
+        out: list = [None] * len(strings)
+        idx = [i for i, s in enumerate(strings) if 0 < len(s) <= self.max_length]
+        for chunk in _chunks(idx, key=lambda i: len(strings[i])):
+            batch = chart_sparse.Batch.of([strings[i] for i in chunk])
+            vals = self._sparse_roots(batch, sr)
+            if check_exact and any(v is not None and v >= EXACT_FLOAT_LIMIT for v in vals):
+                vals = self._sparse_roots(batch, BIG_COUNTING)
+            for i, v in zip(chunk, vals):
+                out[i] = v
+        return out
+
+    def _sparse_roots(self, batch: chart_sparse.Batch, sr: Semiring) -> list:
+        t = self._sparse
+        chart = chart_sparse.inside(t, batch, sr)
+        if sr is COUNTING and len(chart.val) and chart.val.max() >= EXACT_FLOAT_LIMIT:
+            return [EXACT_FLOAT_LIMIT] * len(batch.base)  # not exact: the caller recounts
+        hit = chart.find(t.start, batch.base, batch.base + batch.length)
+        return [chart.val[h] if h >= 0 else None for h in hit]
+
+    def _general_root(self, s: np.ndarray, sr: Semiring, check_exact: bool):
+        if len(s) == 0:
+            return None
+        self._general_bound(s)
+        v = chart_general.inside(self._general, s, sr)
+        if check_exact and v.max() >= EXACT_FLOAT_LIMIT:
+            v = chart_general.inside(self._general, s, BIG_COUNTING)
+        root = v[self._general.start, 0, len(s)]
+        return None if root == sr.zero else root
+
+    def _spanset(self, s: np.ndarray, sr: Semiring) -> chart_sparse.SpanSet:
+        """One string's chart as a SpanSet over the reading tables' symbol ids."""
+        if not self.recursive:
+            return chart_sparse.inside(self._sparse, chart_sparse.Batch.of([s]), sr)
+        self._general_bound(s)
+        return self._general_spanset(chart_general.inside(self._general, s, sr), len(s), sr)
+
+    def _general_spanset(self, v: np.ndarray, n: int, sr: Semiring,
+                         limit: float | None = None) -> chart_sparse.SpanSet:
+        # V[symbol, start, length] is a window per symbol with lengths 0..n; the binarisation's
+        # intermediate symbols are left out (trees are read back with the grammar's own rules).
+        windows = {x: chart_window.Window(0, v[x, :n]) for x in range(self._reading.n_symbols)}
+        return chart_window.to_spanset(windows, sr, n, limit)
+
+    def _repairs_within_one(self, strings: list[np.ndarray], edit: list[int | None],
+                            todo: list[int], out: list) -> list[int]:
+        """Settle, in one sparse batch, the strings at most one substitution away."""
+        if not todo:
+            return todo
+        t = self._sparse
+        batch = chart_sparse.Batch.of([strings[i] for i in todo])
+        editable = np.concatenate([np.arange(len(strings[i])) < (len(strings[i]) if edit[i] is None
+                                                                 else edit[i]) for i in todo])
+        chart = chart_sparse.inside(t, batch, MIN_PLUS, budget=1, editable=editable)
+        hit = chart.find(t.start, batch.base, batch.base + batch.length)
+        reader = chart_sparse.TreeReader(t, chart)
+        rest = []
+        for k, (i, h) in enumerate(zip(todo, hit)):
+            if h < 0:
+                rest.append(i)
+                continue
+            cost, b = float(chart.val[h]), int(batch.base[k])
+            tree = next(reader.trees(t.start, b, b + len(strings[i]), cost))
+            out[i] = Repair(int(cost), self.grammar.encode(tree.leaves()).astype(np.int64))
+        return rest
+
+    def _repair(self, s: np.ndarray, editable: int | None) -> Repair:
+        if self.recursive:
+            self._general_bound(s)
+            v = chart_general.inside(self._general, s, MIN_PLUS, editable)
+            cost = float(v[self._general.start, 0, len(s)])
+        else:
+            windows = chart_window.inside(self._sparse, s, MIN_PLUS, self._lengths, editable)
+            cost = float(chart_window.value(windows, self._sparse.start, 0, len(s), MIN_PLUS))
+        if not np.isfinite(cost):
+            return Repair(None, None)
+        chart = (self._general_spanset(v, len(s), MIN_PLUS, cost) if self.recursive
+                 else chart_window.to_spanset(windows, MIN_PLUS, len(s), cost))
+        with _deep_trees(len(s)):
+            tree = next(chart_sparse.TreeReader(self._reading, chart).trees(
+                self._reading.start, 0, len(s), cost))
+            return Repair(int(cost), self.grammar.encode(tree.leaves()).astype(np.int64))
+
+
+@contextmanager
+def _deep_trees(n_tokens: int) -> Iterator[None]:
+    """Trees are read back recursively; a recursive grammar's tree can be as deep as its string
+    is long (S -> a S), a few Python frames per level."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 8 * n_tokens + 1000))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def _normalise(logits: np.ndarray) -> np.ndarray:
+    """Rows of log masses → probability rows; rows with no mass become zeros."""
+    top = logits.max(axis=1, keepdims=True)
+    alive = np.isfinite(top[:, 0])
+    p = np.zeros_like(logits)
+    p[alive] = np.exp(logits[alive] - top[alive])
+    p[alive] /= p[alive].sum(axis=1, keepdims=True)
+    return p
+
+
+def _chunks(items: list, key=len) -> list[list]:
+    """Consecutive groups of at most `_BATCH_TOKENS` tokens (a long string goes alone)."""
+    out, cur, size = [], [], 0
+    for x in items:
+        n = key(x)
+        if cur and size + n > _BATCH_TOKENS:
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(x)
+        size += n + 1
+    if cur:
+        out.append(cur)
+    return out

@@ -1,0 +1,201 @@
+"""The chart for any ε-free grammar, recursive ones included: CKY by span length, dense.
+
+The grammar is binarised (A -> X1 X2 X3 becomes @ -> X1 X2, A -> @ X3 with the rule's weight on
+the top rule) and unit rules A -> B are kept apart: after the binary rules fill a span, the unit
+closure U* (the semiring sum over unit chains, a matrix over symbols) is applied to it. The
+chart is an array V[symbol, start, length]; each span length is one vectorised step over all
+binary rules, starts and split points.
+
+Prefix probabilities use the same tables (Jelinek–Lafferty / Stolcke): F(X, k), the mass of
+partial derivations whose symbol X begins at position k with tokens[:k] derived to its left,
+is filled position by position: second children of binary rules get
+F(A, i) p(r) In(B, i, k); every symbol then passes its mass down left corners through the closure
+(I - P_L)^-1 of the left-corner matrix. F(t, k) of a terminal t is P(tokens[:k] t ...).
+
+Cost: O(n³ · binary rules) time and O(symbols · n²) memory per string; the sparse level-by-level
+chart (chart_sparse) is what non-recursive grammars use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cfglab.errors import CfglabError
+from cfglab.grammar.core import Grammar
+from cfglab.grammar.semiring import Semiring
+
+
+class InfiniteParsesError(CfglabError):
+    """A unit cycle (A -> B -> ... -> A) gives some strings infinitely many parse trees."""
+
+
+@dataclass(frozen=True)
+class GeneralTables:
+    """Binary and unit rules over symbol ids: the grammar's own ids, then intermediates."""
+
+    grammar: Grammar
+    n_terminals: int
+    n_symbols: int
+    start: int
+    bin_lhs: np.ndarray
+    bin_left: np.ndarray
+    bin_right: np.ndarray
+    bin_prob: np.ndarray
+    unit_lhs: np.ndarray
+    unit_child: np.ndarray
+    unit_prob: np.ndarray
+
+    @staticmethod
+    def build(g: Grammar) -> "GeneralTables":
+        a = g.arrays
+        n_sym = a.n_terminals + a.n_nonterminals
+        binary: list[tuple[int, int, int, float]] = []
+        unit: list[tuple[int, int, float]] = []
+        for r in range(len(a.rule_len)):
+            lhs, p = int(a.rule_lhs[r]), float(a.rule_prob[r])
+            rhs = [int(x) for x in a.rule_rhs[r, : a.rule_len[r]]]
+            if len(rhs) == 1:
+                unit.append((lhs, rhs[0], p))
+                continue
+            left = rhs[0]
+            for x in rhs[1:-1]:  # left-binarise: one fresh symbol per proper prefix
+                binary.append((n_sym, left, x, 1.0))
+                left, n_sym = n_sym, n_sym + 1
+            binary.append((lhs, left, rhs[-1], p))
+        b = np.array(binary, dtype=np.float64).reshape(-1, 4)
+        u = np.array(unit, dtype=np.float64).reshape(-1, 3)
+        return GeneralTables(
+            grammar=g, n_terminals=a.n_terminals, n_symbols=n_sym, start=a.start,
+            bin_lhs=b[:, 0].astype(np.int64), bin_left=b[:, 1].astype(np.int64),
+            bin_right=b[:, 2].astype(np.int64), bin_prob=b[:, 3],
+            unit_lhs=u[:, 0].astype(np.int64), unit_child=u[:, 1].astype(np.int64),
+            unit_prob=u[:, 2],
+        )
+
+    def unit_matrix(self) -> np.ndarray:
+        m = np.zeros((self.n_symbols, self.n_symbols))
+        np.add.at(m, (self.unit_lhs, self.unit_child), self.unit_prob)
+        return m
+
+    def left_corner_matrix(self) -> np.ndarray:
+        m = self.unit_matrix()
+        np.add.at(m, (self.bin_lhs, self.bin_left), self.bin_prob)
+        return m
+
+
+# --- closures ---------------------------------------------------------------------------------
+def unit_star(t: GeneralTables, sr: Semiring) -> np.ndarray | None:
+    """U*[A, B] = semiring sum over unit chains A ->* B (the empty chain included); None when
+    the grammar has no unit rules."""
+    if len(t.unit_lhs) == 0:
+        return None
+    u = t.unit_matrix()
+    reach = _reachability(u > 0)
+    if sr.name == "boolean":
+        return reach
+    if sr.name == "min_plus":
+        return np.where(reach, 0.0, np.inf)
+    if sr.name in ("counting", "big_counting"):
+        if np.any(np.diag(_reachability(u > 0, reflexive=False))):
+            raise InfiniteParsesError(
+                f"grammar {t.grammar.name} has a cycle of unit rules (A -> B -> ... -> A): "
+                "a string derived through it has infinitely many parse trees")
+        return _integer_star(u > 0, sr)
+    return _log(_inverse_star(u, "unit rules"))
+
+
+def _reachability(adj: np.ndarray, reflexive: bool = True) -> np.ndarray:
+    n = len(adj)
+    reach = adj.copy()
+    for _ in range(max(1, int(np.ceil(np.log2(n + 1))))):
+        reach = reach | ((reach.astype(np.int64) @ reach.astype(np.int64)) > 0)
+    return reach | np.eye(n, dtype=bool) if reflexive else reach
+
+
+def _integer_star(adj: np.ndarray, sr: Semiring) -> np.ndarray:
+    """Σ_k U^k over exact integers (U is nilpotent when acyclic)."""
+    n = len(adj)
+    u = adj.astype(object) * 1
+    total = np.eye(n, dtype=np.int64).astype(object)
+    power = total
+    for _ in range(n):
+        power = power.dot(u)
+        if not power.any():
+            break
+        total = total + power
+    return total.astype(sr.dtype)
+
+
+def _inverse_star(m: np.ndarray, what: str) -> np.ndarray:
+    """Σ_k M^k = (I - M)^-1 for a substochastic M; a CfglabError when the series diverges."""
+    n = len(m)
+    try:
+        star = np.linalg.inv(np.eye(n) - m)
+    except np.linalg.LinAlgError:
+        star = None
+    if star is None or not np.all(np.isfinite(star)) or star.min() < -1e-9:
+        raise CfglabError(f"the rule weights make the {what} of the grammar divergent "
+                          "(probability mass cycles without end); lower the cycle's weights")
+    return np.maximum(star, 0.0)
+
+
+def _log(p: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.log(np.where(p > 1e-300, p, 0.0))
+
+
+def _apply_star(star: np.ndarray | None, v: np.ndarray, sr: Semiring) -> np.ndarray:
+    """out[A, i] = ⊕_B star[A, B] ⊗ v[B, i]."""
+    if star is None:
+        return v
+    return sr.plus.reduce(sr.times(star[:, :, None], v[None, :, :]), axis=1)
+
+
+# --- the inside pass --------------------------------------------------------------------------
+def inside(t: GeneralTables, tokens: np.ndarray, sr: Semiring,
+           editable: int | None = None) -> np.ndarray:
+    """V[symbol, start, length] for one string (length 0 unused). Min-plus: a leaf costs 1 where
+    it differs from the token, and only the first `editable` tokens may differ (default all)."""
+    n = len(tokens)
+    may_differ = np.arange(n) < (n if editable is None else editable)
+    star = unit_star(t, sr)
+    v = sr.full((t.n_symbols, max(n, 1), max(n, 1) + 1), sr.zero)
+    for x in range(t.n_terminals):
+        differ = sr.zero if sr.mismatch is None else np.where(may_differ, sr.mismatch, sr.zero)
+        v[x, :n, 1] = np.where(tokens == x, sr.one, differ)
+    v[:, :n, 1] = _apply_star(star, v[:, :n, 1], sr)
+    weight = sr.rule_values(t.bin_prob)
+    for length in range(2, n + 1):
+        if len(t.bin_lhs) == 0:
+            break
+        m = n - length + 1
+        split = np.arange(1, length)
+        left = v[t.bin_left][:, :m, 1:length]  # (R, m, length-1)
+        right = v[t.bin_right[:, None, None], np.arange(m)[None, :, None] + split[None, None, :],
+                  (length - split)[None, None, :]]
+        agg = sr.times(sr.plus.reduce(sr.times(left, right), axis=2), weight[:, None])
+        spans = sr.full((t.n_symbols, m), sr.zero)
+        sr.plus.at(spans, t.bin_lhs, agg)
+        v[:, :m, length] = _apply_star(star, spans, sr)
+    return v
+
+
+# --- the forward pass (prefix probabilities) --------------------------------------------------
+def forward(t: GeneralTables, tokens: np.ndarray, log_in: np.ndarray) -> np.ndarray:
+    """F[symbol, k] = log mass of partial derivations with the symbol at k, tokens[:k] left."""
+    n = len(tokens)
+    lc = _log(_inverse_star(t.left_corner_matrix(), "left corners"))  # lc[Y, X]: Y ->* X ...
+    f = np.full((t.n_symbols, n + 1), -np.inf)
+    f[:, 0] = lc[t.start]
+    logp = np.log(t.bin_prob)
+    for k in range(1, n + 1):
+        i = np.arange(k)
+        inner = f[t.bin_lhs[:, None], i[None, :]] + log_in[t.bin_left[:, None], i[None, :],
+                                                           (k - i)[None, :]]
+        contrib = np.logaddexp.reduce(inner, axis=1) + logp
+        seed = np.full(t.n_symbols, -np.inf)
+        np.logaddexp.at(seed, t.bin_right, contrib)
+        f[:, k] = np.logaddexp.reduce(seed[:, None] + lc, axis=0)
+    return f
