@@ -1,0 +1,93 @@
+"""KL to the truth: along fresh valid strings, the grammar's next-token law against the model's.
+
+The authors' convention: at every position of every string (after BOS and after each token,
+up to and including the position where EOS is due), both distributions over {EOS} ∪ terminals get
+ε = 1e-5 added and are renormalised; the figure is the mean over all positions of KL(true ‖ model).
+The curve by position averages over the strings long enough to have that position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from cfglab.data.vocab import Vocab
+from cfglab.evaluate.judge import Judge
+
+EPS = 1e-5
+
+
+def smooth(p: np.ndarray, eps: float = EPS) -> np.ndarray:
+    """Add eps to every entry of each row and renormalise the row."""
+    q = np.asarray(p, dtype=np.float64) + eps
+    return q / q.sum(axis=-1, keepdims=True)
+
+
+def kl_rows(p_true: np.ndarray, q_model: np.ndarray, eps: float = EPS) -> np.ndarray:
+    """(rows,) KL(smooth(p) ‖ smooth(q)) in nats, row by row."""
+    p, q = smooth(p_true, eps), smooth(q_model, eps)
+    return (p * (np.log(p) - np.log(q))).sum(axis=-1)
+
+
+def kl_curves(truth: Sequence[np.ndarray], model: Sequence[np.ndarray],
+              eps: float = EPS) -> list[np.ndarray]:
+    """Per string, the KL at each of its len+1 positions."""
+    return [kl_rows(t, m, eps) for t, m in zip(truth, model)]
+
+
+def summarise(curves: Sequence[np.ndarray], eps: float = EPS) -> dict[str, Any]:
+    """Pooled mean over positions, per-string spread, and the mean curve by position."""
+    if not curves:
+        return {"n_strings": 0, "n_positions": 0, "mean": None, "by_position": [], "eps": eps}
+    pooled = np.concatenate(curves)
+    longest = max(len(c) for c in curves)
+    total, count = np.zeros(longest), np.zeros(longest)
+    for c in curves:
+        total[: len(c)] += c
+        count[: len(c)] += 1
+    per_string = np.array([c.mean() for c in curves])
+    return {
+        "n_strings": len(curves), "n_positions": int(len(pooled)),
+        "mean": float(pooled.mean()), "max": float(pooled.max()),
+        "per_string_mean_sd": [float(per_string.mean()), float(per_string.std())],
+        "by_position": [round(float(x), 7) for x in total / count],
+        "strings_at_position": count.astype(int).tolist(), "eps": eps,
+    }
+
+
+def kl_to_truth(model, judge: Judge, strings: Sequence[np.ndarray], *,  # noqa: ANN001
+                eps: float = EPS, batch_size: int = 64, device: str = "cpu") -> dict[str, Any]:
+    """KL(true ‖ model) along the given valid strings (see the module docstring)."""
+    from cfglab.evaluate.scoring import next_token_probs
+
+    vocab = Vocab(judge.n_terminals)
+    truth = judge.next_tokens(strings)
+    model_rows = next_token_probs(model, strings, vocab, batch_size, device)
+    return summarise(kl_curves(truth, model_rows, eps), eps)
+
+
+def kl_report(run_dir: str, n_strings: int = 50, seed: int = 0, eps: float = EPS,
+              batch_size: int = 64, threads: int = 0, device: str = "cpu") -> dict[str, Any]:
+    """KL of a decoder run along n fresh strings, from plain arguments (a Ray task can call it)."""
+    from cfglab.errors import CfglabError
+    from cfglab.evaluate.context import open_run
+
+    ctx = open_run(run_dir, threads, device)
+    if not ctx.is_decoder:
+        raise CfglabError(f"{run_dir}: next-token KL needs a decoder; an mlm run has "
+                          "cfglab.evaluate.mlm (KL of the masked-token conditional)")
+    return kl_for(ctx, n_strings, seed, eps, batch_size)
+
+
+def kl_for(ctx, n_strings: int, seed: int, eps: float = EPS,  # noqa: ANN001 - EvalContext
+           batch_size: int = 64) -> dict[str, Any]:
+    from cfglab.evaluate.context import derive_seed, fresh_strings
+
+    limit = ctx.context_limit
+    strings = fresh_strings(ctx.grammar, n_strings, derive_seed(seed, "kl"),
+                            max_length=None if limit is None else limit - 1)
+    result = kl_to_truth(ctx.model, ctx.judge, strings, eps=eps, batch_size=batch_size,
+                         device=ctx.device)
+    return {**result, "seed": seed, "length_limited_to": None if limit is None else limit - 1}

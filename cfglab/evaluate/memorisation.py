@@ -1,0 +1,82 @@
+"""Memorisation (beyond the paper): does the model copy its training stream, or generalise?
+
+Novelty: the share of generated strings that occur among the strings the run trained on (the
+run directory records their 64-bit hashes; a generation is hashed the same way).
+Held-out pattern: a run trained with `holdout_rule` never saw a string whose tree uses that rule.
+How often do its valid generations use the rule (in some parse tree), against how often fresh
+strings of the grammar do?
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from cfglab.data.corpus import hash_token_strings
+from cfglab.evaluate.generation import proportion
+from cfglab.evaluate.judge import Judge
+from cfglab.grammar.core import find_rule
+from cfglab.grammar.sample import sample
+
+
+def novelty(strings: Sequence[np.ndarray], valid: np.ndarray,
+            train_hashes: np.ndarray) -> dict[str, Any]:
+    """Share of generations (all, and valid ones) whose string was a training string."""
+    seen = np.isin(hash_token_strings(list(strings)), train_hashes) if len(strings) else \
+        np.zeros(0, dtype=bool)
+    valid = np.asarray(valid, dtype=bool)
+    return {"train_strings_recorded": int(len(train_hashes)),
+            "in_training": proportion(int(seen.sum()), len(seen)),
+            "valid_in_training": proportion(int((seen & valid).sum()), int(valid.sum())),
+            "novel_valid": proportion(int((~seen & valid).sum()), len(seen))}
+
+
+def holdout_usage(judge: Judge, strings: Sequence[np.ndarray], valid: np.ndarray, rule: str, *,
+                  n_reference: int, seed: int) -> dict[str, Any]:
+    """How often valid generations use `rule`, against its frequency in fresh samples."""
+    from cfglab.evaluate.context import derive_seed
+
+    index = find_rule(judge.grammar, rule)
+    kept = [s for s, v in zip(strings, valid) if v]
+    used = judge.uses_rule(kept, index) if kept else np.zeros(0, dtype=bool)
+    reference = sample(judge.grammar, n_reference, derive_seed(seed, "holdout-reference"))
+    truth = reference.uses_rule(index)
+    return {"rule": rule, "rule_index": index,
+            "generated_using": proportion(int(used.sum()), len(used)),
+            "true_frequency": proportion(int(truth.sum()), len(truth))}
+
+
+def memorisation_of(judge: Judge, strings: Sequence[np.ndarray], valid: np.ndarray,
+                    train_hashes: np.ndarray, rule: str | None, *, n_reference: int,
+                    seed: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"novelty": novelty(strings, valid, train_hashes), "holdout": None}
+    if rule:
+        out["holdout"] = holdout_usage(judge, strings, valid, rule, n_reference=n_reference,
+                                       seed=seed)
+    return out
+
+
+def memorisation_report(run_dir: str, n: int = 200, seed: int = 0, rule: str | None = None,
+                        max_length: int | None = None, batch_size: int = 256, threads: int = 0,
+                        device: str = "cpu") -> dict[str, Any]:
+    """Novelty and held-out-rule usage of n cut0 generations, from plain arguments.
+
+    `rule` defaults to the run's `holdout_rule` (none: only novelty is reported).
+    """
+    from cfglab.errors import CfglabError
+    from cfglab.evaluate.context import longest_string, open_run
+    from cfglab.evaluate.generation import accuracy_at_cut, default_max_length
+    from cfglab.runs import RunDir
+
+    ctx = open_run(run_dir, threads, device)
+    if not ctx.is_decoder:
+        raise CfglabError(f"{run_dir}: an mlm run cannot generate; memorisation needs a decoder")
+    cap = max_length or default_max_length(longest_string(ctx.grammar, seed))
+    done = accuracy_at_cut(ctx.model, ctx.judge, n, 0, max_length=cap, seed=seed,
+                           batch_size=batch_size, device=ctx.device,
+                           context_limit=ctx.context_limit)
+    hashes = RunDir(ctx.run_dir).train_string_hashes()
+    return memorisation_of(ctx.judge, done.strings, done.valid, hashes,
+                           rule or ctx.config.holdout_rule, n_reference=10 * n, seed=seed)

@@ -1,0 +1,242 @@
+"""`evaluate_run`: every measurement of a run, written to RUN_DIR/eval/.
+
+    RUN_DIR/eval/eval.json          every figure, with its N, seed and 95% interval
+    RUN_DIR/eval/generations.jsonl  one generation per line: section, cut, temperature, prompt,
+                                    completion, the whole string (as `cfglab verify` reads it),
+                                    whether it ended with EOS and the chart's verdict
+
+Sections (a decoder run has all but the encoder's; an mlm run has only `masked`):
+  accuracy      cut0 and cutK generation accuracy          generation.py
+  diversity     distinct fraction, birthday bound, entropy gap   diversity.py
+  kl            KL(true ‖ model) along fresh strings        kl.py
+  robustness    corrupted prompts × temperatures, mode switch   robustness.py
+  memorisation  novelty, held-out rule usage                 memorisation.py
+  masked        one masked token vs the true conditional     mlm.py
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cfglab.errors import CfglabError
+
+SECTIONS = ("accuracy", "diversity", "kl", "robustness", "memorisation", "masked")
+DEFAULT_CUT = 50  # the paper's cut50
+
+
+class EvalOptions(BaseModel):
+    """Every knob of an evaluation; `n` scales the sample counts left unset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(200, ge=1, description="cut0 and cutK generations; scales the other counts")
+    seed: int = 0
+    cut: int | None = Field(None, ge=1, description="K of cutK; default 50, or half the "
+                            "shortest sampled string when the grammar's strings are shorter")
+    temperature: float = Field(1.0, ge=0, description="of the accuracy generations")
+    temperatures: list[float] = Field([0.1, 0.2, 0.5, 1.0], description="robustness sweep")
+    corruption_rate: float = Field(0.15, ge=0, le=1)
+    robust_n: int | None = Field(None, ge=1, description="prompts per temperature (n / 2)")
+    kl_strings: int | None = Field(None, ge=1, description="strings for KL (n / 4)")
+    masked_strings: int | None = Field(None, ge=1, description="strings for masked tokens (n / 10)")
+    masked_per_string: int = Field(4, ge=1)
+    reference_n: int | None = Field(None, ge=1, description="fresh strings for a rule's true "
+                                    "frequency (10 n)")
+    max_length: int | None = Field(None, ge=1, description="length cap of a generated string; "
+                                   "default 1.5 x the longest of 512 fresh strings")
+    eps: float = Field(1e-5, gt=0)
+    batch_size: int = Field(256, ge=1)
+    threads: int = Field(0, ge=0, description="torch threads; 0 = all cores")
+    device: str = "cpu"
+    step: int | None = None
+    sections: list[str] = Field(list(SECTIONS))
+    write: bool = True  # write RUN_DIR/eval/
+
+    def counts(self) -> dict[str, int]:
+        n = self.n
+        return {"robust_n": self.robust_n or max(1, n // 2),
+                "kl_strings": self.kl_strings or max(1, n // 4),
+                "masked_strings": self.masked_strings or max(1, n // 10),
+                "reference_n": self.reference_n or 10 * n}
+
+
+def make_options(options: EvalOptions | dict[str, Any] | None) -> EvalOptions:
+    if isinstance(options, EvalOptions):
+        return options
+    try:
+        opts = EvalOptions(**(options or {}))
+    except ValidationError as err:
+        from cfglab.runs import format_validation_error
+
+        raise CfglabError(format_validation_error(err, "evaluation options")) from None
+    unknown = sorted(set(opts.sections) - set(SECTIONS))
+    if unknown:
+        raise CfglabError(f"unknown evaluation section(s) {', '.join(unknown)}; "
+                          f"choose from {', '.join(SECTIONS)}")
+    return opts
+
+
+Progress = Callable[[str], None]
+
+
+def evaluate_run(run_dir: str | Path, options: EvalOptions | dict[str, Any] | None = None,
+                 progress: Progress | None = None) -> dict[str, Any]:
+    """Evaluate a run directory; returns what eval.json holds (and writes it unless told not)."""
+    from cfglab.evaluate.context import open_run
+
+    opts = make_options(options)
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    ctx = open_run(run_dir, opts.threads, opts.device, opts.step)
+    result: dict[str, Any] = _header(ctx, opts)
+    lines: list[dict[str, Any]] = []
+    if ctx.is_decoder:
+        _decoder_sections(ctx, opts, result, lines, say)
+    if "masked" in opts.sections:
+        say("masked tokens")
+        result["masked"] = _timed(result, "masked", lambda: _masked(ctx, opts))
+    result["seconds"]["total"] = time.perf_counter() - started
+    if opts.write:
+        write_eval(ctx.run_dir, result, lines)
+    return result
+
+
+def _header(ctx, opts: EvalOptions) -> dict[str, Any]:  # noqa: ANN001 - EvalContext
+    return {"run_dir": str(ctx.run_dir), "step": ctx.step, "grammar": ctx.grammar.name,
+            "pe": ctx.config.pe, "decoder": ctx.is_decoder, "device": ctx.device,
+            "options": opts.model_dump(), "counts": opts.counts(), "seconds": {}}
+
+
+def _timed(result: dict[str, Any], name: str, fn: Callable[[], Any]) -> Any:
+    start = time.perf_counter()
+    value = fn()
+    result["seconds"][name] = time.perf_counter() - start
+    return value
+
+
+def _decoder_sections(ctx, opts: EvalOptions, result: dict[str, Any],  # noqa: ANN001
+                      lines: list[dict[str, Any]], say: Progress) -> None:
+    from cfglab.evaluate.context import longest_string
+    from cfglab.evaluate.generation import default_max_length
+
+    secs, counts = set(opts.sections), opts.counts()
+    cap = opts.max_length or default_max_length(longest_string(ctx.grammar, opts.seed))
+    cut = opts.cut or _default_cut(ctx, opts.seed)
+    result.update(max_length=cap, cut=cut)
+    cut0 = None
+    if secs & {"accuracy", "diversity", "memorisation", "robustness"}:
+        say(f"cut0: {opts.n} generations")
+        cut0 = _timed(result, "cut0", lambda: _generate(ctx, opts, 0, cap))
+        lines += _records(cut0, "cut0", ctx)
+    if "accuracy" in secs:
+        say(f"cut{cut}: {opts.n} generations")
+        cutk = _timed(result, f"cut{cut}", lambda: _generate(ctx, opts, cut, cap))
+        lines += _records(cutk, f"cut{cut}", ctx)
+        result["accuracy"] = {"cut0": cut0.summary(), f"cut{cut}": cutk.summary()}
+        result["timing"] = _timing([cut0, cutk])
+    if "diversity" in secs:
+        say("diversity")
+        result["diversity"] = _timed(result, "diversity", lambda: _diversity(ctx, opts, cut0))
+    if "kl" in secs:
+        say(f"KL along {counts['kl_strings']} strings")
+        result["kl"] = _timed(result, "kl", lambda: _kl(ctx, opts))
+    if "robustness" in secs:
+        say(f"robustness: {counts['robust_n']} prompts x {len(opts.temperatures)} temperatures")
+        result["robustness"] = _timed(result, "robustness",
+                                      lambda: _robustness(ctx, opts, cut, cap, cut0, lines))
+    if "memorisation" in secs:
+        say("memorisation")
+        result["memorisation"] = _timed(result, "memorisation",
+                                        lambda: _memorisation(ctx, opts, cut0))
+
+
+def _default_cut(ctx, seed: int) -> int:  # noqa: ANN001
+    """50, unless the grammar's strings are shorter: then half the shortest of 512 samples."""
+    from cfglab.grammar.sample import sample
+
+    shortest = int(sample(ctx.grammar, 512, seed).lengths.min())
+    return DEFAULT_CUT if shortest > DEFAULT_CUT else max(1, shortest // 2)
+
+
+def _generate(ctx, opts: EvalOptions, cut: int, cap: int):  # noqa: ANN001, ANN202
+    from cfglab.evaluate.generation import accuracy_at_cut
+
+    return accuracy_at_cut(ctx.model, ctx.judge, opts.n, cut, temperature=opts.temperature,
+                           max_length=cap, seed=opts.seed, batch_size=opts.batch_size,
+                           device=ctx.device, context_limit=ctx.context_limit)
+
+
+def _records(done, section: str, ctx) -> list[dict[str, Any]]:  # noqa: ANN001
+    from cfglab.evaluate.generation import records
+
+    return records(done, section, ctx.grammar)
+
+
+def _timing(runs: list) -> dict[str, Any]:
+    generate_s = sum(r.generations.seconds for r in runs)
+    check_s = sum(r.check_s for r in runs)
+    tokens = sum(r.generations.sampled for r in runs)
+    return {"generations": sum(len(r.valid) for r in runs), "tokens": tokens,
+            "generate_s": generate_s, "check_s": check_s,
+            "tokens_per_s": tokens / generate_s if generate_s > 0 else None,
+            "check_share": check_s / (generate_s + check_s) if generate_s + check_s else None}
+
+
+def _diversity(ctx, opts: EvalOptions, cut0) -> dict[str, Any]:  # noqa: ANN001
+    from cfglab.evaluate.diversity import diversity_of
+
+    out = diversity_of(ctx.model, ctx.judge, cut0.strings, cut0.valid, device=ctx.device)
+    return {**out, "temperature": cut0.temperature}
+
+
+def _kl(ctx, opts: EvalOptions) -> dict[str, Any]:  # noqa: ANN001
+    from cfglab.evaluate.kl import kl_for
+
+    return kl_for(ctx, opts.counts()["kl_strings"], opts.seed, opts.eps)
+
+
+def _robustness(ctx, opts: EvalOptions, cut: int, cap: int, cut0,  # noqa: ANN001
+                lines: list[dict[str, Any]]) -> dict[str, Any]:
+    from cfglab.evaluate.robustness import mode_switch, robust_prompts, robustness_sweep
+
+    clean = robust_prompts(ctx.grammar, opts.counts()["robust_n"], cut, opts.seed)
+    report, runs = robustness_sweep(
+        ctx.model, ctx.judge, clean, rate=opts.corruption_rate, temperatures=opts.temperatures,
+        max_length=cap, seed=opts.seed, batch_size=opts.batch_size, device=ctx.device,
+        context_limit=ctx.context_limit)
+    for done in runs:
+        lines += _records(done, "robustness", ctx)
+    return {**report, "mode_switch": mode_switch(ctx.judge, cut0, ctx.config)}
+
+
+def _memorisation(ctx, opts: EvalOptions, cut0) -> dict[str, Any]:  # noqa: ANN001
+    from cfglab.evaluate.memorisation import memorisation_of
+    from cfglab.runs import RunDir
+
+    hashes = RunDir(ctx.run_dir).train_string_hashes()
+    return memorisation_of(ctx.judge, cut0.strings, cut0.valid, hashes, ctx.config.holdout_rule,
+                           n_reference=opts.counts()["reference_n"], seed=opts.seed)
+
+
+def _masked(ctx, opts: EvalOptions) -> dict[str, Any]:  # noqa: ANN001
+    from cfglab.evaluate.mlm import masked_for
+
+    return masked_for(ctx, opts.counts()["masked_strings"], opts.masked_per_string, opts.seed,
+                      opts.eps)
+
+
+def write_eval(run_dir: Path, result: dict[str, Any], lines: list[dict[str, Any]]) -> Path:
+    """Write eval.json and generations.jsonl atomically into RUN_DIR/eval/."""
+    from cfglab.runs import write_atomic
+
+    out = Path(run_dir) / "eval"
+    out.mkdir(exist_ok=True)
+    write_atomic(out / "generations.jsonl",
+                 "".join(json.dumps(line) + "\n" for line in lines).encode())
+    write_atomic(out / "eval.json", json.dumps(result, indent=2).encode())
+    return out

@@ -1,0 +1,77 @@
+"""Shared pieces of the tests/test_eval_*.py suites: small grammars and one trained run each.
+
+The trained runs are cached per process (trained once however many test files ask for them) in a
+temporary directory removed at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+from functools import cache
+from pathlib import Path
+
+from cfglab.evaluate.judge import Judge
+from cfglab.grammar.core import Grammar
+from cfglab.grammar.dsl import parse_grammar
+
+# Eight strings of length 3-5, each with probability 1/8; no string parses two ways.
+TINY = """grammar tiny
+start S
+S -> A B | B A
+A -> "a" "b" | "b"
+B -> "c" A
+"""
+TINY_STRINGS = ["a b c a b", "a b c b", "b c a b", "b c b", "c a b a b", "c a b b", "c b a b", "c b b"]
+
+# One string: the true next token is certain at every position.
+SINGLE = """grammar single
+start S
+S -> "a" "b" "c"
+"""
+
+# Longer strings (a cut of 4 leaves room) with a rule a held-out run can avoid.
+LONGER = """grammar longer
+start S
+S -> X X Y | Y X
+X -> "a" Z | Z "b"
+Y -> Z Z "c" | "c" Z
+Z -> "a" "b" | "b" "a" "a" | "c" "a"
+"""
+
+
+def grammar(text: str) -> Grammar:
+    return parse_grammar(text)
+
+
+@cache
+def judge(text: str) -> Judge:
+    return Judge(parse_grammar(text))
+
+
+_ROOT: list[Path] = []
+
+
+def _root() -> Path:
+    if not _ROOT:
+        _ROOT.append(Path(tempfile.mkdtemp(prefix="cfglab-eval-tests-")))
+        atexit.register(shutil.rmtree, _ROOT[0], True)
+    return _ROOT[0]
+
+
+@cache
+def trained_run(pe: str = "rot", holdout_rule: str | None = None) -> Path:
+    """A tiny model trained 30 steps on LONGER (seconds on one thread)."""
+    from cfglab.runs import TrainConfig
+    from cfglab.train import train
+
+    root = _root()
+    gfile = root / "longer.cfg"
+    gfile.write_text(LONGER)
+    name = f"run-{pe}-{'holdout' if holdout_rule else 'plain'}"
+    config = TrainConfig(grammar=str(gfile), pe=pe, layers=1, heads=2, dim=16, context=64,
+                         batch=8, steps=30, lr=3e-3, threads=1, checkpoint_every=30,
+                         eval_every=30, eval_batches=1, log_every=10, chunk_strings=64,
+                         holdout_rule=holdout_rule)
+    return train(config, root / name, quiet=True)

@@ -1,0 +1,81 @@
+"""cfglab.evaluate.kl (and the scoring it reads): KL(true ‖ model) the authors' way."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from eval_support import SINGLE, TINY, judge
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cfglab.data.vocab import Vocab
+from cfglab.evaluate.baselines import OracleModel, UniformModel
+from cfglab.evaluate.context import fresh_strings
+from cfglab.evaluate.kl import EPS, kl_rows, kl_to_truth, smooth, summarise
+from cfglab.evaluate.scoring import next_token_probs, sequence_log_probs
+from cfglab.models import ModelConfig, build_model
+
+
+def test_uniform_model_kl_on_a_single_string_grammar_by_hand() -> None:
+    # Truth is one-hot on 4 outcomes (EOS, a, b, c) at each of the 4 positions of "a b c".
+    # After smoothing: the certain outcome has (1 + e)/(1 + 4e), the others e/(1 + 4e); the
+    # uniform model stays uniform, 1/4.
+    e = EPS
+    p1, p0 = (1 + e) / (1 + 4 * e), e / (1 + 4 * e)
+    by_hand = p1 * math.log(4 * p1) + 3 * p0 * math.log(4 * p0)
+    j = judge(SINGLE)
+    got = kl_to_truth(UniformModel(3), j, [np.array([0, 1, 2])])
+    assert got["n_positions"] == 4
+    assert got["mean"] == pytest.approx(by_hand, rel=1e-9)
+    assert got["by_position"] == pytest.approx([by_hand] * 4, rel=1e-6)
+
+
+def test_oracle_kl_is_zero_and_uniform_kl_is_positive() -> None:
+    j = judge(TINY)
+    strings = fresh_strings(j.grammar, 30, seed=0)
+    oracle = kl_to_truth(OracleModel(j), j, strings)
+    uniform = kl_to_truth(UniformModel(3), j, strings)
+    assert oracle["n_positions"] == sum(len(s) + 1 for s in strings)
+    assert 0 <= oracle["mean"] < 1e-5
+    assert uniform["mean"] > 0.3
+    # uniform: the KL of each truth row against 1/4, recomputed here row by row
+    truth = np.concatenate([j.next_token(s) for s in strings])
+    p = smooth(truth)
+    assert uniform["mean"] == pytest.approx(float((p * np.log(4 * p)).sum(axis=1).mean()))
+
+
+@given(st.lists(st.floats(0, 1), min_size=2, max_size=6), st.lists(st.floats(0, 1), min_size=2,
+                                                                   max_size=6))
+def test_kl_rows_is_nonnegative_and_zero_on_equal_rows(a, b) -> None:
+    n = min(len(a), len(b))
+    p, q = np.array(a[:n]) + 1e-3, np.array(b[:n]) + 1e-3
+    p, q = p / p.sum(), q / q.sum()
+    assert kl_rows(p[None], q[None])[0] >= -1e-12
+    assert abs(kl_rows(p[None], p[None])[0]) < 1e-12
+
+
+def test_summary_curve_averages_strings_that_reach_a_position() -> None:
+    s = summarise([np.array([1.0, 3.0]), np.array([2.0, 4.0, 6.0])])
+    assert s["by_position"] == [1.5, 3.5, 6.0] and s["strings_at_position"] == [2, 2, 1]
+    assert s["mean"] == pytest.approx(16 / 5) and s["n_positions"] == 5
+    assert summarise([])["mean"] is None
+
+
+def test_scoring_agrees_with_itself_across_padding() -> None:
+    """log p(x EOS) from sequence_log_probs = sum of the logs of next_token_probs' entries."""
+    torch.manual_seed(0)
+    vocab = Vocab(3)
+    model = build_model(ModelConfig(vocab_size=vocab.size, context=32, n_layer=1, n_head=2,
+                                    n_embd=16, pe="rot")).eval()
+    strings = [np.array(s) for s in ([0, 1], [2, 2, 1, 0, 1], [1], [0, 0, 0, 2])]
+    rows = next_token_probs(model, strings, vocab, batch_size=3)
+    seq = sequence_log_probs(model, strings, vocab, batch_size=3)
+    for s, r, lp in zip(strings, rows, seq):
+        assert r.shape == (len(s) + 1, 4)
+        picked = [r[i, 1 + t] for i, t in enumerate(s)] + [r[len(s), 0]]
+        assert lp == pytest.approx(float(np.log(picked).sum()), abs=1e-4)
+    alone = sequence_log_probs(model, strings[1:2], vocab)
+    assert alone[0] == pytest.approx(seq[1], abs=1e-5)
