@@ -1,0 +1,162 @@
+"""`cfglab probe` and `cfglab attention`: the paper's parse-tree probes and attention statistics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from cfglab.cli.console import err, out
+from cfglab.errors import CfglabError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("probe")(probe_command)
+    app.command("attention")(attention_command)
+
+
+def parse_layers(text: str | None) -> list[int] | None:
+    """'0,1,2' -> [0, 1, 2]; None stays None (every layer)."""
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise CfglabError(f"--layers: expected comma-separated layer numbers like 0,1,2, got {text!r}") from None
+
+
+def probe_command(
+    run_dir: Path = typer.Argument(..., help="Run directory (from `cfglab train`)."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated, 0 = embeddings (default: all)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    n: int = typer.Option(384, "--n", min=8, help="Fresh strings to train the probes on."),
+    n_test: int = typer.Option(192, "--n-test", min=8, help="Held-out strings to score on."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the probe strings and probe init."),
+    threads: int = typer.Option(0, "--threads", help="torch threads (0 = all cores)."),
+    no_controls: bool = typer.Option(False, "--no-controls", help="Skip untrained model, control task, output-only."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Probe hidden states for NT ancestors and NT-ends, beside their controls; writes RUN_DIR/probe/."""
+    from cfglab.evaluate.probes import probe_run
+
+    result = probe_run(str(run_dir), layers=parse_layers(layers), n_strings=n, n_test=n_test,
+                       seed=seed, threads=threads, quiet=quiet or as_json,
+                       controls=not no_controls)
+    if as_json:
+        out.print_json(json.dumps(result))
+        return
+    render_probe(result)
+
+
+def render_probe(result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    titles = {"ancestor": "ancestor NT (all positions)",
+              "ancestor_at_end": "ancestor NT at NT-ends (multi-head probe)",
+              "diagonal_at_end": "ancestor NT at NT-ends (diagonal probe)",
+              "boundary": "NT-end bit (all positions)"}
+    has_controls = bool(result["untrained"])
+    for metric, title in titles.items():
+        kind = "boundary" if metric == "boundary" else "ancestor"
+        levels = [str(v) for v in result["levels"][kind]]
+        table = Table(title=f"{title} — accuracy %", title_justify="left")
+        table.add_column("hidden states")
+        for v in levels:
+            table.add_column(f"level {v}", justify="right")
+        for layer in map(str, result["layers"]):
+            name = "embedding" if layer == "0" else f"layer {layer}"
+            for family, label in _families(metric, has_controls):
+                scores = (result[family].get(layer) or {}).get(metric)
+                if scores is None:
+                    continue
+                cells = [_pct(scores.get(v), family == "selectivity") for v in levels]
+                if label:
+                    table.add_row(f"[dim]  {label}[/dim]", *[f"[dim]{c}[/dim]" for c in cells])
+                else:
+                    table.add_row(name, *cells)
+            table.add_section()
+        for name, label in (("majority", "majority"), ("output_only", "output only")):
+            scores = (result.get(name) or {}).get(metric)
+            if scores:
+                table.add_row(label, *[_pct(scores.get(v)) for v in levels])
+        out.print(table)
+    out.print(f"written: {Path(result['run']) / 'probe' / 'probe.json'}"
+              + "".join(f", {p}" for p in result.get("plots", [])))
+
+
+def _families(metric: str, controls: bool) -> list[tuple[str, str]]:
+    """(result key, row label) under each layer: the trained probe, then its controls."""
+    rows = [("trained", "")]
+    if controls:
+        rows.append(("untrained", "untrained"))
+        if metric in ("ancestor", "boundary"):
+            rows.append(("selectivity", "selectivity"))
+    return rows
+
+
+def _pct(x: float | None, sign: bool = False) -> str:
+    if x is None:
+        return "–"
+    return f"{100 * x:+.1f}" if sign else f"{100 * x:.1f}"
+
+
+def attention_command(
+    run_dir: Path = typer.Argument(..., help="Run directory (from `cfglab train`)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    n: int = typer.Option(64, "--n", min=1, help="Fresh strings to average over."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the strings."),
+    threads: int = typer.Option(0, "--threads", help="torch threads (0 = all cores)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Attention by distance, and attention beyond distance at NT boundaries; writes RUN_DIR/attention/."""
+    from cfglab.evaluate.attention import attention_run
+
+    result = attention_run(str(run_dir), n_strings=n, seed=seed, threads=threads,
+                           quiet=quiet or as_json)
+    if as_json:
+        out.print_json(json.dumps(result))
+        return
+    if not result["meaningful"]:
+        err.print(f"[yellow]{result['reason']}[/yellow]")
+        return
+    render_attention(result)
+
+
+def render_attention(result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    p = result["distance"]["p"]
+    near = [d for d in (0, 1, 2, 4, 8) if d in p]
+    r_col = result["adjacency"]["r"].index(1) if 1 in result["adjacency"]["r"] else None
+    d_col = result["offset"]["delta"].index(0)
+    table = Table(title="attention by distance Ā_p, and B = A − Ā at NT-ends (mean over levels)",
+                  title_justify="left")
+    table.add_column("layer")
+    table.add_column("head")
+    for d in near:
+        table.add_column(f"Ā p={d}", justify="right")
+    table.add_column("B at NT-end (δ=0)", justify="right")
+    table.add_column("B to previous NT-end (r=1)", justify="right")
+    for l, heads in enumerate(result["distance"]["mean"]):
+        for h, curve in enumerate(heads):
+            cells = [_num(curve[p.index(d)]) for d in near]
+            off = _mean(row[d_col] for row in result["offset"]["mean_B"][l][h])
+            adj = _mean(row[r_col] for row in result["adjacency"]["mean_B"][l][h]) \
+                if r_col is not None else None
+            table.add_row(str(l + 1), str(h), *cells, _num(off, sign=True), _num(adj, sign=True))
+    out.print(table)
+    out.print(f"written: {Path(result['run']) / 'attention' / 'attention.json'}"
+              + "".join(f", {q}" for q in result.get("plots", [])))
+
+
+def _mean(values: Any) -> float | None:
+    xs = [v for v in values if v is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def _num(x: float | None, sign: bool = False) -> str:
+    if x is None:
+        return "–"
+    return f"{x:+.3f}" if sign else f"{x:.3f}"

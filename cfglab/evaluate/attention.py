@@ -1,0 +1,236 @@
+"""Attention statistics: does attention follow positions, and beyond that, NT boundaries?
+
+For layer l, head h and distance p = i − k (query i, key k; string tokens only, BOS/EOS excluded):
+
+    Ā_{l,h,p}  mean attention at distance p over every string and query
+    B = A − Ā  attention not explained by distance
+    offset     mean B over (i, k) with k − δ a level-ℓ NT-end, δ ∈ [−2, 2], queries i all
+               positions that may attend to k: a spike at δ = 0 means heads seek NT-ends
+    adjacency  mean B over pairs of level-ℓ NT-ends (i, k), k the r-th level-ℓ NT-end before i
+               (r < 0: after i, bidirectional models only): r = 1 large means an NT-end attends
+               to the previous NT-end of its level, the paper's "adjacent NT-end" finding
+
+Means of B over a set S need no second pass: mean_S B = (Σ_S A − Σ_p n_S(p) Ā_p) / |S|, with
+n_S(p) the number of pairs of S at distance p. `AttentionStats` accumulates Σ_S A and n_S string
+by string, then finishes with Ā.
+
+pos and uni heads weigh keys by distance alone, so B holds nothing: `attention_run` says so
+instead of printing numbers. Every function runs from plain arguments (a Ray task can call it).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+OFFSETS = (-2, -1, 0, 1, 2)  # δ: key k sits δ tokens after a level-ℓ NT-end
+MAX_ADJACENCY = 4  # r = 0..4 (and −4..−1 for bidirectional models)
+POSITION_ONLY = {
+    "pos": "pos heads weigh keys by a learned function of the distance alone",
+    "uni": "uni heads average a fixed window of previous tokens",
+}
+
+
+class AttentionStats:
+    """Accumulates attention maps of single strings; `result()` gives Ā and the B averages."""
+
+    def __init__(self, n_layers: int, n_heads: int, max_len: int, levels: Sequence[int],
+                 causal: bool, offsets: Sequence[int] = OFFSETS,
+                 max_adjacency: int = MAX_ADJACENCY) -> None:
+        self.L, self.H, self.max_len, self.causal = n_layers, n_heads, max_len, causal
+        self.levels, self.offsets = list(levels), list(offsets)
+        self.adjacency = list(range(0 if causal else -max_adjacency, max_adjacency + 1))
+        P = 2 * max_len - 1  # distances −(max_len−1) .. max_len−1, index p + max_len − 1
+        self.dist_sum = np.zeros((n_layers, n_heads, P))
+        self.dist_count = np.zeros(P)
+        shape_o = (len(self.levels), len(self.offsets))
+        shape_a = (len(self.levels), len(self.adjacency))
+        self.off_sum = np.zeros((n_layers, n_heads) + shape_o)
+        self.off_diff = np.zeros(shape_o + (P + 1,))  # difference arrays of n_S(p)
+        self.adj_sum = np.zeros((n_layers, n_heads) + shape_a)
+        self.adj_count = np.zeros(shape_a + (P,))
+        self.strings = 0
+
+    def add(self, maps: np.ndarray, boundaries: np.ndarray) -> None:
+        """maps (L, H, n, n) attention among one string's n tokens; boundaries (depth, n) bool."""
+        n = maps.shape[-1]
+        if n > self.max_len:
+            raise ValueError(f"string of {n} tokens, but max_len is {self.max_len}")
+        allowed = np.tril(np.ones((n, n), dtype=bool)) if self.causal else np.ones((n, n), bool)
+        A = np.where(allowed, maps, 0.0).astype(np.float64)
+        self._add_distances(A, allowed)
+        colsum = A.sum(axis=2)  # (L, H, n) attention each key receives
+        for a, level in enumerate(self.levels):
+            ends = np.flatnonzero(boundaries[level]) if level < len(boundaries) else np.zeros(0, int)
+            self._add_offsets(a, ends, colsum, n)
+            self._add_adjacency(a, ends, A)
+        self.strings += 1
+
+    def _add_distances(self, A: np.ndarray, allowed: np.ndarray) -> None:
+        n = A.shape[-1]
+        d = (np.arange(n)[:, None] - np.arange(n)[None, :] + self.max_len - 1).ravel()
+        P = self.dist_sum.shape[-1]
+        for l in range(self.L):
+            for h in range(self.H):
+                self.dist_sum[l, h] += np.bincount(d, weights=A[l, h].ravel(), minlength=P)
+        self.dist_count += np.bincount(d[allowed.ravel()], minlength=len(self.dist_count))
+
+    def _add_offsets(self, a: int, ends: np.ndarray, colsum: np.ndarray, n: int) -> None:
+        for o, delta in enumerate(self.offsets):
+            keys = ends + delta
+            keys = keys[(keys >= 0) & (keys < n)]
+            if len(keys) == 0:
+                continue
+            self.off_sum[:, :, a, o] += colsum[:, :, keys].sum(-1)
+            # queries that may attend to key k: i ≥ k (causal) or every i; distances i − k
+            lo = np.zeros_like(keys) if self.causal else -keys
+            hi = n - 1 - keys
+            np.add.at(self.off_diff[a, o], lo + self.max_len - 1, 1)
+            np.add.at(self.off_diff[a, o], hi + self.max_len, -1)
+
+    def _add_adjacency(self, a: int, ends: np.ndarray, A: np.ndarray) -> None:
+        for j, r in enumerate(self.adjacency):
+            if len(ends) <= abs(r):
+                continue
+            i, k = (ends[r:], ends[: len(ends) - r]) if r >= 0 else (ends[:r], ends[-r:])
+            self.adj_sum[:, :, a, j] += A[:, :, i, k].sum(-1)
+            np.add.at(self.adj_count[a, j], i - k + self.max_len - 1, 1)
+
+    def mean_by_distance(self) -> np.ndarray:
+        """Ā (L, H, 2·max_len − 1), NaN at distances never seen."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.dist_count > 0, self.dist_sum / self.dist_count, np.nan)
+
+    def result(self) -> dict[str, Any]:
+        abar = self.mean_by_distance()
+        abar0 = np.nan_to_num(abar)
+        seen = np.flatnonzero(self.dist_count > 0)
+        off_n = np.cumsum(self.off_diff, axis=-1)[..., :-1]  # (levels, δ, P)
+        off = _mean_b(self.off_sum, off_n, abar0)
+        adj = _mean_b(self.adj_sum, self.adj_count, abar0)
+        return {
+            "strings": self.strings,
+            "distance": {
+                "p": (seen - (self.max_len - 1)).tolist(),
+                "mean": _round(abar[:, :, seen]),
+                "pairs": self.dist_count[seen].astype(int).tolist(),
+            },
+            "levels": self.levels,
+            "offset": {"delta": self.offsets, "mean_B": _round(off),
+                       "pairs": off_n.sum(-1).astype(int).tolist()},
+            "adjacency": {"r": self.adjacency, "mean_B": _round(adj),
+                          "pairs": self.adj_count.sum(-1).astype(int).tolist()},
+        }
+
+
+def _mean_b(sum_a: np.ndarray, count: np.ndarray, abar: np.ndarray) -> np.ndarray:
+    """(L, H, sets...) mean of B = (Σ A − Σ_p n(p) Ā_p) / Σ_p n(p); NaN for empty sets."""
+    expected = np.einsum("...p,lhp->lh...", count, abar)
+    n = count.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (sum_a - expected) / n, np.nan)
+
+
+def _round(x: np.ndarray, digits: int = 8) -> list:
+    """Nested lists for JSON, NaN as null."""
+    r = np.round(x.astype(float), digits).astype(object)
+    r[np.isnan(x.astype(float))] = None
+    return r.tolist()
+
+
+def attention_levels(depth: int) -> list[int]:
+    """Levels worth a curve: all but the root (whose one NT-end is the string's last token)."""
+    return list(range(1, depth))
+
+
+def attention_run(
+    run_dir: str,
+    n_strings: int = 64,
+    seed: int = 0,
+    threads: int = 1,
+    quiet: bool = True,
+    step: int | None = None,
+    device: str = "cpu",
+    max_adjacency: int = MAX_ADJACENCY,
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Attention statistics of a run on fresh strings; writes RUN_DIR/attention/attention.json."""
+    import torch
+
+    from cfglab.evaluate.probes import probe_strings
+    from cfglab.progress import work_progress
+    from cfglab.runs import load_run
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    started = time.perf_counter()
+    loaded = load_run(run_dir, step=step, device=device)
+    config = loaded.config
+    result: dict[str, Any] = {"run": str(Path(run_dir).resolve()), "step": loaded.step,
+                              "pe": config.pe, "bidirectional": config.pe == "mlm"}
+    if config.pe in POSITION_ONLY:
+        result.update(meaningful=False, reason=(
+            f"not meaningful for {config.pe}: {POSITION_ONLY[config.pe]}, so attention is "
+            "explained by distance by construction and B = A − Ā carries no information"))
+        _write(Path(run_dir), result, plots=False)
+        return result
+    samples, dropped = probe_strings(loaded.grammar, n_strings, config.context, seed)
+    lengths = np.diff(samples.offsets)
+    stats = AttentionStats(config.layers, config.heads, int(lengths.max()),
+                           attention_levels(samples.depth), causal=config.pe != "mlm",
+                           max_adjacency=max_adjacency)
+    with work_progress("attention", len(samples), quiet) as advance:
+        for i, maps in _string_maps(loaded.model, samples, len(loaded.grammar.terminals), device):
+            stats.add(maps, samples.boundaries[:, samples.offsets[i] : samples.offsets[i + 1]])
+            advance(1)
+    result.update(meaningful=True, dropped_too_long=dropped, **stats.result())
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    _write(Path(run_dir), result, plots)
+    return result
+
+
+def _string_maps(model: Any, samples: Any, n_terminals: int, device: str, budget: float = 5e7):
+    """Yield (string index, (L, H, n, n) maps among its tokens), batching strings of equal length.
+
+    Equal lengths keep padding out of a bidirectional model's attention; batches are sized so a
+    batch's maps stay under `budget` numbers.
+    """
+    import torch
+
+    from cfglab.data.vocab import Vocab
+
+    vocab = Vocab(n_terminals)
+    lengths = np.diff(samples.offsets)
+    cfg = model.cfg
+    for n in np.unique(lengths):
+        same = np.flatnonzero(lengths == n)
+        size = max(1, int(budget // (cfg.n_layer * cfg.n_head * (n + 2) ** 2)))
+        for lo in range(0, len(same), size):
+            group = same[lo : lo + size]
+            idx = np.empty((len(group), n + 2), dtype=np.int64)
+            idx[:, 0], idx[:, -1] = vocab.bos, vocab.eos
+            for row, s in enumerate(group):
+                idx[row, 1:-1] = samples.string(s)
+            with torch.no_grad():
+                maps = model.attention_maps(torch.from_numpy(idx).to(device)).float().cpu()
+            maps = maps[:, :, :, 1 : n + 1, 1 : n + 1].numpy()  # (L, B, H, n, n)
+            for row, s in enumerate(group):
+                yield int(s), maps[:, row]
+
+
+def _write(run_dir: Path, result: dict[str, Any], plots: bool) -> None:
+    from cfglab.runs import write_atomic
+
+    out = run_dir / "attention"
+    out.mkdir(parents=True, exist_ok=True)
+    if plots:
+        from cfglab.evaluate.plots import plot_attention_boundaries, plot_attention_distance
+
+        result["plots"] = [str(plot_attention_distance(result, out / "distance.png")),
+                           str(plot_attention_boundaries(result, out / "boundaries.png"))]
+    write_atomic(out / "attention.json", json.dumps(result, indent=1).encode())

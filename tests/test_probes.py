@@ -1,0 +1,230 @@
+"""Probes: synthetic hidden states with known content, the controls, and a real run end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cfglab.evaluate.probes import (
+    ProbeData,
+    ProbeSettings,
+    Target,
+    control_labels,
+    fit_probes,
+    majority_scores,
+    make_probe_data,
+    model_features,
+    probe_strings,
+)
+from cfglab.grammar.dsl import parse_grammar
+from cfglab.grammar.sample import sample
+
+GRAMMAR = """grammar layered
+start S
+S -> A B | B A
+A -> C D | D C C
+B -> D D | C D C
+C -> "1" "2" | "3" "3" "1"
+D -> "2" "1" | "3"
+"""
+
+FAST = ProbeSettings(n_train=160, n_test=80, heads=2, pos_dim=8, epochs=4, batch=16)
+
+
+def synthetic(n: int = 240, k: int = 3, seed: int = 0, lengths: tuple[int, int] = (12, 30)) -> ProbeData:
+    """Random strings with one ancestor-like target (k classes) and one boundary-like target."""
+    rng = np.random.default_rng(seed)
+    lens = rng.integers(*lengths, size=n)
+    offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    total = int(offsets[-1])
+    ancestor = rng.choice(k, size=total, p=np.linspace(1, 2, k) / np.linspace(1, 2, k).sum())
+    boundary = (rng.random(total) < 0.3).astype(np.int64)
+    return ProbeData(
+        tokens=rng.integers(0, 3, size=total).astype(np.int32), offsets=offsets, n_train=n * 2 // 3,
+        targets=[Target("ancestor", 1, k), Target("boundary", 1, 2)],
+        labels=np.stack([ancestor, boundary]).astype(np.int64),
+        ends=np.stack([boundary.astype(bool), boundary.astype(bool)]),
+    )
+
+
+def one_hot(labels: np.ndarray, k: int) -> np.ndarray:
+    out = np.zeros((len(labels), k))
+    out[np.arange(len(labels)), labels] = 1.0
+    return out
+
+
+def encoded(data: ProbeData, noise: float = 0.1, extra: int = 8) -> torch.Tensor:
+    """Features holding every target's label one-hot at its own position, plus noise dims."""
+    rng = np.random.default_rng(1)
+    x = np.concatenate([one_hot(data.labels[g], k) for g, k in enumerate(data.classes)]
+                       + [rng.normal(size=(len(data.tokens), extra))], axis=1)
+    return torch.tensor(x + noise * rng.normal(size=x.shape), dtype=torch.float32)
+
+
+def test_linearly_encoded_labels_are_read_almost_perfectly() -> None:
+    data = synthetic()
+    s = fit_probes(encoded(data), data, FAST, causal=True, diagonal=[0])
+    assert np.all(s.all > 0.97), s.all
+    assert s.at_end[0] > 0.97 and s.diagonal[0] > 0.97
+    assert np.isnan(s.diagonal[1])  # no diagonal probe was asked for the boundary target
+
+
+def test_pure_noise_scores_the_majority_baseline() -> None:
+    data = synthetic(n=300)
+    noise = torch.randn(len(data.tokens), 4, generator=torch.Generator().manual_seed(0))
+    s = fit_probes(noise, data, FAST, causal=True, diagonal=[0])
+    base = majority_scores(data)
+    assert np.all(np.abs(s.all - base.all) < 0.03), (s.all, base.all)
+    assert abs(s.diagonal[0] - base.at_end[0]) < 0.05
+
+
+def test_the_position_weights_reach_back_but_the_diagonal_probe_cannot() -> None:
+    """A string-level label stored only in the first token's features: the multi-head probe
+    must weigh position 0 from every position; the diagonal probe sees nothing."""
+    data = synthetic()
+    lengths = np.diff(data.offsets)
+    label = np.random.default_rng(5).integers(0, 3, size=len(lengths))
+    data.labels[0] = np.repeat(label, lengths)
+    x = np.zeros((len(data.tokens), 3))
+    x[data.offsets[:-1], label] = 1.0
+    x += 0.05 * np.random.default_rng(6).normal(size=x.shape)
+    s = fit_probes(torch.tensor(x, dtype=torch.float32), data, FAST, causal=True, diagonal=[0])
+    base = majority_scores(data)
+    assert s.all[0] > 0.95
+    assert s.diagonal[0] < base.at_end[0] + 0.08
+
+
+def test_bidirectional_probe_reads_the_future_and_the_causal_one_does_not() -> None:
+    data = synthetic()
+    # token 11 holds its string's label (every string is longer): tokens 0..10 must look ahead
+    lengths = np.diff(data.offsets)
+    label = np.random.default_rng(5).integers(0, 3, size=len(lengths))
+    data.labels[0] = np.repeat(label, lengths)
+    x = np.zeros((len(data.tokens), 3))
+    x[data.offsets[:-1] + 11, label] = 1.0
+    future = torch.tensor(x + 0.05 * np.random.default_rng(6).normal(size=x.shape),
+                          dtype=torch.float32)
+    causal = fit_probes(future, data, FAST, causal=True)
+    both = fit_probes(future, data, FAST, causal=False)
+    base = majority_scores(data)
+    assert both.all[0] > 0.95
+    assert causal.all[0] < 0.8  # about half the tokens come before token 11
+
+
+def test_majority_baseline_on_a_hand_example() -> None:
+    data = synthetic(n=3, lengths=(4, 5))  # 3 strings of 4 tokens: train = strings 0, 1
+    data.labels[0] = [0, 0, 1, 2, 0, 2, 2, 2, -1, 2, 0, 1]  # train majority: 2 (4 of 7)
+    data.ends[0] = [1, 0, 0, 0, 1, 1, 0, 0, 1, 1, 1, 0]  # train ends: 0, 0, 2 -> majority 0
+    s = majority_scores(data)
+    assert s.all[0] == pytest.approx(1 / 3)  # test labels 2, 0, 1 (one is -1, unscored)
+    assert s.at_end[0] == pytest.approx(1 / 2)  # test ends: 2, 0
+
+
+def test_probe_data_from_samples_matches_the_sampler_labels() -> None:
+    g = parse_grammar(GRAMMAR)
+    s = sample(g, 50, 3)
+    data = make_probe_data(s, 30)
+    kinds = [(t.kind, t.level) for t in data.targets]
+    assert ("ancestor", 0) not in kinds  # the root is constant: no target
+    assert ("ancestor", 1) in kinds and ("boundary", 2) in kinds
+    g_anc1 = kinds.index(("ancestor", 1))
+    names = sorted({g.nonterminals[a] for a in s.ancestors[1]})
+    decoded = [names[c] for c in data.labels[g_anc1]]
+    assert decoded == [g.nonterminals[a] for a in s.ancestors[1]]
+    g_b2 = kinds.index(("boundary", 2))
+    assert data.labels[g_b2].tolist() == s.boundaries[2].astype(int).tolist()
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 4), st.integers(0, 10_000))
+def test_control_labels_are_a_function_of_the_ngram_type(n: int, seed: int) -> None:
+    data = synthetic(n=20, seed=seed)
+    data.labels[0, ::7] = -1
+    ctrl = control_labels(data, n, seed)
+    assert np.array_equal(ctrl < 0, data.labels < 0)  # the same positions are labelled
+    for g, k in enumerate(data.classes):
+        assert ctrl[g].max() < k
+    owner = np.repeat(np.arange(len(data.offsets) - 1), np.diff(data.offsets))
+    keys: dict[tuple, int] = {}
+    for i in np.flatnonzero(ctrl[0] >= 0):
+        start = data.offsets[owner[i]]
+        gram = tuple(data.tokens[max(start, i - n + 1) : i + 1]) + ((i - start) < n - 1,)
+        assert keys.setdefault(gram, ctrl[0, i]) == ctrl[0, i]
+
+
+# --- real runs ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from cfglab.runs import TrainConfig
+    from cfglab.train import train
+
+    root = tmp_path_factory.mktemp("probe_runs")
+    (root / "g.cfg").write_text(GRAMMAR)
+    out = {}
+    for pe in ("rot", "mlm"):
+        cfg = TrainConfig(grammar=str(root / "g.cfg"), pe=pe, layers=1, heads=2, dim=16,
+                          context=64, batch=8, steps=30, threads=1, checkpoint_every=30)
+        out[pe] = train(cfg, root / pe, quiet=True)
+    return out
+
+
+def test_model_features_match_a_direct_forward(runs: dict[str, Path]) -> None:
+    from cfglab.runs import load_run
+
+    for pe, run in runs.items():
+        loaded = load_run(run)
+        s, _ = probe_strings(loaded.grammar, 12, 64, 0)
+        feats = model_features(loaded.model, s.tokens, s.offsets, 3, layer=1, batch=5)
+        i = 7  # one string alone, no padding, no batching
+        x = torch.tensor([[3, *s.string(i).tolist(), 4]])
+        direct = loaded.model.forward_hidden(x)[1][0, 1:-1]
+        lo, hi = s.offsets[i], s.offsets[i + 1]
+        torch.testing.assert_close(feats[lo:hi], direct, atol=1e-5, rtol=1e-4)
+
+
+def test_probe_run_in_a_fresh_process_writes_json_and_png(runs: dict[str, Path]) -> None:
+    code = ("import json, sys; from cfglab.evaluate.probes import probe_run; "
+            "print(json.dumps(probe_run(sys.argv[1], n_strings=24, n_test=12, seed=1, threads=1)))")
+    for pe, run in runs.items():
+        done = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout)
+        assert result == json.loads((run / "probe" / "probe.json").read_text())
+        assert result["bidirectional"] == (pe == "mlm") and result["layers"] == [0, 1]
+        for family in ("trained", "untrained"):
+            for layer in ("0", "1"):
+                anc = result[family][layer]["ancestor"]
+                assert set(anc) == {str(v) for v in result["levels"]["ancestor"]}
+                assert all(0.0 <= v <= 1.0 for v in anc.values())
+        sel = result["selectivity"]["1"]["boundary"]
+        for lv, v in sel.items():
+            assert v == pytest.approx(result["trained"]["1"]["boundary"][lv]
+                                      - result["control"]["1"]["boundary"][lv], abs=2e-4)
+        assert set(result["output_only"]) >= {"ancestor", "boundary", "diagonal_at_end"}
+        assert Path(result["plots"][0]).stat().st_size > 10_000
+
+
+def test_probe_cli_json_and_bad_layers(runs: dict[str, Path]) -> None:
+    from typer.testing import CliRunner
+
+    from cfglab.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["probe", str(runs["rot"]), "--layers", "1", "--json", "--n", "16",
+                              "--n-test", "8", "--threads", "1", "--no-controls"])
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.stdout)
+    assert result["layers"] == [1] and result["untrained"] == {}
+    res = runner.invoke(app, ["probe", str(runs["rot"]), "--layers", "5", "--n", "16"])
+    assert res.exit_code != 0 and "0..1" in str(res.exception)
