@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 
-import torch
-
 from cfglab.models.attention import ATTENTIONS, LayerCache, uniform_width
 from cfglab.models.config import DECODER_PES, MLM_PES, PE, ModelConfig
 from cfglab.models.encoder import MASK_RATE, MaskedLM, mask_tokens
@@ -43,10 +41,9 @@ def _part(name: str) -> str:
     return "output head" if name.startswith("lm_head") else "other"
 
 
-def describe(cfg: ModelConfig) -> str:
-    """Parameter counts by part, one line each (built on the meta device: no memory, no time)."""
-    with torch.device("meta"):
-        model = build_model(cfg)
+def describe(cfg: ModelConfig, model: Transformer | None = None) -> str:
+    """Parameter counts by part, one line each; builds the model unless it is given."""
+    model = model if model is not None else build_model(cfg)
     counts: dict[str, int] = defaultdict(int)
     for name, p in model.named_parameters():  # shared tensors (tied head, rel table) once
         counts[_part(name)] += p.numel()

@@ -1,0 +1,402 @@
+"""Self-attention variants, chosen by position encoding from the `ATTENTIONS` registry.
+
+Every variant maps (B, T, C) -> (B, T, C) with the same call, `attn(x, start, cache)`:
+`start` is the absolute position of x[:, 0] (non-zero only when decoding with a cache) and
+`cache` a `LayerCache` the new keys/values are written into. `probs(x)` returns the attention
+probabilities through the explicit path, for analysis.
+
+- abs, rot (and mlm-abs): softmax(q k^T / sqrt(hs)) v through F.scaled_dot_product_attention;
+  rot rotates q and k by their absolute positions first (so q.k depends on i - j only).
+- rel: DeBERTa's disentangled attention (He et al. 2021, eq. 4), explicit path:
+  A_ij = q_i.k_j + q_i.kr[δ(i,j)] + k_j.qr[δ(j,i)], scaled by 1/sqrt(3 hs), with
+  δ(i,j) = clip(i - j, -k, k - 1) + k and (qr, kr) this layer's projections of a relative
+  embedding table of 2k rows shared by all layers (k = max_rel). Whole windows (training)
+  get c2p/p2c from matmuls against per-distance tables and a skew; cached decoding gathers.
+- pos: logits are a learned number per (head, distance i - j) — no queries or keys; distances
+  beyond the context share the last learned value. Training windows build the (nh, T, T)
+  Toeplitz logits by a skew (no scatter-add in the backward, which is slow on GPUs).
+- uni: head h = 1..H averages the window of width w_h = 2^h - 1 that ends at, and includes,
+  the token itself: positions j with i - w_h < j <= i. Near the start the window is cut at
+  position 0 and the average is over the i + 1 tokens there. Heads with w_h >= T therefore average
+  the whole prefix (e.g. with 16 heads and context 512, heads 10..16 all do). No queries or keys.
+pos and uni share one explicit path: a batch-independent (nh, Tq, S) probability matrix times v.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from cfglab.models.config import PE, ModelConfig
+
+
+@dataclass
+class LayerCache:
+    """One layer's keys and values for the tokens decoded so far, preallocated to `capacity`."""
+
+    k: Tensor | None  # (B, nh, capacity, hs); None for variants without keys (pos, uni)
+    v: Tensor  # (B, nh, capacity, hs)
+
+
+def distances(n_query: int, n_key: int, start: int, device: torch.device) -> Tensor:
+    """(Tq, S) matrix of i - j: query i sits at absolute position start + i, key j at j."""
+    qpos = torch.arange(start, start + n_query, device=device)
+    return qpos[:, None] - torch.arange(n_key, device=device)[None, :]
+
+
+def masked_softmax(logits: Tensor, d: Tensor | None) -> Tensor:
+    """Softmax over keys, with keys in the future (d < 0) removed when d is given."""
+    if d is not None:
+        logits = logits.masked_fill(d < 0, float("-inf"))
+    return F.softmax(logits.float(), dim=-1).to(logits.dtype)
+
+
+class _Skew(torch.autograd.Function):
+    """(..., T, L) -> (..., T, T): the rows laid flat, `drop` entries skipped, re-cut into rows
+    of `width`, the first T columns kept (a view). Autograd's own backward for the slices and
+    views zero-fills and copies the whole gradient twice; this one writes it once."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, drop: int, width: int) -> Tensor:
+        *lead, T, L = x.shape
+        ctx.geometry = (drop, width, L)
+        flat = x.reshape(*lead, T * L)
+        return flat[..., drop : drop + T * width].view(*lead, T, width)[..., :T]
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor, None, None]:
+        (drop, width, L), (*lead, T, _) = ctx.geometry, g.shape
+        out = g.new_empty(*lead, T * L)
+        out[..., :drop].zero_()
+        out[..., drop + T * width :].zero_()
+        region = out[..., drop : drop + T * width].view(*lead, T, width)
+        region[..., :T].copy_(g)
+        region[..., T:].zero_()
+        return out.view(*lead, T, L), None, None
+
+
+def skew_lower(x: Tensor) -> Tensor:
+    """(..., T, T+1) -> (..., T, T) with out[i, j] = x[i, T - i + j] for j <= i (junk above).
+
+    Music Transformer's skew: a table of per-distance columns, in reverse order, becomes the
+    Toeplitz matrix of distances i - j without a gather.
+    """
+    T = x.size(-2)
+    return _Skew.apply(x, T, T)
+
+
+def skew_upper(x: Tensor) -> Tensor:
+    """(..., T, T+1) -> (..., T, T) with out[j, i] = x[j, i - j] for i >= j (junk below)."""
+    return _Skew.apply(x, 0, x.size(-2))
+
+
+def skew_both(x: Tensor) -> Tensor:
+    """(..., T, 2T) -> (..., T, T) with out[i, j] = x[i, T - i + j] for every i, j."""
+    T = x.size(-2)
+    return _Skew.apply(x, T, 2 * T - 1)
+
+
+def causal_bias(d: Tensor, dtype: torch.dtype) -> Tensor:
+    """0 where the key is not in the future (d = i - j >= 0), -inf where it is."""
+    return torch.zeros(d.shape, dtype=dtype, device=d.device).masked_fill_(d < 0, float("-inf"))
+
+
+class Attention(nn.Module):
+    """Shared parts: head bookkeeping, the output projection, the cache, the explicit path."""
+
+    has_keys = True  # whether the cache stores keys
+
+    def __init__(self, cfg: ModelConfig, causal: bool) -> None:
+        super().__init__()
+        self.n_head, self.head_size, self.causal = cfg.n_head, cfg.head_size, causal
+        self.dropout = cfg.dropout
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def heads(self, t: Tensor) -> Tensor:  # (B, T, C) -> (B, nh, T, hs)
+        B, T, _ = t.shape
+        return t.view(B, T, self.n_head, self.head_size).transpose(1, 2)
+
+    def merge(self, y: Tensor) -> Tensor:  # (B, nh, T, hs) -> (B, T, C), projected
+        B, _, T, _ = y.shape
+        y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_size)
+        return self.resid_dropout(self.c_proj(y))
+
+    def store(self, k: Tensor | None, v: Tensor, start: int, cache: LayerCache | None):
+        """Write the new keys/values at [start, start + T) and return all of them so far."""
+        if cache is None:
+            return k, v
+        end = start + v.size(2)
+        cache.v[:, :, start:end] = v
+        if cache.k is not None and k is not None:
+            cache.k[:, :, start:end] = k
+            k = cache.k[:, :, :end]
+        return k, cache.v[:, :, :end]
+
+    def new_cache(self, batch: int, capacity: int, device: torch.device, dtype: torch.dtype):
+        shape = (batch, self.n_head, capacity, self.head_size)
+        k = torch.zeros(shape, device=device, dtype=dtype) if self.has_keys else None
+        return LayerCache(k=k, v=torch.zeros(shape, device=device, dtype=dtype))
+
+    def mix(self, p: Tensor, v: Tensor) -> Tensor:
+        """The explicit path's last step: dropout on probabilities, then p @ v."""
+        if self.training and self.dropout > 0:
+            p = F.dropout(p, self.dropout)
+        return p @ v  # (B|1, nh, Tq, S) @ (B, nh, S, hs) -> (B, nh, Tq, hs)
+
+
+class DotProductAttention(Attention):
+    """abs / mlm-abs: plain softmax(q k^T / sqrt(hs)) v through SDPA."""
+
+    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None):
+        super().__init__(cfg, causal)
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # fused q, k, v
+
+    def qkv(self, x: Tensor, start: int) -> tuple[Tensor, Tensor, Tensor]:
+        q, k, v = self.c_attn(x).chunk(3, dim=2)
+        return self.heads(q), self.heads(k), self.heads(v)  # (B, nh, T, hs) each
+
+    def forward(self, x: Tensor, start: int = 0, cache: LayerCache | None = None) -> Tensor:
+        q, k, v = self.qkv(x, start)
+        k, v = self.store(k, v, start, cache)
+        Tq, S = q.size(2), k.size(2)
+        # SDPA's is_causal aligns the mask top-left, right only when queries and keys coincide.
+        mask = None
+        if self.causal and Tq > 1 and Tq != S:
+            mask = distances(Tq, S, start, x.device) >= 0
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=self.causal and Tq > 1 and Tq == S,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.merge(y)
+
+    def probs(self, x: Tensor) -> Tensor:  # (B, nh, T, T)
+        q, k, _ = self.qkv(x, 0)
+        logits = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_size)
+        d = distances(q.size(2), k.size(2), 0, x.device) if self.causal else None
+        return masked_softmax(logits, d)
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding (Su et al. 2021): feature pairs (2m, 2m+1) of a head at position
+    t turn by t * base^(-2m/hs). One complex multiply; norm-preserving, and q.k then depends on
+    the positions' difference only."""
+
+    def __init__(self, head_size: int, base: float, context: int) -> None:
+        super().__init__()
+        inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)  # (hs/2,)
+        # cos and sin as a real (context, hs/2, 2) buffer: Module.to(dtype) would drop the
+        # imaginary part of a complex one
+        turns = torch.view_as_real(self.compute(0, context))
+        self.register_buffer("turns", turns, persistent=False)
+
+    def compute(self, start: int, n: int) -> Tensor:
+        """Unit complex numbers e^{i t θ_m} for t in [start, start + n): (n, hs/2) complex64."""
+        pos = torch.arange(start, start + n, device=self.inv_freq.device, dtype=torch.float32)
+        theta = pos[:, None] * self.inv_freq.float()[None, :]
+        return torch.polar(torch.ones_like(theta), theta)
+
+    def angles(self, start: int, n: int) -> Tensor:
+        """The cached turns inside the context, computed afresh past it."""
+        if start + n <= self.turns.size(0):
+            return torch.view_as_complex(self.turns[start : start + n].float())
+        return self.compute(start, n)
+
+    def forward(self, x: Tensor, start: int) -> Tensor:  # (B, T, n, hs), same shape out
+        B, T, n, hs = x.shape
+        z = torch.view_as_complex(x.float().view(B, T, n, hs // 2, 2))  # (B, T, n, hs/2)
+        z = z * self.angles(start, T)[:, None, :]
+        return torch.view_as_real(z).view(B, T, n, hs).to(x.dtype)
+
+
+class RotaryAttention(DotProductAttention):
+    """rot: q and k rotated by their absolute positions, then SDPA; the cache keeps rotated keys."""
+
+    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None):
+        super().__init__(cfg, causal)
+        self.rotary = Rotary(cfg.head_size, cfg.rope_base, cfg.context)
+
+    def qkv(self, x: Tensor, start: int) -> tuple[Tensor, Tensor, Tensor]:
+        B, T, C = x.shape
+        qk, v = self.c_attn(x).split([2 * C, C], dim=2)  # one split: one cheap backward
+        qk = self.rotary(qk.view(B, T, 2 * self.n_head, self.head_size), start)
+        q, k = qk.transpose(1, 2).chunk(2, dim=1)  # (B, nh, T, hs) each: q and k in one rotation
+        return q, k, self.heads(v)
+
+
+class RelativeAttention(Attention):
+    """rel: DeBERTa disentangled attention over a relative embedding table shared by all layers."""
+
+    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None):
+        super().__init__(cfg, causal)
+        assert rel_emb is not None, "rel attention needs the shared relative embedding table"
+        self.rel_emb = rel_emb  # (2k, C), owned by the model; registered here too (like tied weights)
+        self.max_rel = cfg.max_rel
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # content q, k, v
+        self.c_pos = nn.Linear(cfg.n_embd, 2 * cfg.n_embd, bias=cfg.bias)  # position q, k
+        self.scale = 1.0 / math.sqrt(3 * cfg.head_size)
+
+    def qkv(self, x: Tensor) -> tuple[Tensor, ...]:
+        """(B, nh, T, hs) each, contiguous: one copy here instead of one per matmul below."""
+        B, T, C = x.shape
+        qkv = self.c_attn(x).view(B, T, 3, self.n_head, self.head_size)
+        return qkv.permute(2, 0, 3, 1, 4).contiguous().unbind(0)
+
+    def forward(self, x: Tensor, start: int = 0, cache: LayerCache | None = None) -> Tensor:
+        q, k, v = self.qkv(x)
+        k, v = self.store(k, v, start, cache)
+        return self.merge(self.mix(self.weights(q, k, start), v))
+
+    def probs(self, x: Tensor) -> Tensor:  # (B, nh, T, T)
+        q, k, _ = self.qkv(x)
+        return self.weights(q, k, 0)
+
+    def weights(self, q: Tensor, k: Tensor, start: int) -> Tensor:
+        """q (B, nh, Tq, hs), k (B, nh, S, hs) -> probabilities (B, nh, Tq, S)."""
+        Tq, S = q.size(2), k.size(2)
+        d = distances(Tq, S, start, q.device)  # (Tq, S) i - j
+        qr, kr = self.position_projections()  # (nh, 2k, hs) each
+        q, qr = q * self.scale, qr * self.scale  # scale the small factors, not (Tq, S)
+        if self.causal and Tq == S:  # a whole causal window: skew, no gather
+            c2p, p2c = self.skewed_terms(q, k, qr, kr)
+        elif Tq == S:  # a whole bidirectional window (mlm)
+            c2p, p2c = self.skewed_terms_both(q, k, qr, kr)
+        else:
+            c2p, p2c = self.gathered_terms(q, k, qr, kr, d, start)
+        logits = (q @ k.transpose(-2, -1)).add_(c2p).add_(p2c)  # in place: no new (Tq, S) buffers
+        if self.causal:  # an additive mask: its backward is free (softmax already zeroes it)
+            logits.add_(causal_bias(d, logits.dtype))
+        return F.softmax(logits.float(), dim=-1).to(q.dtype)
+
+    def gathered_terms(self, q, k, qr, kr, d: Tensor, start: int) -> tuple[Tensor, Tensor]:
+        """Any window (cached decoding, bidirectional): c2p and p2c by gathering (B, nh, Tq, S)."""
+        Tq, S = q.size(2), k.size(2)
+        lo, hi = start - (S - 1), start + Tq - 1  # range of i - j
+        if self.causal:  # future keys are masked anyway: read them at distance 0
+            lo = max(lo, 0)
+        dc = d.clamp(min=lo)
+        c2p = self.relative_term(q, kr, dc, lo, hi)  # [i, j] = q_i . kr[δ(i, j)]
+        p2c = self.relative_term(k, qr, -dc.T, -hi, -lo).transpose(-2, -1)  # k_j . qr[δ(j, i)]
+        return c2p, p2c
+
+    def skewed_terms(self, q, k, qr, kr) -> tuple[Tensor, Tensor]:
+        """Causal (T, T) window: c2p and p2c as matmuls against per-distance tables, then skewed.
+
+        skew_lower turns q @ [0; kr[δ(T-1)], ..., kr[δ(0)]]^T into c2p[i, j] = q_i . kr[δ(i - j)]
+        (the zero row stands in for padding the scores); skew_upper mirrors it for p2c.
+        """
+        B, H, T, hs = q.shape
+        k_ = self.max_rel
+        dist = torch.arange(T, device=q.device)
+        zero = q.new_zeros(H, 1, hs)
+        kr_rev = torch.cat((zero, kr[:, dist.flip(0).clamp(max=k_ - 1) + k_]), dim=1)  # (nh, T+1, hs)
+        qr_fwd = torch.cat((qr[:, (-dist).clamp(min=-k_) + k_], zero), dim=1)  # (nh, T+1, hs)
+        c2p = skew_lower(q @ kr_rev.transpose(-2, -1))
+        p2c = skew_upper(k @ qr_fwd.transpose(-2, -1))
+        return c2p, p2c.transpose(-2, -1)  # entries above the diagonal are junk, masked later
+
+    def skewed_terms_both(self, q, k, qr, kr) -> tuple[Tensor, Tensor]:
+        """Bidirectional (T, T) window: as skewed_terms over distances T-1 .. -(T-1)."""
+        B, H, T, hs = q.shape
+        k_ = self.max_rel
+        rows = (T - torch.arange(1, 2 * T, device=q.device)).clamp(-k_, k_ - 1) + k_  # δ(T - m)
+        zero = q.new_zeros(H, 1, hs)
+        kr_t, qr_t = (torch.cat((zero, t[:, rows]), dim=1) for t in (kr, qr))  # (nh, 2T, hs)
+        c2p = skew_both(q @ kr_t.transpose(-2, -1))  # [i, j] = q_i . kr[δ(i - j)]
+        p2c = skew_both(k @ qr_t.transpose(-2, -1))  # [j, i] = k_j . qr[δ(j - i)]
+        return c2p, p2c.transpose(-2, -1)
+
+    def position_projections(self) -> tuple[Tensor, Tensor]:
+        qr, kr = self.c_pos(self.rel_emb.weight).chunk(2, dim=1)  # (2k, C) each
+        n = qr.size(0)
+        split = lambda t: t.view(n, self.n_head, self.head_size).transpose(0, 1)  # noqa: E731
+        return split(qr), split(kr)
+
+    def relative_term(self, x: Tensor, table: Tensor, d: Tensor, lo: int, hi: int) -> Tensor:
+        """out[b, h, n, m] = x[b, h, n] . table[h, δ(d[n, m])]; only rows δ(lo..hi) are read."""
+        k = self.max_rel
+        first, last = max(min(lo, k - 1), -k) + k, max(min(hi, k - 1), -k) + k
+        scores = x @ table[:, first : last + 1].transpose(-2, -1)  # (B, nh, N, rows)
+        idx = d.clamp(-k, k - 1) + (k - first)  # (N, M)
+        B, H, N, _ = scores.shape
+        return scores.gather(-1, idx.expand(B, H, N, idx.size(1)))
+
+
+class DistanceAttention(Attention):
+    """pos / uni: weights depend on the distance i - j only (no queries, no keys); causal."""
+
+    has_keys = False
+
+    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None):
+        super().__init__(cfg, causal)
+        assert causal, "distance-only attention is defined for decoders"
+        self.c_v = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)  # values only
+
+    def distance_logits(self, d: Tensor, start: int) -> Tensor:  # (Tq, S) -> (nh, Tq, S) logits
+        raise NotImplementedError
+
+    def weights(self, n_query: int, n_key: int, start: int, device: torch.device) -> Tensor:
+        d = distances(n_query, n_key, start, device)
+        return masked_softmax(self.distance_logits(d, start), d)  # (nh, Tq, S), shared by the batch
+
+    def forward(self, x: Tensor, start: int = 0, cache: LayerCache | None = None) -> Tensor:
+        _, v = self.store(None, self.heads(self.c_v(x)), start, cache)  # (B, nh, S, hs)
+        p = self.weights(x.size(1), v.size(2), start, x.device)
+        return self.merge(self.mix(p.to(v.dtype), v))
+
+    def probs(self, x: Tensor) -> Tensor:  # (B, nh, T, T)
+        B, T, _ = x.shape
+        return self.weights(T, T, 0, x.device).expand(B, -1, -1, -1)
+
+
+class PositionAttention(DistanceAttention):
+    """pos: a learned logit per (head, distance); zeros at init, i.e. uniform causal averaging."""
+
+    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None):
+        super().__init__(cfg, causal)
+        self.distance_weight = nn.Parameter(torch.zeros(cfg.n_head, cfg.context))  # (nh, context)
+
+    def distance_logits(self, d: Tensor, start: int) -> Tensor:
+        w = self.distance_weight
+        T = d.size(0)
+        if start == 0 and d.size(1) == T <= w.size(1):  # a training window: skew, no scatter-add
+            row = torch.cat((w.new_zeros(w.size(0), 1), w[:, :T].flip(-1)), dim=1)  # (nh, T+1)
+            return skew_lower(row[:, None, :].expand(-1, T, -1).contiguous())
+        return w[:, d.clamp(0, w.size(1) - 1)]
+
+
+class UniformAttention(DistanceAttention):
+    """uni: head h = 1..nh averages the 2^h - 1 most recent tokens, itself included."""
+
+    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None):
+        super().__init__(cfg, causal)
+        widths = [uniform_width(h) for h in range(1, cfg.n_head + 1)]
+        self.register_buffer("width", torch.tensor(widths), persistent=False)  # (nh,)
+
+    def distance_logits(self, d: Tensor, start: int) -> Tensor:
+        inside = d[None] < self.width[:, None, None]  # (nh, Tq, S)
+        zero = torch.zeros((), device=d.device)
+        return torch.where(inside, zero, float("-inf"))
+
+
+def uniform_width(h: int) -> int:
+    """Window width of uni head h (1-based): 2^h - 1, capped where it exceeds any sequence."""
+    return 2 ** min(h, 40) - 1
+
+
+AttentionBuilder = Callable[[ModelConfig, bool, "nn.Embedding | None"], Attention]
+
+ATTENTIONS: dict[PE, AttentionBuilder] = {
+    PE.ABS: DotProductAttention,
+    PE.REL: RelativeAttention,
+    PE.ROT: RotaryAttention,
+    PE.POS: PositionAttention,
+    PE.UNI: UniformAttention,
+}

@@ -1,0 +1,217 @@
+"""A pre-LN transformer (GPT-2 layout, GELU MLP) whose attention comes from `ATTENTIONS`.
+
+`Transformer` is the trunk shared by the decoder (`GPT`, causal, with KV-cached generation) and
+the encoder (`encoder.MaskedLM`, bidirectional). Targets are given per position (the caller
+shifts them for next-token prediction); -100 marks positions without a loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from cfglab.errors import CfglabError
+from cfglab.models.attention import ATTENTIONS, LayerCache
+from cfglab.models.config import PE, ModelConfig
+
+IGNORE_INDEX = -100  # targets with this value carry no loss (padding, unmasked mlm positions)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, cfg.mlp_ratio * cfg.n_embd, bias=cfg.bias)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(cfg.mlp_ratio * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, T, C) -> (B, T, C)
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, cfg: ModelConfig, attn: nn.Module) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.attn = attn
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: Tensor, start: int = 0, cache: LayerCache | None = None) -> Tensor:
+        x = x + self.attn(self.ln_1(x), start, cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+@dataclass
+class KVCache:
+    """Every layer's keys/values for the tokens decoded so far (see GPT.init_cache)."""
+
+    layers: list[LayerCache]
+    length: int = 0  # tokens already cached = absolute position of the next token
+    capacity: int = 0  # tokens the buffers hold
+
+    def select(self, rows: Tensor) -> KVCache:
+        """The cache of some batch rows only (a bool mask or indices), e.g. unfinished ones."""
+        layers = [
+            LayerCache(k=None if c.k is None else c.k[rows], v=c.v[rows]) for c in self.layers
+        ]
+        return KVCache(layers=layers, length=self.length, capacity=self.capacity)
+
+
+class Transformer(nn.Module):
+    """Embeddings, blocks, final LayerNorm and head; `causal` picks decoder or encoder."""
+
+    def __init__(self, cfg: ModelConfig, causal: bool) -> None:
+        super().__init__()
+        self.cfg, self.causal = cfg, causal
+        C, kind = cfg.n_embd, cfg.attention
+        self.wte = nn.Embedding(cfg.vocab_size, C)
+        self.wpe = nn.Embedding(cfg.context, C) if kind == PE.ABS else None
+        self.rel_emb = nn.Embedding(2 * cfg.max_rel, C) if kind == PE.REL else None
+        self.drop = nn.Dropout(cfg.dropout)
+        build = ATTENTIONS[kind]
+        self.blocks = nn.ModuleList(
+            Block(cfg, build(cfg, causal, self.rel_emb)) for _ in range(cfg.n_layer)
+        )
+        self.ln_f = nn.LayerNorm(C, bias=cfg.bias)
+        self.lm_head = nn.Linear(C, cfg.vocab_size, bias=False)
+        if cfg.tie_weights:
+            self.lm_head.weight = self.wte.weight
+        self.apply(_init_weights)
+        for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / (2 * cfg.n_layer) ** 0.5)
+
+    def embed(self, idx: Tensor, start: int = 0) -> Tensor:  # (B, T) -> (B, T, C)
+        x = self.wte(idx)
+        if self.wpe is not None:
+            end = start + idx.size(1)
+            if end > self.cfg.context:
+                raise CfglabError(
+                    f"abs position embeddings cover {self.cfg.context} positions, but the "
+                    f"sequence reaches position {end}; shorten it, raise context, or use "
+                    "rot/rel/pos/uni (they run past the training context)"
+                )
+            x = x + self.wpe(torch.arange(start, end, device=idx.device))
+        return self.drop(x)
+
+    def hidden(self, idx: Tensor, start: int = 0, cache: KVCache | None = None) -> list[Tensor]:
+        """Residual stream after the embedding and after every block: L + 1 of (B, T, C)."""
+        xs = [self.embed(idx, start)]
+        for i, block in enumerate(self.blocks):
+            xs.append(block(xs[-1], start, cache.layers[i] if cache else None))
+        return xs
+
+    def trunk(self, idx: Tensor, start: int = 0, cache: KVCache | None = None) -> Tensor:
+        return self.hidden(idx, start, cache)[-1]  # (B, T, C), before ln_f
+
+    def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """idx (B, T) -> logits (B, T, V), and the mean cross-entropy over targets != -100."""
+        logits = self.lm_head(self.ln_f(self.trunk(idx)))
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+        )
+        return logits, loss
+
+    def forward_hidden(self, idx: Tensor) -> list[Tensor]:
+        """Hidden states for probes: after the embedding and after each block (no ln_f)."""
+        return self.hidden(idx)
+
+    @torch.no_grad()
+    def attention_maps(self, idx: Tensor) -> Tensor:
+        """Attention probabilities (L, B, nh, T, T) through the explicit path (rows sum to 1)."""
+        x, maps = self.embed(idx), []
+        for block in self.blocks:
+            maps.append(block.attn.probs(block.ln_1(x)))
+            x = block(x)
+        return torch.stack(maps)
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameter count (shared tensors once); non_embedding drops position tables (nanoGPT)."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= sum(t.weight.numel() for t in (self.wpe, self.rel_emb) if t is not None)
+        return n
+
+
+class GPT(Transformer):
+    """The decoder: causal attention, next-token logits, KV-cached sampling."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg, causal=True)
+
+    def init_cache(self, batch: int, capacity: int | None = None) -> KVCache:
+        """Empty cache for `batch` rows and `capacity` tokens (default: the context)."""
+        capacity = capacity or self.cfg.context
+        if self.wpe is not None and capacity > self.cfg.context:
+            raise CfglabError(
+                f"abs position embeddings cover {self.cfg.context} positions; cannot decode "
+                f"{capacity} tokens (use rot/rel/pos/uni to run past the training context)"
+            )
+        p = self.wte.weight
+        layers = [b.attn.new_cache(batch, capacity, p.device, p.dtype) for b in self.blocks]
+        return KVCache(layers=layers, length=0, capacity=capacity)
+
+    def step(self, idx_new: Tensor, cache: KVCache) -> Tensor:
+        """Feed (B, Tn) new tokens after those in `cache`; returns their logits (B, Tn, V)."""
+        start, end = cache.length, cache.length + idx_new.size(1)
+        if end > cache.capacity:
+            raise CfglabError(f"KV cache holds {cache.capacity} tokens; step would reach {end}")
+        logits = self.lm_head(self.ln_f(self.trunk(idx_new, start, cache)))
+        cache.length = end
+        return logits
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        stop_token: int | None = None,
+        use_cache: bool = True,
+    ) -> Tensor:
+        """Sample up to max_new_tokens after idx (B, T0); returns (B, T0 + n).
+
+        temperature 0 means greedy. Rows that produced `stop_token` are padded with it; the loop
+        ends early once every row has. use_cache=False recomputes the whole prefix each step
+        (same random draws, so the same tokens).
+        """
+        B, T0 = idx.shape
+        cache = self.init_cache(B, T0 + max_new_tokens) if use_cache else None
+        logits = self.step(idx, cache) if cache else self(idx)[0]
+        out, done = idx, torch.zeros(B, dtype=torch.bool, device=idx.device)
+        for i in range(max_new_tokens):
+            nxt = sample_next(logits[:, -1], temperature, generator)  # (B, 1)
+            if stop_token is not None:
+                nxt = nxt.masked_fill(done[:, None], stop_token)
+                done = done | (nxt[:, 0] == stop_token)
+            out = torch.cat((out, nxt), dim=1)
+            if i + 1 == max_new_tokens or (stop_token is not None and bool(done.all())):
+                break
+            logits = self.step(nxt, cache) if cache else self(out)[0]
+        return out
+
+
+def sample_next(logits: Tensor, temperature: float, generator: torch.Generator | None) -> Tensor:
+    """(B, V) logits -> (B, 1) token ids; temperature 0 is argmax."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    probs = F.softmax(logits.float() / temperature, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
