@@ -63,6 +63,9 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, quiet: 
 
 def _prepare_run_dir(run: RunDir, config: TrainConfig, resume: bool) -> TrainConfig:
     config = config.model_copy(update={"grammar": str(Path(config.grammar).resolve())})
+    grammar = load_grammar(config.grammar)  # a bad grammar or rule fails before anything is written
+    if config.holdout_rule:
+        find_rule(grammar, config.holdout_rule)
     if run.exists():
         if not resume:
             raise CfglabError(f"{run.path} already holds a run: pass --resume to continue it, "

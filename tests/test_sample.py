@@ -103,3 +103,20 @@ def test_uses_rule_marks_strings_whose_tree_has_the_rule() -> None:
     s = sample(g, 100, 3)
     uses_a = s.uses_rule(1)
     assert uses_a.tolist() == (s.tokens == 0).tolist()
+
+
+def test_sample_cli_prints_one_line_per_string_and_never_imports_torch_or_ray() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys; from cfglab.cli import main; sys.argv=['cfglab','sample',"
+            f"'{root / 'grammars' / 'cfg3f.cfg'}','-n','3']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('HEAVY', sorted(m for m in ('torch', 'ray') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[-1] == "HEAVY []"
+    strings = out[:-1]
+    assert len(strings) == 3 and all(len(s.split()) >= 64 for s in strings)  # cfg3f: >= 64 tokens
