@@ -1,0 +1,368 @@
+"""Run a sweep on Ray Tune: the grid as trials, evaluations as Ray tasks, state for --resume.
+
+    run_sweep(load_sweep("sweeps/quick.yaml"))            # local Ray, dashboard on loopback
+    run_sweep(loaded, address="10.0.0.1:6379")             # join a running cluster
+    run_sweep(loaded, resume=True)                        # continue an interrupted sweep
+
+Trials train through `cfglab.sweep.trainable.train_trial`. When one completes, a Tune callback in
+the driver submits its evaluations (`cfglab.sweep.tasks`) as Ray tasks, so they overlap with the
+trials still training; the driver persists each result as it lands (SWEEP_DIR/results/) and
+gathers the rest at the end. A resumed sweep restores Tune's state (finished trials stay
+finished, unfinished and errored ones continue from their last checkpoint) and submits only the
+tasks with no saved result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ray import tune
+
+from cfglab.errors import CfglabError
+from cfglab.sweep.layout import TUNE_NAME, SweepDir
+from cfglab.sweep.spec import LoadedSweep, SweepPlan, TrialPlan, expand
+from cfglab.sweep.tasks import applies, run_task
+from cfglab.sweep.trainable import crash_step_from_env, train_trial
+
+Say = Callable[[str], None]
+DONE, ERROR, STOPPED = "TERMINATED", "ERROR", "STOPPED"
+
+
+@dataclass
+class SweepOutcome:
+    sweep_dir: Path
+    statuses: dict[str, str]  # trial name -> Tune status (TERMINATED, ERROR, PENDING, ...)
+    task_errors: dict[str, str] = field(default_factory=dict)  # "run/kind" -> message
+    interrupted: bool = False
+    dashboard_url: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[str]:
+        return [n for n, s in self.statuses.items() if s == ERROR]
+
+    @property
+    def unfinished(self) -> list[str]:
+        return [n for n, s in self.statuses.items() if s not in (DONE, ERROR)]
+
+
+def sweep_dir_for(loaded: LoadedSweep) -> Path:
+    """STORAGE/NAME, absolute (Tune runs trials in other working directories)."""
+    storage = loaded.spec.storage
+    if "://" in storage:
+        raise CfglabError(f"{loaded.path}: storage {storage!r}: give a filesystem path that every "
+                          "node sees (a shared mount; for an object store, mount the bucket)")
+    return (Path(storage).expanduser().resolve()) / loaded.name
+
+
+# --- Ray ---------------------------------------------------------------------------------------
+
+
+class _QuietTune(logging.Filter):
+    """Drop Tune's advice that names its Python API (`Tuner.restore(...)`): the CLI prints the
+    cfglab command that resumes instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tuner.restore(" not in record.getMessage()
+
+
+def _quiet_logs() -> None:
+    logger = logging.getLogger("ray.tune.tune")
+    if not any(isinstance(f, _QuietTune) for f in logger.filters):
+        logger.addFilter(_QuietTune())
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return s.getsockname()[1]
+            except OSError:
+                continue
+    raise CfglabError("no free port for the Ray dashboard")
+
+
+@contextmanager
+def ray_runtime(address: str | None = None, dashboard: bool = True, verbose: bool = False,
+                num_cpus: int | None = None) -> Iterator[dict[str, Any]]:
+    """Connect to Ray: the one this process already has, the cluster at `address` (or
+    RAY_ADDRESS), or a fresh local instance. Yields {"address", "dashboard_url", "local"}."""
+    import ray
+
+    if ray.is_initialized():
+        yield {"address": None, "dashboard_url": None, "local": False}
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    common = {"logging_level": logging.INFO if verbose else logging.WARNING,
+              "log_to_driver": verbose, "configure_logging": True}
+    if address:
+        ctx = ray.init(address=address, **common)
+    else:
+        # A laptop run: token authentication off (Ray 2.60 turns it on by default), and never
+        # join a cluster found by accident (address="local" starts our own).
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ctx = ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
+                       dashboard_host="127.0.0.1", dashboard_port=_free_port(8265), **common)
+    url = getattr(ctx, "dashboard_url", None) or None
+    try:
+        yield {"address": address, "dashboard_url": f"http://{url}" if url else None,
+               "local": not address}
+    finally:
+        ray.shutdown()
+
+
+# --- evaluations as Ray tasks ------------------------------------------------------------------
+
+# The live TaskPool of each sweep this process drives. Tune pickles its callbacks into the
+# experiment state and hands back copies on restore, so the callback finds the pool by key.
+_POOLS: dict[str, "TaskPool"] = {}
+
+
+class TaskPool:
+    """Evaluations of finished trials: submitted as Ray tasks, persisted as they land."""
+
+    def __init__(self, sweep: SweepDir, trials: list[TrialPlan],
+                 sections: dict[str, dict[str, Any]], cpu: float, gpu: float,
+                 threads: int) -> None:
+        self.sweep, self.sections = sweep, sections
+        self.train = {t.name: t.train for t in trials}
+        self.cpu, self.gpu, self.threads = cpu, gpu, threads
+        self.in_flight: dict[Any, tuple[str, str]] = {}  # ObjectRef -> (run, kind)
+        self.errors: dict[str, str] = {}
+        self.trials: list[Any] = []  # Tune's Trial objects, refreshed every controller step
+
+    def missing(self, name: str) -> list[str]:
+        busy = {kind for run, kind in self.in_flight.values() if run == name}
+        return [k for k in self.sections if applies(k, self.train[name])
+                and k not in busy and self.sweep.read_result(name, k) is None]
+
+    def submit(self, name: str) -> int:
+        import ray
+
+        remote = ray.remote(run_task).options(
+            num_cpus=self.cpu, num_gpus=self.gpu, max_retries=1, name=f"{name}:eval")
+        kinds = self.missing(name)
+        for kind in kinds:
+            self.errors.pop(f"{name}/{kind}", None)
+            ref = remote.remote(kind, str(self.sweep.run(name)), self.sections[kind],
+                                self.threads, "cuda" if self.gpu > 0 else "cpu")
+            self.in_flight[ref] = (name, kind)
+        return len(kinds)
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Persist whatever has finished; returns how many landed."""
+        import ray
+
+        if not self.in_flight:
+            return 0
+        ready, _ = ray.wait(list(self.in_flight), num_returns=len(self.in_flight),
+                            timeout=timeout)
+        for ref in ready:
+            name, kind = self.in_flight.pop(ref)
+            try:
+                record = ray.get(ref)
+            except Exception as err:  # the task's own exception, wrapped by Ray
+                self.errors[f"{name}/{kind}"] = _last_line(err)
+                continue
+            self.sweep.write_result(name, kind, {"run": name, **record})
+        return len(ready)
+
+    def wait_all(self, advance: Callable[[int], None] = lambda n: None) -> None:
+        while self.in_flight:
+            advance(self.poll(timeout=1.0))
+
+
+def _last_line(err: BaseException) -> str:
+    cause = getattr(err, "cause", None) or err
+    text = f"{type(cause).__name__}: {cause}".strip()
+    return text.splitlines()[-1] if text else repr(err)
+
+
+class TaskCallback(tune.Callback):
+    """Submits a trial's evaluations the moment it completes; polls them every step.
+
+    Holds only a key: Tune pickles callbacks into its experiment state and restores copies."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        pool = _POOLS.get(self.key)
+        if pool is not None:
+            pool.submit(trial.config["run"])
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        pool = _POOLS.get(self.key)
+        if pool is not None:
+            pool.trials = list(trials)
+            pool.poll()
+
+
+# --- the sweep ---------------------------------------------------------------------------------
+
+
+def _trial_name(trial: Any) -> str:
+    return trial.config["run"]
+
+
+def _context(sweep: SweepDir, trials: list[TrialPlan]) -> dict[str, Any]:
+    return {"sweep_dir": str(sweep.path),
+            "trials": {t.name: {"name": t.name, "coordinates": t.coordinates, "train": t.train}
+                       for t in trials},
+            # the sweep's own copies: what the runs started on, even if a source file changed
+            "grammar_texts": {t.coordinates["grammar"]: Path(t.train["grammar"]).read_text()
+                              for t in trials},
+            "crash_at_step": crash_step_from_env()}
+
+
+def _trainable(sweep: SweepDir, plan: SweepPlan, trials: list[TrialPlan]):
+    r = plan.spec.resources
+    return tune.with_resources(
+        tune.with_parameters(train_trial, context=_context(sweep, trials)),
+        {"cpu": r.cpu, "gpu": r.gpu})
+
+
+def _tuner(sweep: SweepDir, plan: SweepPlan, trials: list[TrialPlan], restore: bool,
+           verbose: bool):
+    trainable = _trainable(sweep, plan, trials)
+    if restore:
+        return tune.Tuner.restore(str(sweep.tune_dir), trainable=trainable,
+                                  resume_unfinished=True, resume_errored=True)
+    spec = plan.spec
+    return tune.Tuner(
+        trainable,
+        param_space={"run": tune.grid_search([t.name for t in trials])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent,
+                                    trial_name_creator=_trial_name,
+                                    trial_dirname_creator=_trial_name),
+        run_config=tune.RunConfig(
+            name=TUNE_NAME, storage_path=str(sweep.path),
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            callbacks=[TaskCallback(str(sweep.path))],
+            verbose=2 if verbose else 1, log_to_file=True),
+    )
+
+
+def _check_same_plan(sweep: SweepDir, trials: list[TrialPlan]) -> None:
+    """--resume continues the grid it started (threads and device may change, as in train)."""
+    def key(t: TrialPlan) -> dict[str, Any]:
+        return {k: v for k, v in t.train.items() if k not in ("grammar", "threads", "device")}
+
+    old = {t.name: key(t) for t in sweep.read_plan()}
+    new = {t.name: key(t) for t in trials}
+    if old != new:
+        changed = sorted(set(old) ^ set(new)) or sorted(n for n in new if old[n] != new[n])
+        raise CfglabError(
+            f"{sweep.path}: the sweep file changed since this sweep started (differs at: "
+            f"{', '.join(changed[:5])}); --resume continues the same grid: give a new `name` "
+            "for a new sweep")
+
+
+def prepare(loaded: LoadedSweep, resume: bool, say: Say) -> tuple[SweepDir, SweepPlan,
+                                                                   list[TrialPlan], bool]:
+    """Lay out the sweep directory; (dir, plan, trials, restore Tune's state?)."""
+    plan = expand(loaded)
+    sweep = SweepDir(sweep_dir_for(loaded))
+    if sweep.exists() and not resume:
+        raise CfglabError(f"{sweep.path} already holds sweep {loaded.name!r}: add --resume to "
+                          "continue it, or change `name`/`storage` for a new sweep")
+    if sweep.exists():
+        _check_same_plan(sweep, plan.trials)
+    elif resume:
+        say(f"nothing to resume in {sweep.path}: starting the sweep")
+    trials = sweep.write_plan(plan)
+    restore = sweep.has_tune_state()
+    if not restore and sweep.tune_dir.exists():  # killed before Tune saved anything
+        shutil.rmtree(sweep.tune_dir)
+    return sweep, plan, trials, restore
+
+
+def run_sweep(loaded: LoadedSweep, *, address: str | None = None, resume: bool = False,
+              dashboard: bool = True, verbose: bool = False, say: Say = print,
+              progress: Callable[[int], Any] | None = None) -> SweepOutcome:
+    """Run (or continue) a whole sweep; returns each trial's status and any task errors.
+
+    `progress(total)` may return a function advance(n) used while waiting for evaluations."""
+    started = time.perf_counter()
+    # Tune warns each time a checkpoint forces an experiment snapshot: noise for small, fast
+    # trials (the snapshots still happen).
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if not verbose:
+        _quiet_logs()
+    sweep, plan, trials, restore = prepare(loaded, resume, say)
+    spec = plan.spec
+    sections = {k: getattr(spec, k).model_dump(mode="json") for k in spec.task_kinds()}
+    say(f"{loaded.name}: {len(trials)} trials"
+        f"{' (resumed)' if restore else ''} → {sweep.path}")
+    with ray_runtime(address, dashboard, verbose) as ray_info:
+        if ray_info["dashboard_url"]:
+            say(f"Ray dashboard: {ray_info['dashboard_url']}")
+        elif ray_info["address"]:
+            say(f"joined the Ray cluster at {ray_info['address']}")
+        pool = TaskPool(sweep, trials, sections, spec.resources.task_cpu,
+                        spec.resources.task_gpu, spec.resources.task_threads)
+        _POOLS[str(sweep.path)] = pool
+        try:
+            outcome = _fit_and_gather(sweep, plan, trials, restore, verbose, pool, progress)
+        finally:
+            _POOLS.pop(str(sweep.path), None)
+    outcome.dashboard_url = ray_info["dashboard_url"]
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def _status(status: str, last_result: dict[str, Any] | None) -> str:
+    """Tune marks trials it stops on Ctrl-C TERMINATED too: done means training reported done."""
+    if status == DONE and not (last_result or {}).get("done"):
+        return STOPPED
+    return status
+
+
+def _statuses(pool: TaskPool, results: Any, trials: list[TrialPlan]) -> dict[str, str]:
+    seen = {t.config["run"]: _status(str(t.status), t.last_result) for t in pool.trials}
+    if not seen and results is not None:  # no controller step ran (everything finished before)
+        for r in results:
+            seen[r.config["run"]] = ERROR if r.error else _status(DONE, r.metrics)
+    return {t.name: seen.get(t.name, "PENDING") for t in trials}
+
+
+def _fit_and_gather(sweep: SweepDir, plan: SweepPlan, trials: list[TrialPlan], restore: bool,
+                    verbose: bool, pool: TaskPool,
+                    progress: Callable[[int], Any] | None) -> SweepOutcome:
+    results = None
+    try:
+        results = _tuner(sweep, plan, trials, restore, verbose).fit()
+    except KeyboardInterrupt:
+        pool.poll()
+        return SweepOutcome(sweep.path, _statuses(pool, None, trials), dict(pool.errors), True)
+    statuses = _statuses(pool, results, trials)
+    outcome = SweepOutcome(sweep.path, statuses)
+    if any(s not in (DONE, ERROR) for s in statuses.values()):  # Ctrl-C: Tune saved its state
+        pool.poll()
+        outcome.interrupted = True
+        outcome.task_errors = dict(pool.errors)
+        return outcome
+    for name, status in statuses.items():
+        if status == DONE:
+            pool.submit(name)
+    try:
+        if progress is not None and pool.in_flight:
+            advance = progress(len(pool.in_flight))
+            pool.wait_all(advance)
+        else:
+            pool.wait_all()
+    except KeyboardInterrupt:
+        pool.poll()
+        outcome.interrupted = True
+    outcome.task_errors = dict(pool.errors)
+    return outcome

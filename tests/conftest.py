@@ -1,0 +1,29 @@
+"""Shared fixtures. Ray is started only by tests that ask for `ray_session`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Iterator
+
+import pytest
+
+# Set for every test process (and inherited by the Ray workers and CLI subprocesses it starts).
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[str]:
+    """One small local Ray for the whole session: 2 CPUs, no dashboard, an 80 MB object store,
+    a short temp dir (socket paths have a length limit). Yields the GCS address, which a CLI
+    subprocess can join with `--address`. Shut down at the end."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    ctx = ray.init(address="local", num_cpus=2, include_dashboard=False,
+                   object_store_memory=80 * 1024 * 1024, _temp_dir="/tmp/rt",
+                   logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        yield ctx.address_info["gcs_address"]
+    finally:
+        ray.shutdown()

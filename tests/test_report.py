@@ -1,0 +1,161 @@
+"""The report: rows from a sweep directory, results.csv, plots, one self-contained HTML page."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.console import Console
+
+from cfglab.errors import CfglabError
+from cfglab.evaluate.generation import proportion
+from cfglab.evaluate.generation import wilson
+from cfglab.report import collect, flatten, headline, pooled, rich_table, write_report
+from cfglab.sweep.layout import SweepDir
+from cfglab.sweep.spec import TrialPlan
+
+TRAIN = {"grammar": "/x/g.cfg", "layers": 2, "heads": 2, "dim": 64, "context": 128, "batch": 16,
+         "steps": 100, "lr": 3e-3}
+
+
+def _trial(pe: str, fraction: float, seed: int) -> TrialPlan:
+    name = f"g-{pe}-{'clean' if not fraction else f'f{fraction:g}r0.15'}-s{seed}"
+    coords = {"grammar": "g", "size": "L2H2D64", "layers": 2, "heads": 2, "dim": 64, "pe": pe,
+              "noise_fraction": fraction, "noise_rate": 0.15 if fraction else 0.0, "seed": seed}
+    return TrialPlan(name, coords, {**TRAIN, "pe": pe, "seed": seed})
+
+
+def _evaluate(k0: int, kk: int, n: int = 50) -> dict:
+    return {"accuracy": {"cut0": {"accuracy": proportion(k0, n), "temperature": 1.0},
+                         "cut20": {"accuracy": proportion(kk, n), "temperature": 1.0}},
+            "kl": {"mean": 0.0123, "by_position": list(range(100))}}
+
+
+def _robustness(k: int, n: int = 40) -> dict:
+    rows = [{"temperature": t, "repaired": proportion(k, n),
+             "corrupted_valid": proportion(n - k, n)} for t in (0.1, 1.0)]
+    return {"by_rate": {"0.15": {"rate": 0.15, "cut": 20, "by_temperature": rows,
+                                 "mode_switch": {"invalid": proportion(3, n)}}}}
+
+
+def _probes(acc: float) -> dict:
+    layers = {str(l): {"ancestor": {"1": acc, "2": acc / 2}, "boundary": {"1": 0.9}}
+              for l in (0, 1, 2)}
+    return {"trained": layers, "untrained": {l: {"ancestor": {"1": 0.3, "2": 0.2}}
+                                             for l in layers},
+            "majority": {"ancestor": {"1": 0.25, "2": 0.25}}}
+
+
+def _metrics(run: Path, steps_done: int) -> None:
+    run.mkdir(parents=True)
+    lines = [{"step": s, "loss": 2.0 / s, "val_loss": 2.1 / s}
+             for s in range(10, steps_done + 1, 10)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
+    (run / "model_card.json").write_text(json.dumps({"parameters": 104_000, "device": "cpu"}))
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> SweepDir:
+    """A finished 2 PE x 2 noise x 2 seed sweep, plus one run that stopped half way."""
+    sweep = SweepDir(tmp_path / "sw")
+    trials = [_trial(pe, f, s) for pe in ("abs", "rot") for f in (0.0, 0.1) for s in (0, 1)]
+    sweep.path.mkdir()
+    sweep.plan_path.write_text(json.dumps([t.__dict__ for t in trials]))
+    spec = {"evaluate": {"enabled": True}, "robustness": {"enabled": True},
+            "probes": {"enabled": True}, "attention": {"enabled": False}}
+    sweep.spec_path.write_text(json.dumps({"name": "sw", "source": "s.yaml", "smoke": False,
+                                           "spec": spec}))
+    for i, t in enumerate(trials):
+        _metrics(sweep.run(t.name), 50 if t.name == "g-rot-f0.1r0.15-s1" else 100)
+        sweep.write_result(t.name, "evaluate", {"result": _evaluate(40 + i, 30 + i)})
+        sweep.write_result(t.name, "robustness", {"result": _robustness(20 + i)})
+        sweep.write_result(t.name, "probes", {"result": _probes(0.5 + i / 20)})
+        sweep.log_start(t.name, 0)
+    sweep.log_start(trials[0].name, 40)  # one retry
+    return sweep
+
+
+def test_rows_carry_coordinates_training_and_every_metric(sweep: SweepDir) -> None:
+    spec, rows = collect(sweep.path)
+    assert len(rows) == 8 and spec["name"] == "sw"
+    first = rows[0]
+    assert first["pe"] == "abs" and first["seed"] == 0 and first["status"] == "done"
+    assert first["attempts"] == 2 and rows[1]["attempts"] == 1
+    assert first["tokens"] == 100 * 16 * 128 and first["params"] == 104_000
+    assert first["final_val_loss"] == pytest.approx(2.1 / 100)
+    assert first["evaluate.accuracy.cut0.accuracy.k"] == 40
+    assert first["robustness.by_rate.0.15.by_temperature.1.repaired.k"] == 20
+    assert first["probes.trained.2.ancestor.1"] == pytest.approx(0.5)
+    assert "evaluate.kl.by_position.0" not in first  # long curves stay out of the table
+    partial = next(r for r in rows if r["run"] == "g-rot-f0.1r0.15-s1")
+    assert partial["status"] == "partial" and partial["step"] == 50
+
+
+def test_report_files(sweep: SweepDir) -> None:
+    files = write_report(sweep.path)
+    with open(files.csv) as f:
+        table = list(csv.DictReader(f))
+    assert [r["run"] for r in table] == [t.name for t in sweep.read_plan()]
+    assert table[3]["evaluate.accuracy.cut20.accuracy.k"] == str(30 + 3)
+    names = sorted(p.name for p in files.plots)
+    assert names == ["accuracy.png", "probes.png", "robustness.png", "training.png"]
+    for p in files.plots:
+        data = p.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    page = files.html.read_text()
+    # self-contained: every image inline, nothing fetched from elsewhere
+    assert page.count("data:image/png;base64,") == 4
+    assert not re.search(r"""(src|href)=["'](?!data:)""", page)
+    # the budget beside the numbers, and no overclaiming
+    page = html.unescape(page)
+    assert "2 layers × 2 heads × 64 dims (104,000 parameters)" in page
+    assert "100 steps × batch 16 = 204,800 tokens" in page
+    assert "do not test the paper's claims" in page
+    assert "did not finish training: g-rot-f0.1r0.15-s1" in page
+
+
+def test_terminal_table_shows_headline_figures(sweep: SweepDir) -> None:
+    _, rows = collect(sweep.path)
+    console = Console(width=200, record=True)
+    console.print(rich_table(rows))
+    text = console.export_text()
+    assert "g-abs-clean-s0" in text and "50/100 *" in text
+    assert f"{40 / 50:.2f}" in text and "cut20" in text and "0.012" in text
+    columns, body = headline(rows)
+    assert columns[:4] == ["run", "step", "val loss", "cut0 acc [95% CI]"]
+    lo, hi = wilson(40, 50)
+    assert body[0][3] == f"0.80 [{lo:.2f},{hi:.2f}]"
+
+
+def test_columns_without_data_are_left_out(tmp_path: Path, sweep: SweepDir) -> None:
+    for p in (sweep.path / "results").rglob("*.json"):
+        p.unlink()
+    _, rows = collect(sweep.path)
+    columns, _ = headline(rows)
+    assert columns == ["run", "step", "val loss"]
+    assert [p.name for p in write_report(sweep.path).plots] == ["training.png"]
+
+
+def test_not_a_sweep_directory(tmp_path: Path) -> None:
+    with pytest.raises(CfglabError, match="not a sweep directory"):
+        write_report(tmp_path)
+
+
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(1, 50)), min_size=1, max_size=5))
+def test_pooling_adds_counts(parts: list[tuple[int, int]]) -> None:
+    props = [{"k": min(k, n), "n": n} for k, n in parts]
+    rate, lo, hi = pooled(props)
+    k, n = sum(p["k"] for p in props), sum(p["n"] for p in props)
+    assert rate == pytest.approx(k / n) and (lo, hi) == wilson(k, n)
+    assert lo <= rate <= hi
+
+
+def test_flatten() -> None:
+    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": [[1]], "f": object()}) == \
+        {"a.b": 1, "a.c.0": 1, "a.c.1": 2, "d": None}

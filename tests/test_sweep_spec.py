@@ -1,0 +1,220 @@
+"""The sweep file: schema, located errors, smoke overrides, the grid and its run names."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cfglab.errors import CfglabError
+from cfglab.runs import TrainConfig
+from cfglab.sweep.spec import PE, expand, load_sweep, resolve_grammar
+
+REPO = Path(__file__).resolve().parents[1]
+GRAMMAR = 'grammar small\nstart S\nS -> A B | B A A\nA -> "1" "2" | "3"\nB -> "2" "2" "3" | "1"\n'
+
+GOOD = """\
+name: t
+grammars: [small]
+model:
+  pe: [abs, rot]
+  size: {layers: 1, heads: 2, dim: 16}
+train:
+  steps: 20
+  lr: 3.0e-3
+noise:
+  fractions: [0, 0.1]
+  rates: [0.15, 0.3]
+seeds: [0, 1]
+smoke:
+  train: {steps: 5}
+  seeds: [0]
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A tiny project: grammars/small.cfg and sweeps/, the layout the shipped sweeps assume."""
+    (tmp_path / "grammars").mkdir()
+    (tmp_path / "grammars" / "small.cfg").write_text(GRAMMAR)
+    (tmp_path / "sweeps").mkdir()
+    return tmp_path
+
+
+def _write(project: Path, text: str, name: str = "s.yaml") -> Path:
+    p = project / "sweeps" / name
+    p.write_text(text)
+    return p
+
+
+def _error(path: Path, smoke: bool = False) -> str:
+    with pytest.raises(CfglabError) as e:
+        load_sweep(path, smoke)
+    return str(e.value)
+
+
+def test_the_grid_is_the_product_of_the_axes(project: Path) -> None:
+    plan = expand(load_sweep(_write(project, GOOD)))
+    # 2 pe x (clean + 2 noisy) x 2 seeds: clean data appears once whatever the rates
+    assert len(plan.trials) == 2 * 3 * 2
+    names = [t.name for t in plan.trials]
+    assert len(set(names)) == len(names)
+    assert "small-rot-f0.1r0.3-s1" in names and "small-abs-clean-s0" in names
+    t = plan.trial("small-rot-f0.1r0.3-s1")
+    assert t.coordinates == {"grammar": "small", "size": "L1H2D16", "layers": 1, "heads": 2,
+                             "dim": 16, "pe": "rot", "noise_fraction": 0.1, "noise_rate": 0.3,
+                             "seed": 1}
+    config = t.config()  # a valid TrainConfig, with the axes and the train section in it
+    assert (config.pe, config.noise_fraction, config.noise_rate, config.seed) == \
+        ("rot", 0.1, 0.3, 1)
+    assert config.steps == 20 and config.lr == 3e-3 and config.layers == 1 and config.threads == 1
+    assert Path(config.grammar) == (project / "grammars" / "small.cfg").resolve()
+
+
+def test_smoke_overrides_are_merged_and_the_name_changes(project: Path) -> None:
+    path = _write(project, GOOD)
+    smoke = load_sweep(path, smoke=True)
+    assert smoke.name == "t-smoke" and smoke.spec.train.steps == 5 and smoke.spec.seeds == [0]
+    assert smoke.spec.train.lr == 3e-3  # untouched fields keep the file's values
+    full = load_sweep(path)
+    assert full.name == "t" and full.spec.train.steps == 20
+    assert len(expand(smoke).trials) == 2 * 3
+
+
+def test_smoke_without_a_smoke_section_is_refused(project: Path) -> None:
+    path = _write(project, GOOD.split("smoke:")[0])
+    assert "smoke" in _error(path, smoke=True)
+
+
+def test_unknown_keys_and_bad_values_name_the_field_and_the_line(project: Path) -> None:
+    text = GOOD.replace("  lr: 3.0e-3", "  lrr: 3.0e-3\n  batch: -4").replace(
+        "pe: [abs, rot]", "pe: [abs, rott]")
+    path = _write(project, text)
+    msg = _error(path)
+    lines = text.splitlines()
+    lrr_line = next(i for i, x in enumerate(lines, 1) if "lrr" in x)
+    batch_line = next(i for i, x in enumerate(lines, 1) if "batch" in x)
+    pe_line = next(i for i, x in enumerate(lines, 1) if "rott" in x)
+    assert f"{path}:{lrr_line}:3: train.lrr: unknown field" in msg
+    assert f"{path}:{batch_line}:" in msg and "train.batch:" in msg
+    assert f"{path}:{pe_line}:" in msg and "model.pe.1:" in msg
+
+
+def test_errors_in_the_smoke_section_point_into_it(project: Path) -> None:
+    path = _write(project, GOOD.replace("train: {steps: 5}", "train: {steps: five}"))
+    msg = _error(path)  # refused even without --smoke: a broken smoke section is a broken file
+    line = next(i for i, x in enumerate(path.read_text().splitlines(), 1) if "five" in x)
+    assert "smoke.train.steps" in msg and f"{path}:{line}:" in msg
+
+
+def test_fields_the_sweep_sets_are_refused_in_train(project: Path) -> None:
+    msg = _error(_write(project, GOOD.replace("  steps: 20", "  steps: 20\n  seed: 3")))
+    assert "train.seed: unknown field" in msg
+
+
+def test_train_section_accepts_every_other_train_config_field(project: Path) -> None:
+    loaded = load_sweep(_write(project, GOOD.replace("  steps: 20", "  steps: 20\n  warmup: 7\n"
+                                                     "  holdout_rule: \"A -> 3\"")))
+    config = expand(loaded).trials[0].config()
+    assert config.warmup == 7 and config.holdout_rule == "A -> 3"
+
+
+def test_task_options_are_checked_against_the_evaluation_functions(project: Path) -> None:
+    msg = _error(_write(project, GOOD + "probes: {enabled: true, options: {n_strngs: 3}}\n"))
+    assert "probes.options" in msg and "n_strngs" in msg and "n_strings" in msg
+    ok = load_sweep(_write(project, GOOD + "probes: {enabled: true, options: {n_strings: 3}}\n"))
+    assert ok.spec.task_kinds() == ["evaluate", "probes"]
+
+
+def test_grammar_entries_resolve_by_name_or_path(project: Path, monkeypatch) -> None:
+    sweep_file = project / "sweeps" / "x.yaml"
+    monkeypatch.chdir(project.parent)  # not the project: found beside the sweep file's parent
+    assert resolve_grammar("small", sweep_file) == (project / "grammars" / "small.cfg").resolve()
+    assert resolve_grammar("grammars/small.cfg", sweep_file).name == "small.cfg"
+    with pytest.raises(CfglabError, match="not found"):
+        resolve_grammar("nope", sweep_file)
+
+
+def test_duplicate_seeds_and_bad_probabilities_are_refused(project: Path) -> None:
+    assert "seeds" in _error(_write(project, GOOD.replace("seeds: [0, 1]", "seeds: [1, 1]")))
+    assert "noise.fractions" in _error(_write(project, GOOD.replace("[0, 0.1]", "[0, 1.5]")))
+
+
+@settings(max_examples=40, deadline=None)
+@given(pes=st.lists(st.sampled_from(PE.__args__), min_size=1, max_size=4, unique=True),
+       fractions=st.lists(st.sampled_from([0.0, 0.05, 0.1, 0.5]), min_size=1, max_size=3,
+                          unique=True),
+       rates=st.lists(st.sampled_from([0.1, 0.15, 0.3]), min_size=1, max_size=2, unique=True),
+       seeds=st.lists(st.integers(0, 99), min_size=1, max_size=3, unique=True),
+       dims=st.lists(st.sampled_from([16, 32, 64]), min_size=1, max_size=2, unique=True))
+def test_grid_size_names_and_coordinates_for_any_axes(tmp_path_factory, pes, fractions, rates,
+                                                     seeds, dims) -> None:
+    root = tmp_path_factory.mktemp("grid")
+    (root / "small.cfg").write_text(GRAMMAR)
+    doc = {"name": "g", "grammars": [str(root / "small.cfg")],
+           "model": {"pe": pes, "size": [{"layers": 1, "heads": 2, "dim": d} for d in dims]},
+           "noise": {"fractions": fractions, "rates": rates}, "seeds": seeds}
+    (root / "g.yaml").write_text(yaml.safe_dump(doc))
+    plan = expand(load_sweep(root / "g.yaml"))
+    noisy = [f for f in fractions if f > 0]
+    pairs = (1 if 0.0 in fractions else 0) + len(noisy) * len(rates)
+    assert len(plan.trials) == len(pes) * len(dims) * pairs * len(seeds)
+    assert len({t.name for t in plan.trials}) == len(plan.trials)
+    expected = set(itertools.product(pes, dims, seeds))
+    assert {(t.coordinates["pe"], t.coordinates["dim"], t.coordinates["seed"])
+            for t in plan.trials} == expected
+    for t in plan.trials:
+        c = t.coordinates
+        assert f"-{c['pe']}-" in t.name and t.name.endswith(f"-s{c['seed']}")
+        assert (c["noise_fraction"] == 0) == ("clean" in t.name)
+        assert (len(dims) > 1) == (f"D{c['dim']}" in t.name)
+        TrainConfig(**t.train)
+
+
+SHIPPED = sorted((REPO / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+@pytest.mark.parametrize("smoke", [False, True])
+def test_shipped_sweeps_load_and_expand(path: Path, smoke: bool) -> None:
+    loaded = load_sweep(path, smoke)
+    spec = loaded.spec
+    if smoke:  # the smoke section is a CPU check: no GPU asked for, short training
+        assert spec.resources.gpu == 0 and spec.train.steps <= 200
+    missing = [g for g in spec.grammars if not _resolvable(g, path)]
+    if missing:
+        pytest.skip(f"grammar file(s) not in grammars/ yet: {missing}")
+    plan = expand(loaded)
+    assert plan.trials and all(TrainConfig(**t.train) for t in plan.trials)
+
+
+def _resolvable(entry: str, sweep_file: Path) -> bool:
+    try:
+        resolve_grammar(entry, sweep_file)
+        return True
+    except CfglabError:
+        return False
+
+
+def test_shipped_quick_sweep_is_the_demo_grid() -> None:
+    spec = load_sweep(REPO / "sweeps" / "quick.yaml").spec
+    assert spec.grammars == ["mini"] and spec.model.pe == ["abs", "rot"] and spec.seeds == [0]
+    assert spec.noise.pairs() == [(0.0, 0.0), (0.1, 0.15)]
+    assert spec.resources.threads == 1 and spec.max_concurrent == 2
+    assert spec.robustness.enabled and spec.robustness.rates == [0.15] and spec.probes.enabled
+
+
+def test_cli_bad_sweep_file_exits_1_with_the_field_path_and_no_traceback(project: Path) -> None:
+    path = _write(project, GOOD.replace("  lr: 3.0e-3", "  lr: fast"))
+    proc = subprocess.run([sys.executable, "-m", "cfglab", "sweep", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    line = next(i for i, x in enumerate(path.read_text().splitlines(), 1) if "fast" in x)
+    assert "train.lr" in proc.stderr and f":{line}:" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
