@@ -29,6 +29,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from cfglab.grammar.earley import count_trees, earley_parser  # noqa: E402
 from cfglab.grammar.chart import Chart  # noqa: E402
 from cfglab.grammar.core import Grammar  # noqa: E402
 from cfglab.grammar.dsl import load_grammar  # noqa: E402
@@ -57,31 +58,6 @@ def flipped(strings: list[np.ndarray], n_flips: int, T: int, seed: int) -> list[
     return out
 
 
-def lark_parsers(g: Grammar):  # noqa: ANN201
-    import json
-
-    from lark import Lark
-
-    name = {nt: f"n{i}" for i, nt in enumerate(g.nonterminals)}
-    lines = [f"{name[nt]}: " + " | ".join(" ".join(name.get(s) or json.dumps(s) for s in r.rhs)
-                                          for r in g.rules_of(nt)) for nt in g.nonterminals]
-    text = "\n".join(lines + ['%ignore " "'])
-    plain = Lark(text, start=name[g.start], parser="earley")
-    explicit = Lark(text, start=name[g.start], parser="earley", ambiguity="explicit",
-                    keep_all_tokens=True)
-    return plain, explicit
-
-
-def lark_count(tree) -> int:  # noqa: ANN001
-    from lark import Tree as LarkTree
-
-    if not isinstance(tree, LarkTree):
-        return 1
-    if tree.data == "_ambig":
-        return sum(lark_count(c) for c in tree.children)
-    return math.prod(lark_count(c) for c in tree.children)
-
-
 def lark_run(parser, g: Grammar, strings: list[np.ndarray], count: bool) -> list[int]:  # noqa: ANN001
     from lark.exceptions import LarkError
 
@@ -89,7 +65,7 @@ def lark_run(parser, g: Grammar, strings: list[np.ndarray], count: bool) -> list
     for s in strings:
         try:
             tree = parser.parse(" ".join(g.decode(s)))
-            out.append(lark_count(tree) if count else 1)
+            out.append(count_trees(tree) if count else 1)
         except LarkError:
             out.append(0)
     return out
@@ -107,7 +83,7 @@ def bench_verify(n: int, n_lark: int) -> None:
     picked = list(range(half)) + list(range(n // 2, n // 2 + n_lark - half))
     subset = [strings[i] for i in picked]
     t_chart_subset = best_of(3, lambda: chart.count_parses(subset)) / len(subset)
-    plain, explicit = lark_parsers(g)
+    plain, explicit = earley_parser(g), earley_parser(g, explicit_ambiguity=True)
     t0 = time.perf_counter()
     member = lark_run(plain, g, subset, count=False)
     t_plain = (time.perf_counter() - t0) / len(subset)

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cfglab.errors import CfglabError
+from cfglab.grammar.earley import count_trees, earley_parser
 from cfglab.grammar.chart import GENERAL_MAX_TOKENS, Chart
 from cfglab.grammar.chart_general import InfiniteParsesError
 from cfglab.grammar.core import Grammar, Rule
@@ -321,39 +322,17 @@ def _flipped(strings: list[np.ndarray], n_terminals: int, seed: int) -> list[np.
     return out
 
 
-def lark_parser(g: Grammar):  # noqa: ANN201
-    """An Earley parser for the grammar, with every ambiguity kept explicit."""
-    from lark import Lark
-
-    name = {nt: f"n{i}" for i, nt in enumerate(g.nonterminals)}
-    lines = [f"{name[nt]}: " + " | ".join(" ".join(name.get(s) or json.dumps(s) for s in r.rhs)
-                                          for r in g.rules_of(nt)) for nt in g.nonterminals]
-    lines.append('%ignore " "')
-    return Lark("\n".join(lines), start=name[g.start], parser="earley", ambiguity="explicit",
-                keep_all_tokens=True)
-
-
-def lark_count(tree) -> int:  # noqa: ANN001
-    from lark import Tree as LarkTree
-
-    if not isinstance(tree, LarkTree):
-        return 1
-    if tree.data == "_ambig":
-        return sum(lark_count(c) for c in tree.children)
-    return math.prod(lark_count(c) for c in tree.children)
-
-
 def test_membership_and_counts_agree_with_lark_earley_on_cfg3f() -> None:
     from lark.exceptions import LarkError
 
     g = _paper("cfg3f")
     valid = sorted(sample(g, 40, 7).strings(), key=len)[:12]  # the shorter ones: lark is slow
     strings = valid + _flipped(valid, len(g.terminals), 3)
-    parser = lark_parser(g)
+    parser = earley_parser(g, explicit_ambiguity=True)
     want_counts = []
     for s in strings:
         try:
-            want_counts.append(lark_count(parser.parse(" ".join(g.decode(s)))))
+            want_counts.append(count_trees(parser.parse(" ".join(g.decode(s)))))
         except LarkError:
             want_counts.append(0)
     chart = Chart(g)
