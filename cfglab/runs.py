@@ -150,7 +150,10 @@ class RunDir:
     def metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line]
+        text = self.metrics_path.read_text()
+        # a writer killed mid-line leaves an unterminated last line: it was never logged
+        complete = text[: text.rfind("\n") + 1]
+        return [json.loads(line) for line in complete.splitlines() if line]
 
     def train_string_hashes(self) -> np.ndarray:
         if not self.train_strings_path.exists():

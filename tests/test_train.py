@@ -121,16 +121,35 @@ def test_learning_rate_schedule() -> None:
 def test_cli_run_killed_at_any_moment_resumes_to_the_same_curve(tmp_path, grammar_file) -> None:
     args = [sys.executable, "-m", "cfglab", "train", "--grammar", str(grammar_file), "--pe", "abs",
             "--layers", "1", "--heads", "2", "--dim", "16", "--context", "32", "--batch", "8",
-            "--steps", "400", "--checkpoint-every", "20", "--threads", "1", "--quiet"]
+            "--steps", "3000", "--checkpoint-every", "100", "--threads", "1", "--quiet"]
     subprocess.run(args + ["--out", str(tmp_path / "whole")], check=True, capture_output=True)
     proc = subprocess.Popen(args + ["--out", str(tmp_path / "cut")])
-    while not list((tmp_path / "cut" / "checkpoints").glob("step_*.pt")):
-        time.sleep(0.05)
-    time.sleep(0.7)
+    run = RunDir(tmp_path / "cut")
+    # kill mid-run, between two checkpoints, wherever the writer happens to be
+    while not (run.checkpoints() and run.metrics() and run.metrics()[-1]["step"] >= 1250):
+        time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = RunDir(tmp_path / "cut").metrics()
-    assert done and done[-1]["step"] < 400  # really interrupted
+    done = run.metrics()
+    assert done and done[-1]["step"] < 3000  # really interrupted
     subprocess.run(args + ["--out", str(tmp_path / "cut"), "--resume"], check=True,
                    capture_output=True)
+    assert _losses(tmp_path / "cut") == _losses(tmp_path / "whole")
+
+
+def test_a_half_written_metrics_line_is_ignored_and_resume_still_works(tmp_path, grammar_file) -> None:
+    cfg = _config(grammar_file)
+    train(cfg, tmp_path / "whole", quiet=True)
+
+    def stop_at_15(event: dict) -> None:
+        if event["step"] >= 15:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(cfg, tmp_path / "cut", quiet=True, callback=stop_at_15)
+    run = RunDir(tmp_path / "cut")
+    with open(run.metrics_path, "a") as f:
+        f.write('{"step": 16, "lo')  # what a SIGKILL mid-write leaves
+    assert run.metrics()[-1]["step"] == 15
+    train(cfg, tmp_path / "cut", quiet=True, resume=True)
     assert _losses(tmp_path / "cut") == _losses(tmp_path / "whole")
