@@ -11,15 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cfglab.evaluate.attention import AttentionStats, attention_run
+from tests.grammars import LAYERED
 
-GRAMMAR = """grammar layered
-start S
-S -> A B | B A
-A -> C D | D C C
-B -> D D | C D C
-C -> "1" "2" | "3" "3" "1"
-D -> "2" "1" | "3"
-"""
+GRAMMAR = LAYERED
 
 
 def nan_equal(a, b) -> bool:  # noqa: ANN001

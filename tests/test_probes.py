@@ -26,15 +26,9 @@ from cfglab.evaluate.probes import (
 )
 from cfglab.grammar.dsl import parse_grammar
 from cfglab.grammar.sample import sample
+from tests.grammars import LAYERED
 
-GRAMMAR = """grammar layered
-start S
-S -> A B | B A
-A -> C D | D C C
-B -> D D | C D C
-C -> "1" "2" | "3" "3" "1"
-D -> "2" "1" | "3"
-"""
+GRAMMAR = LAYERED
 
 FAST = ProbeSettings(n_train=160, n_test=80, heads=2, pos_dim=8, epochs=4, batch=16)
 
