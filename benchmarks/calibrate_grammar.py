@@ -3,8 +3,10 @@ the real training loop, then measure cut0 accuracy (chart-verified) and the exce
 grammar's true entropy on whole strings.
 
 Run: .venv/bin/python benchmarks/calibrate_grammar.py --seeds 2 430 --minutes 5 [--pe rot]
+     .venv/bin/python benchmarks/calibrate_grammar.py --grammar grammars/mini.cfg --pe abs --lr 3e-3
 Candidates are drawn with the mini knobs (new-grammar --levels 3 --width 3 --rules 2
---rule-length 2-3 --terminals 3); the baseline printed beside each is the grammar's own entropy.
+--rule-length 2-3 --terminals 3), or one grammar file is given; the baseline printed beside each is
+the grammar's own entropy. The recipe flags default to sweeps/quick.yaml's.
 """
 
 from __future__ import annotations
@@ -44,42 +46,56 @@ def excess_nats_per_token(run_dir: Path, n: int = 300, seed: int = 99) -> tuple[
     return float(-log_p.sum() / tokens.sum()), float((log_p - log_q).sum() / tokens.sum())
 
 
-def calibrate(seed: int, minutes: float, pe: str, steps: int, workdir: Path) -> dict:
-    grammar = generate_grammar(MINI_KNOBS, seed, f"mini{seed}")
+def candidate(seed: int, workdir: Path) -> Path:
     path = workdir / f"mini{seed}.cfg"
-    save_grammar(grammar, path)
-    cfg = TrainConfig(grammar=str(path), pe=pe, layers=2, heads=2, dim=64, context=128, batch=16,
-                      steps=steps, lr=3e-3, threads=1, checkpoint_every=500, eval_every=250)
+    save_grammar(generate_grammar(MINI_KNOBS, seed, f"mini{seed}"), path)
+    return path
+
+
+def calibrate(path: Path, minutes: float, recipe: dict, workdir: Path, seed: int = 0) -> dict:
+    cfg = TrainConfig(grammar=str(path), layers=2, dim=64, context=128, threads=1, seed=seed,
+                      checkpoint_every=500, eval_every=250, **recipe)
     start = time.perf_counter()
 
     def budget(event: dict) -> None:
         if time.perf_counter() - start > minutes * 60:
             raise TimeUp
 
-    run_dir = workdir / f"run-{seed}-{pe}"
+    run_dir = workdir / f"run-{path.stem}-{cfg.pe}-{seed}-{time.time_ns()}"
     try:
         train(cfg, run_dir, quiet=True, callback=budget)
     except TimeUp:
         pass
     acc = accuracy_report(str(run_dir), cut=0, n=300, threads=1)
     entropy, excess = excess_nats_per_token(run_dir)
-    return {"seed": seed, "pe": pe, "minutes": round((time.perf_counter() - start) / 60, 2),
+    return {"grammar": path.stem, **recipe, "seed": seed, "minutes": round((time.perf_counter() - start) / 60, 2),
             "steps_done": load_run(run_dir).step, "cut0": acc["accuracy"],
             "entropy_per_token": round(entropy, 4), "excess_per_token": round(excess, 4)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", type=int, nargs="+", required=True)
-    ap.add_argument("--minutes", type=float, default=5.0)
-    ap.add_argument("--steps", type=int, default=7000, help="schedule length (lr decays to 0)")
+    ap.add_argument("--seeds", type=int, nargs="+", help="grammar seeds to draw candidates from")
+    ap.add_argument("--grammar", type=Path, help="calibrate this grammar file instead")
+    ap.add_argument("--train-seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--minutes", type=float, default=6.0)
+    ap.add_argument("--steps", type=int, default=10000, help="schedule length (lr decays to 0)")
     ap.add_argument("--pe", default="rot")
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=6e-3)
+    ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="calibrate-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    for seed in args.seeds:
-        print(json.dumps(calibrate(seed, args.minutes, args.pe, args.steps, workdir)), flush=True)
+    recipe = {"pe": args.pe, "heads": args.heads, "batch": args.batch, "steps": args.steps,
+              "lr": args.lr, "warmup": args.warmup, "weight_decay": args.weight_decay}
+    paths = [args.grammar] if args.grammar else [candidate(s, workdir) for s in args.seeds or []]
+    for path in paths:
+        for seed in args.train_seeds:
+            print(json.dumps(calibrate(path, args.minutes, recipe, workdir, seed)), flush=True)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,9 @@ class TrainConfig(BaseModel):
     eval_batches: int = Field(4, ge=1)
     log_every: int = Field(10, ge=1)
     chunk_strings: int = Field(512, ge=1)  # strings sampled per data chunk
+    # every window starts at a string's BOS, as generation does (cfglab/data/corpus.py); false:
+    # windows cut the stream anywhere
+    align_windows: bool = True
 
     @field_validator("holdout_rule")
     @classmethod

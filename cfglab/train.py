@@ -102,7 +102,7 @@ def _build(config: TrainConfig, run: RunDir) -> Trainer:
     model = build_model(model_config_for(config, len(grammar.terminals))).to(device)
     stream = TokenStream(grammar, config.seed, noise=NoiseConfig(config.noise_fraction,
                          config.noise_rate), holdout_rule=holdout,
-                         chunk_strings=config.chunk_strings)
+                         chunk_strings=config.chunk_strings, aligned=config.align_windows)
     mask_rng = torch.Generator().manual_seed(config.seed + 1)
     return Trainer(config, run, grammar, model, _optimizer(model, config), stream, mask_rng,
                    device)
@@ -246,7 +246,7 @@ def held_out_loss(t: Trainer) -> float:
     """Loss on fixed fresh strings from a stream no training worker reads."""
     # The mask RNG and the global RNG must not be advanced by evaluation (exact resume).
     val = TokenStream(t.grammar, t.config.seed, worker=VALIDATION_WORKER,
-                      chunk_strings=t.config.chunk_strings)
+                      chunk_strings=t.config.chunk_strings, aligned=t.config.align_windows)
     saved_mask, saved_rng = t.mask_rng.get_state(), torch.get_rng_state()
     t.mask_rng.manual_seed(t.config.seed + 2)
     t.model.eval()

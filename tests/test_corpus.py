@@ -109,3 +109,31 @@ def test_holdout_rule_removes_its_strings() -> None:
     got = {tuple(x) for x in _split_packed(noisy, Vocab(3))}
     assert got and got <= kept
     assert not got & only_with_rule
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 1000), st.integers(1, 6), st.integers(2, 40), st.integers(2, 40))
+def test_aligned_windows_start_at_a_bos_and_resume_exactly(seed: int, batch: int, context: int,
+                                                           chunk: int) -> None:
+    vocab = Vocab(3)
+    s = TokenStream(G, seed=seed, chunk_strings=chunk, aligned=True)
+    x1, y1, clean1 = s.batch(batch, context)
+    resumed = TokenStream(G, seed=seed, chunk_strings=chunk, aligned=True,
+                          state=StreamState(s.state.chunk, s.state.position))
+    x2, _, _ = s.batch(batch, context)
+    assert (x1[:, 0] == vocab.bos).all() and (x2[:, 0] == vocab.bos).all()
+    assert (x1[:, 1:] == y1[:, :-1]).all()
+    assert (resumed.batch(batch, context)[0] == x2).all()
+    # each window is a piece of the packed stream: its strings are whole strings of the grammar
+    whole = TokenStream(G, seed=seed, chunk_strings=chunk).take(50 * batch * (context + 1))[0]
+    text = " " + " ".join(map(str, whole.tolist())) + " "
+    for row in np.concatenate([x1, x2]):
+        assert " " + " ".join(map(str, row.tolist())) + " " in text
+
+
+def test_aligned_windows_skip_the_rest_of_a_cut_string() -> None:
+    vocab = Vocab(3)
+    aligned = TokenStream(G, seed=5, aligned=True).batch(64, 9)[0]
+    cut_anywhere = TokenStream(G, seed=5).batch(64, 9)[0]
+    assert (aligned[:, 0] == vocab.bos).all()
+    assert (cut_anywhere[:, 0] != vocab.bos).sum() > 16  # without alignment most windows do not

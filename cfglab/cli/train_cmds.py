@@ -31,6 +31,9 @@ def train_command(
     seed: Optional[int] = typer.Option(None, "--seed"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (0 = all cores)."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every"),
+    align_windows: Optional[bool] = typer.Option(
+        None, "--align-windows/--no-align-windows",
+        help="Start every training window at a string's BOS (default) or cut the stream anywhere."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory to write."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -41,7 +44,8 @@ def train_command(
     flags = {"grammar": grammar, "pe": pe, "layers": layers, "heads": heads, "dim": dim,
              "context": context, "batch": batch, "steps": steps, "lr": lr,
              "noise_fraction": noise_fraction, "noise_rate": noise_rate, "seed": seed,
-             "threads": threads, "checkpoint_every": checkpoint_every}
+             "threads": threads, "checkpoint_every": checkpoint_every,
+             "align_windows": align_windows}
     given: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     if resume and out_dir is not None and RunDir(out_dir).exists() and config_file is None \
             and "grammar" not in given:
