@@ -53,7 +53,7 @@ def candidate(seed: int, workdir: Path) -> Path:
 
 
 def calibrate(path: Path, minutes: float, recipe: dict, workdir: Path, seed: int = 0) -> dict:
-    cfg = TrainConfig(grammar=str(path), layers=2, dim=64, context=128, threads=1, seed=seed,
+    cfg = TrainConfig(grammar=str(path), layers=2, dim=64, threads=1, seed=seed,
                       checkpoint_every=500, eval_every=250, **recipe)
     start = time.perf_counter()
 
@@ -83,6 +83,7 @@ def main() -> None:
     ap.add_argument("--pe", default="rot")
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--context", type=int, default=128)
     ap.add_argument("--lr", type=float, default=6e-3)
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--weight-decay", type=float, default=0.1)
@@ -90,7 +91,7 @@ def main() -> None:
     args = ap.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="calibrate-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    recipe = {"pe": args.pe, "heads": args.heads, "batch": args.batch, "steps": args.steps,
+    recipe = {"pe": args.pe, "heads": args.heads, "batch": args.batch, "context": args.context, "steps": args.steps,
               "lr": args.lr, "warmup": args.warmup, "weight_decay": args.weight_decay}
     paths = [args.grammar] if args.grammar else [candidate(s, workdir) for s in args.seeds or []]
     for path in paths:

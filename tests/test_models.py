@@ -20,7 +20,7 @@ from cfglab.models import (
     describe,
     mask_tokens,
 )
-from cfglab.models.attention import Rotary, skew_both, skew_lower, skew_upper
+from cfglab.models.attention import Rotary, skew_both, skew_lower, skew_lower_block, skew_upper
 
 VOCAB, CONTEXT = 11, 16
 VARIANTS = [(pe.value, "abs") for pe in DECODER_PES] + [("mlm", "abs"), ("mlm", "rel")]
@@ -218,10 +218,28 @@ def test_rel_matches_naive_loop(pe: str) -> None:
         assert torch.allclose(probs[b], expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("block", [1, 3, 4, 8])
+def test_rel_query_blocks_equal_the_whole_window(block: int) -> None:
+    """Training windows run in query blocks (T = 9: blocks of 4 leave a last block of 1)."""
+    outs, grads = [], []
+    for query_block in (block, 10**6):
+        model = tiny_model("rel")
+        for b in model.blocks:
+            b.attn.query_block = query_block
+        x = torch.randn(2, 9, 16, generator=torch.Generator().manual_seed(5), requires_grad=True)
+        y = model.blocks[0].attn(x)
+        y.pow(2).sum().backward()
+        outs.append(y.detach())
+        grads.append([x.grad] + [p.grad for p in model.blocks[0].attn.parameters()])
+    assert torch.allclose(outs[0], outs[1], atol=1e-5)
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
 @pytest.mark.parametrize("transpose", [False, True])
 def test_skews_have_exact_gradients(transpose: bool) -> None:
     """The hand-written backward of the skew views (rel's and pos's training path)."""
-    for skew, width in ((skew_lower, 6), (skew_upper, 6), (skew_both, 10)):
+    for skew, width in ((skew_lower, 6), (skew_upper, 6), (skew_both, 10), (skew_lower_block, 9)):
         x = torch.randn(2, 3, 5, width, dtype=torch.double, requires_grad=True)
         fn = (lambda t: skew(t).transpose(-2, -1)) if transpose else skew
         assert torch.autograd.gradcheck(fn, (x,))

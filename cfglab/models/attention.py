@@ -58,27 +58,27 @@ def masked_softmax(logits: Tensor, d: Tensor | None) -> Tensor:
 
 
 class _Skew(torch.autograd.Function):
-    """(..., T, L) -> (..., T, T): the rows laid flat, `drop` entries skipped, re-cut into rows
-    of `width`, the first T columns kept (a view). Autograd's own backward for the slices and
-    views zero-fills and copies the whole gradient twice; this one writes it once."""
+    """(..., R, L) -> (..., R, ncols): the rows laid flat, `drop` entries skipped, re-cut into rows
+    of `width`, the first `ncols` columns kept (a view). Autograd's own backward for the slices
+    and views zero-fills and copies the whole gradient twice; this one writes it once."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, drop: int, width: int) -> Tensor:
-        *lead, T, L = x.shape
+    def forward(ctx, x: Tensor, drop: int, width: int, ncols: int) -> Tensor:
+        *lead, R, L = x.shape
         ctx.geometry = (drop, width, L)
-        flat = x.reshape(*lead, T * L)
-        return flat[..., drop : drop + T * width].view(*lead, T, width)[..., :T]
+        flat = x.reshape(*lead, R * L)
+        return flat[..., drop : drop + R * width].view(*lead, R, width)[..., :ncols]
 
     @staticmethod
-    def backward(ctx, g: Tensor) -> tuple[Tensor, None, None]:
-        (drop, width, L), (*lead, T, _) = ctx.geometry, g.shape
-        out = g.new_empty(*lead, T * L)
+    def backward(ctx, g: Tensor) -> tuple[Tensor, None, None, None]:
+        (drop, width, L), (*lead, R, ncols) = ctx.geometry, g.shape
+        out = g.new_empty(*lead, R * L)
         out[..., :drop].zero_()
-        out[..., drop + T * width :].zero_()
-        region = out[..., drop : drop + T * width].view(*lead, T, width)
-        region[..., :T].copy_(g)
-        region[..., T:].zero_()
-        return out.view(*lead, T, L), None, None
+        out[..., drop + R * width :].zero_()
+        region = out[..., drop : drop + R * width].view(*lead, R, width)
+        region[..., :ncols].copy_(g)
+        region[..., ncols:].zero_()
+        return out.view(*lead, R, L), None, None, None
 
 
 def skew_lower(x: Tensor) -> Tensor:
@@ -88,18 +88,46 @@ def skew_lower(x: Tensor) -> Tensor:
     Toeplitz matrix of distances i - j without a gather.
     """
     T = x.size(-2)
-    return _Skew.apply(x, T, T)
+    return _Skew.apply(x, T, T, T)
+
+
+def skew_lower_block(x: Tensor) -> Tensor:
+    """(..., R, E+1) -> (..., R, E) with out[r, j] = x[r, R - r + j] for j <= E - R + r (junk
+    above): skew_lower for the query rows E-R .. E-1 of a causal window, against keys 0 .. E-1."""
+    R, E = x.size(-2), x.size(-1) - 1
+    return _Skew.apply(x, R, E, E)
 
 
 def skew_upper(x: Tensor) -> Tensor:
     """(..., T, T+1) -> (..., T, T) with out[j, i] = x[j, i - j] for i >= j (junk below)."""
-    return _Skew.apply(x, 0, x.size(-2))
+    T = x.size(-2)
+    return _Skew.apply(x, 0, T, T)
 
 
 def skew_both(x: Tensor) -> Tensor:
     """(..., T, 2T) -> (..., T, T) with out[i, j] = x[i, T - i + j] for every i, j."""
     T = x.size(-2)
-    return _Skew.apply(x, T, 2 * T - 1)
+    return _Skew.apply(x, T, 2 * T - 1, T)
+
+
+class _Boxes(torch.autograd.Function):
+    """x[..., r0:r1, :c1] for each box (r0, r1, c1), as views. Slicing the same tensor k times
+    costs autograd k full-size zero-filled gradients and k - 1 full-size additions; this backward
+    writes one gradient: each box's part added in, the rest zero."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, boxes: tuple[tuple[int, int, int], ...]) -> tuple[Tensor, ...]:
+        ctx.shape, ctx.boxes = x.shape, boxes
+        return tuple(x[..., r0:r1, :c1] for r0, r1, c1 in boxes)
+
+    @staticmethod
+    def backward(ctx, *grads: Tensor | None) -> tuple[Tensor, None]:
+        ref = next(g for g in grads if g is not None)
+        out = ref.new_zeros(ctx.shape)
+        for (r0, r1, c1), g in zip(ctx.boxes, grads):
+            if g is not None:
+                out[..., r0:r1, :c1] += g
+        return out, None
 
 
 def causal_bias(d: Tensor, dtype: torch.dtype) -> Tensor:
@@ -242,6 +270,9 @@ class RelativeAttention(Attention):
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # content q, k, v
         self.c_pos = nn.Linear(cfg.n_embd, 2 * cfg.n_embd, bias=cfg.bias)  # position q, k
         self.scale = 1.0 / math.sqrt(3 * cfg.head_size)
+        # Causal training windows longer than this run in blocks of query rows, each against
+        # the keys up to its last row only: the masked half of the (T, T) scores is mostly skipped.
+        self.query_block = 64
 
     def qkv(self, x: Tensor) -> tuple[Tensor, ...]:
         """(B, nh, T, hs) each, contiguous: one copy here instead of one per matmul below."""
@@ -252,7 +283,35 @@ class RelativeAttention(Attention):
     def forward(self, x: Tensor, start: int = 0, cache: LayerCache | None = None) -> Tensor:
         q, k, v = self.qkv(x)
         k, v = self.store(k, v, start, cache)
+        T = q.size(2)
+        if self.causal and T == k.size(2) and T > self.query_block:
+            return self.merge(self.blocked_causal(q, k, v))
         return self.merge(self.mix(self.weights(q, k, start), v))
+
+    def blocked_causal(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """A whole causal window, query rows in blocks: the rows i0 .. i1-1 attend to keys
+        0 .. i1-1 only (content and c2p computed for those; p2c once for the whole window)."""
+        T = q.size(2)
+        qr, kr = self.position_projections()
+        q, qr = q * self.scale, qr * self.scale
+        kr_rev, qr_fwd = self.distance_tables(qr, kr, T)
+        p2c = skew_upper(k @ qr_fwd.transpose(-2, -1)).transpose(-2, -1)  # (B, nh, T, T)
+        d = distances(T, T, 0, q.device)
+        ends = [min(T, i0 + self.query_block) for i0 in range(0, T, self.query_block)]
+        starts = [0, *ends[:-1]]
+        hs = q.size(-1)
+        k_pre = _Boxes.apply(k, tuple((0, e, hs) for e in ends))  # keys 0 .. i1-1
+        v_pre = _Boxes.apply(v, tuple((0, e, hs) for e in ends))
+        p2c_blocks = _Boxes.apply(p2c, tuple(zip(starts, ends, ends)))
+        ys = []
+        for b, qb in enumerate(q.split(self.query_block, dim=2)):
+            i0, i1 = starts[b], ends[b]
+            c2p = skew_lower_block(qb @ kr_rev[:, T - i1 :].transpose(-2, -1))  # (.., rows, i1)
+            logits = (qb @ k_pre[b].transpose(-2, -1)).add_(c2p).add_(p2c_blocks[b])
+            logits.add_(causal_bias(d[i0:i1, :i1], logits.dtype))
+            p = F.softmax(logits.float(), dim=-1).to(q.dtype)
+            ys.append(self.mix(p, v_pre[b]))
+        return torch.cat(ys, dim=2)
 
     def probs(self, x: Tensor) -> Tensor:  # (B, nh, T, T)
         q, k, _ = self.qkv(x)
@@ -292,15 +351,20 @@ class RelativeAttention(Attention):
         skew_lower turns q @ [0; kr[δ(T-1)], ..., kr[δ(0)]]^T into c2p[i, j] = q_i . kr[δ(i - j)]
         (the zero row stands in for padding the scores); skew_upper mirrors it for p2c.
         """
-        B, H, T, hs = q.shape
-        k_ = self.max_rel
-        dist = torch.arange(T, device=q.device)
-        zero = q.new_zeros(H, 1, hs)
-        kr_rev = torch.cat((zero, kr[:, dist.flip(0).clamp(max=k_ - 1) + k_]), dim=1)  # (nh, T+1, hs)
-        qr_fwd = torch.cat((qr[:, (-dist).clamp(min=-k_) + k_], zero), dim=1)  # (nh, T+1, hs)
+        kr_rev, qr_fwd = self.distance_tables(qr, kr, q.size(2))
         c2p = skew_lower(q @ kr_rev.transpose(-2, -1))
         p2c = skew_upper(k @ qr_fwd.transpose(-2, -1))
         return c2p, p2c.transpose(-2, -1)  # entries above the diagonal are junk, masked later
+
+    def distance_tables(self, qr: Tensor, kr: Tensor, T: int) -> tuple[Tensor, Tensor]:
+        """(nh, T+1, hs) each: [0; kr[δ(T-1)], ..., kr[δ(0)]] and [qr[δ(0)], ..., qr[δ(1-T)]; 0]."""
+        H, _, hs = qr.shape
+        k_ = self.max_rel
+        dist = torch.arange(T, device=qr.device)
+        zero = qr.new_zeros(H, 1, hs)
+        kr_rev = torch.cat((zero, kr[:, dist.flip(0).clamp(max=k_ - 1) + k_]), dim=1)
+        qr_fwd = torch.cat((qr[:, (-dist).clamp(min=-k_) + k_], zero), dim=1)
+        return kr_rev, qr_fwd
 
     def skewed_terms_both(self, q, k, qr, kr) -> tuple[Tensor, Tensor]:
         """Bidirectional (T, T) window: as skewed_terms over distances T-1 .. -(T-1)."""
