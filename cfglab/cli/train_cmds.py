@@ -26,6 +26,7 @@ def train_command(
     batch: Optional[int] = typer.Option(None, "--batch"),
     steps: Optional[int] = typer.Option(None, "--steps"),
     lr: Optional[float] = typer.Option(None, "--lr"),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="Linear warm-up steps."),
     noise_fraction: Optional[float] = typer.Option(None, "--noise-fraction"),
     noise_rate: Optional[float] = typer.Option(None, "--noise-rate"),
     seed: Optional[int] = typer.Option(None, "--seed"),
@@ -42,7 +43,7 @@ def train_command(
     from cfglab.runs import RunDir, load_train_config, make_train_config
 
     flags = {"grammar": grammar, "pe": pe, "layers": layers, "heads": heads, "dim": dim,
-             "context": context, "batch": batch, "steps": steps, "lr": lr,
+             "context": context, "batch": batch, "steps": steps, "lr": lr, "warmup": warmup,
              "noise_fraction": noise_fraction, "noise_rate": noise_rate, "seed": seed,
              "threads": threads, "checkpoint_every": checkpoint_every,
              "align_windows": align_windows}
