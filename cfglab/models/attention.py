@@ -12,6 +12,8 @@ probabilities through the explicit path, for analysis.
   δ(i,j) = clip(i - j, -k, k - 1) + k and (qr, kr) this layer's projections of a relative
   embedding table of 2k rows shared by all layers (k = max_rel). Whole windows (training)
   get c2p/p2c from matmuls against per-distance tables and a skew; cached decoding gathers.
+  Causal windows longer than `query_block` (64) run in blocks of query rows, each against its
+  key prefix only, which skips most of the masked half (1.58x -> ~1.45x rot's cost on CPU).
 - pos: logits are a learned number per (head, distance i - j) — no queries or keys; distances
   beyond the context share the last learned value. Training windows build the (nh, T, T)
   Toeplitz logits by a skew (no scatter-add in the backward, which is slow on GPUs).
