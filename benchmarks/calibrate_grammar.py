@@ -68,7 +68,8 @@ def calibrate(path: Path, minutes: float, recipe: dict, workdir: Path, seed: int
         pass
     acc = accuracy_report(str(run_dir), cut=0, n=300, threads=1)
     entropy, excess = excess_nats_per_token(run_dir)
-    return {"grammar": path.stem, **recipe, "seed": seed, "minutes": round((time.perf_counter() - start) / 60, 2),
+    elapsed = round((time.perf_counter() - start) / 60, 2)
+    return {"grammar": path.stem, **recipe, "seed": seed, "minutes": elapsed,
             "steps_done": load_run(run_dir).step, "cut0": acc["accuracy"],
             "entropy_per_token": round(entropy, 4), "excess_per_token": round(excess, 4)}
 
@@ -91,8 +92,9 @@ def main() -> None:
     args = ap.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="calibrate-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    recipe = {"pe": args.pe, "heads": args.heads, "batch": args.batch, "context": args.context, "steps": args.steps,
-              "lr": args.lr, "warmup": args.warmup, "weight_decay": args.weight_decay}
+    recipe = {"pe": args.pe, "heads": args.heads, "batch": args.batch, "context": args.context,
+              "steps": args.steps, "lr": args.lr, "warmup": args.warmup,
+              "weight_decay": args.weight_decay}
     paths = [args.grammar] if args.grammar else [candidate(s, workdir) for s in args.seeds or []]
     for path in paths:
         for seed in args.train_seeds:

@@ -117,7 +117,7 @@ def test_aligned_windows_start_at_a_bos_and_resume_exactly(seed: int, batch: int
                                                            chunk: int) -> None:
     vocab = Vocab(3)
     s = TokenStream(G, seed=seed, chunk_strings=chunk, aligned=True)
-    x1, y1, clean1 = s.batch(batch, context)
+    x1, y1, _ = s.batch(batch, context)
     resumed = TokenStream(G, seed=seed, chunk_strings=chunk, aligned=True,
                           state=StreamState(s.state.chunk, s.state.position))
     x2, _, _ = s.batch(batch, context)

@@ -125,9 +125,8 @@ def make_chunk(grammar: Grammar, seed: int, worker: int, k: int, n_strings: int,
         noisy, _ = corrupt_strings(tokens, offsets, noise.fraction, noise.rate,
                                    len(grammar.terminals), rng)
     vocab = Vocab(len(grammar.terminals))
-    starts = offsets[:-1] + 2 * np.arange(len(offsets) - 1)
     return Chunk(pack(noisy, offsets, vocab), pack(tokens, offsets, vocab),
-                 hash_strings(noisy, offsets), starts.astype(np.int64))
+                 hash_strings(noisy, offsets), bos_positions(offsets))
 
 
 def pack(tokens: np.ndarray, offsets: np.ndarray, vocab: Vocab) -> np.ndarray:
@@ -135,7 +134,7 @@ def pack(tokens: np.ndarray, offsets: np.ndarray, vocab: Vocab) -> np.ndarray:
     n = len(offsets) - 1
     lengths = np.diff(offsets)
     out = np.empty(len(tokens) + 2 * n, dtype=np.int64)
-    starts = offsets[:-1] + 2 * np.arange(n)  # where each BOS lands
+    starts = bos_positions(offsets)
     out[starts] = vocab.bos
     out[starts + lengths + 1] = vocab.eos
     body = np.ones(len(out), dtype=bool)
@@ -143,6 +142,11 @@ def pack(tokens: np.ndarray, offsets: np.ndarray, vocab: Vocab) -> np.ndarray:
     body[starts + lengths + 1] = False
     out[body] = tokens
     return out
+
+
+def bos_positions(offsets: np.ndarray) -> np.ndarray:
+    """Where each string's BOS lands in `pack`'s output (each earlier string adds BOS and EOS)."""
+    return (offsets[:-1] + 2 * np.arange(len(offsets) - 1)).astype(np.int64)
 
 
 def hash_strings(tokens: np.ndarray, offsets: np.ndarray) -> np.ndarray:

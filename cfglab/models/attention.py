@@ -309,9 +309,7 @@ class RelativeAttention(Attention):
         for b, qb in enumerate(q.split(self.query_block, dim=2)):
             i0, i1 = starts[b], ends[b]
             c2p = skew_lower_block(qb @ kr_rev[:, T - i1 :].transpose(-2, -1))  # (.., rows, i1)
-            logits = (qb @ k_pre[b].transpose(-2, -1)).add_(c2p).add_(p2c_blocks[b])
-            logits.add_(causal_bias(d[i0:i1, :i1], logits.dtype))
-            p = F.softmax(logits.float(), dim=-1).to(q.dtype)
+            p = self.softmax_of(qb, k_pre[b], c2p, p2c_blocks[b], d[i0:i1, :i1])
             ys.append(self.mix(p, v_pre[b]))
         return torch.cat(ys, dim=2)
 
@@ -331,6 +329,10 @@ class RelativeAttention(Attention):
             c2p, p2c = self.skewed_terms_both(q, k, qr, kr)
         else:
             c2p, p2c = self.gathered_terms(q, k, qr, kr, d, start)
+        return self.softmax_of(q, k, c2p, p2c, d)
+
+    def softmax_of(self, q: Tensor, k: Tensor, c2p: Tensor, p2c: Tensor, d: Tensor) -> Tensor:
+        """softmax(q k^T + c2p + p2c) over keys, future keys (d < 0) masked when causal."""
         logits = (q @ k.transpose(-2, -1)).add_(c2p).add_(p2c)  # in place: no new (Tq, S) buffers
         if self.causal:  # an additive mask: its backward is free (softmax already zeroes it)
             logits.add_(causal_bias(d, logits.dtype))
