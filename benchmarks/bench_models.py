@@ -5,6 +5,7 @@ the same run, interleaved round by round (the median round counts), so a noisy s
 slows them alike. Targets (issue 4): abs and rot >= 1.3x HF; rel, pos, uni <= 1.5x rot's cost.
 
     .venv/bin/python benchmarks/bench_models.py                  # CPU, 2 threads
+    .venv/bin/python benchmarks/bench_models.py --precision bf16 # CPU, bf16 autocast for all
     .venv/bin/python benchmarks/bench_models.py --device cuda    # bf16 autocast
 
 MFU = tokens/s * (6N + 12 L d T) / peak, N the parameters without position tables, peak a big
@@ -25,6 +26,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cfglab.models import ModelConfig, build_model
+from cfglab.models.attention import causal_blocks
+from cfglab.train import uses_bf16
 
 
 def parse_args() -> argparse.Namespace:
@@ -38,6 +41,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--vocab", type=int, default=16)
     ap.add_argument("--pes", default="abs,rot,rel,pos,uni,mlm,mlm-rel", help="comma-separated")
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                    help="as `cfglab train --precision`: auto is fp32 on CPU, bf16 on CUDA")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     ap.add_argument("--steps", type=int, default=3, help="steps per model per round")
     ap.add_argument("--no-hf", action="store_true", help="skip the HuggingFace baseline")
@@ -51,15 +56,16 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def autocast(device: str):
-    if device == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast(device: str, precision: str):
+    if uses_bf16(precision, torch.device(device)):
+        return torch.autocast(device, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
-def peak_flops(device: str) -> float:
-    """FLOP/s of a big matmul (fp32 on CPU, bf16 on CUDA): the denominator of MFU."""
-    n, dtype = (2048, torch.float32) if device == "cpu" else (8192, torch.bfloat16)
+def peak_flops(device: str, precision: str) -> float:
+    """FLOP/s of a big matmul in the training precision: the denominator of MFU."""
+    n = 2048 if device == "cpu" else 8192
+    dtype = torch.bfloat16 if uses_bf16(precision, torch.device(device)) else torch.float32
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     best = float("inf")
@@ -122,7 +128,7 @@ def make_step(model: nn.Module, args: argparse.Namespace) -> Callable[[], None]:
     targets = torch.randint(args.vocab, shape, device=args.device)
 
     def step() -> None:
-        with autocast(args.device):
+        with autocast(args.device, args.precision):
             _, loss = fwd(idx, targets)
         loss.backward()
         opt.step()
@@ -158,10 +164,27 @@ def distance_core(args: argparse.Namespace) -> None:
         .sum().backward(),
     }
     for name, fn in paths.items():
-        with autocast(dev):
+        with autocast(dev, args.precision):
             time_steps(fn, 2, dev)
             sec = min(time_steps(fn, 5, dev) for _ in range(3))
         print(f"  distance attention core, {name:<10} fwd+bwd {sec * 1e3:7.2f} ms / layer")
+
+
+def causal_core(args: argparse.Namespace) -> None:
+    """abs/rot's core on a whole causal window: SDPA against causal_blocks (what bf16 on CPU
+    runs), from q, k, v cast to the training precision."""
+    B, H, T, hs = args.batch, args.heads, args.context, args.dim // args.heads
+    dtype = torch.bfloat16 if uses_bf16(args.precision, torch.device(args.device)) else torch.float32
+    q, k, v = (torch.randn(B, H, T, hs, device=args.device, dtype=dtype, requires_grad=True)
+               for _ in range(3))
+    paths = {
+        "sdpa": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward(),
+        "blocks": lambda: causal_blocks(q, k, v).sum().backward(),
+    }
+    for name, fn in paths.items():
+        time_steps(fn, 2, args.device)
+        sec = min(time_steps(fn, 5, args.device) for _ in range(3))
+        print(f"  causal attention core ({str(dtype)[6:]}), {name:<7} fwd+bwd {sec * 1e3:7.2f} ms / layer")
 
 
 def main() -> None:
@@ -176,9 +199,10 @@ def main() -> None:
     for _ in range(args.rounds):
         for name, step in steps.items():
             rounds[name].append(time_steps(step, args.steps, args.device))
-    peak = peak_flops(args.device)
+    peak = peak_flops(args.device, args.precision)
     report(args, models, {n: statistics.median(r) for n, r in rounds.items()}, peak)
     distance_core(args)
+    causal_core(args)
     for name in filter(None, args.profile.split(",")):
         profile(name, steps[name])
 
@@ -200,7 +224,7 @@ def report(args, models: dict[str, nn.Module], sec: dict[str, float], peak: floa
     print(
         f"device {where}, threads {torch.get_num_threads()}, torch {torch.__version__}; "
         f"{args.layers} layers, {args.heads} heads, {args.dim} dims, context {args.context}, "
-        f"batch {args.batch}; peak {peak / 1e9:.1f} GFLOP/s (matmul)"
+        f"batch {args.batch}, precision {args.precision}; peak {peak / 1e9:.1f} GFLOP/s (matmul)"
     )
     print(f"{'model':<9}{'params':>10}{'tokens/s':>11}{'vs HF':>8}{'cost/rot':>10}{'MFU':>8}")
     for name, s in sec.items():

@@ -192,6 +192,7 @@ def _write_card(t: Trainer) -> None:
         "git_commit": _git_commit(),
         "torch": torch.__version__,
         "device": str(t.device),
+        "autocast": "bf16" if uses_bf16(t.config.precision, t.device) else "none (fp32)",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     write_atomic(t.run.card_path, json.dumps(card, indent=2).encode())
@@ -220,8 +221,14 @@ def _batch(t: Trainer, stream: TokenStream) -> tuple[torch.Tensor, torch.Tensor]
     return x.to(t.device), y.to(t.device)
 
 
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """Whether training runs under bf16 autocast: `precision` resolved for the device."""
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
 def _loss(t: Trainer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=t.device.type == "cuda"):
+    with torch.autocast(t.device.type, dtype=torch.bfloat16,
+                        enabled=uses_bf16(t.config.precision, t.device)):
         _, loss = t.model(x, y)
     return loss
 

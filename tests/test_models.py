@@ -20,7 +20,15 @@ from cfglab.models import (
     describe,
     mask_tokens,
 )
-from cfglab.models.attention import Rotary, skew_both, skew_lower, skew_lower_block, skew_upper
+from cfglab.models.attention import (
+    Rotary,
+    _Boxes,
+    causal_blocks,
+    skew_both,
+    skew_lower,
+    skew_lower_block,
+    skew_upper,
+)
 
 VOCAB, CONTEXT = 11, 16
 VARIANTS = [(pe.value, "abs") for pe in DECODER_PES] + [("mlm", "abs"), ("mlm", "rel")]
@@ -245,6 +253,22 @@ def test_skews_have_exact_gradients(transpose: bool) -> None:
         assert torch.autograd.gradcheck(fn, (x,))
 
 
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("boxes", [((0, 2, 3), (2, 5, 6), (5, 7, 7)),  # rows disjoint (p2c)
+                                   ((0, 3, 2), (0, 5, 2), (0, 7, 2)),  # rows overlap (k, v)
+                                   ((1, 3, 4), (4, 6, 2))])  # rows left out, too
+def test_boxes_gradient_equals_slicing(boxes: tuple, transpose: bool) -> None:
+    """_Boxes' one-buffer backward, on a plain or a transposed input, against autograd's slices."""
+    grads = []
+    for use_boxes in (True, False):
+        x = torch.randn(2, 7, 7, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        src = x.transpose(-2, -1) if transpose else x
+        parts = _Boxes.apply(src, boxes) if use_boxes else [src[..., r0:r1, :c1] for r0, r1, c1 in boxes]
+        sum(p.pow(2).sum() * (i + 1) for i, p in enumerate(parts)).backward()
+        grads.append(x.grad)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)  # sums of overlaps in another order
+
+
 def test_rel_shares_one_table_across_layers() -> None:
     model = tiny_model("rel")
     tables = {id(block.attn.rel_emb.weight) for block in model.blocks}
@@ -359,23 +383,99 @@ def test_step_refuses_to_overflow_the_cache() -> None:
         model.step(tokens(1, 1), cache)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                               reason="needs CUDA"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(("pe", "mlm_pe"), VARIANTS, ids=VARIANT_IDS)
-def test_cuda_bf16_training_step_and_generation(pe: str, mlm_pe: str) -> None:
+def test_bf16_training_step_and_generation(pe: str, mlm_pe: str, device: str) -> None:
     torch.manual_seed(0)
-    model = build_model(tiny(pe, mlm_pe)).cuda()
-    idx = tokens(4, CONTEXT).cuda()
-    with torch.autocast("cuda", dtype=torch.bfloat16):
+    model = build_model(tiny(pe, mlm_pe)).to(device)
+    idx = tokens(4, CONTEXT).to(device)
+    with torch.autocast(device, dtype=torch.bfloat16):
         loss = model(idx, idx)[1]
     loss.backward()
     assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters())
+    with torch.no_grad():
+        fp32_loss = model(idx, idx)[1]
+    assert abs(loss.item() - fp32_loss.item()) < 0.02 * fp32_loss.item()
     if pe != "mlm":
         model.eval()
         runs = []
         for use_cache in (True, False):
-            g = torch.Generator(device="cuda").manual_seed(3)
+            g = torch.Generator(device=device).manual_seed(3)
             runs.append(model.generate(idx[:, :3], CONTEXT - 3, generator=g, use_cache=use_cache))
         assert torch.equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("pe", DECODERS)
+def test_decoder_is_causal_in_bf16_on_cpu(pe: str) -> None:
+    """bf16 on CPU takes its own path for abs and rot (causal_blocks): still exactly causal."""
+    model, idx = tiny_model(pe), tokens(2, CONTEXT)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(idx)[0]
+        for cut in (1, 9):
+            changed = idx.clone()
+            changed[:, cut:] = (changed[:, cut:] + 1) % VOCAB
+            assert torch.equal(model(changed)[0][:, :cut], logits[:, :cut])
+
+
+@pytest.mark.parametrize("pe", ["abs", "rot"])
+def test_bf16_windows_on_cpu_take_the_blocked_path(pe: str) -> None:
+    attn = tiny_model(pe).blocks[0].attn
+    q = torch.zeros(1, 4, CONTEXT, 4)
+    assert attn.use_blocks(q.bfloat16(), CONTEXT)
+    assert not attn.use_blocks(q, CONTEXT)  # fp32: SDPA
+    assert not attn.use_blocks(q[:, :, :1].bfloat16(), CONTEXT)  # one cached query: SDPA
+
+
+# ---------------------------------------------------------------- causal_blocks
+
+
+def _qkv(B: int, H: int, T: int, hs: int, dtype: torch.dtype, seed: int = 0, scale: float = 1.0):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(B, H, T, hs, generator=g, dtype=torch.float64) * scale).to(dtype)
+            .requires_grad_() for _ in range(3)]
+
+
+def _outputs_and_grads(fn, qkv, gy):  # noqa: ANN001, ANN202
+    y = fn(*qkv)
+    y.backward(gy.to(y.dtype))
+    return [y.detach().double()] + [t.grad.double() for t in qkv]
+
+
+@settings(max_examples=30, deadline=None)
+@given(B=st.integers(1, 3), H=st.integers(1, 3), T=st.integers(2, 19),
+       hs=st.sampled_from([1, 2, 4, 8]), block=st.integers(1, 8), seed=st.integers(0, 10**6))
+def test_causal_blocks_equal_sdpa(B: int, H: int, T: int, hs: int, block: int, seed: int) -> None:
+    """Outputs and every gradient, in float64, any block size (ragged last blocks included)."""
+    gy = torch.randn(B, H, T, hs, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    sdpa = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)  # noqa: E731
+    blocks = lambda q, k, v: causal_blocks(q, k, v, block)  # noqa: E731
+    expected = _outputs_and_grads(sdpa, _qkv(B, H, T, hs, torch.float64, seed), gy)
+    got = _outputs_and_grads(blocks, _qkv(B, H, T, hs, torch.float64, seed), gy)
+    for a, b in zip(got, expected):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
+def test_causal_blocks_gradcheck() -> None:
+    qkv = _qkv(2, 2, 7, 3, torch.float64)
+    assert torch.autograd.gradcheck(lambda q, k, v: causal_blocks(q, k, v, 3), qkv)
+
+
+def test_causal_blocks_in_bf16_are_about_as_accurate_as_sdpa() -> None:
+    """Against a float64 reference: blocks round the logits to bf16 (SDPA keeps them in fp32),
+    so allow up to 2x SDPA's own bf16 error, and at most 2% of the reference's mean size."""
+    shape = (4, 2, 128, 16)
+    gy = torch.randn(*shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    sdpa = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)  # noqa: E731
+    ref = _outputs_and_grads(sdpa, _qkv(*shape, torch.float64, scale=1.5), gy)
+    for_sdpa = _outputs_and_grads(sdpa, _qkv(*shape, torch.bfloat16, scale=1.5), gy)
+    for_blocks = _outputs_and_grads(causal_blocks, _qkv(*shape, torch.bfloat16, scale=1.5), gy)
+    for r, a, b in zip(ref, for_sdpa, for_blocks):
+        err_sdpa, err_blocks = (a - r).abs().mean(), (b - r).abs().mean()
+        assert err_blocks <= 2 * err_sdpa and err_blocks <= 0.02 * r.abs().mean()
 
 
 # ---------------------------------------------------------------- masked LM

@@ -46,9 +46,11 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("pe", ["rot", "mlm"])
-def test_resumed_run_reproduces_the_uninterrupted_loss_curve(tmp_path, grammar_file, pe) -> None:
-    cfg = _config(grammar_file, pe=pe, noise_fraction=0.3, noise_rate=0.2, dropout=0.1)
+@pytest.mark.parametrize(("pe", "precision"), [("rot", "auto"), ("mlm", "auto"), ("abs", "bf16")])
+def test_resumed_run_reproduces_the_uninterrupted_loss_curve(tmp_path, grammar_file, pe,
+                                                             precision) -> None:
+    cfg = _config(grammar_file, pe=pe, noise_fraction=0.3, noise_rate=0.2, dropout=0.1,
+                  precision=precision)
     whole = train(cfg, tmp_path / "whole", quiet=True)
 
     def stop_at_25(event: dict) -> None:
@@ -76,6 +78,26 @@ def test_run_directory_contents(tmp_path, grammar_file) -> None:
     assert yaml.safe_load(run.config_path.read_text())["grammar"] == str(grammar_file.resolve())
     loaded = load_run(run.path)
     assert loaded.step == 30 and loaded.grammar.name == "small"
+
+
+@pytest.mark.parametrize(("precision", "autocast"), [("auto", "none (fp32)"), ("fp32", "none (fp32)"),
+                                                    ("bf16", "bf16")])
+def test_cpu_precision_from_the_command_line(tmp_path, grammar_file, precision, autocast) -> None:
+    """--precision reaches the run: its config, its card, and a loss that trains in bf16 too."""
+    from typer.testing import CliRunner
+
+    from cfglab.cli import app
+
+    args = ["train", "--grammar", str(grammar_file), "--pe", "abs", "--layers", "1", "--heads", "2",
+            "--dim", "16", "--context", "32", "--batch", "8", "--steps", "60", "--lr", "1e-2",
+            "--threads", "1", "--precision", precision, "--out", str(tmp_path / "r"), "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    run = RunDir(tmp_path / "r")
+    assert run.read_config().precision == precision
+    assert json.loads(run.card_path.read_text())["autocast"] == autocast
+    losses = [loss for _, loss, _ in _losses(run.path)]  # one per 10 steps
+    assert sum(losses[-2:]) / 2 < 0.85 * losses[0]
 
 
 def test_corrupted_checkpoint_is_detected_and_the_previous_one_used(tmp_path, grammar_file) -> None:

@@ -35,6 +35,8 @@ def train_command(
     align_windows: Optional[bool] = typer.Option(
         None, "--align-windows/--no-align-windows",
         help="Start every training window at a string's BOS (default) or cut the stream anywhere."),
+    precision: Optional[str] = typer.Option(
+        None, "--precision", help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory to write."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -46,7 +48,7 @@ def train_command(
              "context": context, "batch": batch, "steps": steps, "lr": lr, "warmup": warmup,
              "noise_fraction": noise_fraction, "noise_rate": noise_rate, "seed": seed,
              "threads": threads, "checkpoint_every": checkpoint_every,
-             "align_windows": align_windows}
+             "align_windows": align_windows, "precision": precision}
     given: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     if resume and out_dir is not None and RunDir(out_dir).exists() and config_file is None \
             and "grammar" not in given:
