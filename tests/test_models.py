@@ -445,17 +445,34 @@ def _outputs_and_grads(fn, qkv, gy):  # noqa: ANN001, ANN202
     return [y.detach().double()] + [t.grad.double() for t in qkv]
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(B=st.integers(1, 3), H=st.integers(1, 3), T=st.integers(2, 19),
-       hs=st.sampled_from([1, 2, 4, 8]), block=st.integers(1, 8), seed=st.integers(0, 10**6))
-def test_causal_blocks_equal_sdpa(B: int, H: int, T: int, hs: int, block: int, seed: int) -> None:
-    """Outputs and every gradient, in float64, any block size (ragged last blocks included)."""
-    gy = torch.randn(B, H, T, hs, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    sdpa = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)  # noqa: E731
-    blocks = lambda q, k, v: causal_blocks(q, k, v, block)  # noqa: E731
-    expected = _outputs_and_grads(sdpa, _qkv(B, H, T, hs, torch.float64, seed), gy)
-    got = _outputs_and_grads(blocks, _qkv(B, H, T, hs, torch.float64, seed), gy)
-    for a, b in zip(got, expected):
+       hs=st.sampled_from([1, 2, 4, 8]), block=st.integers(1, 8), seed=st.integers(0, 10**6),
+       with_bias=st.booleans())
+def test_causal_blocks_equal_sdpa(B: int, H: int, T: int, hs: int, block: int, seed: int,
+                                  with_bias: bool) -> None:
+    """Outputs and every gradient (biases' too), in float64, any block size (ragged last
+    blocks included), against SDPA with the bias and the causal mask as a float attn_mask."""
+    g = torch.Generator().manual_seed(seed)
+    gy = torch.randn(B, H, T, hs, generator=g, dtype=torch.float64)
+    bias = torch.randn(B, H, T, T, generator=g, dtype=torch.float64) * with_bias
+    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    rows = [(i0, min(T, i0 + block)) for i0 in range(0, T, block)]
+
+    def sdpa(q, k, v, bias):  # noqa: ANN001, ANN202
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.masked_fill(future, -math.inf))
+
+    def blocks(q, k, v, bias):  # noqa: ANN001, ANN202
+        parts = [bias[:, :, i0:i1, :i1] for i0, i1 in rows] if with_bias else []
+        return causal_blocks(q, k, v, block, biases=parts)
+
+    results = []
+    for fn in (sdpa, blocks):
+        b = bias.clone().requires_grad_()
+        results.append(_outputs_and_grads(lambda q, k, v: fn(q, k, v, b),  # noqa: B023
+                                          _qkv(B, H, T, hs, torch.float64, seed), gy)
+                       + ([b.grad.double()] if with_bias else []))
+    for a, b in zip(*results):
         assert torch.allclose(a, b, atol=1e-10)
 
 

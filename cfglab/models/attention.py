@@ -15,7 +15,8 @@ probabilities through the explicit path, for analysis.
   embedding table of 2k rows shared by all layers (k = max_rel). Whole windows (training)
   get c2p/p2c from matmuls against per-distance tables and a skew; cached decoding gathers.
   Causal windows longer than `query_block` (64) run in blocks of query rows, each against its
-  key prefix only, which skips most of the masked half (1.58x -> ~1.45x rot's cost on CPU).
+  key prefix only, which skips most of the masked half (1.58x -> ~1.45x rot's cost on CPU):
+  `causal_blocks` with c2p + p2c as each block's additive bias (without dropout).
 - pos: logits are a learned number per (head, distance i - j) — no queries or keys; distances
   beyond the context share the last learned value. Training windows build the (nh, T, T)
   Toeplitz logits by a skew (no scatter-add in the backward, which is slow on GPUs).
@@ -149,38 +150,45 @@ class _Boxes(torch.autograd.Function):
 
 
 class _CausalBlocks(torch.autograd.Function):
-    """softmax(q k^T / sqrt(hs)) v over a whole causal window, query rows in blocks (rows
+    """softmax(scale q k^T + bias) v over a whole causal window, query rows in blocks (rows
     i0 .. i1-1 against keys 0 .. i1-1), with a flash-style backward over the saved probabilities.
+    `biases`, optional, are one (B|1, nh, rows, i1) additive term per block (rel's c2p + p2c);
+    their gradient is the logits' gradient.
 
-    For bf16 on CPU: there SDPA's flash kernel runs no faster than in fp32, while these batched
-    bf16 matmuls run ~4x faster than fp32 ones (benchmarks/RESULTS.md). Softmax accumulates in
-    fp32, as SDPA does; the logits are the bf16 matmul's output, as under autocast. Every matmul
-    takes its operands in a layout it reads without a copy: k and v are transposed once, and the
-    key-side gradients are accumulated transposed."""
+    Why: on CPU in bf16 SDPA's flash kernel runs no faster than in fp32, while these batched bf16
+    matmuls run ~4x faster than fp32 ones; and for rel, whose scores SDPA cannot take with a
+    gradient, this backward is leaner than autograd's through the same ops. Softmax accumulates
+    in fp32, as SDPA does; the logits are the matmul's output, as under autocast. Every matmul
+    reads its operands without a copy: k and v are transposed once, and the key-side gradients
+    are accumulated transposed."""
 
     @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, block: int) -> Tensor:
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, block: int, scale: float,
+                *biases: Tensor) -> Tensor:
         T = q.size(2)
-        q = q * q.size(-1) ** -0.5  # scale the (T, hs) factor, not the (T, T) logits
+        q = q * scale  # scale the (T, hs) factor, not the (T, T) logits
         kt = k.transpose(-2, -1).contiguous()  # (B, nh, hs, T)
         future = torch.ones(block, block, dtype=torch.bool, device=q.device).triu_(1)
         probs, outs = [], []
-        for i0 in range(0, T, block):
+        for b, i0 in enumerate(range(0, T, block)):
             i1 = min(T, i0 + block)
             logits = q[:, :, i0:i1] @ kt[..., :i1]
+            if biases:
+                logits += biases[b]
             logits[..., i0:].masked_fill_(future[: i1 - i0, : i1 - i0], float("-inf"))
             p = torch.softmax(logits, dim=-1)  # accumulates in fp32 for bf16 too
             outs.append(p @ v[:, :, :i1])
             probs.append(p)
         y = torch.cat(outs, dim=2)
         ctx.save_for_backward(q, k, v, y, *probs)
-        ctx.block = block
+        ctx.block, ctx.scale = block, scale
+        ctx.bias_dtypes = [t.dtype for t in biases]
         return y
 
     @staticmethod
-    def backward(ctx, gy: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
+    def backward(ctx, gy: Tensor) -> tuple[Tensor | None, ...]:
         q, k, v, y, *probs = ctx.saved_tensors
-        block, scale = ctx.block, q.size(-1) ** -0.5
+        block = ctx.block
         acc = torch.promote_types(q.dtype, torch.float32)  # bf16 sums and rows in fp32
         # sum_j p_ij dp_ij = gy_i . y_i: the softmax backward's row term, once for all blocks
         row = (gy.to(acc) * y.to(acc)).sum(-1, keepdim=True)
@@ -188,6 +196,7 @@ class _CausalBlocks(torch.autograd.Function):
         gq = torch.empty_like(q)
         gkt = torch.zeros(vt.shape, dtype=acc, device=k.device)  # transposed
         gvt = torch.zeros(vt.shape, dtype=acc, device=v.device)
+        gbiases = []
         for b, p in enumerate(probs):
             i0, i1 = b * block, b * block + p.size(-2)
             g = gy[:, :, i0:i1]
@@ -195,13 +204,18 @@ class _CausalBlocks(torch.autograd.Function):
             gl = torch.sub(g @ vt[..., :i1], row[:, :, i0:i1]).mul_(p).to(q.dtype)  # dL/dlogits
             gq[:, :, i0:i1] = gl @ k[:, :, :i1]
             gkt[..., :i1] += q[:, :, i0:i1].transpose(-2, -1) @ gl
+            if ctx.bias_dtypes:
+                gbiases.append(gl.to(ctx.bias_dtypes[b]))
         gk, gv = gkt.transpose(-2, -1), gvt.transpose(-2, -1)
-        return gq * scale, gk.to(k.dtype), gv.to(v.dtype), None
+        return gq * ctx.scale, gk.to(k.dtype), gv.to(v.dtype), None, None, *gbiases
 
 
-def causal_blocks(q: Tensor, k: Tensor, v: Tensor, block: int = 64) -> Tensor:
-    """Causal attention of a whole window (q, k, v each (B, nh, T, hs)) in query blocks."""
-    return _CausalBlocks.apply(q, k, v, block)
+def causal_blocks(q: Tensor, k: Tensor, v: Tensor, block: int = 64, scale: float | None = None,
+                  biases: list[Tensor] | tuple[Tensor, ...] = ()) -> Tensor:
+    """Causal attention of a whole window (q, k, v each (B, nh, T, hs)) in query blocks;
+    `scale` defaults to 1/sqrt(hs); `biases`, if given, one additive term per block."""
+    scale = q.size(-1) ** -0.5 if scale is None else scale
+    return _CausalBlocks.apply(q, k, v, block, scale, *biases)
 
 
 def causal_bias(d: Tensor, dtype: torch.dtype) -> Tensor:
@@ -367,7 +381,8 @@ class RelativeAttention(Attention):
         q, k, v = self.qkv(x)
         k, v = self.store(k, v, start, cache)
         T = q.size(2)
-        if self.causal and T == k.size(2) and T > self.query_block:
+        if self.causal and T == k.size(2) and T > self.query_block and not (
+                self.training and self.dropout > 0):
             return self.merge(self.blocked_causal(q, k, v))
         return self.merge(self.mix(self.weights(q, k, start), v))
 
@@ -379,20 +394,14 @@ class RelativeAttention(Attention):
         q, qr = q * self.scale, qr * self.scale
         kr_rev, qr_fwd = self.distance_tables(qr, kr, T)
         p2c = skew_upper(k @ qr_fwd.transpose(-2, -1)).transpose(-2, -1)  # (B, nh, T, T)
-        d = distances(T, T, 0, q.device)
         ends = [min(T, i0 + self.query_block) for i0 in range(0, T, self.query_block)]
         starts = [0, *ends[:-1]]
-        hs = q.size(-1)
-        k_pre = _Boxes.apply(k, tuple((0, e, hs) for e in ends))  # keys 0 .. i1-1
-        v_pre = _Boxes.apply(v, tuple((0, e, hs) for e in ends))
         p2c_blocks = _Boxes.apply(p2c, tuple(zip(starts, ends, ends)))
-        ys = []
+        biases = []
         for b, qb in enumerate(q.split(self.query_block, dim=2)):
-            i0, i1 = starts[b], ends[b]
-            c2p = skew_lower_block(qb @ kr_rev[:, T - i1 :].transpose(-2, -1))  # (.., rows, i1)
-            p = self.softmax_of(qb, k_pre[b], c2p, p2c_blocks[b], d[i0:i1, :i1])
-            ys.append(self.mix(p, v_pre[b]))
-        return torch.cat(ys, dim=2)
+            c2p = skew_lower_block(qb @ kr_rev[:, T - ends[b] :].transpose(-2, -1))  # (.., rows, i1)
+            biases.append(c2p + p2c_blocks[b])
+        return causal_blocks(q, k, v, self.query_block, scale=1.0, biases=biases)
 
     def probs(self, x: Tensor) -> Tensor:  # (B, nh, T, T)
         q, k, _ = self.qkv(x)
@@ -417,7 +426,8 @@ class RelativeAttention(Attention):
         logits = (q @ k.transpose(-2, -1)).add_(c2p).add_(p2c)  # in place: no new (Tq, S) buffers
         if self.causal:  # an additive mask: its backward is free (softmax already zeroes it)
             logits.add_(causal_bias(d, logits.dtype))
-        return F.softmax(logits, dim=-1)  # accumulates in fp32 for bf16 too, without a copy
+        # bf16 in, bf16 out, fp32 inside: no copies on CPU (CUDA's autocast returns fp32: cast back)
+        return F.softmax(logits, dim=-1).to(q.dtype)
 
     def gathered_terms(self, q, k, qr, kr, d: Tensor, start: int) -> tuple[Tensor, Tensor]:
         """Any window (cached decoding, bidirectional): c2p and p2c by gathering (B, nh, Tq, S)."""
