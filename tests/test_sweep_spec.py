@@ -218,3 +218,24 @@ def test_cli_bad_sweep_file_exits_1_with_the_field_path_and_no_traceback(project
     line = next(i for i, x in enumerate(path.read_text().splitlines(), 1) if "fast" in x)
     assert "train.lr" in proc.stderr and f":{line}:" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_resume_accepts_a_plan_written_before_a_field_existed(project: Path) -> None:
+    """A sweep started by an older cfglab (its plan lacks a newer TrainConfig field) resumes;
+    a real change to the grid is still refused."""
+    import json
+
+    from cfglab.sweep.tune import prepare
+
+    path = _write(project, GOOD + "storage: " + str(project / "out") + "\n")
+    sweep, _, _, _ = prepare(load_sweep(path), resume=False, say=print)
+    plan = json.loads(sweep.plan_path.read_text())
+    for trial in plan:
+        del trial["train"]["precision"]  # as plan.json was before --precision
+    sweep.plan_path.write_text(json.dumps(plan))
+    prepare(load_sweep(path), resume=True, say=print)
+    for trial in plan:
+        trial["train"]["lr"] = 1e-2
+    sweep.plan_path.write_text(json.dumps(plan))
+    with pytest.raises(CfglabError, match="sweep file changed"):
+        prepare(load_sweep(path), resume=True, say=print)

@@ -24,9 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from pydantic import ValidationError
 from ray import tune
 
 from cfglab.errors import CfglabError
+from cfglab.runs import TrainConfig
 from cfglab.sweep.layout import TUNE_NAME, SweepDir
 from cfglab.sweep.spec import LoadedSweep, SweepPlan, TrialPlan, expand
 from cfglab.sweep.tasks import applies, run_task
@@ -254,9 +256,15 @@ def _tuner(sweep: SweepDir, plan: SweepPlan, trials: list[TrialPlan], restore: b
 
 
 def _check_same_plan(sweep: SweepDir, trials: list[TrialPlan]) -> None:
-    """--resume continues the grid it started (threads and device may change, as in train)."""
+    """--resume continues the grid it started (threads and device may change, as in train).
+    Both sides go through TrainConfig first: a field added to cfglab since the sweep started
+    compares at its default, as the trials' own run directories do when they resume."""
     def key(t: TrialPlan) -> dict[str, Any]:
-        return {k: v for k, v in t.train.items() if k not in ("grammar", "threads", "device")}
+        try:
+            train = TrainConfig(**t.train).model_dump()
+        except ValidationError:  # a field this cfglab no longer knows: a different grid
+            train = dict(t.train)
+        return {k: v for k, v in train.items() if k not in ("grammar", "threads", "device")}
 
     old = {t.name: key(t) for t in sweep.read_plan()}
     new = {t.name: key(t) for t in trials}
