@@ -192,20 +192,26 @@ class _CausalBlocks(torch.autograd.Function):
         acc = torch.promote_types(q.dtype, torch.float32)  # bf16 sums and rows in fp32
         # sum_j p_ij dp_ij = gy_i . y_i: the softmax backward's row term, once for all blocks
         row = (gy.to(acc) * y.to(acc)).sum(-1, keepdim=True)
-        vt = v.transpose(-2, -1).contiguous()  # (B, nh, hs, T)
-        gq = torch.empty_like(q)
+        vt = v.transpose(-2, -1)
         gkt = torch.zeros(vt.shape, dtype=acc, device=k.device)  # transposed
         gvt = torch.zeros(vt.shape, dtype=acc, device=v.device)
+        # dp - row in one matmul, [gy, -row_hi, -row_lo] @ [v^T; 1; 1]: the difference forms in
+        # the matmul's fp32 accumulator, row split in two bf16 parts keeps ~16 bits of it, and
+        # no mixed-dtype op (a hidden copy on CPU) is needed
+        hi = row.to(gy.dtype)
+        gy1 = torch.cat((gy, -hi, (hi.to(acc) - row).to(gy.dtype)), dim=-1)  # (B, nh, T, hs+2)
+        vt1 = torch.cat((vt, vt.new_ones(*vt.shape[:-2], 2, vt.size(-1))), dim=-2)  # (.., hs+2, T)
+        gq = torch.empty_like(q)
         gbiases = []
         for b, p in enumerate(probs):
             i0, i1 = b * block, b * block + p.size(-2)
             g = gy[:, :, i0:i1]
             gvt[..., :i1] += g.transpose(-2, -1) @ p
-            gl = torch.sub(g @ vt[..., :i1], row[:, :, i0:i1]).mul_(p).to(q.dtype)  # dL/dlogits
+            gl = (gy1[:, :, i0:i1] @ vt1[..., :i1]).mul_(p)  # dL/dlogits
             gq[:, :, i0:i1] = gl @ k[:, :, :i1]
             gkt[..., :i1] += q[:, :, i0:i1].transpose(-2, -1) @ gl
             if ctx.bias_dtypes:
-                gbiases.append(gl.to(ctx.bias_dtypes[b]))
+                gbiases.append(gl.to(ctx.bias_dtypes[b]))  # no copy when the dtypes agree
         gk, gv = gkt.transpose(-2, -1), gvt.transpose(-2, -1)
         return gq * ctx.scale, gk.to(k.dtype), gv.to(v.dtype), None, None, *gbiases
 
