@@ -62,6 +62,14 @@ def masked_softmax(logits: Tensor, d: Tensor | None) -> Tensor:
     return F.softmax(logits.float(), dim=-1).to(logits.dtype)
 
 
+def skew_view(x: Tensor, drop: int, width: int, ncols: int) -> Tensor:
+    """(..., R, L) -> (..., R, ncols), no autograd of its own: _Skew's forward (a view when x is
+    contiguous)."""
+    *lead, R, L = x.shape
+    flat = x.reshape(*lead, R * L)
+    return flat[..., drop : drop + R * width].view(*lead, R, width)[..., :ncols]
+
+
 class _Skew(torch.autograd.Function):
     """(..., R, L) -> (..., R, ncols): the rows laid flat, `drop` entries skipped, re-cut into rows
     of `width`, the first `ncols` columns kept (a view). Autograd's own backward for the slices
@@ -69,10 +77,8 @@ class _Skew(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, drop: int, width: int, ncols: int) -> Tensor:
-        *lead, R, L = x.shape
-        ctx.geometry = (drop, width, L)
-        flat = x.reshape(*lead, R * L)
-        return flat[..., drop : drop + R * width].view(*lead, R, width)[..., :ncols]
+        ctx.geometry = (drop, width, x.size(-1))
+        return skew_view(x, drop, width, ncols)
 
     @staticmethod
     def backward(ctx, g: Tensor) -> tuple[Tensor, None, None, None]:
@@ -116,37 +122,31 @@ def skew_both(x: Tensor) -> Tensor:
 
 
 class _Boxes(torch.autograd.Function):
-    """x[..., r0:r1, :c1] for each box (r0, r1, c1), as views. Slicing the same tensor k times
-    costs autograd k full-size zero-filled gradients and k - 1 full-size additions; this backward
-    writes one gradient: each box's part added in, the rest zero."""
+    """view(x)[..., r0:r1, :c1] for each box (r0, r1, c1), as views; `view` is a view function
+    (e.g. a skew and a transpose) or None. Slicing the same tensor k times costs autograd k
+    full-size zero-filled gradients and k - 1 full-size additions, and a view function's own
+    backward one more full-size copy; this backward writes one gradient, in x's own layout:
+    zeros, with each box's part written (boxes on disjoint rows) or added in."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, boxes: tuple[tuple[int, int, int], ...]) -> tuple[Tensor, ...]:
-        ctx.shape, ctx.stride, ctx.boxes = x.shape, x.stride(), boxes
+    def forward(ctx, x: Tensor, boxes: tuple[tuple[int, int, int], ...],
+                view: Callable[[Tensor], Tensor] | None = None) -> tuple[Tensor, ...]:
+        ctx.shape, ctx.boxes, ctx.view = x.shape, boxes, view
         ctx.disjoint = all(b[0] >= a[1] for a, b in zip(boxes, boxes[1:]))  # rows in order
-        return tuple(x[..., r0:r1, :c1] for r0, r1, c1 in boxes)
+        y = view(x) if view else x
+        return tuple(y[..., r0:r1, :c1] for r0, r1, c1 in boxes)
 
     @staticmethod
-    def backward(ctx, *grads: Tensor | None) -> tuple[Tensor, None]:
+    def backward(ctx, *grads: Tensor | None) -> tuple[Tensor, None, None]:
         ref = next(g for g in grads if g is not None)
-        # laid out as x was (e.g. a transposed view): the backward before it then reads it
-        # straight, not through a transposing copy
-        out = ref.new_empty_strided(ctx.shape, ctx.stride)
-        if not ctx.disjoint:
-            out.zero_()
-            for (r0, r1, c1), g in zip(ctx.boxes, grads):
-                if g is not None:
-                    out[..., r0:r1, :c1] += g
-            return out, None
-        done = 0  # boxes on disjoint rows: each written once, everything else zeroed once
+        out = ref.new_zeros(ctx.shape)
+        region = ctx.view(out) if ctx.view else out
         for (r0, r1, c1), g in zip(ctx.boxes, grads):
-            out[..., done:r0, :].zero_()
-            out[..., r0:r1, c1:].zero_()
-            box = out[..., r0:r1, :c1]
-            box.zero_() if g is None else box.copy_(g)
-            done = r1
-        out[..., done:, :].zero_()
-        return out, None
+            if g is not None and ctx.disjoint:
+                region[..., r0:r1, :c1].copy_(g)
+            elif g is not None:
+                region[..., r0:r1, :c1] += g
+        return out, None, None
 
 
 class _CausalBlocks(torch.autograd.Function):
@@ -399,10 +399,11 @@ class RelativeAttention(Attention):
         qr, kr = self.position_projections()
         q, qr = q * self.scale, qr * self.scale
         kr_rev, qr_fwd = self.distance_tables(qr, kr, T)
-        p2c = skew_upper(k @ qr_fwd.transpose(-2, -1)).transpose(-2, -1)  # (B, nh, T, T)
         ends = [min(T, i0 + self.query_block) for i0 in range(0, T, self.query_block)]
         starts = [0, *ends[:-1]]
-        p2c_blocks = _Boxes.apply(p2c, tuple(zip(starts, ends, ends)))
+        # p2c (B, nh, T, T) = skew_upper(k @ qr_fwd^T) transposed, cut into the blocks' boxes
+        p2c_blocks = _Boxes.apply(k @ qr_fwd.transpose(-2, -1), tuple(zip(starts, ends, ends)),
+                                  lambda t: skew_view(t, 0, T, T).transpose(-2, -1))
         biases = []
         for b, qb in enumerate(q.split(self.query_block, dim=2)):
             c2p = skew_lower_block(qb @ kr_rev[:, T - ends[b] :].transpose(-2, -1))  # (.., rows, i1)
