@@ -15,7 +15,7 @@ probabilities through the explicit path, for analysis.
   embedding table of 2k rows shared by all layers (k = max_rel). Whole windows (training)
   get c2p/p2c from matmuls against per-distance tables and a skew; cached decoding gathers.
   Causal windows longer than `query_block` (64) run in blocks of query rows, each against its
-  key prefix only, which skips most of the masked half (1.58x -> ~1.45x rot's cost on CPU):
+  key prefix only, which skips most of the masked half (1.58x -> ~1.37x rot's cost on CPU):
   `causal_blocks` with c2p + p2c as each block's additive bias (without dropout).
 - pos: logits are a learned number per (head, distance i - j) — no queries or keys; distances
   beyond the context share the last learned value. Training windows build the (nh, T, T)
