@@ -399,6 +399,9 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
 def test_bf16_training_step_and_generation(pe: str, mlm_pe: str, device: str) -> None:
     torch.manual_seed(0)
     model = build_model(tiny(pe, mlm_pe)).to(device)
+    for block in model.blocks:  # windows of 16 in query blocks of 5: the blocked paths run too
+        if hasattr(block.attn, "query_block"):
+            block.attn.query_block = 5
     idx = tokens(4, CONTEXT).to(device)
     with torch.autocast(device, dtype=torch.bfloat16):
         loss = model(idx, idx)[1]
@@ -481,6 +484,19 @@ def test_causal_blocks_equal_sdpa(B: int, H: int, T: int, hs: int, block: int, s
                        + ([b.grad.double()] if with_bias else []))
     for a, b in zip(*results):
         assert torch.allclose(a, b, atol=1e-10)
+
+
+def test_causal_blocks_take_an_fp32_softmax_as_cuda_autocast_gives(monkeypatch) -> None:
+    """Under CUDA's autocast softmax returns fp32 from bf16 logits (rel's blocks run there):
+    outputs and gradients must stay in the inputs' bf16."""
+    softmax = torch.softmax
+    monkeypatch.setattr(torch, "softmax", lambda x, dim, **kw: softmax(x.float(), dim))
+    q, k, v = _qkv(2, 2, 10, 4, torch.bfloat16)
+    biases = [torch.zeros(2, 2, min(10, i + 4) - i, min(10, i + 4), dtype=torch.bfloat16,
+                          requires_grad=True) for i in range(0, 10, 4)]
+    y = causal_blocks(q, k, v, 4, biases=biases)
+    y.float().sum().backward()
+    assert y.dtype == q.grad.dtype == biases[0].grad.dtype == torch.bfloat16
 
 
 def test_causal_blocks_gradcheck() -> None:

@@ -176,7 +176,8 @@ class _CausalBlocks(torch.autograd.Function):
             if biases:
                 logits += biases[b]
             logits[..., i0:].masked_fill_(future[: i1 - i0, : i1 - i0], float("-inf"))
-            p = torch.softmax(logits, dim=-1)  # accumulates in fp32 for bf16 too
+            # fp32 inside for bf16 too; CUDA's autocast returns fp32 here: back to v's dtype
+            p = torch.softmax(logits, dim=-1).to(v.dtype)
             outs.append(p @ v[:, :, :i1])
             probs.append(p)
         y = torch.cat(outs, dim=2)
