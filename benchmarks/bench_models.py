@@ -62,10 +62,15 @@ def autocast(device: str, precision: str):
     return contextlib.nullcontext()
 
 
+def compute_dtype(device: str, precision: str) -> torch.dtype:
+    """The dtype the matmuls run in: bf16 under autocast, else fp32."""
+    return torch.bfloat16 if uses_bf16(precision, torch.device(device)) else torch.float32
+
+
 def peak_flops(device: str, precision: str) -> float:
     """FLOP/s of a big matmul in the training precision: the denominator of MFU."""
     n = 2048 if device == "cpu" else 8192
-    dtype = torch.bfloat16 if uses_bf16(precision, torch.device(device)) else torch.float32
+    dtype = compute_dtype(device, precision)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     best = float("inf")
@@ -174,7 +179,7 @@ def causal_core(args: argparse.Namespace) -> None:
     """abs/rot's core on a whole causal window: SDPA against causal_blocks (what bf16 on CPU
     runs), from q, k, v cast to the training precision."""
     B, H, T, hs = args.batch, args.heads, args.context, args.dim // args.heads
-    dtype = torch.bfloat16 if uses_bf16(args.precision, torch.device(args.device)) else torch.float32
+    dtype = compute_dtype(args.device, args.precision)
     q, k, v = (torch.randn(B, H, T, hs, device=args.device, dtype=dtype, requires_grad=True)
                for _ in range(3))
     paths = {
@@ -184,7 +189,8 @@ def causal_core(args: argparse.Namespace) -> None:
     for name, fn in paths.items():
         time_steps(fn, 2, args.device)
         sec = min(time_steps(fn, 5, args.device) for _ in range(3))
-        print(f"  causal attention core ({str(dtype)[6:]}), {name:<7} fwd+bwd {sec * 1e3:7.2f} ms / layer")
+        print(f"  causal attention core ({str(dtype)[6:]}), {name:<7} fwd+bwd "
+              f"{sec * 1e3:7.2f} ms / layer")
 
 
 def main() -> None:
