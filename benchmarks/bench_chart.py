@@ -18,7 +18,6 @@ Run: .venv/bin/python benchmarks/bench_chart.py [--strings 200] [--lark-strings 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import subprocess
 import sys
@@ -27,18 +26,18 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from cfglab.grammar.earley import count_trees, earley_parser  # noqa: E402
-from cfglab.grammar.chart import Chart  # noqa: E402
-from cfglab.grammar.core import Grammar  # noqa: E402
-from cfglab.grammar.dsl import load_grammar  # noqa: E402
-from cfglab.grammar.sample import sample  # noqa: E402
+from cfglab.chart.earley import count_trees, earley_parser
+from cfglab.chart.front import Chart
+from cfglab.grammar.core import Grammar
+from cfglab.grammar.dsl import load_grammar
+from cfglab.grammar.sample import sample
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def best_of(repeats: int, fn) -> float:  # noqa: ANN001
+def best_of(repeats: int, fn) -> float:
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -58,7 +57,7 @@ def flipped(strings: list[np.ndarray], n_flips: int, T: int, seed: int) -> list[
     return out
 
 
-def lark_run(parser, g: Grammar, strings: list[np.ndarray], count: bool) -> list[int]:  # noqa: ANN001
+def lark_run(parser, g: Grammar, strings: list[np.ndarray], count: bool) -> list[int]:
     from lark.exceptions import LarkError
 
     out = []
@@ -92,14 +91,22 @@ def bench_verify(n: int, n_lark: int) -> None:
     t_explicit = (time.perf_counter() - t0) / len(subset)
     mine = [counts[i] for i in picked]
     agree = mine == lark_counts and [c > 0 for c in mine] == [m > 0 for m in member]
-    print(f"verify  cfg3f: {len(strings)} strings ({sum(c > 0 for c in counts)} valid, "
-          f"mean length {np.mean([len(s) for s in strings]):.0f}), parse counts up to {max(counts)}")
-    print(f"  chart membership + counts   {t_chart * 1e3:8.3f} ms/string (all {len(strings)})  "
-          f"{t_chart_subset * 1e3:8.3f} ms/string (the lark subset)")
-    print(f"  lark Earley, membership     {t_plain * 1e3:8.1f} ms/string ({len(subset)} strings)"
-          f"  ratio {t_plain / t_chart:6.0f}x")
-    print(f"  lark Earley, explicit+count {t_explicit * 1e3:8.1f} ms/string"
-          f"                  ratio {t_explicit / t_chart:6.0f}x")
+    print(
+        f"verify  cfg3f: {len(strings)} strings ({sum(c > 0 for c in counts)} valid, "
+        f"mean length {np.mean([len(s) for s in strings]):.0f}), parse counts up to {max(counts)}"
+    )
+    print(
+        f"  chart membership + counts   {t_chart * 1e3:8.3f} ms/string (all {len(strings)})  "
+        f"{t_chart_subset * 1e3:8.3f} ms/string (the lark subset)"
+    )
+    print(
+        f"  lark Earley, membership     {t_plain * 1e3:8.1f} ms/string ({len(subset)} strings)"
+        f"  ratio {t_plain / t_chart:6.0f}x"
+    )
+    print(
+        f"  lark Earley, explicit+count {t_explicit * 1e3:8.1f} ms/string"
+        f"                  ratio {t_explicit / t_chart:6.0f}x"
+    )
     print(f"  counts agree with lark on the subset: {agree}   (target: ratio >= 30x)")
 
 
@@ -112,17 +119,23 @@ def bench_next(general: bool) -> None:
     t_build = time.perf_counter() - t0
     rows = chart.next_token_distributions(s)
     t = best_of(5, lambda: chart.next_token_distributions(s))
-    print(f"next    cfg3b string of {len(s)} tokens: rows {rows.shape}, "
-          f"min p(actual token) {rows[np.arange(len(s)), 1 + s].min():.3g}")
-    print(f"  chart (sparse levels + forward)  {t * 1e3:8.2f} ms   (tables built once in "
-          f"{t_build * 1e3:.1f} ms)   target <= 20 ms")
+    print(
+        f"next    cfg3b string of {len(s)} tokens: rows {rows.shape}, "
+        f"min p(actual token) {rows[np.arange(len(s)), 1 + s].min():.3g}"
+    )
+    print(
+        f"  chart (sparse levels + forward)  {t * 1e3:8.2f} ms   (tables built once in "
+        f"{t_build * 1e3:.1f} ms)   target <= 20 ms"
+    )
     if general:
         slow = Chart(g, general=True)
         t0 = time.perf_counter()
         ref = slow.next_token_distributions(s)
         t_gen = time.perf_counter() - t0
-        print(f"  general O(n^3) chart             {t_gen * 1e3:8.0f} ms   ratio {t_gen / t:6.0f}x"
-              f"   max |diff| {np.abs(ref - rows).max():.1e}")
+        print(
+            f"  general O(n^3) chart             {t_gen * 1e3:8.0f} ms   ratio {t_gen / t:6.0f}x"
+            f"   max |diff| {np.abs(ref - rows).max():.1e}"
+        )
 
 
 def bench_repair() -> None:
@@ -135,22 +148,38 @@ def bench_repair() -> None:
         repairs = chart.min_substitutions(strings)
         t = (time.perf_counter() - t0) / n
         costs = [r.substitutions for r in repairs]
-        print(f"repair  cfg3f, {flips} flip(s): {t * 1e3:8.1f} ms/string  substitutions "
-              f"{min(costs)}..{max(costs)} (mean length {np.mean([len(s) for s in strings]):.0f})")
+        print(
+            f"repair  cfg3f, {flips} flip(s): {t * 1e3:8.1f} ms/string  substitutions "
+            f"{min(costs)}..{max(costs)} (mean length {np.mean([len(s) for s in strings]):.0f})"
+        )
 
 
 def bench_startup() -> None:
-    line = " ".join(load_grammar(ROOT / "grammars" / "cfg3f.cfg").decode(
-        sample(load_grammar(ROOT / "grammars" / "cfg3f.cfg"), 1, 0).string(0)))
+    line = " ".join(
+        load_grammar(ROOT / "grammars" / "cfg3f.cfg").decode(
+            sample(load_grammar(ROOT / "grammars" / "cfg3f.cfg"), 1, 0).string(0)
+        )
+    )
     exe = [sys.executable, "-m", "cfglab"]
-    t_help = best_of(3, lambda: subprocess.run(exe + ["verify", "--help"], capture_output=True,
-                                               check=True))
-    t_one = best_of(3, lambda: subprocess.run(exe + ["verify", "grammars/cfg3f.cfg", "-", "--json"],
-                                              input=line + "\n", text=True, capture_output=True,
-                                              check=True, cwd=ROOT))
+    t_help = best_of(
+        3, lambda: subprocess.run(exe + ["verify", "--help"], capture_output=True, check=True)
+    )
+    t_one = best_of(
+        3,
+        lambda: subprocess.run(
+            exe + ["verify", "grammars/cfg3f.cfg", "-", "--json"],
+            input=line + "\n",
+            text=True,
+            capture_output=True,
+            check=True,
+            cwd=ROOT,
+        ),
+    )
     t_py = best_of(3, lambda: subprocess.run([sys.executable, "-c", "pass"], check=True))
-    print(f"startup `cfglab verify --help` {t_help:.2f} s, one-line verify {t_one:.2f} s "
-          f"(bare python {t_py:.2f} s)   target < 1 s")
+    print(
+        f"startup `cfglab verify --help` {t_help:.2f} s, one-line verify {t_one:.2f} s "
+        f"(bare python {t_py:.2f} s)   target < 1 s"
+    )
 
 
 def main() -> None:

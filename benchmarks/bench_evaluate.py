@@ -31,23 +31,41 @@ def train_small(out: Path, steps: int, threads: int) -> Path:
     from cfglab.runs import TrainConfig
     from cfglab.train import train
 
-    cfg = TrainConfig(grammar=str(ROOT / "grammars" / "cfg3b.cfg"), pe="rot", layers=2, heads=2,
-                      dim=64, context=256, batch=16, steps=steps, lr=3e-3, warmup=50,
-                      threads=threads, checkpoint_every=steps, eval_every=steps, log_every=50)
+    cfg = TrainConfig(
+        grammar=str(ROOT / "grammars" / "cfg3b.cfg"),
+        pe="rot",
+        layers=2,
+        heads=2,
+        dim=64,
+        context=256,
+        batch=16,
+        steps=steps,
+        lr=3e-3,
+        warmup=50,
+        threads=threads,
+        checkpoint_every=steps,
+        eval_every=steps,
+        log_every=50,
+    )
     return train(cfg, out, quiet=True)
 
 
-def tokens_per_s(model, prompts: np.ndarray, vocab: Vocab, max_new: int, **kw) -> tuple[float, int]:  # noqa: ANN001
+def tokens_per_s(model, prompts: np.ndarray, vocab: Vocab, max_new: int, **kw) -> tuple[float, int]:
     g = generate(model, prompts, vocab, max_new, seed=11, **kw)
     return g.sampled / g.seconds, g.sampled
 
 
-def gpt_generate_tokens_per_s(model, prompts: np.ndarray, vocab: Vocab, max_new: int,  # noqa: ANN001
-                              batch_size: int) -> float:
+def gpt_generate_tokens_per_s(
+    model,
+    prompts: np.ndarray,
+    vocab: Vocab,
+    max_new: int,
+    batch_size: int,
+) -> float:
     gen = torch.Generator().manual_seed(11)
     start, tokens = time.perf_counter(), 0
     for lo in range(0, len(prompts), batch_size):
-        idx = torch.as_tensor(prompts[lo:lo + batch_size])
+        idx = torch.as_tensor(prompts[lo : lo + batch_size])
         out = model.generate(idx, max_new, generator=gen, stop_token=vocab.eos)[:, 1:]
         stopped = (out == vocab.eos).int().cumsum(dim=1) <= 1  # tokens up to the first EOS
         tokens += int(stopped.sum())
@@ -73,16 +91,28 @@ def main() -> None:
         print(f"trained {run} ({args.train_steps} steps) in {time.perf_counter() - t0:.0f} s")
     ctx = open_run(run, threads=args.threads, device=args.device)
     cap = default_max_length(longest_string(ctx.grammar, 0))
-    print(f"model: {ctx.config.layers} layers, {ctx.config.dim} dims, pe {ctx.config.pe}, "
-          f"step {ctx.step}; torch threads {torch.get_num_threads()}; device {ctx.device}; "
-          f"length cap {cap}")
+    print(
+        f"model: {ctx.config.layers} layers, {ctx.config.dim} dims, pe {ctx.config.pe}, "
+        f"step {ctx.step}; torch threads {torch.get_num_threads()}; device {ctx.device}; "
+        f"length cap {cap}"
+    )
 
-    done = accuracy_at_cut(ctx.model, ctx.judge, args.n, 0, max_length=cap, seed=0,
-                           batch_size=args.batch_size, device=ctx.device)
+    done = accuracy_at_cut(
+        ctx.model,
+        ctx.judge,
+        args.n,
+        0,
+        max_length=cap,
+        seed=0,
+        batch_size=args.batch_size,
+        device=ctx.device,
+    )
     s, g = done.summary(), done.generations
     total = g.seconds + done.check_s
-    print(f"\nevaluate: {args.n} cut0 generations, mean length {s['mean_length']:.0f}, "
-          f"accuracy {s['accuracy']['rate']:.3f}, ended with EOS {s['ended_with_eos']['rate']:.3f}")
+    print(
+        f"\nevaluate: {args.n} cut0 generations, mean length {s['mean_length']:.0f}, "
+        f"accuracy {s['accuracy']['rate']:.3f}, ended with EOS {s['ended_with_eos']['rate']:.3f}"
+    )
     print(f"  generate {g.seconds:7.1f} s   ({s['tokens_per_s']:,.0f} tokens/s)")
     print(f"  check    {done.check_s:7.1f} s   ({args.n / done.check_s:,.0f} strings/s)")
     print(f"  total    {total:7.1f} s   target <= 120 s: {'met' if total <= 120 else 'MISSED'}")
@@ -91,10 +121,14 @@ def main() -> None:
     prompts = np.full((m, 1), vocab.bos, dtype=np.int64)
     bs = args.batch_size
     ours, _ = tokens_per_s(ctx.model, prompts, vocab, cap + 1, batch_size=bs, device=ctx.device)
-    nocache, _ = tokens_per_s(ctx.model, prompts, vocab, cap + 1, batch_size=bs,
-                              use_cache=False, device=ctx.device)
-    plain = gpt_generate_tokens_per_s(ctx.model, torch.as_tensor(prompts).numpy(), vocab, cap + 1,
-                                      bs) if args.device == "cpu" else float("nan")
+    nocache, _ = tokens_per_s(
+        ctx.model, prompts, vocab, cap + 1, batch_size=bs, use_cache=False, device=ctx.device
+    )
+    plain = (
+        gpt_generate_tokens_per_s(ctx.model, torch.as_tensor(prompts).numpy(), vocab, cap + 1, bs)
+        if args.device == "cpu"
+        else float("nan")
+    )
     print(f"\nbaselines on {m} prompts (tokens/s):")
     print(f"  KV cache + compaction   {ours:10,.0f}")
     print(f"  no cache (re-run all)   {nocache:10,.0f}   ratio {ours / nocache:6.1f}x")

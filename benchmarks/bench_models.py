@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cfglab.models import ModelConfig, build_model
-from cfglab.models.attention import causal_blocks
+from cfglab.models.kernels import causal_blocks
 from cfglab.train import uses_bf16
 
 
@@ -41,8 +41,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--vocab", type=int, default=16)
     ap.add_argument("--pes", default="abs,rot,rel,pos,uni,mlm,mlm-rel", help="comma-separated")
-    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                    help="as `cfglab train --precision`: auto is fp32 on CPU, bf16 on CUDA")
+    ap.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="as `cfglab train --precision`: auto is fp32 on CPU, bf16 on CUDA",
+    )
     ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     ap.add_argument("--steps", type=int, default=3, help="steps per model per round")
     ap.add_argument("--no-hf", action="store_true", help="skip the HuggingFace baseline")
@@ -91,16 +95,25 @@ class HFWrapper(nn.Module):
         from transformers import GPT2Config, GPT2LMHeadModel
 
         config = GPT2Config(
-            vocab_size=args.vocab, n_positions=args.context, n_embd=args.dim,
-            n_layer=args.layers, n_head=args.heads,
-            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
+            vocab_size=args.vocab,
+            n_positions=args.context,
+            n_embd=args.dim,
+            n_layer=args.layers,
+            n_head=args.heads,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            bos_token_id=0,
+            eos_token_id=0,
         )
         config._attn_implementation = "sdpa"
         self.hf = GPT2LMHeadModel(config)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor):
         logits = self.hf(input_ids=idx).logits
-        return logits, F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
+        return logits, F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1)
+        )
 
     def num_params(self, non_embedding: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())
@@ -113,12 +126,19 @@ def make_models(args: argparse.Namespace) -> dict[str, nn.Module]:
         try:
             models["hf-gpt2"] = HFWrapper(args)
         except ImportError:
-            print("transformers is not installed: skipping the HF baseline (pip install transformers)")
+            print(
+                "transformers is not installed: skipping the HF baseline (pip install transformers)"
+            )
     for name in args.pes.split(","):
         pe, _, mlm_pe = name.partition("-")  # "mlm-rel": the encoder with rel attention
         cfg = ModelConfig(
-            vocab_size=args.vocab, context=args.context, n_layer=args.layers, n_head=args.heads,
-            n_embd=args.dim, pe=pe, mlm_pe=mlm_pe or "abs",
+            vocab_size=args.vocab,
+            context=args.context,
+            n_layer=args.layers,
+            n_head=args.heads,
+            n_embd=args.dim,
+            pe=pe,
+            mlm_pe=mlm_pe or "abs",
         )
         models[name] = build_model(cfg)
     return models
@@ -165,8 +185,9 @@ def distance_core(args: argparse.Namespace) -> None:
 
     paths = {
         "explicit": lambda: (F.softmax(bias(), -1) @ v).sum().backward(),
-        "sdpa+bias": lambda: F.scaled_dot_product_attention(zeros, zeros, v, attn_mask=bias())
-        .sum().backward(),
+        "sdpa+bias": lambda: (
+            F.scaled_dot_product_attention(zeros, zeros, v, attn_mask=bias()).sum().backward()
+        ),
     }
     for name, fn in paths.items():
         with autocast(dev, args.precision):
@@ -180,8 +201,10 @@ def causal_core(args: argparse.Namespace) -> None:
     runs), from q, k, v cast to the training precision."""
     B, H, T, hs = args.batch, args.heads, args.context, args.dim // args.heads
     dtype = compute_dtype(args.device, args.precision)
-    q, k, v = (torch.randn(B, H, T, hs, device=args.device, dtype=dtype, requires_grad=True)
-               for _ in range(3))
+    q, k, v = (
+        torch.randn(B, H, T, hs, device=args.device, dtype=dtype, requires_grad=True)
+        for _ in range(3)
+    )
     paths = {
         "sdpa": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward(),
         "blocks": lambda: causal_blocks(q, k, v).sum().backward(),
@@ -189,8 +212,10 @@ def causal_core(args: argparse.Namespace) -> None:
     for name, fn in paths.items():
         time_steps(fn, 2, args.device)
         sec = min(time_steps(fn, 5, args.device) for _ in range(3))
-        print(f"  causal attention core ({str(dtype)[6:]}), {name:<7} fwd+bwd "
-              f"{sec * 1e3:7.2f} ms / layer")
+        print(
+            f"  causal attention core ({str(dtype)[6:]}), {name:<7} fwd+bwd "
+            f"{sec * 1e3:7.2f} ms / layer"
+        )
 
 
 def main() -> None:
@@ -239,7 +264,9 @@ def report(args, models: dict[str, nn.Module], sec: dict[str, float], peak: floa
         tps = tokens / s
         vs_hf = sec["hf-gpt2"] / s if "hf-gpt2" in sec else float("nan")
         cost = s / sec["rot"] if "rot" in sec else float("nan")
-        print(f"{name:<9}{n:>10,}{tps:>11,.0f}{vs_hf:>7.2f}x{cost:>9.2f}x{tps * flops / peak:>8.1%}")
+        print(
+            f"{name:<9}{n:>10,}{tps:>11,.0f}{vs_hf:>7.2f}x{cost:>9.2f}x{tps * flops / peak:>8.1%}"
+        )
 
 
 if __name__ == "__main__":

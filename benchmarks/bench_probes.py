@@ -27,9 +27,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cfglab.evaluate.attention import attention_run
-from cfglab.evaluate.probes import (ProbeSettings, control_labels, fit_probes, make_probe_data,
-                                    model_features, probe_run, probe_strings)
+from cfglab.interpret.attention import attention_run
+from cfglab.interpret.probes import (
+    ProbeSettings,
+    control_labels,
+    fit_probes,
+    make_probe_data,
+    model_features,
+    probe_run,
+    probe_strings,
+)
 from cfglab.runs import load_run, untrained_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,13 +60,24 @@ def train_model(grammar: str, steps: int, out: Path, threads: int, device: str) 
     from cfglab.runs import TrainConfig
     from cfglab.train import train
 
-    cfg = TrainConfig(grammar=grammar, pe="rot", layers=2, heads=2, dim=64, context=512, batch=8,
-                      steps=steps, lr=3e-3, threads=threads, checkpoint_every=steps,
-                      device=device)
+    cfg = TrainConfig(
+        grammar=grammar,
+        pe="rot",
+        layers=2,
+        heads=2,
+        dim=64,
+        context=512,
+        batch=8,
+        steps=steps,
+        lr=3e-3,
+        threads=threads,
+        checkpoint_every=steps,
+        device=device,
+    )
     return train(cfg, out, quiet=True)
 
 
-def linear_baseline(features: torch.Tensor, data, settings: ProbeSettings) -> float:  # noqa: ANN001
+def linear_baseline(features: torch.Tensor, data, settings: ProbeSettings) -> float:
     """Per-token linear probe for every target, the same number of Adam steps; held-out acc."""
     torch.manual_seed(0)
     x = features.float()
@@ -72,18 +90,22 @@ def linear_baseline(features: torch.Tensor, data, settings: ProbeSettings) -> fl
     bounds = data.offsets[np.linspace(0, data.n_train, n_batches + 1).astype(int)]
     for s in range(steps):
         lo, hi = int(bounds[s % n_batches]), int(bounds[s % n_batches + 1])
-        loss = sum(F.cross_entropy(o[yg >= 0], yg[yg >= 0]) for o, yg in
-                   zip(head(x[lo:hi]).split(data.classes, -1), y[:, lo:hi]))
+        loss = sum(
+            F.cross_entropy(o[yg >= 0], yg[yg >= 0])
+            for o, yg in zip(head(x[lo:hi]).split(data.classes, -1), y[:, lo:hi])
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
     with torch.no_grad():
         out = head(x[data.train_tokens :]).split(data.classes, -1)
         yt = y[:, data.train_tokens :]
-        return float(np.mean([(o.argmax(-1) == yg)[yg >= 0].float().mean() for o, yg in zip(out, yt)]))
+        return float(
+            np.mean([(o.argmax(-1) == yg)[yg >= 0].float().mean() for o, yg in zip(out, yt)])
+        )
 
 
-def timed(fn):  # noqa: ANN001, ANN201
+def timed(fn):
     t0, c0 = time.perf_counter(), time.process_time()
     value = fn()
     return value, time.perf_counter() - t0, time.process_time() - c0
@@ -95,9 +117,11 @@ def main() -> None:
     tmp = None
     if args.run is None:
         tmp = tempfile.TemporaryDirectory()
-        args.run, secs, _ = timed(lambda: train_model(args.grammar, args.train_steps,
-                                                      Path(tmp.name) / "run", args.threads,
-                                                      args.device))
+        args.run, secs, _ = timed(
+            lambda: train_model(
+                args.grammar, args.train_steps, Path(tmp.name) / "run", args.threads, args.device
+            )
+        )
         print(f"trained {args.train_steps} steps in {secs:.1f} s")
     loaded = load_run(args.run, device=args.device)
     cfg = ProbeSettings(n_train=args.n, n_test=args.n_test)
@@ -105,38 +129,62 @@ def main() -> None:
     data = make_probe_data(samples, args.n)
     T = len(loaded.grammar.terminals)
     anc = [g for g, t in enumerate(data.targets) if t.kind == "ancestor"]
-    print(f"run {args.run} (step {loaded.step}), layer {args.layer}, {args.n}+{args.n_test} "
-          f"strings of mean length {np.diff(data.offsets).mean():.0f}, {len(data.targets)} "
-          f"targets, torch threads {args.threads}, device {args.device}")
+    print(
+        f"run {args.run} (step {loaded.step}), layer {args.layer}, {args.n}+{args.n_test} "
+        f"strings of mean length {np.diff(data.offsets).mean():.0f}, {len(data.targets)} "
+        f"targets, torch threads {args.threads}, device {args.device}"
+    )
 
-    feats, t_feat, _ = timed(lambda: model_features(loaded.model, data.tokens, data.offsets, T,
-                                                    args.layer, device=args.device))
+    feats, t_feat, _ = timed(
+        lambda: model_features(
+            loaded.model, data.tokens, data.offsets, T, args.layer, device=args.device
+        )
+    )
     base_acc, t_base, c_base = timed(lambda: linear_baseline(feats, data, cfg))
     scores, t_probe, c_probe = timed(lambda: fit_probes(feats, data, cfg, True, diagonal=anc))
     ctrl = control_labels(data, cfg.control_ngram, 0)
     _, t_ctrl, c_ctrl = timed(lambda: fit_probes(feats, data, cfg, True, ctrl, ()))
     rand = untrained_model(loaded.config, T, seed=1).to(args.device)
-    rfeats, t_rfeat, _ = timed(lambda: model_features(rand, data.tokens, data.offsets, T,
-                                                      args.layer, device=args.device))
+    rfeats, t_rfeat, _ = timed(
+        lambda: model_features(rand, data.tokens, data.offsets, T, args.layer, device=args.device)
+    )
     _, t_rand, c_rand = timed(lambda: fit_probes(rfeats, data, cfg, True, diagonal=anc))
     layer_total = t_feat + t_probe + t_ctrl + t_rfeat + t_rand
 
     print(f"hidden states of one layer        {t_feat:7.1f} s")
-    print(f"baseline: per-token linear probe  {t_base:7.1f} s (cpu {c_base:.1f} s), "
-          f"mean held-out acc {base_acc:.3f}")
-    print(f"multi-head + diagonal probe       {t_probe:7.1f} s (cpu {c_probe:.1f} s) = "
-          f"{t_probe / t_base:.1f}x the baseline; mean acc {np.nanmean(scores.all):.3f}")
+    print(
+        f"baseline: per-token linear probe  {t_base:7.1f} s (cpu {c_base:.1f} s), "
+        f"mean held-out acc {base_acc:.3f}"
+    )
+    print(
+        f"multi-head + diagonal probe       {t_probe:7.1f} s (cpu {c_probe:.1f} s) = "
+        f"{t_probe / t_base:.1f}x the baseline; mean acc {np.nanmean(scores.all):.3f}"
+    )
     print(f"control task probe                {t_ctrl:7.1f} s (cpu {c_ctrl:.1f} s)")
     print(f"untrained model: states + probe   {t_rfeat + t_rand:7.1f} s (cpu {c_rand:.1f} s)")
-    print(f"one layer, probe + all controls   {layer_total:7.1f} s  (target ≤ 60 s for the "
-          f"probe: {'OK' if t_feat + t_probe <= 60 else 'OVER'})")
+    print(
+        f"one layer, probe + all controls   {layer_total:7.1f} s  (target ≤ 60 s for the "
+        f"probe: {'OK' if t_feat + t_probe <= 60 else 'OVER'})"
+    )
     if not args.skip_full:
-        r, t_run, _ = timed(lambda: probe_run(str(args.run), n_strings=args.n, n_test=args.n_test,
-                                              threads=args.threads, device=args.device))
-        print(f"probe_run, layers {r['layers']} + output-only, with plots: {t_run:.1f} s "
-              f"(per layer {r['seconds']['per_layer']})")
-        a, t_att, _ = timed(lambda: attention_run(str(args.run), n_strings=64,
-                                                  threads=args.threads, device=args.device))
+        r, t_run, _ = timed(
+            lambda: probe_run(
+                str(args.run),
+                n_strings=args.n,
+                n_test=args.n_test,
+                threads=args.threads,
+                device=args.device,
+            )
+        )
+        print(
+            f"probe_run, layers {r['layers']} + output-only, with plots: {t_run:.1f} s "
+            f"(per layer {r['seconds']['per_layer']})"
+        )
+        a, t_att, _ = timed(
+            lambda: attention_run(
+                str(args.run), n_strings=64, threads=args.threads, device=args.device
+            )
+        )
         print(f"attention_run, 64 strings, with plots: {t_att:.1f} s")
     if tmp is not None:
         tmp.cleanup()

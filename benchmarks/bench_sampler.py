@@ -14,22 +14,26 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as the target says
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from cfglab.grammar.core import Grammar  # noqa: E402
-from cfglab.grammar.dsl import load_grammar  # noqa: E402
-from cfglab.grammar.sample import sample  # noqa: E402
+from cfglab.grammar.core import Grammar
+from cfglab.grammar.dsl import load_grammar
+from cfglab.grammar.sample import sample
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def recursive_sample(g: Grammar, n: int, seed: int) -> list[tuple[list[int], list[list[int]], list[list[int]]]]:
+def recursive_sample(
+    g: Grammar, n: int, seed: int
+) -> list[tuple[list[int], list[list[int]], list[list[int]]]]:
     """The baseline: one Python recursion per node, labels collected on the way down."""
     rng = random.Random(seed)
     ids = g.symbol_ids
     nt_index = {nt: i for i, nt in enumerate(g.nonterminals)}
-    choices = {nt: ([r.rhs for r in g.rules_of(nt)], [r.weight for r in g.rules_of(nt)])
-               for nt in g.nonterminals}
+    choices = {
+        nt: ([r.rhs for r in g.rules_of(nt)], [r.weight for r in g.rules_of(nt)])
+        for nt in g.nonterminals
+    }
     out = []
     for _ in range(n):
         tokens: list[int] = []
@@ -77,9 +81,13 @@ def main() -> None:
     fast_rate = float(np.median(rates))
     print(f"grammar {g.name}: {args.strings} strings, {len(s.tokens)} tokens, depth {s.depth}")
     print(f"recursive sampler (baseline): {base_rate / 1e6:8.3f} M tokens/s with labels")
-    print(f"vectorised sampler          : {fast_rate / 1e6:8.3f} M tokens/s with labels "
-          f"(median of {args.repeats})")
-    print(f"ratio vectorised / recursive: {fast_rate / base_rate:8.1f}x  (target >= 8x, >= 10 M tokens/s)")
+    print(
+        f"vectorised sampler          : {fast_rate / 1e6:8.3f} M tokens/s with labels "
+        f"(median of {args.repeats})"
+    )
+    print(
+        f"ratio vectorised / recursive: {fast_rate / base_rate:8.1f}x  (target >= 8x, >= 10 M tokens/s)"
+    )
 
 
 if __name__ == "__main__":

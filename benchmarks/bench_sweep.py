@@ -109,8 +109,10 @@ def main() -> None:
             grammar.write_text(FALLBACK)
         par = sweep_yaml(grammar, tmp, "par", args.steps, 2)
         one = sweep_yaml(grammar, tmp, "one", args.steps, 1)
-        print(f"grammar {grammar.name}, 2 trials x {args.steps} steps (2 layers, 64 dims, "
-              f"batch 16, context 128, 1 thread each), {os.cpu_count()} cores")
+        print(
+            f"grammar {grammar.name}, 2 trials x {args.steps} steps (2 layers, 64 dims, "
+            f"batch 16, context 128, 1 thread each), {os.cpu_count()} cores"
+        )
         seq_s = sequential(par, tmp / "seq")
         print(f"sequential (plain train, no Ray)   {seq_s:7.1f} s")
         proc_s = processes(par, tmp / "proc")
@@ -119,8 +121,13 @@ def main() -> None:
         import ray
 
         t = time.perf_counter()
-        ray.init(address="local", num_cpus=2, include_dashboard=False,
-                 logging_level=logging.WARNING, log_to_driver=False)
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
         init_s = time.perf_counter() - t
         print(f"ray start (local, 2 CPUs)          {init_s:7.1f} s")
         try:

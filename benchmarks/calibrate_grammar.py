@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cfglab.chart.front import Chart
 from cfglab.data.vocab import Vocab
 from cfglab.evaluate.generation import accuracy_report
 from cfglab.evaluate.scoring import sequence_log_probs
-from cfglab.grammar.chart import Chart
 from cfglab.grammar.dsl import save_grammar
 from cfglab.grammar.generate import GeneratorKnobs, generate_grammar
 from cfglab.grammar.sample import sample
@@ -53,8 +53,16 @@ def candidate(seed: int, workdir: Path) -> Path:
 
 
 def calibrate(path: Path, minutes: float, recipe: dict, workdir: Path, seed: int = 0) -> dict:
-    cfg = TrainConfig(grammar=str(path), layers=2, dim=64, threads=1, seed=seed,
-                      checkpoint_every=500, eval_every=250, **recipe)
+    cfg = TrainConfig(
+        grammar=str(path),
+        layers=2,
+        dim=64,
+        threads=1,
+        seed=seed,
+        checkpoint_every=500,
+        eval_every=250,
+        **recipe,
+    )
     start = time.perf_counter()
 
     def budget(event: dict) -> None:
@@ -69,9 +77,16 @@ def calibrate(path: Path, minutes: float, recipe: dict, workdir: Path, seed: int
     acc = accuracy_report(str(run_dir), cut=0, n=300, threads=1)
     entropy, excess = excess_nats_per_token(run_dir)
     elapsed = round((time.perf_counter() - start) / 60, 2)
-    return {"grammar": path.stem, **recipe, "seed": seed, "minutes": elapsed,
-            "steps_done": load_run(run_dir).step, "cut0": acc["accuracy"],
-            "entropy_per_token": round(entropy, 4), "excess_per_token": round(excess, 4)}
+    return {
+        "grammar": path.stem,
+        **recipe,
+        "seed": seed,
+        "minutes": elapsed,
+        "steps_done": load_run(run_dir).step,
+        "cut0": acc["accuracy"],
+        "entropy_per_token": round(entropy, 4),
+        "excess_per_token": round(excess, 4),
+    }
 
 
 def main() -> None:
@@ -92,9 +107,16 @@ def main() -> None:
     args = ap.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="calibrate-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    recipe = {"pe": args.pe, "heads": args.heads, "batch": args.batch, "context": args.context,
-              "steps": args.steps, "lr": args.lr, "warmup": args.warmup,
-              "weight_decay": args.weight_decay}
+    recipe = {
+        "pe": args.pe,
+        "heads": args.heads,
+        "batch": args.batch,
+        "context": args.context,
+        "steps": args.steps,
+        "lr": args.lr,
+        "warmup": args.warmup,
+        "weight_decay": args.weight_decay,
+    }
     paths = [args.grammar] if args.grammar else [candidate(s, workdir) for s in args.seeds or []]
     for path in paths:
         for seed in args.train_seeds:

@@ -48,10 +48,24 @@ def main() -> None:
     assert torch.cuda.is_available(), "needs a CUDA GPU"
     torch.backends.cuda.matmul.allow_tf32 = True
     peak = matmul_peak()
-    cfg = TrainConfig(grammar=args.grammar, pe=args.pe, layers=12, heads=12, dim=768, context=512,
-                      batch=args.batch, steps=100_000, lr=3e-4, warmup=100, eval_every=50,
-                      eval_batches=1, log_every=10, checkpoint_every=100_000, device="cuda",
-                      chunk_strings=4096)
+    cfg = TrainConfig(
+        grammar=args.grammar,
+        pe=args.pe,
+        layers=12,
+        heads=12,
+        dim=768,
+        context=512,
+        batch=args.batch,
+        steps=100_000,
+        lr=3e-4,
+        warmup=100,
+        eval_every=50,
+        eval_batches=1,
+        log_every=10,
+        checkpoint_every=100_000,
+        device="cuda",
+        chunk_strings=4096,
+    )
     start = time.perf_counter()
 
     def stop(event: dict) -> None:
@@ -64,22 +78,33 @@ def main() -> None:
     except TimeUp:
         pass
     metrics = [m for m in RunDir(out).metrics() if "tokens_per_s" in m]
-    steady = metrics[len(metrics) // 4:]  # skip warm-up
+    steady = metrics[len(metrics) // 4 :]  # skip warm-up
     tps = sum(m["tokens_per_s"] for m in steady) / len(steady)
     card = json.loads((out / "model_card.json").read_text())
     n = card["parameters"]
     L, d, T = 12, 768, 512
     flops_per_token = 6 * n + 12 * L * d * T
     losses = [(m["step"], round(m["loss"], 4)) for m in metrics[:: max(len(metrics) // 8, 1)]]
-    print(json.dumps({
-        "device": torch.cuda.get_device_name(), "torch": torch.__version__, "pe": args.pe,
-        "params": n, "batch": args.batch, "context": T, "steps": metrics[-1]["step"],
-        "tokens_per_s": round(tps), "measured_bf16_matmul_tflops": round(peak / 1e12, 1),
-        "model_tflops": round(tps * flops_per_token / 1e12, 1),
-        "mfu_vs_measured_peak": round(tps * flops_per_token / peak, 3),
-        "mfu_vs_989_tflops": round(tps * flops_per_token / 989e12, 3),
-        "loss_curve": losses,
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "device": torch.cuda.get_device_name(),
+                "torch": torch.__version__,
+                "pe": args.pe,
+                "params": n,
+                "batch": args.batch,
+                "context": T,
+                "steps": metrics[-1]["step"],
+                "tokens_per_s": round(tps),
+                "measured_bf16_matmul_tflops": round(peak / 1e12, 1),
+                "model_tflops": round(tps * flops_per_token / 1e12, 1),
+                "mfu_vs_measured_peak": round(tps * flops_per_token / peak, 3),
+                "mfu_vs_989_tflops": round(tps * flops_per_token / 989e12, 3),
+                "loss_curve": losses,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

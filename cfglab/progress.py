@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 
 class _Bar:
@@ -31,9 +38,14 @@ def training_progress(total: int, start: int, quiet: bool) -> Iterator[_Bar]:
     if quiet:
         yield _Bar(None, None)
         return
-    columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]}"),
-               TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[speed]}"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, transient=False) as progress:
         bar = _Bar(progress, None)
         bar.task = progress.add_task("train", total=total, completed=start, **bar.fields)
@@ -46,7 +58,12 @@ def work_progress(description: str, total: int, quiet: bool = False) -> Iterator
     if quiet:
         yield lambda n=1: None
         return
-    with Progress(TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), transient=True) as progress:
+    with Progress(
+        TextColumn(f"[bold]{description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n=1: progress.advance(task, n)

@@ -147,7 +147,9 @@ class RunDir:
         return load_train_config(self.config_path)
 
     def write_config(self, config: TrainConfig) -> None:
-        write_atomic(self.config_path, yaml.safe_dump(config.model_dump(), sort_keys=False).encode())
+        write_atomic(
+            self.config_path, yaml.safe_dump(config.model_dump(), sort_keys=False).encode()
+        )
 
     def checkpoints(self) -> list[Path]:
         """Checkpoint files, oldest first."""
@@ -208,7 +210,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
     except Exception as err:  # torch raises many kinds on a damaged file
-        raise CfglabError(f"{path}: checkpoint is corrupted ({type(err).__name__}: {err})") from None
+        raise CfglabError(
+            f"{path}: checkpoint is corrupted ({type(err).__name__}: {err})"
+        ) from None
 
 
 def latest_checkpoint(run: RunDir) -> tuple[Path, dict[str, Any]] | None:
@@ -238,8 +242,13 @@ def model_config_for(config: TrainConfig, n_terminals: int):  # -> ModelConfig
     from cfglab.models.config import ModelConfig
 
     return ModelConfig(
-        vocab_size=Vocab(n_terminals).size, context=config.context, n_layer=config.layers,
-        n_head=config.heads, n_embd=config.dim, pe=config.pe, mlm_pe=config.mlm_pe,
+        vocab_size=Vocab(n_terminals).size,
+        context=config.context,
+        n_layer=config.layers,
+        n_head=config.heads,
+        n_embd=config.dim,
+        pe=config.pe,
+        mlm_pe=config.mlm_pe,
         dropout=config.dropout,
     )
 

@@ -12,9 +12,10 @@ import math
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,8 +26,14 @@ from cfglab.errors import CfglabError
 from cfglab.grammar.core import Grammar, find_rule
 from cfglab.grammar.dsl import load_grammar
 from cfglab.models import build_model
-from cfglab.runs import (RunDir, TrainConfig, latest_checkpoint, model_config_for,
-                         save_checkpoint, write_atomic)
+from cfglab.runs import (
+    RunDir,
+    TrainConfig,
+    latest_checkpoint,
+    model_config_for,
+    save_checkpoint,
+    write_atomic,
+)
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -46,8 +53,14 @@ class Trainer:
     step: int = 0
 
 
-def train(config: TrainConfig, out: str | Path, *, resume: bool = False, quiet: bool = False,
-          callback: Callback | None = None) -> Path:
+def train(
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+    callback: Callback | None = None,
+) -> Path:
     """Train to `config.steps` (continuing from the last checkpoint when `resume`)."""
     run = RunDir(Path(out).resolve())
     config = _prepare_run_dir(run, config, resume)
@@ -68,13 +81,18 @@ def _prepare_run_dir(run: RunDir, config: TrainConfig, resume: bool) -> TrainCon
         find_rule(grammar, config.holdout_rule)
     if run.exists():
         if not resume:
-            raise CfglabError(f"{run.path} already holds a run: pass --resume to continue it, "
-                              "or choose another --out")
+            raise CfglabError(
+                f"{run.path} already holds a run: pass --resume to continue it, "
+                "or choose another --out"
+            )
         saved = run.read_config()
         if saved.model_dump(exclude={"threads", "device"}) != config.model_dump(
-                exclude={"threads", "device"}):
-            raise CfglabError(f"{run.path}: --resume with a different configuration than the "
-                              "run's config.yaml; resume with the same one")
+            exclude={"threads", "device"}
+        ):
+            raise CfglabError(
+                f"{run.path}: --resume with a different configuration than the "
+                "run's config.yaml; resume with the same one"
+            )
         return saved.model_copy(update={"threads": config.threads, "device": config.device})
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_config(config)
@@ -100,12 +118,16 @@ def _build(config: TrainConfig, run: RunDir) -> Trainer:
     torch.manual_seed(config.seed)
     device = _device(config.device)
     model = build_model(model_config_for(config, len(grammar.terminals))).to(device)
-    stream = TokenStream(grammar, config.seed, noise=NoiseConfig(config.noise_fraction,
-                         config.noise_rate), holdout_rule=holdout,
-                         chunk_strings=config.chunk_strings, aligned=config.align_windows)
+    stream = TokenStream(
+        grammar,
+        config.seed,
+        noise=NoiseConfig(config.noise_fraction, config.noise_rate),
+        holdout_rule=holdout,
+        chunk_strings=config.chunk_strings,
+        aligned=config.align_windows,
+    )
     mask_rng = torch.Generator().manual_seed(config.seed + 1)
-    return Trainer(config, run, grammar, model, _optimizer(model, config), stream, mask_rng,
-                   device)
+    return Trainer(config, run, grammar, model, _optimizer(model, config), stream, mask_rng, device)
 
 
 def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -113,8 +135,10 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optim
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2))
 
 
@@ -200,8 +224,16 @@ def _write_card(t: Trainer) -> None:
 
 def _git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-                              capture_output=True, text=True, timeout=5).stdout.strip() or "unknown"
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                cwd=Path(__file__).parent,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
+            or "unknown"
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -216,8 +248,14 @@ def _batch(t: Trainer, stream: TokenStream) -> tuple[torch.Tensor, torch.Tensor]
         from cfglab.models.encoder import mask_tokens
 
         vocab = Vocab(len(t.grammar.terminals))
-        x, y = mask_tokens(x, vocab.mask, vocab.n_terminals, t.mask_rng, t.config.mask_prob,
-                           maskable=x < vocab.n_terminals)  # terminals only, never BOS/EOS
+        x, y = mask_tokens(
+            x,
+            vocab.mask,
+            vocab.n_terminals,
+            t.mask_rng,
+            t.config.mask_prob,
+            maskable=x < vocab.n_terminals,
+        )  # terminals only, never BOS/EOS
     return x.to(t.device), y.to(t.device)
 
 
@@ -227,8 +265,9 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
 
 
 def _loss(t: Trainer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    with torch.autocast(t.device.type, dtype=torch.bfloat16,
-                        enabled=uses_bf16(t.config.precision, t.device)):
+    with torch.autocast(
+        t.device.type, dtype=torch.bfloat16, enabled=uses_bf16(t.config.precision, t.device)
+    ):
         _, loss = t.model(x, y)
     return loss
 
@@ -252,8 +291,13 @@ def _train_step(t: Trainer) -> float:
 def held_out_loss(t: Trainer) -> float:
     """Loss on fixed fresh strings from a stream no training worker reads."""
     # The mask RNG and the global RNG must not be advanced by evaluation (exact resume).
-    val = TokenStream(t.grammar, t.config.seed, worker=VALIDATION_WORKER,
-                      chunk_strings=t.config.chunk_strings, aligned=t.config.align_windows)
+    val = TokenStream(
+        t.grammar,
+        t.config.seed,
+        worker=VALIDATION_WORKER,
+        chunk_strings=t.config.chunk_strings,
+        aligned=t.config.align_windows,
+    )
     saved_mask, saved_rng = t.mask_rng.get_state(), torch.get_rng_state()
     t.mask_rng.manual_seed(t.config.seed + 2)
     t.model.eval()
@@ -270,8 +314,10 @@ def _loop(t: Trainer, quiet: bool, callback: Callback | None) -> None:
     cfg = t.config
     t.model.train()
     tokens_per_step = cfg.batch * cfg.context
-    with training_progress(cfg.steps, t.step, quiet) as progress, \
-            open(t.run.metrics_path, "a") as metrics:
+    with (
+        training_progress(cfg.steps, t.step, quiet) as progress,
+        open(t.run.metrics_path, "a") as metrics,
+    ):
         clock, window = time.perf_counter(), 0
         while t.step < cfg.steps:
             loss = _train_step(t)
@@ -281,8 +327,11 @@ def _loop(t: Trainer, quiet: bool, callback: Callback | None) -> None:
             record: dict[str, Any] = {"step": t.step}
             if t.step % cfg.log_every == 0 or t.step == cfg.steps:
                 now = time.perf_counter()
-                record.update(loss=loss, lr=learning_rate(cfg, t.step - 1),
-                              tokens_per_s=window * tokens_per_step / max(now - clock, 1e-9))
+                record.update(
+                    loss=loss,
+                    lr=learning_rate(cfg, t.step - 1),
+                    tokens_per_s=window * tokens_per_step / max(now - clock, 1e-9),
+                )
                 clock, window = now, 0
             if t.step % cfg.eval_every == 0 or t.step == cfg.steps:
                 record["val_loss"] = held_out_loss(t)

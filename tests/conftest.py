@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -20,9 +20,15 @@ def ray_session() -> Iterator[str]:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
-    ctx = ray.init(address="local", num_cpus=2, include_dashboard=False,
-                   object_store_memory=80 * 1024 * 1024, _temp_dir="/tmp/rt",
-                   logging_level=logging.WARNING, log_to_driver=False)
+    ctx = ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=80 * 1024 * 1024,
+        _temp_dir="/tmp/rt",
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+    )
     try:
         yield ctx.address_info["gcs_address"]
     finally:

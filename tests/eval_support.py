@@ -23,7 +23,16 @@ S -> A B | B A
 A -> "a" "b" | "b"
 B -> "c" A
 """
-TINY_STRINGS = ["a b c a b", "a b c b", "b c a b", "b c b", "c a b a b", "c a b b", "c b a b", "c b b"]
+TINY_STRINGS = [
+    "a b c a b",
+    "a b c b",
+    "b c a b",
+    "b c b",
+    "c a b a b",
+    "c a b b",
+    "c b a b",
+    "c b b",
+]
 
 # One string: the true next token is certain at every position.
 SINGLE = """grammar single
@@ -70,8 +79,22 @@ def trained_run(pe: str = "rot", holdout_rule: str | None = None) -> Path:
     gfile = root / "longer.cfg"
     gfile.write_text(LONGER)
     name = f"run-{pe}-{'holdout' if holdout_rule else 'plain'}"
-    config = TrainConfig(grammar=str(gfile), pe=pe, layers=1, heads=2, dim=16, context=64,
-                         batch=8, steps=30, lr=3e-3, threads=1, checkpoint_every=30,
-                         eval_every=30, eval_batches=1, log_every=10, chunk_strings=64,
-                         holdout_rule=holdout_rule)
+    config = TrainConfig(
+        grammar=str(gfile),
+        pe=pe,
+        layers=1,
+        heads=2,
+        dim=16,
+        context=64,
+        batch=8,
+        steps=30,
+        lr=3e-3,
+        threads=1,
+        checkpoint_every=30,
+        eval_every=30,
+        eval_batches=1,
+        log_every=10,
+        chunk_strings=64,
+        holdout_rule=holdout_rule,
+    )
     return train(config, root / name, quiet=True)

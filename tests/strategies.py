@@ -8,8 +8,9 @@ from cfglab.grammar.core import Grammar, Rule
 
 
 @st.composite
-def layered_grammars(draw, max_levels: int = 3, max_width: int = 3, max_terminals: int = 3,
-                     weighted: bool = False) -> Grammar:
+def layered_grammars(
+    draw, max_levels: int = 3, max_width: int = 3, max_terminals: int = 3, weighted: bool = False
+) -> Grammar:
     """A random layered grammar: level l's rules draw their right sides from level l+1."""
     n_levels = draw(st.integers(1, max_levels))
     widths = [1] + [draw(st.integers(1, max_width)) for _ in range(n_levels - 1)]
@@ -33,8 +34,9 @@ def layered_grammars(draw, max_levels: int = 3, max_width: int = 3, max_terminal
 
 
 @st.composite
-def small_grammars(draw, max_nonterminals: int = 4, max_terminals: int = 3,
-                   recursive: bool = False) -> Grammar:
+def small_grammars(
+    draw, max_nonterminals: int = 4, max_terminals: int = 3, recursive: bool = False
+) -> Grammar:
     """A random ε-free grammar; non-recursive unless asked (rules point only to later NTs)."""
     n_nt = draw(st.integers(1, max_nonterminals))
     n_terms = draw(st.integers(1, max_terminals))
@@ -42,7 +44,7 @@ def small_grammars(draw, max_nonterminals: int = 4, max_terminals: int = 3,
     nts = [f"N{i}" for i in range(n_nt)]
     rules: list[Rule] = []
     for i, nt in enumerate(nts):
-        later = nts[i:] if recursive else nts[i + 1:]
+        later = nts[i:] if recursive else nts[i + 1 :]
         pool = list(terminals) + later
         # the first rule is all-terminal so every nonterminal is productive
         first = tuple(draw(st.lists(st.sampled_from(terminals), min_size=1, max_size=2)))

@@ -12,11 +12,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cfglab.grammar.ambiguity import (_window_bits, ambiguity_report, bracketed, first_difference,
-                                      flip_sensitivity)
-from cfglab.grammar.chart import Chart
-from cfglab.grammar.core import Grammar, Rule
-from cfglab.grammar.sample import Tree, sample
+from cfglab.analysis.ambiguity import (
+    _window_bits,
+    ambiguity_report,
+    bracketed,
+    first_difference,
+    flip_sensitivity,
+)
+from cfglab.chart.front import Chart
+from cfglab.grammar.core import Grammar, Rule, Tree
+from cfglab.grammar.sample import sample
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,8 +63,18 @@ def test_cfg3f_report_matches_the_chart_and_its_witness_is_real() -> None:
 
 
 def test_first_difference_finds_the_lowest_diverging_node() -> None:
-    g = Grammar("amb", "S", ("a",), (Rule("S", ("X", "a")), Rule("X", ("A", "A")),
-                                      Rule("X", ("B", "B")), Rule("A", ("a",)), Rule("B", ("a",))))
+    g = Grammar(
+        "amb",
+        "S",
+        ("a",),
+        (
+            Rule("S", ("X", "a")),
+            Rule("X", ("A", "A")),
+            Rule("X", ("B", "B")),
+            Rule("A", ("a",)),
+            Rule("B", ("a",)),
+        ),
+    )
     trees = Chart(g).parse_trees([0, 0, 0], limit=5)
     assert len(trees) == 2
     (i, j), ra, rb = first_difference(*trees)
@@ -68,8 +83,12 @@ def test_first_difference_finds_the_lowest_diverging_node() -> None:
 
 
 def test_an_unambiguous_grammar_has_no_witness() -> None:
-    g = Grammar("plain", "S", ("a", "b"), (Rule("S", ("A", "B")), Rule("A", ("a",)),
-                                           Rule("A", ("a", "a")), Rule("B", ("b",))))
+    g = Grammar(
+        "plain",
+        "S",
+        ("a", "b"),
+        (Rule("S", ("A", "B")), Rule("A", ("a",)), Rule("A", ("a", "a")), Rule("B", ("b",))),
+    )
     report = ambiguity_report(g, n_strings=50, seed=0)
     assert report["fraction_ambiguous"] == 0 and report["max_parses"] == 1
     assert report["witness"] is None
@@ -80,8 +99,9 @@ def test_recursive_and_unit_cycle_grammars_are_reported_not_crashed() -> None:
     report = ambiguity_report(catalan, n_strings=30, seed=1)
     assert report["max_parses"] >= 1 and "note" in report["local_ambiguity"]
     assert report["flip_sensitivity"] is None  # one terminal: no substitution exists
-    loop = Grammar("loop", "S", ("a", "b"), (Rule("S", ("A",)), Rule("A", ("S",)),
-                                             Rule("A", ("a", "b"))))
+    loop = Grammar(
+        "loop", "S", ("a", "b"), (Rule("S", ("A",)), Rule("A", ("S",)), Rule("A", ("a", "b")))
+    )
     report = ambiguity_report(loop, n_strings=10, seed=0)
     assert "fraction_ambiguous" not in report and "infinitely many" in report["note"]
 
@@ -100,8 +120,11 @@ def _admitted_by_enumeration(derivable: set[tuple[int, int]], a: int, w: int, ma
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 11), st.integers(1, 5)), max_size=25),
-       st.integers(1, 7), st.integers(1, 6))
+@given(
+    st.lists(st.tuples(st.integers(0, 11), st.integers(1, 5)), max_size=25),
+    st.integers(1, 7),
+    st.integers(1, 6),
+)
 def test_window_bits_count_boundary_vectors_like_enumeration(pairs, w: int, max_len: int) -> None:
     n = 12
     derivable = {(i, i + L) for i, L in pairs if i + L <= n}
@@ -114,7 +137,9 @@ def test_window_bits_count_boundary_vectors_like_enumeration(pairs, w: int, max_
 
 def test_flip_sensitivity_against_brute_force() -> None:
     # every string of length 2 over {a, b} is valid: every flip stays in the language
-    g = Grammar("all2", "S", ("a", "b"), (Rule("S", ("X", "X")), Rule("X", ("a",)), Rule("X", ("b",))))
+    g = Grammar(
+        "all2", "S", ("a", "b"), (Rule("S", ("X", "X")), Rule("X", ("a",)), Rule("X", ("b",)))
+    )
     strings = sample(g, 20, 0).strings()
     assert flip_sensitivity(Chart(g), strings, 4, np.random.default_rng(0)) == 1.0
     # only "a b": any single flip leaves the language

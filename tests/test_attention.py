@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cfglab.evaluate.attention import AttentionStats, attention_run
+from cfglab.interpret.attention import AttentionStats, attention_run
 from tests.grammars import LAYERED
 
 GRAMMAR = LAYERED
 
 
-def nan_equal(a, b) -> bool:  # noqa: ANN001
+def nan_equal(a, b) -> bool:
     a = np.array(a, dtype=float)
     b = np.array(b, dtype=float)
     return a.shape == b.shape and np.allclose(a, b, atol=1e-7, equal_nan=True)
@@ -55,7 +55,7 @@ def test_attention_explained_by_distance_leaves_no_b() -> None:
         assert np.all(np.isnan(b) | (np.abs(b) < 1e-12)) and not np.all(np.isnan(b))
 
 
-def reference(strings, levels, causal, offsets, adjacency):  # noqa: ANN001, ANN201
+def reference(strings, levels, causal, offsets, adjacency):
     """The definitions, pair by pair."""
     L, H = strings[0][0].shape[:2]
     sums: dict[int, np.ndarray] = {}
@@ -70,7 +70,7 @@ def reference(strings, levels, causal, offsets, adjacency):  # noqa: ANN001, ANN
                 counts[i - k] = counts.get(i - k, 0) + 1
     abar = {p: sums[p] / counts[p] for p in sums}
 
-    def mean_b(pairs_of):  # noqa: ANN001, ANN202
+    def mean_b(pairs_of):
         out = np.full((L, H, len(levels), len(pairs_of)), np.nan)
         for a, level in enumerate(levels):
             for j, which in enumerate(pairs_of):
@@ -83,21 +83,29 @@ def reference(strings, levels, causal, offsets, adjacency):  # noqa: ANN001, ANN
                     out[:, :, a, j] = total / m
         return out
 
-    def offset_pairs(delta):  # noqa: ANN001, ANN202
-        def pairs(ends, n):  # noqa: ANN001, ANN202
-            return [(i, k) for k in range(n) for i in range(n)
-                    if 0 <= k - delta < n and ends[k - delta] and not (causal and k > i)]
+    def offset_pairs(delta):
+        def pairs(ends, n):
+            return [
+                (i, k)
+                for k in range(n)
+                for i in range(n)
+                if 0 <= k - delta < n and ends[k - delta] and not (causal and k > i)
+            ]
+
         return pairs
 
-    def adjacency_pairs(r):  # noqa: ANN001, ANN202
-        def pairs(ends, n):  # noqa: ANN001, ANN202
+    def adjacency_pairs(r):
+        def pairs(ends, n):
             e = list(np.flatnonzero(ends))
             return [(e[j], e[j - r]) for j in range(len(e)) if 0 <= j - r < len(e)]
+
         return pairs
 
-    return ({p: abar[p] for p in sorted(abar)},
-            mean_b([offset_pairs(d) for d in offsets]),
-            mean_b([adjacency_pairs(r) for r in adjacency]))
+    return (
+        {p: abar[p] for p in sorted(abar)},
+        mean_b([offset_pairs(d) for d in offsets]),
+        mean_b([adjacency_pairs(r) for r in adjacency]),
+    )
 
 
 @settings(max_examples=30, deadline=None)
@@ -136,8 +144,18 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (root / "g.cfg").write_text(GRAMMAR)
     out = {}
     for pe in ("rot", "mlm", "pos", "uni"):
-        cfg = TrainConfig(grammar=str(root / "g.cfg"), pe=pe, layers=2, heads=2, dim=16,
-                          context=64, batch=4, steps=5, threads=1, checkpoint_every=5)
+        cfg = TrainConfig(
+            grammar=str(root / "g.cfg"),
+            pe=pe,
+            layers=2,
+            heads=2,
+            dim=16,
+            context=64,
+            batch=4,
+            steps=5,
+            threads=1,
+            checkpoint_every=5,
+        )
         out[pe] = train(cfg, root / pe, quiet=True)
     return out
 

@@ -11,14 +11,18 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import layered_grammars
 from typer.testing import CliRunner
 
 from cfglab.cli import app
 from cfglab.errors import CfglabError, LocatedError
-from cfglab.grammar.authors_json import from_authors_json, load_authors_json, to_authors_json
+from cfglab.grammar.authors_json import (
+    from_authors_json,
+    load_authors_json,
+    to_authors_json,
+)
 from cfglab.grammar.core import Grammar, Rule
 from cfglab.grammar.dsl import format_grammar, parse_grammar
-from strategies import layered_grammars
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,8 +31,10 @@ def _anchors() -> Path:
     for base in (REPO.parent / "shared", REPO / "shared"):
         if (base / "anchors" / "lano-cfg-configs").is_dir():
             return base / "anchors" / "lano-cfg-configs"
-    raise AssertionError(f"the authors' grammars are missing: expected them in "
-                         f"{REPO.parent / 'shared' / 'anchors' / 'lano-cfg-configs'}")
+    raise AssertionError(
+        f"the authors' grammars are missing: expected them in "
+        f"{REPO.parent / 'shared' / 'anchors' / 'lano-cfg-configs'}"
+    )
 
 
 ANCHORS = _anchors()
@@ -41,14 +47,18 @@ def _read(name: str) -> dict:
 
 def _structure(data: dict) -> tuple:
     """What defines the grammar in an authors' file (names and bookkeeping aside)."""
-    return (data["sizes"], data["idx"],
-            [[node["children"] for node in level] for level in data["all"]])
+    return (
+        data["sizes"],
+        data["idx"],
+        [[node["children"] for node in level] for level in data["all"]],
+    )
 
 
 # --- import and export ---------------------------------------------------------------------
 def test_all_nine_anchors_are_there() -> None:
-    assert NAMES == sorted(["cfg3b", "cfg3i", "cfg3h", "cfg3g", "cfg3f", "cfg3e1", "cfg3e2",
-                            "cfg3j", "cfg3k"])
+    assert sorted(
+        ["cfg3b", "cfg3i", "cfg3h", "cfg3g", "cfg3f", "cfg3e1", "cfg3e2", "cfg3j", "cfg3k"]
+    ) == NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -60,8 +70,9 @@ def test_import_export_import_is_the_identity(name: str) -> None:
     for key in ("num_sym", "eos_token", "depth"):
         assert exported[key] == data[key]
     for ours, theirs in zip(exported["all"], data["all"]):
-        assert [(n["id"], n["name"], n["depth"]) for n in ours] == \
-               [(n["id"], n["name"], n["depth"]) for n in theirs]
+        assert [(n["id"], n["name"], n["depth"]) for n in ours] == [
+            (n["id"], n["name"], n["depth"]) for n in theirs
+        ]
     again = from_authors_json(json.loads(json.dumps(exported)), name)
     assert again == g
     assert parse_grammar(format_grammar(g)) == g
@@ -98,13 +109,16 @@ def test_export_of_any_layered_grammar_reads_back(g: Grammar) -> None:
     assert to_authors_json(back) == exported
 
 
-@pytest.mark.parametrize(("text", "why"), [
-    ('grammar g\nstart S\nS -> A "a"\nA -> "a"\n', "not layered"),
-    ('grammar g\nstart S\nS -> A | "a"\nA -> "b"\n', "not layered"),
-    ('grammar g\nstart S\nS -> A\nA -> S | "a"\n', "recursive"),
-    ('grammar g\nstart S\nS -> A\nA -> "a" [2] | "b"\n', "different weights"),
-    ('grammar g\nstart S\nS -> "a"\nB -> C\nC -> D\nD -> "a"\n', "higher than the start"),
-])
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('grammar g\nstart S\nS -> A "a"\nA -> "a"\n', "not layered"),
+        ('grammar g\nstart S\nS -> A | "a"\nA -> "b"\n', "not layered"),
+        ('grammar g\nstart S\nS -> A\nA -> S | "a"\n', "recursive"),
+        ('grammar g\nstart S\nS -> A\nA -> "a" [2] | "b"\n', "different weights"),
+        ('grammar g\nstart S\nS -> "a"\nB -> C\nC -> D\nD -> "a"\n', "higher than the start"),
+    ],
+)
 def test_export_refuses_what_the_format_cannot_say(text: str, why: str) -> None:
     with pytest.raises(CfglabError, match=why) as info:
         to_authors_json(parse_grammar(text))
@@ -117,35 +131,50 @@ def test_export_keeps_equal_weights() -> None:
 
 
 # --- malformed input -----------------------------------------------------------------------
-def _broken(edit) -> dict:  # noqa: ANN001
+def _broken(edit) -> dict:
     data = copy.deepcopy(_read("cfg3b"))
     edit(data)
     return data
 
 
-@pytest.mark.parametrize(("edit", "words"), [
-    (lambda d: d.pop("all"), "the top level: missing the key 'all'"),
-    (lambda d: d.pop("sizes"), "missing the key 'sizes'"),
-    (lambda d: d.__setitem__("sizes", "7"), "sizes: expected a list, found a string"),
-    (lambda d: d["sizes"].__setitem__(2, True), "sizes[2]: expected a whole number"),
-    (lambda d: d["sizes"].__setitem__(0, 2), "sizes[0]: level 0 must hold exactly one"),
-    (lambda d: d["sizes"].__setitem__(1, 4), "idx[1]: expected 4 entries"),
-    (lambda d: d["idx"][3].__setitem__(1, 22), "idx[3][1]: id 22 is used twice"),
-    (lambda d: d["idx"][3].__setitem__(1, "x"), "idx[3][1]: expected a whole number"),
-    (lambda d: d.__setitem__("num_sym", 4), "num_sym: 4 terminals"),
-    (lambda d: d["all"][2][1]["children"][0].__setitem__(1, 3),
-     "all[2][1].children[0][1]: index 3 is out of range"),
-    (lambda d: d["all"][2][1]["children"][0].__setitem__(1, -1),
-     "all[2][1].children[0][1]: expected a number ≥ 0"),
-    (lambda d: d["all"][2][1]["children"].__setitem__(0, []), "all[2][1].children[0]: an empty rule"),
-    (lambda d: d["all"][2][1]["children"].__setitem__(1, d["all"][2][1]["children"][0]),
-     "all[2][1].children[1]: duplicate rule"),
-    (lambda d: d["all"][2][1].__setitem__("children", []), "a nonterminal with no rules"),
-    (lambda d: d["all"][2][1].pop("children"), "all[2][1]: missing the key 'children'"),
-    (lambda d: d["all"][2].__setitem__(1, None), "all[2][1]: expected a JSON object, found null"),
-    (lambda d: d["all"].pop(), "all: expected 7 entries"),
-])
-def test_malformed_authors_json_names_the_json_path(edit, words: str) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (lambda d: d.pop("all"), "the top level: missing the key 'all'"),
+        (lambda d: d.pop("sizes"), "missing the key 'sizes'"),
+        (lambda d: d.__setitem__("sizes", "7"), "sizes: expected a list, found a string"),
+        (lambda d: d["sizes"].__setitem__(2, True), "sizes[2]: expected a whole number"),
+        (lambda d: d["sizes"].__setitem__(0, 2), "sizes[0]: level 0 must hold exactly one"),
+        (lambda d: d["sizes"].__setitem__(1, 4), "idx[1]: expected 4 entries"),
+        (lambda d: d["idx"][3].__setitem__(1, 22), "idx[3][1]: id 22 is used twice"),
+        (lambda d: d["idx"][3].__setitem__(1, "x"), "idx[3][1]: expected a whole number"),
+        (lambda d: d.__setitem__("num_sym", 4), "num_sym: 4 terminals"),
+        (
+            lambda d: d["all"][2][1]["children"][0].__setitem__(1, 3),
+            "all[2][1].children[0][1]: index 3 is out of range",
+        ),
+        (
+            lambda d: d["all"][2][1]["children"][0].__setitem__(1, -1),
+            "all[2][1].children[0][1]: expected a number ≥ 0",
+        ),
+        (
+            lambda d: d["all"][2][1]["children"].__setitem__(0, []),
+            "all[2][1].children[0]: an empty rule",
+        ),
+        (
+            lambda d: d["all"][2][1]["children"].__setitem__(1, d["all"][2][1]["children"][0]),
+            "all[2][1].children[1]: duplicate rule",
+        ),
+        (lambda d: d["all"][2][1].__setitem__("children", []), "a nonterminal with no rules"),
+        (lambda d: d["all"][2][1].pop("children"), "all[2][1]: missing the key 'children'"),
+        (
+            lambda d: d["all"][2].__setitem__(1, None),
+            "all[2][1]: expected a JSON object, found null",
+        ),
+        (lambda d: d["all"].pop(), "all: expected 7 entries"),
+    ],
+)
+def test_malformed_authors_json_names_the_json_path(edit, words: str) -> None:
     with pytest.raises(CfglabError) as info:
         from_authors_json(_broken(edit), "bad", file="bad.json")
     assert str(info.value).startswith("bad.json: ")
@@ -159,14 +188,17 @@ def test_not_an_object_and_bad_names() -> None:
         from_authors_json(_read("cfg3b"), "3b")
 
 
-@pytest.mark.parametrize(("content", "words"), [
-    (b"", "the file is empty"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00", "binary file"),
-    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
-    (b'{"sizes": [1, 3]', "invalid JSON"),
-    (b"\xff\xfe{}", "not UTF-8"),
-    (b'{"sizes": [' + b"1" * 5000 + b"]}", "invalid JSON"),
-])
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"", "the file is empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "binary file"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"sizes": [1, 3]', "invalid JSON"),
+        (b"\xff\xfe{}", "not UTF-8"),
+        (b'{"sizes": [' + b"1" * 5000 + b"]}", "invalid JSON"),
+    ],
+)
 def test_load_authors_json_file_problems(tmp_path: Path, content: bytes, words: str) -> None:
     path = tmp_path / "g.json"
     path.write_bytes(content)
@@ -204,9 +236,16 @@ def test_load_names_the_grammar_after_the_file(tmp_path: Path) -> None:
 
 # --- fuzzing: any value anywhere is either a grammar or one clean error ----------------------
 _json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-3, 30) | st.floats(allow_nan=False) | st.text(max_size=3),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-    max_leaves=8)
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 30)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 
 
 @st.composite
@@ -258,8 +297,16 @@ def test_import_json_prints_the_grammar() -> None:
 
 def test_import_json_writes_and_refuses_to_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "g.cfg"
-    args = ["import-json", str(ANCHORS / "cfg3b.json"), "-o", str(out), "--name", "mine",
-            "--note", "from the anchors"]
+    args = [
+        "import-json",
+        str(ANCHORS / "cfg3b.json"),
+        "-o",
+        str(out),
+        "--name",
+        "mine",
+        "--note",
+        "from the anchors",
+    ]
     assert runner.invoke(app, args).exit_code == 0
     text = out.read_text()
     assert text.startswith("# from the anchors\n") and "grammar mine\n" in text
@@ -288,8 +335,13 @@ def test_cli_prints_one_clean_error_for_junk(tmp_path: Path, junk: bytes) -> Non
     path = tmp_path / "junk.json"
     path.write_bytes(junk)
     for command in ("import-json", "export-json"):
-        proc = subprocess.run([sys.executable, "-m", "cfglab", command, str(path)],
-                              capture_output=True, text=True, timeout=60, cwd=REPO)
+        proc = subprocess.run(
+            [sys.executable, "-m", "cfglab", command, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+        )
         assert proc.returncode == 1
         assert str(path) in proc.stderr and "Traceback" not in proc.stderr
         assert proc.stdout == ""

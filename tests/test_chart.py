@@ -4,7 +4,6 @@ its three schedules (sparse levels, dense windows, general CKY) against each oth
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from pathlib import Path
 
@@ -13,22 +12,25 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from cfglab.chart.earley import count_trees, earley_parser
+from cfglab.chart.front import GENERAL_MAX_TOKENS, Chart
+from cfglab.chart.general import InfiniteParsesError
 from cfglab.errors import CfglabError
-from cfglab.grammar.earley import count_trees, earley_parser
-from cfglab.grammar.chart import GENERAL_MAX_TOKENS, Chart
-from cfglab.grammar.chart_general import InfiniteParsesError
-from cfglab.grammar.core import Grammar, Rule
-from cfglab.grammar.sample import Tree, sample
+from cfglab.grammar.core import Grammar, Rule, Tree
+from cfglab.grammar.sample import sample
 from tests.strategies import layered_grammars, small_grammars
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = settings(max_examples=40, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+SETTINGS = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 
 # --- brute force ------------------------------------------------------------------------------
 def _shortest(g: Grammar) -> dict[str, int]:
-    short = {t: 1 for t in g.terminals}
+    short = dict.fromkeys(g.terminals, 1)
     changed = True
     while changed:
         changed = False
@@ -40,8 +42,9 @@ def _shortest(g: Grammar) -> dict[str, int]:
     return short
 
 
-def enumerate_language(g: Grammar, max_len: int, max_steps: int = 300_000
-                       ) -> dict[tuple[int, ...], tuple[int, float]] | None:
+def enumerate_language(
+    g: Grammar, max_len: int, max_steps: int = 300_000
+) -> dict[tuple[int, ...], tuple[int, float]] | None:
     """Every string of at most max_len tokens with (number of leftmost derivations = parse trees,
     probability). None when the enumeration would be too long (or a unit cycle makes it endless)."""
     short = _shortest(g)
@@ -61,15 +64,17 @@ def enumerate_language(g: Grammar, max_len: int, max_steps: int = 300_000
             out[key] = (c + 1, q + p)
             continue
         for r in g.rules_of(form[i]):
-            new = form[:i] + r.rhs + form[i + 1:]
+            new = form[:i] + r.rhs + form[i + 1 :]
             if sum(short.get(s, math.inf) for s in new) <= max_len:
                 stack.append((new, p * g.rule_probability(r)))
     return out
 
 
 def _has_unit_cycle(g: Grammar) -> bool:
-    edges = {nt: {r.rhs[0] for r in g.rules_of(nt) if len(r.rhs) == 1 and not g.is_terminal(r.rhs[0])}
-             for nt in g.nonterminals}
+    edges = {
+        nt: {r.rhs[0] for r in g.rules_of(nt) if len(r.rhs) == 1 and not g.is_terminal(r.rhs[0])}
+        for nt in g.nonterminals
+    }
     for nt in g.nonterminals:
         seen, todo = set(), list(edges[nt])
         while todo:
@@ -83,12 +88,17 @@ def _has_unit_cycle(g: Grammar) -> bool:
 
 
 def _all_strings(n_terminals: int, max_len: int) -> list[tuple[int, ...]]:
-    return [s for n in range(1, max_len + 1) for s in itertools.product(range(n_terminals), repeat=n)]
+    return [
+        s for n in range(1, max_len + 1) for s in itertools.product(range(n_terminals), repeat=n)
+    ]
 
 
 def _any_grammar() -> st.SearchStrategy[Grammar]:
-    return st.one_of(small_grammars(recursive=False), small_grammars(recursive=True),
-                     layered_grammars(weighted=True))
+    return st.one_of(
+        small_grammars(recursive=False),
+        small_grammars(recursive=True),
+        layered_grammars(weighted=True),
+    )
 
 
 # --- the inside semirings against enumeration ---------------------------------------------------
@@ -140,7 +150,9 @@ def test_substitutions_confined_to_a_prefix(g: Grammar, data: st.DataObject) -> 
     assume(lang is not None)
     strings = _all_strings(len(g.terminals), max_len)
     ks = [data.draw(st.integers(0, len(s))) for s in strings]
-    for s, k, (count, repaired) in zip(strings, ks, Chart(g).min_substitutions(strings, editable=ks)):
+    for s, k, (count, repaired) in zip(
+        strings, ks, Chart(g).min_substitutions(strings, editable=ks)
+    ):
         fits = [w for w in lang if len(w) == len(s) and w[k:] == s[k:]]
         if not fits:
             assert count is None
@@ -150,7 +162,9 @@ def test_substitutions_confined_to_a_prefix(g: Grammar, data: st.DataObject) -> 
 
 
 # --- next-token distributions --------------------------------------------------------------------
-def _true_rows(lang: dict[tuple[int, ...], tuple[int, float]], s: tuple[int, ...], T: int) -> np.ndarray:
+def _true_rows(
+    lang: dict[tuple[int, ...], tuple[int, float]], s: tuple[int, ...], T: int
+) -> np.ndarray:
     rows = np.zeros((len(s) + 1, 1 + T))
     for w, (_, p) in lang.items():
         for k in range(len(s) + 1):
@@ -162,9 +176,14 @@ def _true_rows(lang: dict[tuple[int, ...], tuple[int, float]], s: tuple[int, ...
 
 
 @SETTINGS
-@given(st.one_of(small_grammars(recursive=False), layered_grammars(max_levels=3, weighted=True)),
-       st.booleans(), st.integers(0, 2**16))
-def test_next_token_rows_match_the_enumerated_language(g: Grammar, general: bool, seed: int) -> None:
+@given(
+    st.one_of(small_grammars(recursive=False), layered_grammars(max_levels=3, weighted=True)),
+    st.booleans(),
+    st.integers(0, 2**16),
+)
+def test_next_token_rows_match_the_enumerated_language(
+    g: Grammar, general: bool, seed: int
+) -> None:
     short = _shortest(g)
     lang = enumerate_language(g, 64, 20_000)  # a non-recursive grammar's language is finite
     assume(lang is not None)
@@ -254,19 +273,26 @@ def test_counts_beyond_float_precision_are_exact_big_integers() -> None:
     rules = []
     for l in range(depth):
         for a in ("N", "M"):
-            rules += [Rule(f"{a}{l}", (f"N{l + 1}", f"N{l + 1}")), Rule(f"{a}{l}", (f"M{l + 1}", f"M{l + 1}"))]
+            rules += [
+                Rule(f"{a}{l}", (f"N{l + 1}", f"N{l + 1}")),
+                Rule(f"{a}{l}", (f"M{l + 1}", f"M{l + 1}")),
+            ]
     rules += [Rule(f"N{depth}", ("a",)), Rule(f"M{depth}", ("a",))]
     g = Grammar("doubling", "N0", ("a",), tuple(rules))
-    want = 2 ** (2 ** depth - 1)  # 2^127, far past 2^53
-    assert Chart(g).count_parses([[0] * 2 ** depth]) == [want]
+    want = 2 ** (2**depth - 1)  # 2^127, far past 2^53
+    assert Chart(g).count_parses([[0] * 2**depth]) == [want]
     catalan = Grammar("catalan", "S", ("a",), (Rule("S", ("S", "S")), Rule("S", ("a",))))
     n = 40
     assert Chart(catalan).count_parses([[0] * n]) == [math.comb(2 * n - 2, n - 1) // n]
 
 
 def test_unit_cycles_make_counts_infinite_but_leave_the_rest_exact() -> None:
-    g = Grammar("loop", "S", ("a", "b"), (Rule("S", ("A",)), Rule("A", ("S",)), Rule("A", ("a", "b")),
-                                           Rule("S", ("a",))))
+    g = Grammar(
+        "loop",
+        "S",
+        ("a", "b"),
+        (Rule("S", ("A",)), Rule("A", ("S",)), Rule("A", ("a", "b")), Rule("S", ("a",))),
+    )
     chart = Chart(g)
     with pytest.raises(InfiniteParsesError):
         chart.count_parses([[0, 1]])
@@ -352,15 +378,17 @@ def test_cfg3f_is_ambiguous_with_a_few_trees_per_string() -> None:
 def _schedules_agree(g: Grammar, strings: list[np.ndarray]) -> None:
     sparse, general = Chart(g), Chart(g, general=True)
     assert sparse.count_parses(strings) == general.count_parses(strings)
-    np.testing.assert_allclose(sparse.log_inside(strings), general.log_inside(strings), rtol=1e-12,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        sparse.log_inside(strings), general.log_inside(strings), rtol=1e-12, atol=1e-12
+    )
     for a, b in zip(sparse.min_substitutions(strings), general.min_substitutions(strings)):
         assert a.substitutions == b.substitutions
         if a.repaired is not None:
             assert sparse.accepts([a.repaired])[0] and general.accepts([b.repaired])[0]
     for s in strings:
-        np.testing.assert_allclose(sparse.next_token_distributions(s),
-                                   general.next_token_distributions(s), atol=1e-10)
+        np.testing.assert_allclose(
+            sparse.next_token_distributions(s), general.next_token_distributions(s), atol=1e-10
+        )
 
 
 @SETTINGS
@@ -368,8 +396,10 @@ def _schedules_agree(g: Grammar, strings: list[np.ndarray]) -> None:
 def test_the_three_schedules_agree_on_layered_grammars(g: Grammar, seed: int) -> None:
     strings = [s for s in sample(g, 4, seed).strings() if len(s) <= 40]
     rng = np.random.default_rng(seed)
-    noisy = [np.where(rng.random(len(s)) < 0.3, rng.integers(0, len(g.terminals), len(s)), s)
-             for s in strings]
+    noisy = [
+        np.where(rng.random(len(s)) < 0.3, rng.integers(0, len(g.terminals), len(s)), s)
+        for s in strings
+    ]
     _schedules_agree(g, strings + noisy)
 
 
@@ -422,7 +452,7 @@ def test_next_token_rows_on_paper_grammars(name: str) -> None:
     broken[:4] = [0, 0, 0, 0]
     rows = chart.next_token_distributions(broken)
     dead = rows.sum(axis=1) == 0
-    assert dead.any() and (dead[np.argmax(dead):]).all()  # once impossible, always impossible
+    assert dead.any() and (dead[np.argmax(dead) :]).all()  # once impossible, always impossible
 
 
 def _all_single_flips(s: np.ndarray, T: int, limit: int) -> list[tuple[int, int, np.ndarray]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cfglab.grammar.chart import Chart
+from cfglab.chart.front import Chart
 from cfglab.grammar.dsl import load_grammar
 from cfglab.grammar.sample import sample
 
@@ -20,8 +20,14 @@ CATALAN = 'grammar catalan\nstart S\nterminals "a" "b"\nS -> S S | "a" | "b"\n'
 
 
 def cfglab(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cfglab", *args], input=stdin, text=True,
-                          capture_output=True, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "cfglab", *args],
+        input=stdin,
+        text=True,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +43,7 @@ def strings_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[n
     return path, strings
 
 
-def test_verify_json_answers_every_line_like_the_chart(strings_file) -> None:  # noqa: ANN001
+def test_verify_json_answers_every_line_like_the_chart(strings_file) -> None:
     path, strings = strings_file
     run = cfglab("verify", str(CFG3F), str(path), "--json")
     assert run.returncode == 0, run.stderr
@@ -53,7 +59,7 @@ def test_verify_json_answers_every_line_like_the_chart(strings_file) -> None:  #
     assert not all(r["valid"] for r in records) and any(r["valid"] for r in records)
 
 
-def test_verify_reads_stdin_and_prints_a_table_without_json(strings_file) -> None:  # noqa: ANN001
+def test_verify_reads_stdin_and_prints_a_table_without_json(strings_file) -> None:
     path, strings = strings_file
     run = cfglab("verify", str(CFG3F), "-", stdin=path.read_text())
     assert run.returncode == 0, run.stderr
@@ -62,7 +68,7 @@ def test_verify_reads_stdin_and_prints_a_table_without_json(strings_file) -> Non
     assert f"{valid} of {len(strings)} strings" in run.stdout
 
 
-def test_next_token_json_rows(strings_file) -> None:  # noqa: ANN001
+def test_next_token_json_rows(strings_file) -> None:
     path, strings = strings_file
     g = load_grammar(CFG3F)
     run = cfglab("next-token", str(CFG3F), str(path), "--json")
@@ -78,13 +84,17 @@ def test_next_token_json_rows(strings_file) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("command", ["verify", "next-token"])
-@pytest.mark.parametrize("text, expected", [
-    ("1 2 3\n1 2 x 3\n", [":2:5", "unknown token 'x'", "terminals are 1 2 3"]),
-    ("1 2 3\n\n", [":2:1", "empty line"]),
-    ("1 " * 5000 + "\n", [":1:1", "5000 tokens", "bound of 4096"]),
-])
-def test_bad_lines_are_named_without_a_traceback(tmp_path: Path, command: str, text: str,
-                                                 expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("1 2 3\n1 2 x 3\n", [":2:5", "unknown token 'x'", "terminals are 1 2 3"]),
+        ("1 2 3\n\n", [":2:1", "empty line"]),
+        ("1 " * 5000 + "\n", [":1:1", "5000 tokens", "bound of 4096"]),
+    ],
+)
+def test_bad_lines_are_named_without_a_traceback(
+    tmp_path: Path, command: str, text: str, expected: list[str]
+) -> None:
     path = tmp_path / "in.txt"
     path.write_text(text)
     run = cfglab(command, str(CFG3F), str(path), "--json")
@@ -116,7 +126,7 @@ def test_recursive_grammar_bound_and_big_exact_counts(tmp_path: Path) -> None:
     assert run.returncode == 1 and "bound of 400" in run.stderr
 
 
-def test_commands_import_neither_torch_nor_ray(strings_file) -> None:  # noqa: ANN001
+def test_commands_import_neither_torch_nor_ray(strings_file) -> None:
     path, _ = strings_file
     code = (
         "import sys\n"
@@ -125,7 +135,8 @@ def test_commands_import_neither_torch_nor_ray(strings_file) -> None:  # noqa: A
         f"    app([cmd, {str(CFG3F)!r}, {str(path)!r}, '--json'], standalone_mode=False)\n"
         "print('HEAVY', sorted(m for m in ('torch', 'ray') if m in sys.modules))\n"
     )
-    run = subprocess.run([sys.executable, "-c", code], text=True, capture_output=True, cwd=ROOT,
-                         timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", code], text=True, capture_output=True, cwd=ROOT, timeout=120
+    )
     assert run.returncode == 0, run.stderr
     assert "HEAVY []" in run.stdout

@@ -1,4 +1,4 @@
-"""cfglab.grammar.checks and `cfglab check`: hand-built grammars with known answers, brute-force
+"""cfglab.analysis.checks and `cfglab check`: hand-built grammars with known answers, brute-force
 enumeration of tiny grammars, the authors' grammars' published lengths, and the CLI."""
 
 from __future__ import annotations
@@ -7,8 +7,7 @@ import json
 import math
 import subprocess
 import sys
-import types
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +16,9 @@ from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from cfglab.analysis import checks
+from cfglab.analysis.checks import CheckConstraints, CheckReport, check_grammar
 from cfglab.cli import app
-from cfglab.grammar import checks
-from cfglab.grammar.checks import CheckConstraints, CheckReport, check_grammar
 from cfglab.grammar.core import Grammar, Rule
 from tests.strategies import layered_grammars, small_grammars
 
@@ -53,7 +52,7 @@ def no_ambiguity(g: Grammar, c: CheckConstraints | None = None) -> CheckReport:
 def derivations(g: Grammar) -> list[tuple[tuple[str, ...], float]]:
     """Every derivation tree of a non-recursive grammar as (string, probability)."""
 
-    @lru_cache(maxsize=None)
+    @cache
     def of(sym: str) -> tuple[tuple[tuple[str, ...], float], ...]:
         if g.is_terminal(sym):
             return (((sym,), 1.0),)
@@ -69,7 +68,7 @@ def derivations(g: Grammar) -> list[tuple[tuple[str, ...], float]]:
 
 
 def n_derivations(g: Grammar) -> int:
-    @lru_cache(maxsize=None)
+    @cache
     def n(sym: str) -> int:
         if g.is_terminal(sym):
             return 1
@@ -93,7 +92,7 @@ def strings_up_to(g: Grammar, bound: int) -> set[tuple[str, ...]]:
             found.add(form)
             continue
         for r in g.rules_of(form[i]):
-            new = form[:i] + r.rhs + form[i + 1:]
+            new = form[:i] + r.rhs + form[i + 1 :]
             if len(new) <= bound:
                 todo.append(new)
     return found
@@ -108,8 +107,14 @@ def any_grammars(draw, weighted: bool = False) -> Grammar:
     pool = list(terminals) + nts
     rules = []
     for nt in nts:
-        bodies = draw(st.lists(st.lists(st.sampled_from(pool), min_size=1, max_size=3).map(tuple),
-                               min_size=1, max_size=3, unique=True))
+        bodies = draw(
+            st.lists(
+                st.lists(st.sampled_from(pool), min_size=1, max_size=3).map(tuple),
+                min_size=1,
+                max_size=3,
+                unique=True,
+            )
+        )
         for body in bodies:
             w = draw(st.sampled_from([0.25, 1.0, 2.0, 5.0])) if weighted else 1.0
             rules.append(Rule(nt, body, w))
@@ -154,8 +159,9 @@ def test_duplicate_rule_empty_rule_bad_weight_terminal_lhs() -> None:
     dup = no_ambiguity(Grammar("t", "S", ("a",), (Rule("S", ("a",)), Rule("S", ("a",)))))
     assert codes(dup.warnings) == {"duplicate-rule"} and dup.errors == []
     assert dup.lengths.parse_trees == 2  # each copy is its own parse tree
-    bad = no_ambiguity(Grammar("t", "S", ("a",), (Rule("S", ()), Rule("S", ("a",), -1.0),
-                                                  Rule("a", ("a",)))))
+    bad = no_ambiguity(
+        Grammar("t", "S", ("a",), (Rule("S", ()), Rule("S", ("a",), -1.0), Rule("a", ("a",))))
+    )
     assert {"empty-rule", "weight", "terminal-lhs"} <= codes(bad.errors)
 
 
@@ -169,11 +175,14 @@ def test_levels_depth_layered() -> None:
     assert skipping.depth.depth == 2 and not skipping.depth.layered
 
 
-@pytest.mark.parametrize("rules, cycle", [
-    ("S -> S a | a", ["S", "S"]),
-    ("S -> A; A -> B a; B -> A b | c", ["A", "B", "A"]),
-    ("S -> A a | a; A -> B; B -> C c; C -> S | c", ["S", "A", "B", "C", "S"]),
-])
+@pytest.mark.parametrize(
+    "rules, cycle",
+    [
+        ("S -> S a | a", ["S", "S"]),
+        ("S -> A; A -> B a; B -> A b | c", ["A", "B", "A"]),
+        ("S -> A a | a; A -> B; B -> C c; C -> S | c", ["S", "A", "B", "C", "S"]),
+    ],
+)
 def test_recursion_reports_the_cycle(rules: str, cycle: list[str]) -> None:
     r = no_ambiguity(G("S", "a b c", rules))
     assert r.depth.recursive and r.depth.cycle == cycle
@@ -311,17 +320,28 @@ def test_huge_counts_are_reported_as_log10(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 @pytest.mark.skipif(not ANCHORS.exists(), reason="anchors not present")
-@pytest.mark.parametrize("name, shortest, longest", [
-    ("cfg3b", 138, 432), ("cfg3i", 114, 564), ("cfg3h", 97, 459), ("cfg3g", 80, 729),
-    ("cfg3f", 64, 729)])
-def test_authors_grammars_match_the_published_lengths(name: str, shortest: int,
-                                                      longest: int) -> None:
+@pytest.mark.parametrize(
+    "name, shortest, longest",
+    [
+        ("cfg3b", 138, 432),
+        ("cfg3i", 114, 564),
+        ("cfg3h", 97, 459),
+        ("cfg3g", 80, 729),
+        ("cfg3f", 64, 729),
+    ],
+)
+def test_authors_grammars_match_the_published_lengths(
+    name: str, shortest: int, longest: int
+) -> None:
     data = json.loads((ANCHORS / f"{name}.json").read_text())
     ids = data["idx"]
     sym = lambda l, i: str(ids[l][i]) if l == len(ids) - 1 else f"N{ids[l][i]}"  # noqa: E731
-    rules = [Rule(sym(l, i), tuple(sym(l + 1, c) for c in body))
-             for l, level in enumerate(data["all"]) for i, node in enumerate(level)
-             for body in node.get("children") or ()]  # terminals have no children
+    rules = [
+        Rule(sym(l, i), tuple(sym(l + 1, c) for c in body))
+        for l, level in enumerate(data["all"])
+        for i, node in enumerate(level)
+        for body in node.get("children") or ()
+    ]  # terminals have no children
     g = Grammar(name, f"N{ids[0][0]}", tuple(str(t) for t in ids[-1]), tuple(rules))
     r = no_ambiguity(g)
     assert (r.lengths.shortest, r.lengths.longest) == (shortest, longest)
@@ -393,9 +413,7 @@ def _fake_ambiguity(monkeypatch: pytest.MonkeyPatch, fraction: float) -> list:
         calls.append((grammar.name, n_strings, seed))
         return {"fraction_ambiguous": fraction, "max_parses": 2}
 
-    module = types.ModuleType("cfglab.grammar.ambiguity")
-    module.ambiguity_report = ambiguity_report  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "cfglab.grammar.ambiguity", module)
+    monkeypatch.setattr(checks, "_ambiguity", lambda g, n, seed: ambiguity_report(g, n, seed))
     return calls
 
 
@@ -410,9 +428,11 @@ def test_ambiguity_hook_and_its_constraints(monkeypatch: pytest.MonkeyPatch) -> 
     assert check_grammar(g, ambiguity_strings=0).ambiguity is None
 
 
-def test_ambiguity_constraint_without_analysis_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(checks, "_ambiguity_module", lambda: None)
-    r = check_grammar(G("S", "a", "S -> a"), CheckConstraints(require_unambiguous=True))
+def test_ambiguity_constraint_without_analysis_fails() -> None:
+    # no sampled string: the analysis cannot run, and the constraint must not pass silently
+    r = check_grammar(
+        G("S", "a", "S -> a"), CheckConstraints(require_unambiguous=True), ambiguity_strings=0
+    )
     assert r.ambiguity is None and codes(r.violations) == {"require-unambiguous"}
     assert "cannot be evaluated" in r.violations[0].message
 
@@ -436,14 +456,19 @@ SKIPPING = 'grammar skipping\nstart S\nS -> A "a"\nA -> "b"\n'  # "a" is on leve
 def files(tmp_path: Path) -> dict[str, Path]:
     pytest.importorskip("cfglab.grammar.dsl")
     out = {}
-    for name, text in [("clean", CLEAN), ("warns", WARNS), ("rec", RECURSIVE), ("broken", BROKEN),
-                       ("skipping", SKIPPING)]:
+    for name, text in [
+        ("clean", CLEAN),
+        ("warns", WARNS),
+        ("rec", RECURSIVE),
+        ("broken", BROKEN),
+        ("skipping", SKIPPING),
+    ]:
         out[name] = tmp_path / f"{name}.cfg"
         out[name].write_text(text)
     return out
 
 
-def run(*args: str | Path):  # noqa: ANN201
+def run(*args: str | Path):
     return CliRunner().invoke(app, ["check", "--ambiguity-strings", "0", *map(str, args)])
 
 
@@ -483,12 +508,29 @@ def test_cli_json_one_object_per_file(files: dict[str, Path]) -> None:
 def test_cli_process_exit_status_and_no_torch_or_ray(files: dict[str, Path]) -> None:
     """The real entry point: exit 1 on a failing file, and torch/ray are never imported."""
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "cfglab", "check", str(files["clean"]),
-         str(files["broken"]), "--ambiguity-strings", "0"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120)
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "cfglab",
+            "check",
+            str(files["clean"]),
+            str(files["broken"]),
+            "--ambiguity-strings",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stderr[-2000:]
-    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0]
-                for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    imported = {
+        line.rsplit("|", 1)[-1].strip().split(".")[0]
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert "cfglab" in imported and "numpy" in imported
     assert not imported & {"torch", "ray"}
     assert "Traceback" not in proc.stderr

@@ -4,15 +4,30 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cfglab.data.corpus import NoiseConfig, StreamState, TokenStream, hash_token_strings, pack
+from cfglab.data.corpus import (
+    NoiseConfig,
+    StreamState,
+    TokenStream,
+    hash_token_strings,
+    pack,
+)
 from cfglab.data.corrupt import flip_tokens
 from cfglab.data.vocab import Vocab
 from cfglab.grammar.core import Grammar, Rule
 
-G = Grammar("g", "S", ("a", "b", "c"), (
-    Rule("S", ("A", "B")), Rule("S", ("B", "A", "A")),
-    Rule("A", ("a", "b")), Rule("A", ("c",)), Rule("B", ("b", "b", "c")), Rule("B", ("a",)),
-))
+G = Grammar(
+    "g",
+    "S",
+    ("a", "b", "c"),
+    (
+        Rule("S", ("A", "B")),
+        Rule("S", ("B", "A", "A")),
+        Rule("A", ("a", "b")),
+        Rule("A", ("c",)),
+        Rule("B", ("b", "b", "c")),
+        Rule("B", ("a",)),
+    ),
+)
 
 
 def _split_packed(stream: np.ndarray, vocab: Vocab) -> list[list[int]]:
@@ -52,8 +67,9 @@ def test_restoring_the_state_continues_the_same_stream(takes: list[int], seed: i
     got = []
     for n in takes:
         got.append(s.take(n)[0])
-        s = TokenStream(G, seed=seed, chunk_strings=16,
-                        state=StreamState(s.state.chunk, s.state.position))  # a fresh process
+        s = TokenStream(
+            G, seed=seed, chunk_strings=16, state=StreamState(s.state.chunk, s.state.position)
+        )  # a fresh process
     got.append(s.take(50)[0])
     assert np.concatenate(got).tolist() == whole.tolist()
 
@@ -69,16 +85,27 @@ def test_clean_stream_holds_valid_strings_and_noise_corrupts_the_requested_share
     noise = NoiseConfig(fraction=0.5, rate=0.3)
     s = TokenStream(G, seed=3, noise=noise, chunk_strings=4000)
     noisy, clean = s.take(20000)
-    language = {(0, 1, 1, 1, 2), (0, 1, 0), (2, 1, 1, 2), (2, 0), (1, 1, 2, 0, 1, 0, 1),
-                (1, 1, 2, 0, 1, 2), (1, 1, 2, 2, 0, 1), (1, 1, 2, 2, 2), (0, 0, 1, 0, 1),
-                (0, 0, 1, 2), (0, 2, 0, 1), (0, 2, 2)}
+    language = {
+        (0, 1, 1, 1, 2),
+        (0, 1, 0),
+        (2, 1, 1, 2),
+        (2, 0),
+        (1, 1, 2, 0, 1, 0, 1),
+        (1, 1, 2, 0, 1, 2),
+        (1, 1, 2, 2, 0, 1),
+        (1, 1, 2, 2, 2),
+        (0, 0, 1, 0, 1),
+        (0, 0, 1, 2),
+        (0, 2, 0, 1),
+        (0, 2, 2),
+    }
     clean_strings = _split_packed(clean, vocab)
     assert all(tuple(x) in language for x in clean_strings)
     noisy_strings = _split_packed(noisy, vocab)
     changed = np.mean([a != b for a, b in zip(noisy_strings, clean_strings)])
     # a corrupted string of length L stays unchanged with probability 0.7**L; lengths are 2..7
     assert 0.25 < changed < 0.5
-    flips = (noisy != clean)
+    flips = noisy != clean
     assert (noisy[flips] < 3).all()  # only terminals flip, BOS/EOS stay
 
 
@@ -113,13 +140,19 @@ def test_holdout_rule_removes_its_strings() -> None:
 
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 1000), st.integers(1, 6), st.integers(2, 40), st.integers(2, 40))
-def test_aligned_windows_start_at_a_bos_and_resume_exactly(seed: int, batch: int, context: int,
-                                                           chunk: int) -> None:
+def test_aligned_windows_start_at_a_bos_and_resume_exactly(
+    seed: int, batch: int, context: int, chunk: int
+) -> None:
     vocab = Vocab(3)
     s = TokenStream(G, seed=seed, chunk_strings=chunk, aligned=True)
     x1, y1, _ = s.batch(batch, context)
-    resumed = TokenStream(G, seed=seed, chunk_strings=chunk, aligned=True,
-                          state=StreamState(s.state.chunk, s.state.position))
+    resumed = TokenStream(
+        G,
+        seed=seed,
+        chunk_strings=chunk,
+        aligned=True,
+        state=StreamState(s.state.chunk, s.state.position),
+    )
     x2, _, _ = s.batch(batch, context)
     assert (x1[:, 0] == vocab.bos).all() and (x2[:, 0] == vocab.bos).all()
     assert (x1[:, 1:] == y1[:, :-1]).all()

@@ -18,7 +18,7 @@ from cfglab.grammar.dsl import format_grammar, load_grammar, parse_grammar, save
 
 REPO = Path(__file__).resolve().parents[1]
 
-SMALL = '''# a small grammar
+SMALL = """# a small grammar
 #   with an indented header line
 grammar small
 start S
@@ -28,7 +28,7 @@ A -> "a" | "b" "c" [3]
 B -> C C
 C -> "c"
 S -> "b"
-'''
+"""
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -36,8 +36,11 @@ def test_parse_small_grammar() -> None:
     g = parse_grammar(SMALL, "small.cfg")
     assert g.name == "small" and g.start == "S"
     assert g.terminals == ("a", "b", "c")
-    assert g.rules_of("S") == (Rule("S", ("A", "B"), 0.25), Rule("S", ("a", "C")),
-                               Rule("S", ("b",)))  # the later `S ->` line is merged in
+    assert g.rules_of("S") == (
+        Rule("S", ("A", "B"), 0.25),
+        Rule("S", ("a", "C")),
+        Rule("S", ("b",)),
+    )  # the later `S ->` line is merged in
     assert g.rules_of("A") == (Rule("A", ("a",)), Rule("A", ("b", "c"), 3.0))
     assert g.nonterminals == ("S", "A", "B", "C")
     assert g.header == ("a small grammar", "  with an indented header line")
@@ -54,15 +57,18 @@ def test_declared_terminal_order_wins_and_unused_terminals_are_kept() -> None:
 
 
 def test_keywords_are_names_after_the_first_word() -> None:
-    g = parse_grammar('grammar start\nstart start\nstart -> grammar terminals\n'
-                      'grammar -> "g"\nterminals -> "t"\n')
+    g = parse_grammar(
+        'grammar start\nstart start\nstart -> grammar terminals\ngrammar -> "g"\nterminals -> "t"\n'
+    )
     assert g.name == "start" and g.start == "start"
     assert g.rules[0] == Rule("start", ("grammar", "terminals"))
 
 
 def test_escapes_in_terminals() -> None:
-    g = parse_grammar(r'grammar g' '\nstart S\n' r'S -> "q\"" "b\\" "\n\t\r" "\x41\u00e9\U0001F600" "ä"' '\n')
-    assert g.terminals == ('q"', "b\\", "\n\t\r", "Aé\U0001F600", "ä")
+    g = parse_grammar(
+        r"grammar g" "\nstart S\n" r'S -> "q\"" "b\\" "\n\t\r" "\x41\u00e9\U0001F600" "ä"' "\n"
+    )
+    assert g.terminals == ('q"', "b\\", "\n\t\r", "Aé\U0001f600", "ä")
 
 
 def test_source_is_set_by_load_grammar_only(tmp_path: Path) -> None:
@@ -85,7 +91,7 @@ def test_format_is_canonical_text() -> None:
     assert text.startswith("# a small grammar\n#   with an indented header line\ngrammar small\n")
     assert 'terminals "a" "b" "c"\n' in text
     assert 'S -> A B [0.25] | "a" C | "b"\n' in text
-    assert '[1.0]' not in text  # weight 1 is the default and is not written
+    assert "[1.0]" not in text  # weight 1 is the default and is not written
     assert format_grammar(parse_grammar(text)) == text
 
 
@@ -94,18 +100,21 @@ def test_format_separates_the_levels_of_a_layered_grammar() -> None:
     assert format_grammar(g).endswith('S -> A B\n\nA -> "a"\nB -> "b"\n')
 
 
-@pytest.mark.parametrize(("g", "why"), [
-    (Grammar("bad name", "S", ("a",), (Rule("S", ("a",)),)), "not an identifier"),
-    (Grammar("g", "S", ("a",), (Rule("S", ("a",)), Rule("1X", ("a",)))), "not an identifier"),
-    (Grammar("g", "S", ("a",), (Rule("S", ()),)), "ε-rules are not supported"),
-    (Grammar("g", "S", ("a",), (Rule("S", ("a",), 0.0),)), "not a positive finite number"),
-    (Grammar("g", "S", ("a",), (Rule("S", ("a",), math.inf),)), "not a positive finite number"),
-    (Grammar("g", "S", ("a",), (Rule("S", ("B",)),)), "neither a terminal nor a nonterminal"),
-    (Grammar("g", "T", ("a",), (Rule("S", ("a",)),)), "has no rules"),
-    (Grammar("g", "S", ("a", ""), (Rule("S", ("a",)),)), "non-empty string"),
-    (Grammar("g", "S", ("S",), (Rule("S", ("S",)),)), "both a terminal and a nonterminal"),
-    (Grammar("g", "S", ("a",), (Rule("S", ("a",)), Rule("S", ("a",), 2.0))), "duplicate rule"),
-])
+@pytest.mark.parametrize(
+    ("g", "why"),
+    [
+        (Grammar("bad name", "S", ("a",), (Rule("S", ("a",)),)), "not an identifier"),
+        (Grammar("g", "S", ("a",), (Rule("S", ("a",)), Rule("1X", ("a",)))), "not an identifier"),
+        (Grammar("g", "S", ("a",), (Rule("S", ()),)), "ε-rules are not supported"),
+        (Grammar("g", "S", ("a",), (Rule("S", ("a",), 0.0),)), "not a positive finite number"),
+        (Grammar("g", "S", ("a",), (Rule("S", ("a",), math.inf),)), "not a positive finite number"),
+        (Grammar("g", "S", ("a",), (Rule("S", ("B",)),)), "neither a terminal nor a nonterminal"),
+        (Grammar("g", "T", ("a",), (Rule("S", ("a",)),)), "has no rules"),
+        (Grammar("g", "S", ("a", ""), (Rule("S", ("a",)),)), "non-empty string"),
+        (Grammar("g", "S", ("S",), (Rule("S", ("S",)),)), "both a terminal and a nonterminal"),
+        (Grammar("g", "S", ("a",), (Rule("S", ("a",)), Rule("S", ("a",), 2.0))), "duplicate rule"),
+    ],
+)
 def test_format_refuses_what_would_not_read_back(g: Grammar, why: str) -> None:
     with pytest.raises(CfglabError, match=re.escape(why)):
         format_grammar(g)
@@ -120,30 +129,46 @@ def test_save_grammar_writes_the_canonical_text(tmp_path: Path) -> None:
 
 
 # Nonterminal names: identifiers (unicode letters too), the keywords included.
-_names = st.one_of(st.sampled_from(["start", "grammar", "terminals", "N22", "_", "Ä1"]),
-                   st.from_regex(r"[^\W\d]\w{0,5}", fullmatch=True))
+_names = st.one_of(
+    st.sampled_from(["start", "grammar", "terminals", "N22", "_", "Ä1"]),
+    st.from_regex(r"[^\W\d]\w{0,5}", fullmatch=True),
+)
 # Terminals: any non-empty text, quotes, backslashes, newlines, control characters included.
-_terminals = st.one_of(st.sampled_from(['"', "\\", '\\"', "a b", "#", "|", "->", "[1]", "\x00",
-                                        "\u2028", "é", "\U0001F600"]),
-                       st.text(min_size=1, max_size=5))
-_weights = st.one_of(st.just(1.0), st.floats(min_value=0.0, exclude_min=True,
-                                             allow_infinity=False, allow_nan=False))
+_terminals = st.one_of(
+    st.sampled_from(
+        ['"', "\\", '\\"', "a b", "#", "|", "->", "[1]", "\x00", "\u2028", "é", "\U0001f600"]
+    ),
+    st.text(min_size=1, max_size=5),
+)
+_weights = st.one_of(
+    st.just(1.0), st.floats(min_value=0.0, exclude_min=True, allow_infinity=False, allow_nan=False)
+)
 
 
 @st.composite
 def odd_grammars(draw: st.DrawFn) -> Grammar:
     nts = draw(st.lists(_names, min_size=1, max_size=5, unique=True))
-    terms = draw(st.lists(_terminals.filter(lambda t: t not in nts), min_size=1, max_size=5,
-                          unique=True))
+    terms = draw(
+        st.lists(_terminals.filter(lambda t: t not in nts), min_size=1, max_size=5, unique=True)
+    )
     symbols = nts + terms
     rules = []
     for nt in nts:
-        rhss = draw(st.lists(st.lists(st.sampled_from(symbols), min_size=1, max_size=4).map(tuple),
-                             min_size=1, max_size=3, unique=True))
+        rhss = draw(
+            st.lists(
+                st.lists(st.sampled_from(symbols), min_size=1, max_size=4).map(tuple),
+                min_size=1,
+                max_size=3,
+                unique=True,
+            )
+        )
         rules += [Rule(nt, rhs, draw(_weights)) for rhs in rhss]
     rules = draw(st.permutations(rules))  # interleaved left sides must be merged back
-    header = draw(st.lists(st.text(alphabet=st.characters(blacklist_characters="\n\r"),
-                                   max_size=20), max_size=3))
+    header = draw(
+        st.lists(
+            st.text(alphabet=st.characters(blacklist_characters="\n\r"), max_size=20), max_size=3
+        )
+    )
     return Grammar(draw(_names), draw(st.sampled_from(nts)), terms, rules, header=header)
 
 
@@ -162,58 +187,114 @@ def test_parse_format_round_trip(g: Grammar) -> None:
 HEAD = "grammar g\nstart S\n"
 
 ERRORS = [  # (text, line, col, words in the message, words in the hint)
-    ('grammar g\nstart S\nS -> A B\nA = "a"\n', 4, 3, ["unexpected character '='", 'expected "->"'],
-     ["A -> B C"]),
+    (
+        'grammar g\nstart S\nS -> A B\nA = "a"\n',
+        4,
+        3,
+        ["unexpected character '='", 'expected "->"'],
+        ["A -> B C"],
+    ),
     (HEAD + 'S -> "abc\n', 3, 6, ["no closing quote"], ['\\"']),
     (HEAD + 'S -> "a" [0.5\n', 3, 10, ["no closing bracket"], ["[0.5]"]),
-    (HEAD + '"a" -> S\n', 3, 1, ["unexpected terminal \"a\"", "a rule"], ["left side"]),
+    (HEAD + '"a" -> S\n', 3, 1, ['unexpected terminal "a"', "a rule"], ["left side"]),
     ("grammar\n", 1, 8, ["unexpected end of line", "a name for the grammar"], ["grammar NAME"]),
     ("grammar 1x\n", 1, 9, ["unexpected character '1'"], ["letter"]),
-    (HEAD + "S -> A -> B\n", 3, 8, ['unexpected "->"', "a nonterminal name", "a quoted terminal",
-                                     '"|"', "a weight in brackets", "the end of the line"],
-     ["line break"]),
+    (
+        HEAD + "S -> A -> B\n",
+        3,
+        8,
+        [
+            'unexpected "->"',
+            "a nonterminal name",
+            "a quoted terminal",
+            '"|"',
+            "a weight in brackets",
+            "the end of the line",
+        ],
+        ["line break"],
+    ),
     (HEAD + "S -> 'a'\n", 3, 6, ["unexpected character"], ["double quotes"]),
     (HEAD + '1 -> "a"\n', 3, 1, ["unexpected character '1'", "a nonterminal name"], ['"1"']),
     (HEAD + 'S -> "a"\nS B\n', 4, 3, ["unexpected name B", 'expected "->"'], ["A -> B C"]),
     (HEAD + 'S -> "a" \x01\n', 3, 10, ["U+0001"], ["binary"]),
-    (HEAD + 'terminals a\nS -> "a"\n', 3, 11, ["unexpected name a", "a quoted terminal"],
-     ["terminals \"a\""]),
+    (
+        HEAD + 'terminals a\nS -> "a"\n',
+        3,
+        11,
+        ["unexpected name a", "a quoted terminal"],
+        ['terminals "a"'],
+    ),
     (HEAD + 'S -> [0.5] "a"\n', 3, 12, ["unexpected terminal"], []),
-    ('{"sizes": [1, 3]}', 1, 1, ["unexpected character '{'", "a rule (`A -> ...`) or a"],
-     ["JSON", "import-json"]),
+    (
+        '{"sizes": [1, 3]}',
+        1,
+        1,
+        ["unexpected character '{'", "a rule (`A -> ...`) or a"],
+        ["JSON", "import-json"],
+    ),
     # semantic errors
-    (HEAD + "S -> N21 | A\nN22 -> \"a\"\nA -> \"b\"\n", 3, 6, ["undefined nonterminal N21"],
-     ["did you mean N22?"]),
-    ('grammar g\nstart N23\nN22 -> "a"\n', 2, 7, ["undefined start symbol N23"],
-     ["did you mean N22?"]),
+    (
+        HEAD + 'S -> N21 | A\nN22 -> "a"\nA -> "b"\n',
+        3,
+        6,
+        ["undefined nonterminal N21"],
+        ["did you mean N22?"],
+    ),
+    (
+        'grammar g\nstart N23\nN22 -> "a"\n',
+        2,
+        7,
+        ["undefined start symbol N23"],
+        ["did you mean N22?"],
+    ),
     (HEAD + 'S -> a\nA -> "a"\n', 3, 6, ["undefined nonterminal a"], ['the terminal "a"']),
-    (HEAD + 'S -> "a" | "b"\nS -> "c" | "a" [2]\n', 4, 12, ['duplicate rule S -> "a"', "line 3"],
-     ["remove one"]),
-    (HEAD + "S -> \n", 3, 5, ["empty right-hand side", "ε-rules are not supported"],
-     ["remove the empty alternative"]),
+    (
+        HEAD + 'S -> "a" | "b"\nS -> "c" | "a" [2]\n',
+        4,
+        12,
+        ['duplicate rule S -> "a"', "line 3"],
+        ["remove one"],
+    ),
+    (
+        HEAD + "S -> \n",
+        3,
+        5,
+        ["empty right-hand side", "ε-rules are not supported"],
+        ["remove the empty alternative"],
+    ),
     (HEAD + 'S -> | "a"\n', 3, 5, ["ε-rules are not supported"], ["remove the empty alternative"]),
     (HEAD + 'S -> "a" |\n', 3, 11, ["ε-rules are not supported"], []),
-    (HEAD + 'S -> [2]\n', 3, 6, ["ε-rules are not supported"], []),
+    (HEAD + "S -> [2]\n", 3, 6, ["ε-rules are not supported"], []),
     (HEAD + 'S -> "a" [0]\n', 3, 10, ["weight [0] is not positive"], ["positive number"]),
     (HEAD + 'S -> "a" [-1.5]\n', 3, 10, ["not positive"], []),
     (HEAD + 'S -> "a" [x]\n', 3, 10, ["weight [x] is not a number"], []),
     (HEAD + 'S -> "a" [nan]\n', 3, 10, ["not a number"], []),
     (HEAD + 'S -> "a" [1e999]\n', 3, 10, ["too large"], []),
     (HEAD + 'S -> "a" []\n', 3, 10, ["empty weight"], []),
-    (HEAD + 'S -> "S"\n', 3, 6, ['terminal "S" has the same name as the nonterminal S'],
-     ["rename"]),
+    (
+        HEAD + 'S -> "S"\n',
+        3,
+        6,
+        ['terminal "S" has the same name as the nonterminal S'],
+        ["rename"],
+    ),
     ('start S\nS -> "a"\n', 1, 1, ["missing the `grammar NAME` line"], ["grammar mygrammar"]),
     ('grammar g\nS -> "a"\n', 1, 1, ["missing the `start SYMBOL` line"], ["start S"]),
-    ('grammar g\nstart S\n', 3, 1, ["no rules"], ["S -> A"]),
-    ('# only a comment\n', 1, 1, ["empty or only comments"], ["grammar NAME"]),
-    ('', 1, 1, ["empty or only comments"], []),
+    ("grammar g\nstart S\n", 3, 1, ["no rules"], ["S -> A"]),
+    ("# only a comment\n", 1, 1, ["empty or only comments"], ["grammar NAME"]),
+    ("", 1, 1, ["empty or only comments"], []),
     ('start S\ngrammar g\nS -> "a"\n', 2, 1, ["must come first"], []),
     (HEAD + 'grammar h\nS -> "a"\n', 3, 1, ["second `grammar` line", "line 1"], []),
     (HEAD + 'start T\nS -> "a"\n', 3, 1, ["second `start` line", "line 2"], []),
     (HEAD + 'terminals "a"\nterminals "b"\nS -> "a"\n', 4, 1, ["second `terminals` line"], []),
     (HEAD + 'terminals "a" "a"\nS -> "a"\n', 3, 15, ['terminal "a" is declared twice'], []),
-    (HEAD + 'terminals "a" "b"\nS -> "a" "c"\n', 4, 10, ['terminal "c" is not declared'],
-     ["terminals"]),
+    (
+        HEAD + 'terminals "a" "b"\nS -> "a" "c"\n',
+        4,
+        10,
+        ['terminal "c" is not declared'],
+        ["terminals"],
+    ),
     (HEAD + 'S -> ""\n', 3, 6, ['empty terminal ""'], ["ε"]),
     (HEAD + 'S -> "a\\q"\n', 3, 8, ["unknown escape \\q"], ['\\"']),
     (HEAD + 'S -> "\\UFFFFFFFF"\n', 3, 7, ["unknown escape"], []),
@@ -221,8 +302,9 @@ ERRORS = [  # (text, line, col, words in the message, words in the hint)
 
 
 @pytest.mark.parametrize(("text", "line", "col", "message", "hint"), ERRORS)
-def test_errors_are_located_and_explained(text: str, line: int, col: int, message: list[str],
-                                          hint: list[str]) -> None:
+def test_errors_are_located_and_explained(
+    text: str, line: int, col: int, message: list[str], hint: list[str]
+) -> None:
     with pytest.raises(LocatedError) as info:
         parse_grammar(text, "bad.cfg")
     err = info.value
@@ -298,16 +380,20 @@ def test_worst_case_inputs_finish_quickly(unit: str) -> None:
 
 
 # --- load_grammar: files -------------------------------------------------------------------
-@pytest.mark.parametrize(("content", "words"), [
-    (None, "no such file"),
-    ("dir", "is a directory"),
-    (b"", "the file is empty"),
-    (b"  \n\n", "the file is empty"),
-    (b"\x7fELF\x02\x01\x01\x00\x00\x00junk", "binary file"),
-    (b'grammar g\nstart S\nS -> "\xe9"\n', "not UTF-8"),
-])
-def test_load_grammar_file_problems(tmp_path: Path, content: bytes | str | None,
-                                    words: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, "no such file"),
+        ("dir", "is a directory"),
+        (b"", "the file is empty"),
+        (b"  \n\n", "the file is empty"),
+        (b"\x7fELF\x02\x01\x01\x00\x00\x00junk", "binary file"),
+        (b'grammar g\nstart S\nS -> "\xe9"\n', "not UTF-8"),
+    ],
+)
+def test_load_grammar_file_problems(
+    tmp_path: Path, content: bytes | str | None, words: str
+) -> None:
     path = tmp_path / "g.cfg"
     if content == "dir":
         path.mkdir()
@@ -343,9 +429,40 @@ def _seed_texts() -> list[str]:
 
 SEEDS = _seed_texts()
 JUNK = st.one_of(
-    st.sampled_from(['"', "\\", "[", "]", "|", "->", "-", ">", "#", "\n", "\r", "\t", " ", "[0]",
-                     "[-1]", "[x", '""', "grammar", "start", "terminals", "N22", "N99", "ε",
-                     "\x00", "\x1b", "\ufeff", "\u2028", "\udcff", "\U0001F600", "'"]),
+    st.sampled_from(
+        [
+            '"',
+            "\\",
+            "[",
+            "]",
+            "|",
+            "->",
+            "-",
+            ">",
+            "#",
+            "\n",
+            "\r",
+            "\t",
+            " ",
+            "[0]",
+            "[-1]",
+            "[x",
+            '""',
+            "grammar",
+            "start",
+            "terminals",
+            "N22",
+            "N99",
+            "ε",
+            "\x00",
+            "\x1b",
+            "\ufeff",
+            "\u2028",
+            "\udcff",
+            "\U0001f600",
+            "'",
+        ]
+    ),
     st.text(max_size=8),
     st.binary(max_size=8).map(lambda b: b.decode("latin-1")),
 )
@@ -355,8 +472,11 @@ JUNK = st.one_of(
 def mutated_texts(draw: st.DrawFn) -> str:
     text = draw(st.sampled_from(SEEDS))
     for _ in range(draw(st.integers(1, 4))):
-        op = draw(st.sampled_from(["delete", "insert", "duplicate_line", "swap_lines",
-                                   "truncate", "replace"]))
+        op = draw(
+            st.sampled_from(
+                ["delete", "insert", "duplicate_line", "swap_lines", "truncate", "replace"]
+            )
+        )
         text = _mutate(draw, text, op)
     return text
 
@@ -364,11 +484,11 @@ def mutated_texts(draw: st.DrawFn) -> str:
 def _mutate(draw: st.DrawFn, text: str, op: str) -> str:
     i = draw(st.integers(0, len(text)))
     if op == "delete":
-        return text[:i] + text[i + draw(st.integers(1, 10)):]
+        return text[:i] + text[i + draw(st.integers(1, 10)) :]
     if op == "insert":
         return text[:i] + draw(JUNK) + text[i:]
     if op == "replace":
-        return text[:i] + draw(JUNK) + text[i + 1:]
+        return text[:i] + draw(JUNK) + text[i + 1 :]
     if op == "truncate":
         return text[:i]
     lines = text.split("\n")
@@ -401,8 +521,11 @@ def test_fuzz_mutated_grammars_parse_or_fail_cleanly(text: str) -> None:
 
 
 @given(junk=st.binary(max_size=200), prefix=st.sampled_from([b"", SEEDS[0].encode()]))
-@settings(max_examples=200, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 def test_fuzz_files_of_junk_bytes(tmp_path: Path, junk: bytes, prefix: bytes) -> None:
     path = tmp_path / "junk.cfg"  # rewritten by every example
     path.write_bytes(prefix + junk)

@@ -13,11 +13,14 @@ from cfglab.evaluate.context import fresh_strings
 from cfglab.evaluate.diversity import entropy_gap, poisson_upper, support_bounds
 
 
-@pytest.mark.parametrize("k, expected", [
-    (0, -math.log(0.05)),  # 2.9957
-    (1, 4.74386),  # 0.5 * chi2.ppf(0.95, 4)
-    (5, 10.51304),  # 0.5 * chi2.ppf(0.95, 12)
-])
+@pytest.mark.parametrize(
+    "k, expected",
+    [
+        (0, -math.log(0.05)),  # 2.9957
+        (1, 4.74386),  # 0.5 * chi2.ppf(0.95, 4)
+        (5, 10.51304),  # 0.5 * chi2.ppf(0.95, 12)
+    ],
+)
 def test_poisson_upper_bound_matches_chi_square_values(k, expected) -> None:
     assert poisson_upper(k) == pytest.approx(expected, abs=1e-4)
 
@@ -38,7 +41,7 @@ def test_support_bound_is_a_lower_bound_that_is_not_vacuous() -> None:
         strings = [np.array([d % 7, d // 7]) for d in draws]
         b = support_bounds(strings)
         assert b["support_lower_bound"] <= support
-        assert b["support_lower_bound"] >= min(support, 2_000 ** 2 / 6) / 25, (support, b)
+        assert b["support_lower_bound"] >= min(support, 2_000**2 / 6) / 25, (support, b)
         assert b["rare_collisions"]
     few = support_bounds([np.array([d]) for d in rng.integers(0, 20, 500)])
     assert few["support_lower_bound"] == few["distinct"] == 20 and not few["rare_collisions"]

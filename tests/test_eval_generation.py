@@ -14,20 +14,29 @@ from hypothesis import strategies as st
 from cfglab.data.vocab import Vocab
 from cfglab.errors import CfglabError
 from cfglab.evaluate.baselines import OracleModel, UniformModel
-from cfglab.evaluate.generation import (accuracy_at_cut, complete, generate, proportion, records,
-                                        wilson)
+from cfglab.evaluate.generation import (
+    accuracy_at_cut,
+    complete,
+    generate,
+    proportion,
+    records,
+    wilson,
+)
 from cfglab.models import DECODER_PES, ModelConfig, build_model
 
 # --- Wilson -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("k, n, lo, hi", [
-    (0, 10, 0.0, 0.27753),  # upper = z^2 / (n + z^2)
-    (10, 10, 0.72247, 1.0),
-    (5, 10, 0.23659, 0.76341),  # textbook (e.g. statsmodels proportion_confint method="wilson")
-    (1, 10, 0.01788, 0.40415),
-    (81, 263, 0.25529, 0.36621),
-])
+@pytest.mark.parametrize(
+    "k, n, lo, hi",
+    [
+        (0, 10, 0.0, 0.27753),  # upper = z^2 / (n + z^2)
+        (10, 10, 0.72247, 1.0),
+        (5, 10, 0.23659, 0.76341),  # textbook (e.g. statsmodels proportion_confint method="wilson")
+        (1, 10, 0.01788, 0.40415),
+        (81, 263, 0.25529, 0.36621),
+    ],
+)
 def test_wilson_matches_known_values(k, n, lo, hi) -> None:
     got = wilson(k, n)
     assert got == pytest.approx((lo, hi), abs=5e-5)
@@ -52,8 +61,11 @@ def test_wilson_contains_the_estimate_and_narrows_with_n(n, data) -> None:
 
 def _gpt(pe: str, vocab: int = 6, context: int = 32) -> torch.nn.Module:
     torch.manual_seed(1)
-    return build_model(ModelConfig(vocab_size=vocab, context=context, n_layer=2, n_head=2,
-                                   n_embd=16, pe=pe, max_rel=8)).eval()
+    return build_model(
+        ModelConfig(
+            vocab_size=vocab, context=context, n_layer=2, n_head=2, n_embd=16, pe=pe, max_rel=8
+        )
+    ).eval()
 
 
 @pytest.mark.parametrize("pe", [p.value for p in DECODER_PES])
@@ -62,8 +74,9 @@ def test_cached_generation_equals_uncached_token_for_token(pe, prompt_len) -> No
     vocab = Vocab(3)
     model = _gpt(pe)
     rng = np.random.default_rng(0)
-    prompts = np.concatenate([np.full((9, 1), vocab.bos), rng.integers(0, 3, (9, prompt_len - 1))],
-                             axis=1)
+    prompts = np.concatenate(
+        [np.full((9, 1), vocab.bos), rng.integers(0, 3, (9, prompt_len - 1))], axis=1
+    )
     a = generate(model, prompts, vocab, 20, temperature=1.0, seed=7, batch_size=4)
     b = generate(model, prompts, vocab, 20, temperature=1.0, seed=7, batch_size=4, use_cache=False)
     assert [c.tolist() for c in a.completions] == [c.tolist() for c in b.completions]
@@ -121,7 +134,7 @@ def test_oracle_generates_only_valid_strings_at_cut0_and_cutk() -> None:
 def test_oracle_generates_the_grammar_distribution() -> None:
     j = judge(TINY)
     done = accuracy_at_cut(OracleModel(j), j, 800, 0, max_length=10, seed=2, batch_size=200)
-    counts = {s: 0 for s in TINY_STRINGS}
+    counts = dict.fromkeys(TINY_STRINGS, 0)
     for s in done.strings:
         counts[" ".join(j.grammar.decode(s))] += 1
     # each string has probability 1/8: 800 draws give 100 +- 9.4 (sd); allow 4 sd
@@ -142,7 +155,7 @@ def test_single_string_grammar_uniform_accuracy() -> None:
     j = judge(SINGLE)
     done = accuracy_at_cut(UniformModel(3), j, 4000, 0, max_length=6, seed=4, batch_size=1000)
     lo, hi = done.summary()["accuracy"]["ci95"]
-    assert lo <= 4.0 ** -4 <= hi
+    assert lo <= 4.0**-4 <= hi
 
 
 def test_summary_and_records_agree_with_the_judge() -> None:
@@ -163,8 +176,15 @@ def test_summary_and_records_agree_with_the_judge() -> None:
 def test_prompts_of_unequal_length_are_refused() -> None:
     j = judge(TINY)
     with pytest.raises((ValueError, CfglabError)):
-        complete(UniformModel(3), j, [np.array([0]), np.array([0, 1])], cut=1, temperature=1.0,
-                 max_length=5, seed=0)
+        complete(
+            UniformModel(3),
+            j,
+            [np.array([0]), np.array([0, 1])],
+            cut=1,
+            temperature=1.0,
+            max_length=5,
+            seed=0,
+        )
 
 
 def test_greedy_generation_is_deterministic() -> None:

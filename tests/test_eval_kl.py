@@ -47,8 +47,10 @@ def test_oracle_kl_is_zero_and_uniform_kl_is_positive() -> None:
     assert uniform["mean"] == pytest.approx(float((p * np.log(4 * p)).sum(axis=1).mean()))
 
 
-@given(st.lists(st.floats(0, 1), min_size=2, max_size=6), st.lists(st.floats(0, 1), min_size=2,
-                                                                   max_size=6))
+@given(
+    st.lists(st.floats(0, 1), min_size=2, max_size=6),
+    st.lists(st.floats(0, 1), min_size=2, max_size=6),
+)
 def test_kl_rows_is_nonnegative_and_zero_on_equal_rows(a, b) -> None:
     n = min(len(a), len(b))
     p, q = np.array(a[:n]) + 1e-3, np.array(b[:n]) + 1e-3
@@ -68,8 +70,9 @@ def test_scoring_agrees_with_itself_across_padding() -> None:
     """log p(x EOS) from sequence_log_probs = sum of the logs of next_token_probs' entries."""
     torch.manual_seed(0)
     vocab = Vocab(3)
-    model = build_model(ModelConfig(vocab_size=vocab.size, context=32, n_layer=1, n_head=2,
-                                    n_embd=16, pe="rot")).eval()
+    model = build_model(
+        ModelConfig(vocab_size=vocab.size, context=32, n_layer=1, n_head=2, n_embd=16, pe="rot")
+    ).eval()
     strings = [np.array(s) for s in ([0, 1], [2, 2, 1, 0, 1], [1], [0, 0, 0, 2])]
     rows = next_token_probs(model, strings, vocab, batch_size=3)
     seq = sequence_log_probs(model, strings, vocab, batch_size=3)

@@ -51,5 +51,6 @@ def test_rule_usage_is_read_from_the_parse() -> None:
 def test_unknown_rule_is_a_clear_error() -> None:
     j = judge(TINY)
     with pytest.raises(CfglabError, match="not in grammar"):
-        memorisation_of(j, [], np.zeros(0, bool), np.zeros(0, np.uint64), "A -> c",
-                        n_reference=10, seed=0)
+        memorisation_of(
+            j, [], np.zeros(0, bool), np.zeros(0, np.uint64), "A -> c", n_reference=10, seed=0
+        )

@@ -11,20 +11,25 @@ from cfglab.data.vocab import Vocab
 from cfglab.evaluate.baselines import OracleModel, UniformModel
 from cfglab.evaluate.context import fresh_strings
 from cfglab.evaluate.kl import smooth
-from cfglab.evaluate.mlm import (choose_positions, encoder_conditionals, masked_token,
-                                 true_conditionals, variants)
+from cfglab.evaluate.mlm import (
+    choose_positions,
+    encoder_conditionals,
+    masked_token,
+    true_conditionals,
+    variants,
+)
 from cfglab.models import ModelConfig, build_model
 
 
 def test_true_conditional_by_hand() -> None:
     j = judge(TINY)
-    x = np.array(j.grammar.encode("a b c b".split()))  # a=0 b=1 c=2
+    x = np.array(j.grammar.encode(["a", "b", "c", "b"]))  # a=0 b=1 c=2
     truth = true_conditionals(j, x, np.array([0, 2]))
     # position 0: "? b c b" is valid for a (A -> a b) and for b? "b b c b" is not; c: "c b c b" no
     assert truth[0] == pytest.approx([1.0, 0.0, 0.0])
     # position 2: "a b ? b": only c makes B -> c A
     assert truth[1] == pytest.approx([0.0, 0.0, 1.0])
-    y = np.array(j.grammar.encode("c b b".split()))
+    y = np.array(j.grammar.encode(["c", "b", "b"]))
     # position 2 of "c b ?": "c b a"? no; "c b b" yes (B A, A -> b); "c b c" no
     assert true_conditionals(j, y, np.array([2]))[0] == pytest.approx([0.0, 1.0, 0.0])
 
@@ -63,8 +68,17 @@ def test_uniform_decoder_kl_by_hand() -> None:
 def test_encoder_reads_the_masked_position() -> None:
     torch.manual_seed(0)
     vocab = Vocab(3)
-    model = build_model(ModelConfig(vocab_size=vocab.size, context=16, n_layer=1, n_head=2,
-                                    n_embd=16, pe="mlm", mlm_pe="abs")).eval()
+    model = build_model(
+        ModelConfig(
+            vocab_size=vocab.size,
+            context=16,
+            n_layer=1,
+            n_head=2,
+            n_embd=16,
+            pe="mlm",
+            mlm_pe="abs",
+        )
+    ).eval()
     x = np.array([0, 1, 2, 1, 0])
     probs = encoder_conditionals(model, x, np.array([0, 3]), vocab)
     assert probs.shape == (2, 3) and np.allclose(probs.sum(axis=1), 1)

@@ -8,8 +8,13 @@ from eval_support import LONGER, TINY, judge
 
 from cfglab.evaluate.baselines import OracleModel, UniformModel
 from cfglab.evaluate.generation import accuracy_at_cut
-from cfglab.evaluate.robustness import (corrupted_prompts, mode_switch, robust_prompts,
-                                        robustness_sweep, substitution_summary)
+from cfglab.evaluate.robustness import (
+    corrupted_prompts,
+    mode_switch,
+    robust_prompts,
+    robustness_sweep,
+    substitution_summary,
+)
 from cfglab.runs import TrainConfig
 
 
@@ -36,8 +41,16 @@ def test_flipped_terminals_are_uniform_over_the_others() -> None:
 def test_oracle_on_clean_prompts_repairs_everything() -> None:
     j = judge(LONGER)
     clean = robust_prompts(j.grammar, 60, 4, seed=0)
-    report, runs = robustness_sweep(OracleModel(j), j, clean, rate=0.0, temperatures=(0.5, 1.0),
-                                    max_length=30, seed=0, batch_size=32)
+    report, runs = robustness_sweep(
+        OracleModel(j),
+        j,
+        clean,
+        rate=0.0,
+        temperatures=(0.5, 1.0),
+        max_length=30,
+        seed=0,
+        batch_size=32,
+    )
     assert report["flipped_rate"] == 0.0 and report["n"] == 60
     for row in report["by_temperature"]:
         assert row["repaired"]["rate"] == row["corrupted_valid"]["rate"] == 1.0
@@ -48,8 +61,16 @@ def test_oracle_on_clean_prompts_repairs_everything() -> None:
 def test_the_three_verdicts_are_consistent_row_by_row() -> None:
     j = judge(LONGER)
     clean = robust_prompts(j.grammar, 150, 4, seed=3)
-    report, runs = robustness_sweep(OracleModel(j), j, clean, rate=0.3, temperatures=(1.0,),
-                                    max_length=30, seed=3, batch_size=50)
+    report, runs = robustness_sweep(
+        OracleModel(j),
+        j,
+        clean,
+        rate=0.3,
+        temperatures=(1.0,),
+        max_length=30,
+        seed=3,
+        batch_size=50,
+    )
     done = runs[0]
     subs, flips = done.extra["prefix_substitutions"], done.extra["flips"]
     repaired, ended = done.extra["repaired"], done.generations.ended

@@ -16,8 +16,16 @@ from cfglab.evaluate.kl import kl_report
 from cfglab.evaluate.robustness import robustness_report
 from cfglab.evaluate.run import EvalOptions, evaluate_run
 
-SMALL = {"n": 12, "cut": 4, "temperatures": [0.5, 1.0], "threads": 1, "max_length": 24,
-         "masked_strings": 3, "masked_per_string": 2, "reference_n": 50}
+SMALL = {
+    "n": 12,
+    "cut": 4,
+    "temperatures": [0.5, 1.0],
+    "threads": 1,
+    "max_length": 24,
+    "masked_strings": 3,
+    "masked_per_string": 2,
+    "reference_n": 50,
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +74,7 @@ def test_sections_run_alone_give_the_same_figures(evaluated) -> None:
     assert alone["accuracy"] == result["accuracy"]["cut4"]["accuracy"]
     kl = kl_report(str(run), n_strings=3, threads=1)
     assert kl["mean"] == pytest.approx(result["kl"]["mean"])
-    rb = robustness_report(str(run), temperatures=(0.5, 1.0), n=6, cut=4, max_length=24,
-                           threads=1)
+    rb = robustness_report(str(run), temperatures=(0.5, 1.0), n=6, cut=4, max_length=24, threads=1)
     verdicts = ("repaired", "corrupted_valid", "prefix_substitutions", "ended_with_eos")
     for a, b in zip(rb["by_temperature"], result["robustness"]["by_temperature"], strict=True):
         assert {k: a[k] for k in verdicts} == {k: b[k] for k in verdicts}
@@ -87,8 +94,12 @@ def test_options_are_validated() -> None:
         evaluate_run("nowhere", {"sections": ["acuracy"]})
     with pytest.raises(CfglabError, match="n: Input should be greater than or equal to 1"):
         evaluate_run("nowhere", {"n": 0})
-    assert EvalOptions(n=40).counts() == {"robust_n": 20, "kl_strings": 10, "masked_strings": 4,
-                                          "reference_n": 400}
+    assert EvalOptions(n=40).counts() == {
+        "robust_n": 20,
+        "kl_strings": 10,
+        "masked_strings": 4,
+        "reference_n": 400,
+    }
 
 
 def test_missing_and_foreign_directories_are_clear_errors(tmp_path) -> None:
@@ -101,15 +112,47 @@ def test_missing_and_foreign_directories_are_clear_errors(tmp_path) -> None:
 def test_cli_json_and_table(evaluated) -> None:
     run, _ = evaluated
     runner = CliRunner()
-    res = runner.invoke(app, ["evaluate", str(run), "--n", "6", "--cut", "4", "--json",
-                              "--sections", "accuracy,kl", "--threads", "1", "--no-write",
-                              "--max-length", "24"])
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(run),
+            "--n",
+            "6",
+            "--cut",
+            "4",
+            "--json",
+            "--sections",
+            "accuracy,kl",
+            "--threads",
+            "1",
+            "--no-write",
+            "--max-length",
+            "24",
+        ],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
     assert data["accuracy"]["cut0"]["accuracy"]["n"] == 6 and "robustness" not in data
-    res = runner.invoke(app, ["evaluate", str(run), "--n", "6", "--cut", "4", "-q",
-                              "--temperatures", "1.0", "--threads", "1", "--no-write",
-                              "--max-length", "24"])
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(run),
+            "--n",
+            "6",
+            "--cut",
+            "4",
+            "-q",
+            "--temperatures",
+            "1.0",
+            "--threads",
+            "1",
+            "--no-write",
+            "--max-length",
+            "24",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "accuracy cut0" in res.output and "KL" in res.output and "mode switch" in res.output
     assert "corrupted prompts" in res.output

@@ -20,8 +20,8 @@ from cfglab.models import (
     describe,
     mask_tokens,
 )
-from cfglab.models.attention import (
-    Rotary,
+from cfglab.models.attention import Rotary
+from cfglab.models.kernels import (
     _Boxes,
     causal_blocks,
     skew_both,
@@ -187,12 +187,17 @@ def uniform_matrix(width: int, T: int) -> torch.Tensor:
 
 
 def test_uni_attention_is_the_averaging_matrix() -> None:
-    model, T = tiny_model("uni", n_head=5, n_embd=20), CONTEXT  # head 5 has width 31 > T: prefix mean
+    model, T = (
+        tiny_model("uni", n_head=5, n_embd=20),
+        CONTEXT,
+    )  # head 5 has width 31 > T: prefix mean
     maps = model.attention_maps(tokens(2, T))  # (L, B, nh, T, T)
     for h in range(5):
         expected = uniform_matrix(2 ** (h + 1) - 1, T)
         assert torch.allclose(maps[:, :, h], expected.expand(2, 2, T, T), atol=1e-6), h
-    assert torch.allclose(maps[0, 0, 4], torch.tril(torch.ones(T, T)) / torch.arange(1, T + 1)[:, None])
+    assert torch.allclose(
+        maps[0, 0, 4], torch.tril(torch.ones(T, T)) / torch.arange(1, T + 1)[:, None]
+    )
 
 
 def naive_rel_probs(attn, x: torch.Tensor, causal: bool) -> torch.Tensor:
@@ -255,18 +260,31 @@ def test_skews_have_exact_gradients(transpose: bool) -> None:
 
 
 @pytest.mark.parametrize("view", ["none", "transpose", "skew"])
-@pytest.mark.parametrize("boxes", [((0, 2, 3), (2, 5, 6), (5, 7, 7)),  # rows disjoint (p2c)
-                                   ((0, 3, 2), (0, 5, 2), (0, 7, 2)),  # rows overlap
-                                   ((1, 3, 4), (4, 6, 2))])  # rows left out, too
+@pytest.mark.parametrize(
+    "boxes",
+    [
+        ((0, 2, 3), (2, 5, 6), (5, 7, 7)),  # rows disjoint (p2c)
+        ((0, 3, 2), (0, 5, 2), (0, 7, 2)),  # rows overlap
+        ((1, 3, 4), (4, 6, 2)),
+    ],
+)  # rows left out, too
 def test_boxes_gradient_equals_slicing(boxes: tuple, view: str) -> None:
     """_Boxes' one-buffer backward, through no view, a transpose or rel's skew and transpose,
     against autograd's own slices and views."""
-    views = {"none": lambda t: t, "transpose": lambda t: t.transpose(-2, -1),
-             "skew": lambda t: skew_view(t, 0, 7, 7).transpose(-2, -1)}
+    views = {
+        "none": lambda t: t,
+        "transpose": lambda t: t.transpose(-2, -1),
+        "skew": lambda t: skew_view(t, 0, 7, 7).transpose(-2, -1),
+    }
     grads = []
     for use_boxes in (True, False):
-        x = torch.randn(2, 7, 8 if view == "skew" else 7, generator=torch.Generator().manual_seed(1),
-                        requires_grad=True)
+        x = torch.randn(
+            2,
+            7,
+            8 if view == "skew" else 7,
+            generator=torch.Generator().manual_seed(1),
+            requires_grad=True,
+        )
         if use_boxes:
             parts = _Boxes.apply(x, boxes, None if view == "none" else views[view])
         else:
@@ -288,7 +306,10 @@ def test_rel_shares_one_table_across_layers() -> None:
 def test_rotary_preserves_norms_and_depends_on_offset_only(m: int, n: int, shift: int) -> None:
     rot = Rotary(head_size=8, base=10000.0, context=64)  # positions past 64 take the slow path
     g = torch.Generator().manual_seed(m * 1000 + n)
-    q, k = torch.randn(1, 1, 2, 8, generator=g), torch.randn(1, 1, 2, 8, generator=g)  # (B, T, n, hs)
+    q, k = (
+        torch.randn(1, 1, 2, 8, generator=g),
+        torch.randn(1, 1, 2, 8, generator=g),
+    )  # (B, T, n, hs)
     rq, rk = rot(q, m), rot(k, n)
     assert torch.allclose(rq.norm(dim=-1), q.norm(dim=-1), atol=1e-5)
     m2, n2 = m + abs(shift), n + abs(shift)
@@ -390,8 +411,12 @@ def test_step_refuses_to_overflow_the_cache() -> None:
         model.step(tokens(1, 1), cache)
 
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
-                                                               reason="needs CUDA"))]
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+    ),
+]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -445,22 +470,33 @@ def test_bf16_windows_on_cpu_take_the_blocked_path(pe: str) -> None:
 
 def _qkv(B: int, H: int, T: int, hs: int, dtype: torch.dtype, seed: int = 0, scale: float = 1.0):
     g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(B, H, T, hs, generator=g, dtype=torch.float64) * scale).to(dtype)
-            .requires_grad_() for _ in range(3)]
+    return [
+        (torch.randn(B, H, T, hs, generator=g, dtype=torch.float64) * scale)
+        .to(dtype)
+        .requires_grad_()
+        for _ in range(3)
+    ]
 
 
-def _outputs_and_grads(fn, qkv, gy):  # noqa: ANN001, ANN202
+def _outputs_and_grads(fn, qkv, gy):
     y = fn(*qkv)
     y.backward(gy.to(y.dtype))
     return [y.detach().double()] + [t.grad.double() for t in qkv]
 
 
 @settings(max_examples=40, deadline=None)
-@given(B=st.integers(1, 3), H=st.integers(1, 3), T=st.integers(2, 19),
-       hs=st.sampled_from([1, 2, 4, 8]), block=st.integers(1, 8), seed=st.integers(0, 10**6),
-       with_bias=st.booleans())
-def test_causal_blocks_equal_sdpa(B: int, H: int, T: int, hs: int, block: int, seed: int,
-                                  with_bias: bool) -> None:
+@given(
+    B=st.integers(1, 3),
+    H=st.integers(1, 3),
+    T=st.integers(2, 19),
+    hs=st.sampled_from([1, 2, 4, 8]),
+    block=st.integers(1, 8),
+    seed=st.integers(0, 10**6),
+    with_bias=st.booleans(),
+)
+def test_causal_blocks_equal_sdpa(
+    B: int, H: int, T: int, hs: int, block: int, seed: int, with_bias: bool
+) -> None:
     """Outputs and every gradient (biases' too), in float64, any block size (ragged last
     blocks included), against SDPA with the bias and the causal mask as a float attn_mask."""
     g = torch.Generator().manual_seed(seed)
@@ -469,19 +505,26 @@ def test_causal_blocks_equal_sdpa(B: int, H: int, T: int, hs: int, block: int, s
     future = torch.ones(T, T, dtype=torch.bool).triu(1)
     rows = [(i0, min(T, i0 + block)) for i0 in range(0, T, block)]
 
-    def sdpa(q, k, v, bias):  # noqa: ANN001, ANN202
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.masked_fill(future, -math.inf))
+    def sdpa(q, k, v, bias):
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias.masked_fill(future, -math.inf)
+        )
 
-    def blocks(q, k, v, bias):  # noqa: ANN001, ANN202
+    def blocks(q, k, v, bias):
         parts = [bias[:, :, i0:i1, :i1] for i0, i1 in rows] if with_bias else []
         return causal_blocks(q, k, v, block, biases=parts)
 
     results = []
     for fn in (sdpa, blocks):
         b = bias.clone().requires_grad_()
-        results.append(_outputs_and_grads(lambda q, k, v: fn(q, k, v, b),  # noqa: B023
-                                          _qkv(B, H, T, hs, torch.float64, seed), gy)
-                       + ([b.grad.double()] if with_bias else []))
+        results.append(
+            _outputs_and_grads(
+                lambda q, k, v: fn(q, k, v, b),  # noqa: B023
+                _qkv(B, H, T, hs, torch.float64, seed),
+                gy,
+            )
+            + ([b.grad.double()] if with_bias else [])
+        )
     for a, b in zip(*results):
         assert torch.allclose(a, b, atol=1e-10)
 
@@ -492,8 +535,12 @@ def test_causal_blocks_take_an_fp32_softmax_as_cuda_autocast_gives(monkeypatch) 
     softmax = torch.softmax
     monkeypatch.setattr(torch, "softmax", lambda x, dim, **kw: softmax(x.float(), dim))
     q, k, v = _qkv(2, 2, 10, 4, torch.bfloat16)
-    biases = [torch.zeros(2, 2, min(10, i + 4) - i, min(10, i + 4), dtype=torch.bfloat16,
-                          requires_grad=True) for i in range(0, 10, 4)]
+    biases = [
+        torch.zeros(
+            2, 2, min(10, i + 4) - i, min(10, i + 4), dtype=torch.bfloat16, requires_grad=True
+        )
+        for i in range(0, 10, 4)
+    ]
     y = causal_blocks(q, k, v, 4, biases=biases)
     y.float().sum().backward()
     assert y.dtype == q.grad.dtype == biases[0].grad.dtype == torch.bfloat16

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cfglab.evaluate.attention import AttentionStats
-from cfglab.evaluate.plots import (
+from cfglab.interpret.attention import AttentionStats
+from cfglab.interpret.plots import (
     DPI,
     PANEL,
     attention_boundary_grid,
@@ -48,14 +48,28 @@ def probe_result(controls: bool) -> dict:
         return out
 
     layers = ["0", "1", "2"]
-    result = {"pe": "rot", "step": 100, "layers": [0, 1, 2], "levels": levels,
-              "trained": {l: scores() for l in layers}, "majority": scores(),
-              "untrained": {}, "control": {}, "selectivity": {}, "output_only": None}
+    result = {
+        "pe": "rot",
+        "step": 100,
+        "layers": [0, 1, 2],
+        "levels": levels,
+        "trained": {l: scores() for l in layers},
+        "majority": scores(),
+        "untrained": {},
+        "control": {},
+        "selectivity": {},
+        "output_only": None,
+    }
     if controls:
         result["untrained"] = {l: scores() for l in layers}
-        result["selectivity"] = {l: {m: {k: v - 0.5 for k, v in d.items()} for m, d in
-                                     scores().items() if m in ("ancestor", "boundary")}
-                                 for l in layers}
+        result["selectivity"] = {
+            l: {
+                m: {k: v - 0.5 for k, v in d.items()}
+                for m, d in scores().items()
+                if m in ("ancestor", "boundary")
+            }
+            for l in layers
+        }
         result["output_only"] = scores()
         result["trained"]["1"]["ancestor"]["2"] = None  # a missing score leaves a gap
     return result
@@ -80,8 +94,10 @@ def test_attention_plots(tmp_path: Path, layers: int, causal: bool) -> None:
         stats.add(A / A.sum(-1, keepdims=True), rng.random((3, n)) < 0.3)
     result = {"pe": "rot", "step": 7, **stats.result()}
     assert attention_distance_grid(result) == ((layers + 3) // 4, min(layers, 4))
-    check_image(plot_attention_distance(result, tmp_path / "d.png"),
-                attention_distance_grid(result))
+    check_image(
+        plot_attention_distance(result, tmp_path / "d.png"), attention_distance_grid(result)
+    )
     assert attention_boundary_grid(result) == (layers, 2)
-    check_image(plot_attention_boundaries(result, tmp_path / "b.png"),
-                attention_boundary_grid(result))
+    check_image(
+        plot_attention_boundaries(result, tmp_path / "b.png"), attention_boundary_grid(result)
+    )

@@ -13,7 +13,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cfglab.evaluate.probes import (
+from cfglab.grammar.dsl import parse_grammar
+from cfglab.grammar.sample import sample
+from cfglab.interpret.probes import (
     ProbeData,
     ProbeSettings,
     Target,
@@ -24,8 +26,6 @@ from cfglab.evaluate.probes import (
     model_features,
     probe_strings,
 )
-from cfglab.grammar.dsl import parse_grammar
-from cfglab.grammar.sample import sample
 from tests.grammars import LAYERED
 
 GRAMMAR = LAYERED
@@ -33,7 +33,9 @@ GRAMMAR = LAYERED
 FAST = ProbeSettings(n_train=160, n_test=80, heads=2, pos_dim=8, epochs=4, batch=16)
 
 
-def synthetic(n: int = 240, k: int = 3, seed: int = 0, lengths: tuple[int, int] = (12, 30)) -> ProbeData:
+def synthetic(
+    n: int = 240, k: int = 3, seed: int = 0, lengths: tuple[int, int] = (12, 30)
+) -> ProbeData:
     """Random strings with one ancestor-like target (k classes) and one boundary-like target."""
     rng = np.random.default_rng(seed)
     lens = rng.integers(*lengths, size=n)
@@ -42,7 +44,9 @@ def synthetic(n: int = 240, k: int = 3, seed: int = 0, lengths: tuple[int, int] 
     ancestor = rng.choice(k, size=total, p=np.linspace(1, 2, k) / np.linspace(1, 2, k).sum())
     boundary = (rng.random(total) < 0.3).astype(np.int64)
     return ProbeData(
-        tokens=rng.integers(0, 3, size=total).astype(np.int32), offsets=offsets, n_train=n * 2 // 3,
+        tokens=rng.integers(0, 3, size=total).astype(np.int32),
+        offsets=offsets,
+        n_train=n * 2 // 3,
         targets=[Target("ancestor", 1, k), Target("boundary", 1, 2)],
         labels=np.stack([ancestor, boundary]).astype(np.int64),
         ends=np.stack([boundary.astype(bool), boundary.astype(bool)]),
@@ -58,8 +62,11 @@ def one_hot(labels: np.ndarray, k: int) -> np.ndarray:
 def encoded(data: ProbeData, noise: float = 0.1, extra: int = 8) -> torch.Tensor:
     """Features holding every target's label one-hot at its own position, plus noise dims."""
     rng = np.random.default_rng(1)
-    x = np.concatenate([one_hot(data.labels[g], k) for g, k in enumerate(data.classes)]
-                       + [rng.normal(size=(len(data.tokens), extra))], axis=1)
+    x = np.concatenate(
+        [one_hot(data.labels[g], k) for g, k in enumerate(data.classes)]
+        + [rng.normal(size=(len(data.tokens), extra))],
+        axis=1,
+    )
     return torch.tensor(x + noise * rng.normal(size=x.shape), dtype=torch.float32)
 
 
@@ -104,8 +111,9 @@ def test_bidirectional_probe_reads_the_future_and_the_causal_one_does_not() -> N
     data.labels[0] = np.repeat(label, lengths)
     x = np.zeros((len(data.tokens), 3))
     x[data.offsets[:-1] + 11, label] = 1.0
-    future = torch.tensor(x + 0.05 * np.random.default_rng(6).normal(size=x.shape),
-                          dtype=torch.float32)
+    future = torch.tensor(
+        x + 0.05 * np.random.default_rng(6).normal(size=x.shape), dtype=torch.float32
+    )
     causal = fit_probes(future, data, FAST, causal=True)
     both = fit_probes(future, data, FAST, causal=False)
     base = majority_scores(data)
@@ -166,8 +174,18 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (root / "g.cfg").write_text(GRAMMAR)
     out = {}
     for pe in ("rot", "mlm"):
-        cfg = TrainConfig(grammar=str(root / "g.cfg"), pe=pe, layers=1, heads=2, dim=16,
-                          context=64, batch=8, steps=30, threads=1, checkpoint_every=30)
+        cfg = TrainConfig(
+            grammar=str(root / "g.cfg"),
+            pe=pe,
+            layers=1,
+            heads=2,
+            dim=16,
+            context=64,
+            batch=8,
+            steps=30,
+            threads=1,
+            checkpoint_every=30,
+        )
         out[pe] = train(cfg, root / pe, quiet=True)
     return out
 
@@ -187,11 +205,14 @@ def test_model_features_match_a_direct_forward(runs: dict[str, Path]) -> None:
 
 
 def test_probe_run_in_a_fresh_process_writes_json_and_png(runs: dict[str, Path]) -> None:
-    code = ("import json, sys; from cfglab.evaluate.probes import probe_run; "
-            "print(json.dumps(probe_run(sys.argv[1], n_strings=24, n_test=12, seed=1, threads=1)))")
+    code = (
+        "import json, sys; from cfglab.interpret.probes import probe_run; "
+        "print(json.dumps(probe_run(sys.argv[1], n_strings=24, n_test=12, seed=1, threads=1)))"
+    )
     for pe, run in runs.items():
-        done = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True,
-                              text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(run)], capture_output=True, text=True, timeout=300
+        )
         assert done.returncode == 0, done.stderr
         result = json.loads(done.stdout)
         assert result == json.loads((run / "probe" / "probe.json").read_text())
@@ -203,8 +224,10 @@ def test_probe_run_in_a_fresh_process_writes_json_and_png(runs: dict[str, Path])
                 assert all(0.0 <= v <= 1.0 for v in anc.values())
         sel = result["selectivity"]["1"]["boundary"]
         for lv, v in sel.items():
-            assert v == pytest.approx(result["trained"]["1"]["boundary"][lv]
-                                      - result["control"]["1"]["boundary"][lv], abs=2e-4)
+            assert v == pytest.approx(
+                result["trained"]["1"]["boundary"][lv] - result["control"]["1"]["boundary"][lv],
+                abs=2e-4,
+            )
         assert set(result["output_only"]) >= {"ancestor", "boundary", "diagonal_at_end"}
         assert Path(result["plots"][0]).stat().st_size > 10_000
 
@@ -215,8 +238,23 @@ def test_probe_cli_json_and_bad_layers(runs: dict[str, Path]) -> None:
     from cfglab.cli import app
 
     runner = CliRunner()
-    res = runner.invoke(app, ["probe", str(runs["rot"]), "--layers", "1", "--json", "--n", "16",
-                              "--n-test", "8", "--threads", "1", "--no-controls"])
+    res = runner.invoke(
+        app,
+        [
+            "probe",
+            str(runs["rot"]),
+            "--layers",
+            "1",
+            "--json",
+            "--n",
+            "16",
+            "--n-test",
+            "8",
+            "--threads",
+            "1",
+            "--no-controls",
+        ],
+    )
     assert res.exit_code == 0, res.output
     result = json.loads(res.stdout)
     assert result["layers"] == [1] and result["untrained"] == {}

@@ -14,48 +14,89 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from cfglab.errors import CfglabError
-from cfglab.evaluate.generation import proportion
-from cfglab.evaluate.generation import wilson
-from cfglab.report import collect, flatten, headline, pooled, rich_table, write_report
+from cfglab.evaluate.generation import proportion, wilson
 from cfglab.sweep.layout import SweepDir
+from cfglab.sweep.report import (
+    collect,
+    flatten,
+    headline,
+    pooled,
+    rich_table,
+    write_report,
+)
 from cfglab.sweep.spec import TrialPlan
 
-TRAIN = {"grammar": "/x/g.cfg", "layers": 2, "heads": 2, "dim": 64, "context": 128, "batch": 16,
-         "steps": 100, "lr": 3e-3}
+TRAIN = {
+    "grammar": "/x/g.cfg",
+    "layers": 2,
+    "heads": 2,
+    "dim": 64,
+    "context": 128,
+    "batch": 16,
+    "steps": 100,
+    "lr": 3e-3,
+}
 
 
 def _trial(pe: str, fraction: float, seed: int) -> TrialPlan:
     name = f"g-{pe}-{'clean' if not fraction else f'f{fraction:g}r0.15'}-s{seed}"
-    coords = {"grammar": "g", "size": "L2H2D64", "layers": 2, "heads": 2, "dim": 64, "pe": pe,
-              "noise_fraction": fraction, "noise_rate": 0.15 if fraction else 0.0, "seed": seed}
+    coords = {
+        "grammar": "g",
+        "size": "L2H2D64",
+        "layers": 2,
+        "heads": 2,
+        "dim": 64,
+        "pe": pe,
+        "noise_fraction": fraction,
+        "noise_rate": 0.15 if fraction else 0.0,
+        "seed": seed,
+    }
     return TrialPlan(name, coords, {**TRAIN, "pe": pe, "seed": seed})
 
 
 def _evaluate(k0: int, kk: int, n: int = 50) -> dict:
-    return {"accuracy": {"cut0": {"accuracy": proportion(k0, n), "temperature": 1.0},
-                         "cut20": {"accuracy": proportion(kk, n), "temperature": 1.0}},
-            "kl": {"mean": 0.0123, "by_position": list(range(100))}}
+    return {
+        "accuracy": {
+            "cut0": {"accuracy": proportion(k0, n), "temperature": 1.0},
+            "cut20": {"accuracy": proportion(kk, n), "temperature": 1.0},
+        },
+        "kl": {"mean": 0.0123, "by_position": list(range(100))},
+    }
 
 
 def _robustness(k: int, n: int = 40) -> dict:
-    rows = [{"temperature": t, "repaired": proportion(k, n),
-             "corrupted_valid": proportion(n - k, n)} for t in (0.1, 1.0)]
-    return {"by_rate": {"0.15": {"rate": 0.15, "cut": 20, "by_temperature": rows,
-                                 "mode_switch": {"invalid": proportion(3, n)}}}}
+    rows = [
+        {"temperature": t, "repaired": proportion(k, n), "corrupted_valid": proportion(n - k, n)}
+        for t in (0.1, 1.0)
+    ]
+    return {
+        "by_rate": {
+            "0.15": {
+                "rate": 0.15,
+                "cut": 20,
+                "by_temperature": rows,
+                "mode_switch": {"invalid": proportion(3, n)},
+            }
+        }
+    }
 
 
 def _probes(acc: float) -> dict:
-    layers = {str(l): {"ancestor": {"1": acc, "2": acc / 2}, "boundary": {"1": 0.9}}
-              for l in (0, 1, 2)}
-    return {"trained": layers, "untrained": {l: {"ancestor": {"1": 0.3, "2": 0.2}}
-                                             for l in layers},
-            "majority": {"ancestor": {"1": 0.25, "2": 0.25}}}
+    layers = {
+        str(l): {"ancestor": {"1": acc, "2": acc / 2}, "boundary": {"1": 0.9}} for l in (0, 1, 2)
+    }
+    return {
+        "trained": layers,
+        "untrained": {l: {"ancestor": {"1": 0.3, "2": 0.2}} for l in layers},
+        "majority": {"ancestor": {"1": 0.25, "2": 0.25}},
+    }
 
 
 def _metrics(run: Path, steps_done: int) -> None:
     run.mkdir(parents=True)
-    lines = [{"step": s, "loss": 2.0 / s, "val_loss": 2.1 / s}
-             for s in range(10, steps_done + 1, 10)]
+    lines = [
+        {"step": s, "loss": 2.0 / s, "val_loss": 2.1 / s} for s in range(10, steps_done + 1, 10)
+    ]
     (run / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
     (run / "model_card.json").write_text(json.dumps({"parameters": 104_000, "device": "cpu"}))
 
@@ -67,10 +108,15 @@ def sweep(tmp_path: Path) -> SweepDir:
     trials = [_trial(pe, f, s) for pe in ("abs", "rot") for f in (0.0, 0.1) for s in (0, 1)]
     sweep.path.mkdir()
     sweep.plan_path.write_text(json.dumps([t.__dict__ for t in trials]))
-    spec = {"evaluate": {"enabled": True}, "robustness": {"enabled": True},
-            "probes": {"enabled": True}, "attention": {"enabled": False}}
-    sweep.spec_path.write_text(json.dumps({"name": "sw", "source": "s.yaml", "smoke": False,
-                                           "spec": spec}))
+    spec = {
+        "evaluate": {"enabled": True},
+        "robustness": {"enabled": True},
+        "probes": {"enabled": True},
+        "attention": {"enabled": False},
+    }
+    sweep.spec_path.write_text(
+        json.dumps({"name": "sw", "source": "s.yaml", "smoke": False, "spec": spec})
+    )
     for i, t in enumerate(trials):
         _metrics(sweep.run(t.name), 50 if t.name == "g-rot-f0.1r0.15-s1" else 100)
         sweep.write_result(t.name, "evaluate", {"result": _evaluate(40 + i, 30 + i)})
@@ -157,5 +203,9 @@ def test_pooling_adds_counts(parts: list[tuple[int, int]]) -> None:
 
 
 def test_flatten() -> None:
-    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": [[1]], "f": object()}) == \
-        {"a.b": 1, "a.c.0": 1, "a.c.1": 2, "d": None}
+    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": [[1]], "f": object()}) == {
+        "a.b": 1,
+        "a.c.0": 1,
+        "a.c.1": 2,
+        "d": None,
+    }

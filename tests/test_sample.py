@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cfglab.errors import CfglabError
-from cfglab.grammar.core import Grammar, Rule
-from cfglab.grammar.sample import Tree, sample
+from cfglab.grammar.core import Grammar, Rule, Tree
+from cfglab.grammar.sample import sample
 from tests.strategies import layered_grammars, small_grammars
 
 
@@ -68,8 +68,12 @@ def test_layered_grammars_label_every_level(g: Grammar, seed: int) -> None:
 
 
 def test_same_seed_same_strings_and_different_seed_differs() -> None:
-    g = Grammar("g", "S", ("a", "b"), (Rule("S", ("A", "A")), Rule("A", ("a",)), Rule("A", ("b",)),
-                                        Rule("A", ("a", "b"))))
+    g = Grammar(
+        "g",
+        "S",
+        ("a", "b"),
+        (Rule("S", ("A", "A")), Rule("A", ("a",)), Rule("A", ("b",)), Rule("A", ("a", "b"))),
+    )
     a, b, c = sample(g, 50, 7), sample(g, 50, 7), sample(g, 50, 8)
     assert a.tokens.tolist() == b.tokens.tolist() and (a.ancestors == b.ancestors).all()
     assert a.tokens.tolist() != c.tokens.tolist()
@@ -111,12 +115,15 @@ def test_sample_cli_prints_one_line_per_string_and_never_imports_torch_or_ray() 
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    code = ("import sys; from cfglab.cli import main; sys.argv=['cfglab','sample',"
-            f"'{root / 'grammars' / 'cfg3f.cfg'}','-n','3']\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print('HEAVY', sorted(m for m in ('torch', 'ray') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.splitlines()
+    code = (
+        "import sys; from cfglab.cli import main; sys.argv=['cfglab','sample',"
+        f"'{root / 'grammars' / 'cfg3f.cfg'}','-n','3']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'ray') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     assert out[-1] == "HEAVY []"
     strings = out[:-1]
     assert len(strings) == 3 and all(len(s.split()) >= 64 for s in strings)  # cfg3f: >= 64 tokens

@@ -19,9 +19,11 @@ def _anchors() -> Path:
     for base in (REPO.parent / "shared", REPO / "shared"):
         if (base / "anchors" / "lano-cfg-configs").is_dir():
             return base / "anchors" / "lano-cfg-configs"
-    raise AssertionError(f"the authors' grammars are missing: expected them in "
-                         f"{REPO.parent / 'shared' / 'anchors' / 'lano-cfg-configs'} "
-                         "(shared/ must sit beside the repository)")
+    raise AssertionError(
+        f"the authors' grammars are missing: expected them in "
+        f"{REPO.parent / 'shared' / 'anchors' / 'lano-cfg-configs'} "
+        "(shared/ must sit beside the repository)"
+    )
 
 
 ANCHORS = _anchors()
@@ -35,8 +37,12 @@ def _authors_rules(data: dict) -> list[tuple[str, tuple[str, ...]]]:
     def name(level: int, i: int) -> str:
         return str(idx[level][i]) if level == last else f"N{idx[level][i]}"
 
-    return [(name(l, i), tuple(name(l + 1, j) for j in rule))
-            for l in range(last) for i, node in enumerate(levels[l]) for rule in node["children"]]
+    return [
+        (name(l, i), tuple(name(l + 1, j) for j in rule))
+        for l in range(last)
+        for i, node in enumerate(levels[l])
+        for rule in node["children"]
+    ]
 
 
 @pytest.mark.parametrize("name", PAPER_GRAMMARS)
@@ -56,10 +62,14 @@ def test_shipped_grammar_says_where_it_comes_from(name: str) -> None:
     path = REPO / "grammars" / f"{name}.cfg"
     g = load_grammar(path)
     header = "\n".join(g.header)
-    for words in ("facebookresearch/PhysicsLM4",
-                  f"data-synthetic-pretrain/Lano-cfg/configs/{name}.json",
-                  "Apache License 2.0", "Meta Platforms", "levels of nonterminals",
-                  "rules per nonterminal"):
+    for words in (
+        "facebookresearch/PhysicsLM4",
+        f"data-synthetic-pretrain/Lano-cfg/configs/{name}.json",
+        "Apache License 2.0",
+        "Meta Platforms",
+        "levels of nonterminals",
+        "rules per nonterminal",
+    ):
         assert words in header
     assert path.read_text(encoding="utf-8") == format_grammar(g)  # kept in canonical form
 

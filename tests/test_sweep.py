@@ -15,9 +15,9 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -34,8 +34,10 @@ S -> A B | B A A
 A -> "1" "2" | "3" | B "1"
 B -> "2" "2" "3" | "1"
 """
-TINY_TRAIN = ("{steps: STEPS, batch: 4, lr: 3.0e-3, checkpoint_every: CKPT, eval_every: EVAL, "
-              "log_every: 5, eval_batches: 1, chunk_strings: 32}")
+TINY_TRAIN = (
+    "{steps: STEPS, batch: 4, lr: 3.0e-3, checkpoint_every: CKPT, eval_every: EVAL, "
+    "log_every: 5, eval_batches: 1, chunk_strings: 32}"
+)
 # The evaluations, sized to seconds: what `smoke` sections do for the shipped sweeps.
 TINY_TASKS = """evaluate: {n: 12, options: {kl_strings: 4, reference_n: 20}}
 robustness: {enabled: true, n: 6, temperatures: [1.0], cut: 2}
@@ -43,21 +45,32 @@ probes: {enabled: true, layers: [1], options: {n_strings: 24, n_test: 12, contro
 """
 
 
-def sweep_file(tmp_path: Path, name: str, pes: str = "[abs, rot]", fractions: str = "[0, 0.1]",
-               steps: int = 40, ckpt: int = 10, tasks: str = TINY_TASKS,
-               extra: str = "", evals: int | None = None) -> Path:
+def sweep_file(
+    tmp_path: Path,
+    name: str,
+    pes: str = "[abs, rot]",
+    fractions: str = "[0, 0.1]",
+    steps: int = 40,
+    ckpt: int = 10,
+    tasks: str = TINY_TASKS,
+    extra: str = "",
+    evals: int | None = None,
+) -> Path:
     (tmp_path / "small.cfg").write_text(GRAMMAR)
-    train_section = TINY_TRAIN.replace("STEPS", str(steps)).replace("CKPT", str(ckpt)).replace(
-        "EVAL", str(evals or ckpt))
+    train_section = (
+        TINY_TRAIN.replace("STEPS", str(steps))
+        .replace("CKPT", str(ckpt))
+        .replace("EVAL", str(evals or ckpt))
+    )
     text = f"""name: {name}
-grammars: [{tmp_path / 'small.cfg'}]
+grammars: [{tmp_path / "small.cfg"}]
 model: {{pe: {pes}, size: {{layers: 1, heads: 2, dim: 16}}, context: 32}}
 train: {train_section}
 noise: {{fractions: {fractions}, rates: [0.2]}}
 {tasks}
 resources: {{cpu: 1, task_cpu: 1}}
 max_concurrent: 2
-storage: {tmp_path / 'sweeps'}
+storage: {tmp_path / "sweeps"}
 {extra}"""
     path = tmp_path / f"{name}.yaml"
     path.write_text(text)
@@ -114,9 +127,23 @@ class _Stop(Exception):
 
 def test_a_run_refilled_from_a_tune_checkpoint_continues_exactly(tmp_path: Path) -> None:
     (tmp_path / "small.cfg").write_text(GRAMMAR)
-    cfg = TrainConfig(grammar=str(tmp_path / "small.cfg"), pe="rot", layers=1, heads=2, dim=16,
-                      context=32, batch=4, steps=30, lr=3e-3, checkpoint_every=10, eval_every=5,
-                      log_every=1, eval_batches=1, threads=1, chunk_strings=32)
+    cfg = TrainConfig(
+        grammar=str(tmp_path / "small.cfg"),
+        pe="rot",
+        layers=1,
+        heads=2,
+        dim=16,
+        context=32,
+        batch=4,
+        steps=30,
+        lr=3e-3,
+        checkpoint_every=10,
+        eval_every=5,
+        log_every=1,
+        eval_batches=1,
+        threads=1,
+        chunk_strings=32,
+    )
     whole = RunDir(train(cfg, tmp_path / "whole", quiet=True))
     staged = tmp_path / "tune_checkpoint"
 
@@ -133,8 +160,10 @@ def test_a_run_refilled_from_a_tune_checkpoint_continues_exactly(tmp_path: Path)
     assert (resume, from_step) == (True, 20)
     train(cfg, tmp_path / "elsewhere", quiet=True, resume=True)
     assert RunDir(tmp_path / "elsewhere").metrics() != []
-    strip = [{k: v for k, v in m.items() if k != "tokens_per_s"}
-             for m in RunDir(tmp_path / "elsewhere").metrics()]
+    strip = [
+        {k: v for k, v in m.items() if k != "tokens_per_s"}
+        for m in RunDir(tmp_path / "elsewhere").metrics()
+    ]
     assert strip == [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in whole.metrics()]
 
 
@@ -157,12 +186,27 @@ def test_every_task_function_exists_and_declares_its_options() -> None:
 
 def test_run_task_calls_an_evaluation_from_plain_arguments(tmp_path: Path) -> None:
     (tmp_path / "small.cfg").write_text(GRAMMAR)
-    cfg = TrainConfig(grammar=str(tmp_path / "small.cfg"), pe="abs", layers=1, heads=2, dim=16,
-                      context=32, batch=4, steps=10, checkpoint_every=10, eval_every=10,
-                      eval_batches=1, threads=1, chunk_strings=32)
+    cfg = TrainConfig(
+        grammar=str(tmp_path / "small.cfg"),
+        pe="abs",
+        layers=1,
+        heads=2,
+        dim=16,
+        context=32,
+        batch=4,
+        steps=10,
+        checkpoint_every=10,
+        eval_every=10,
+        eval_batches=1,
+        threads=1,
+        chunk_strings=32,
+    )
     run = train(cfg, tmp_path / "r", quiet=True)
-    section = {"layers": [1], "seed": 0, "options": {"n_strings": 16, "n_test": 8,
-                                                     "controls": False, "plots": False}}
+    section = {
+        "layers": [1],
+        "seed": 0,
+        "options": {"n_strings": 16, "n_test": 8, "controls": False, "plots": False},
+    }
     record = run_task("probes", str(run), section, threads=1)
     assert record["kind"] == "probes" and record["seconds"] >= 0
     assert "1" in record["result"]["trained"]  # layer 1 probed, as the section asked
@@ -174,14 +218,22 @@ def test_run_task_calls_an_evaluation_from_plain_arguments(tmp_path: Path) -> No
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
-def test_a_crashed_trial_is_retried_from_its_checkpoint(tmp_path: Path, ray_session: str,
-                                                        monkeypatch) -> None:
+def test_a_crashed_trial_is_retried_from_its_checkpoint(
+    tmp_path: Path, ray_session: str, monkeypatch
+) -> None:
     from cfglab.sweep.tune import run_sweep
 
     monkeypatch.setenv(CRASH_ENV, "25")
-    path = sweep_file(tmp_path, "crash", pes="[rot]", steps=40, ckpt=10, evals=5,
-                      tasks="probes: {enabled: true, layers: [1], options: {n_strings: 16, "
-                            "n_test: 8, controls: false}}\nevaluate: {enabled: false}")
+    path = sweep_file(
+        tmp_path,
+        "crash",
+        pes="[rot]",
+        steps=40,
+        ckpt=10,
+        evals=5,
+        tasks="probes: {enabled: true, layers: [1], options: {n_strings: 16, "
+        "n_test: 8, controls: false}}\nevaluate: {enabled: false}",
+    )
     outcome = run_sweep(load_sweep(path), dashboard=False, say=lambda m: None)
     assert set(outcome.statuses.values()) == {"TERMINATED"} and not outcome.interrupted
     sweep = SweepDir(outcome.sweep_dir)
@@ -212,20 +264,34 @@ def _trained_to_end(sweep: SweepDir, name: str, steps: int) -> bool:
 @pytest.mark.slow
 @pytest.mark.timeout(500)
 def test_interrupted_and_killed_sweeps_resume_without_retraining_finished_trials(
-        tmp_path: Path, ray_session: str) -> None:
+    tmp_path: Path, ray_session: str
+) -> None:
     steps = 500  # long enough to be caught mid-run on a fast machine
-    path = sweep_file(tmp_path, "resume", pes="[abs, rot, pos]", fractions="[0]", steps=steps,
-                      ckpt=30, extra="max_failures: 0\n",
-                      tasks="evaluate: {enabled: false}\nprobes: {enabled: true, layers: [1], "
-                            "options: {n_strings: 16, n_test: 8, controls: false}}")
+    path = sweep_file(
+        tmp_path,
+        "resume",
+        pes="[abs, rot, pos]",
+        fractions="[0]",
+        steps=steps,
+        ckpt=30,
+        extra="max_failures: 0\n",
+        tasks="evaluate: {enabled: false}\nprobes: {enabled: true, layers: [1], "
+        "options: {n_strings: 16, n_test: 8, controls: false}}",
+    )
     path.write_text(path.read_text().replace("max_concurrent: 2", "max_concurrent: 1"))
     args = _cli("sweep", str(path), "--address", ray_session, "--no-dashboard")
     sweep = SweepDir(tmp_path / "sweeps" / "resume")
     first, second, third = (t.name for t in load_plan(path))
 
     # 1. Ctrl-C once the first trial finished: state saved, the resume command printed
-    proc = subprocess.Popen(args, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        args,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     _wait_for(lambda: _trained_to_end(sweep, first, steps), 240, "the first trial", proc)
     _wait_for(lambda: second in _starts(sweep), 120, "the second trial", proc)
     proc.send_signal(signal.SIGINT)
@@ -235,18 +301,33 @@ def test_interrupted_and_killed_sweeps_resume_without_retraining_finished_trials
     assert sweep.has_tune_state()
 
     # 2. resume, then kill -9 in the middle of a trial
-    proc = subprocess.Popen(args + ["--resume"], env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    _wait_for(lambda: len(sweep.starts()) >= 3 and
-              any(RunDir(sweep.run(n)).checkpoints() for n in (second, third)
-                  if sweep.run(n).exists() and not _trained_to_end(sweep, n, steps)),
-              240, "a trial with a checkpoint, mid-run", proc)
+    proc = subprocess.Popen(
+        args + ["--resume"],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    _wait_for(
+        lambda: (
+            len(sweep.starts()) >= 3
+            and any(
+                RunDir(sweep.run(n)).checkpoints()
+                for n in (second, third)
+                if sweep.run(n).exists() and not _trained_to_end(sweep, n, steps)
+            )
+        ),
+        240,
+        "a trial with a checkpoint, mid-run",
+        proc,
+    )
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
 
     # 3. resume to the end
-    done = subprocess.run(args + ["--resume"], env=_env(), capture_output=True, text=True,
-                          timeout=400)
+    done = subprocess.run(
+        args + ["--resume"], env=_env(), capture_output=True, text=True, timeout=400
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     starts = _starts(sweep)
     assert starts[first] == [0], "a finished trial was trained again"
@@ -258,7 +339,7 @@ def test_interrupted_and_killed_sweeps_resume_without_retraining_finished_trials
     assert (sweep.report_dir / "report.html").stat().st_size > 0
 
 
-def load_plan(path: Path):  # noqa: ANN201
+def load_plan(path: Path):
     from cfglab.sweep.spec import expand
 
     return expand(load_sweep(path)).trials
@@ -267,12 +348,12 @@ def load_plan(path: Path):  # noqa: ANN201
 class _Lines:
     """Collects a subprocess's stream line by line in a thread (to watch it while it runs)."""
 
-    def __init__(self, stream) -> None:  # noqa: ANN001
+    def __init__(self, stream) -> None:
         self.lines: list[str] = []
         self.thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
         self.thread.start()
 
-    def _read(self, stream) -> None:  # noqa: ANN001
+    def _read(self, stream) -> None:
         for line in stream:
             self.lines.append(line)
 
@@ -286,11 +367,21 @@ class _Lines:
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_smoke_sweep_end_to_end_with_the_dashboard_on_loopback(tmp_path: Path) -> None:
-    path = sweep_file(tmp_path, "e2e", steps=100, ckpt=50, extra="smoke: {train: {steps: 20, "
-                      "checkpoint_every: 10, eval_every: 10}}\n")
-    proc = subprocess.Popen(_cli("sweep", str(path), "--smoke", "--dashboard"), env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    path = sweep_file(
+        tmp_path,
+        "e2e",
+        steps=100,
+        ckpt=50,
+        extra="smoke: {train: {steps: 20, checkpoint_every: 10, eval_every: 10}}\n",
+    )
+    proc = subprocess.Popen(
+        _cli("sweep", str(path), "--smoke", "--dashboard"),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     err, out = _Lines(proc.stderr), _Lines(proc.stdout)
     try:
         _wait_for(lambda: err.find("Ray dashboard:") is not None, 180, "the dashboard URL", proc)
@@ -341,23 +432,47 @@ def test_smoke_sweep_on_a_cluster_started_with_ray_start(tmp_path: Path) -> None
     port = _free_port()
     temp_dir = f"/tmp/rtc{os.getpid()}"  # a Ray of its own: socket paths stay short
     head = subprocess.Popen(
-        [str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}",
-         "--num-cpus=2", "--include-dashboard=false",
-         "--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}", "--block"],
+        [
+            str(Path(sys.executable).parent / "ray"),
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--node-ip-address=127.0.0.1",
+            f"--temp-dir={temp_dir}",
+            "--block",
+        ],
         env=_env(),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
-        path = sweep_file(tmp_path, "cluster", pes="[rot]", steps=20, ckpt=10,
-                          tasks="evaluate: {enabled: false}\nprobes: {enabled: true, layers: "
-                                "[1], options: {n_strings: 16, n_test: 8, controls: false}}",
-                          extra="smoke: {train: {steps: 10}}\n")
+        path = sweep_file(
+            tmp_path,
+            "cluster",
+            pes="[rot]",
+            steps=20,
+            ckpt=10,
+            tasks="evaluate: {enabled: false}\nprobes: {enabled: true, layers: "
+            "[1], options: {n_strings: 16, n_test: 8, controls: false}}",
+            extra="smoke: {train: {steps: 10}}\n",
+        )
         deadline = time.time() + 120
         while True:  # `ray start` returns to --block before the head accepts drivers
-            done = subprocess.run(_cli("sweep", str(path), "--smoke", "--address",
-                                       f"127.0.0.1:{port}"),
-                                  env=_env(), capture_output=True, text=True, timeout=300)
-            if done.returncode == 0 or time.time() > deadline or \
-                    "joined the Ray cluster" in done.stderr:
+            done = subprocess.run(
+                _cli("sweep", str(path), "--smoke", "--address", f"127.0.0.1:{port}"),
+                env=_env(),
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            if (
+                done.returncode == 0
+                or time.time() > deadline
+                or "joined the Ray cluster" in done.stderr
+            ):
                 break
             time.sleep(2)
         assert done.returncode == 0, done.stderr[-3000:]

@@ -67,12 +67,24 @@ def test_the_grid_is_the_product_of_the_axes(project: Path) -> None:
     assert len(set(names)) == len(names)
     assert "small-rot-f0.1r0.3-s1" in names and "small-abs-clean-s0" in names
     t = plan.trial("small-rot-f0.1r0.3-s1")
-    assert t.coordinates == {"grammar": "small", "size": "L1H2D16", "layers": 1, "heads": 2,
-                             "dim": 16, "pe": "rot", "noise_fraction": 0.1, "noise_rate": 0.3,
-                             "seed": 1}
+    assert t.coordinates == {
+        "grammar": "small",
+        "size": "L1H2D16",
+        "layers": 1,
+        "heads": 2,
+        "dim": 16,
+        "pe": "rot",
+        "noise_fraction": 0.1,
+        "noise_rate": 0.3,
+        "seed": 1,
+    }
     config = t.config()  # a valid TrainConfig, with the axes and the train section in it
-    assert (config.pe, config.noise_fraction, config.noise_rate, config.seed) == \
-        ("rot", 0.1, 0.3, 1)
+    assert (config.pe, config.noise_fraction, config.noise_rate, config.seed) == (
+        "rot",
+        0.1,
+        0.3,
+        1,
+    )
     assert config.steps == 20 and config.lr == 3e-3 and config.layers == 1 and config.threads == 1
     assert Path(config.grammar) == (project / "grammars" / "small.cfg").resolve()
 
@@ -94,7 +106,8 @@ def test_smoke_without_a_smoke_section_is_refused(project: Path) -> None:
 
 def test_unknown_keys_and_bad_values_name_the_field_and_the_line(project: Path) -> None:
     text = GOOD.replace("  lr: 3.0e-3", "  lrr: 3.0e-3\n  batch: -4").replace(
-        "pe: [abs, rot]", "pe: [abs, rott]")
+        "pe: [abs, rot]", "pe: [abs, rott]"
+    )
     path = _write(project, text)
     msg = _error(path)
     lines = text.splitlines()
@@ -119,8 +132,12 @@ def test_fields_the_sweep_sets_are_refused_in_train(project: Path) -> None:
 
 
 def test_train_section_accepts_every_other_train_config_field(project: Path) -> None:
-    loaded = load_sweep(_write(project, GOOD.replace("  steps: 20", "  steps: 20\n  warmup: 7\n"
-                                                     "  holdout_rule: \"A -> 3\"")))
+    loaded = load_sweep(
+        _write(
+            project,
+            GOOD.replace("  steps: 20", '  steps: 20\n  warmup: 7\n  holdout_rule: "A -> 3"'),
+        )
+    )
     config = expand(loaded).trials[0].config()
     assert config.warmup == 7 and config.holdout_rule == "A -> 3"
 
@@ -147,19 +164,25 @@ def test_duplicate_seeds_and_bad_probabilities_are_refused(project: Path) -> Non
 
 
 @settings(max_examples=40, deadline=None)
-@given(pes=st.lists(st.sampled_from(PE.__args__), min_size=1, max_size=4, unique=True),
-       fractions=st.lists(st.sampled_from([0.0, 0.05, 0.1, 0.5]), min_size=1, max_size=3,
-                          unique=True),
-       rates=st.lists(st.sampled_from([0.1, 0.15, 0.3]), min_size=1, max_size=2, unique=True),
-       seeds=st.lists(st.integers(0, 99), min_size=1, max_size=3, unique=True),
-       dims=st.lists(st.sampled_from([16, 32, 64]), min_size=1, max_size=2, unique=True))
-def test_grid_size_names_and_coordinates_for_any_axes(tmp_path_factory, pes, fractions, rates,
-                                                     seeds, dims) -> None:
+@given(
+    pes=st.lists(st.sampled_from(PE.__args__), min_size=1, max_size=4, unique=True),
+    fractions=st.lists(st.sampled_from([0.0, 0.05, 0.1, 0.5]), min_size=1, max_size=3, unique=True),
+    rates=st.lists(st.sampled_from([0.1, 0.15, 0.3]), min_size=1, max_size=2, unique=True),
+    seeds=st.lists(st.integers(0, 99), min_size=1, max_size=3, unique=True),
+    dims=st.lists(st.sampled_from([16, 32, 64]), min_size=1, max_size=2, unique=True),
+)
+def test_grid_size_names_and_coordinates_for_any_axes(
+    tmp_path_factory, pes, fractions, rates, seeds, dims
+) -> None:
     root = tmp_path_factory.mktemp("grid")
     (root / "small.cfg").write_text(GRAMMAR)
-    doc = {"name": "g", "grammars": [str(root / "small.cfg")],
-           "model": {"pe": pes, "size": [{"layers": 1, "heads": 2, "dim": d} for d in dims]},
-           "noise": {"fractions": fractions, "rates": rates}, "seeds": seeds}
+    doc = {
+        "name": "g",
+        "grammars": [str(root / "small.cfg")],
+        "model": {"pe": pes, "size": [{"layers": 1, "heads": 2, "dim": d} for d in dims]},
+        "noise": {"fractions": fractions, "rates": rates},
+        "seeds": seeds,
+    }
     (root / "g.yaml").write_text(yaml.safe_dump(doc))
     plan = expand(load_sweep(root / "g.yaml"))
     noisy = [f for f in fractions if f > 0]
@@ -167,8 +190,9 @@ def test_grid_size_names_and_coordinates_for_any_axes(tmp_path_factory, pes, fra
     assert len(plan.trials) == len(pes) * len(dims) * pairs * len(seeds)
     assert len({t.name for t in plan.trials}) == len(plan.trials)
     expected = set(itertools.product(pes, dims, seeds))
-    assert {(t.coordinates["pe"], t.coordinates["dim"], t.coordinates["seed"])
-            for t in plan.trials} == expected
+    assert {
+        (t.coordinates["pe"], t.coordinates["dim"], t.coordinates["seed"]) for t in plan.trials
+    } == expected
     for t in plan.trials:
         c = t.coordinates
         assert f"-{c['pe']}-" in t.name and t.name.endswith(f"-s{c['seed']}")
@@ -212,8 +236,12 @@ def test_shipped_quick_sweep_is_the_demo_grid() -> None:
 
 def test_cli_bad_sweep_file_exits_1_with_the_field_path_and_no_traceback(project: Path) -> None:
     path = _write(project, GOOD.replace("  lr: 3.0e-3", "  lr: fast"))
-    proc = subprocess.run([sys.executable, "-m", "cfglab", "sweep", str(path)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cfglab", "sweep", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     line = next(i for i, x in enumerate(path.read_text().splitlines(), 1) if "fast" in x)
     assert "train.lr" in proc.stderr and f":{line}:" in proc.stderr

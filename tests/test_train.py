@@ -12,7 +12,14 @@ import pytest
 import yaml
 
 from cfglab.errors import CfglabError
-from cfglab.runs import RunDir, TrainConfig, latest_checkpoint, load_checkpoint, load_run, load_train_config
+from cfglab.runs import (
+    RunDir,
+    TrainConfig,
+    latest_checkpoint,
+    load_checkpoint,
+    load_run,
+    load_train_config,
+)
 from cfglab.train import learning_rate, train
 
 GRAMMAR = """grammar small
@@ -31,9 +38,23 @@ def grammar_file(tmp_path: Path) -> Path:
 
 
 def _config(grammar_file: Path, **kw) -> TrainConfig:
-    base = dict(grammar=str(grammar_file), pe="rot", layers=1, heads=2, dim=16, context=32,
-                batch=4, steps=30, lr=3e-3, checkpoint_every=10, eval_every=5, log_every=1,
-                eval_batches=1, threads=1, chunk_strings=32)
+    base = dict(
+        grammar=str(grammar_file),
+        pe="rot",
+        layers=1,
+        heads=2,
+        dim=16,
+        context=32,
+        batch=4,
+        steps=30,
+        lr=3e-3,
+        checkpoint_every=10,
+        eval_every=5,
+        log_every=1,
+        eval_batches=1,
+        threads=1,
+        chunk_strings=32,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -47,10 +68,12 @@ class Interrupt(Exception):
 
 
 @pytest.mark.parametrize(("pe", "precision"), [("rot", "auto"), ("mlm", "auto"), ("abs", "bf16")])
-def test_resumed_run_reproduces_the_uninterrupted_loss_curve(tmp_path, grammar_file, pe,
-                                                             precision) -> None:
-    cfg = _config(grammar_file, pe=pe, noise_fraction=0.3, noise_rate=0.2, dropout=0.1,
-                  precision=precision)
+def test_resumed_run_reproduces_the_uninterrupted_loss_curve(
+    tmp_path, grammar_file, pe, precision
+) -> None:
+    cfg = _config(
+        grammar_file, pe=pe, noise_fraction=0.3, noise_rate=0.2, dropout=0.1, precision=precision
+    )
     whole = train(cfg, tmp_path / "whole", quiet=True)
 
     def stop_at_25(event: dict) -> None:
@@ -80,17 +103,43 @@ def test_run_directory_contents(tmp_path, grammar_file) -> None:
     assert loaded.step == 30 and loaded.grammar.name == "small"
 
 
-@pytest.mark.parametrize(("precision", "autocast"), [("auto", "none (fp32)"), ("fp32", "none (fp32)"),
-                                                    ("bf16", "bf16")])
+@pytest.mark.parametrize(
+    ("precision", "autocast"), [("auto", "none (fp32)"), ("fp32", "none (fp32)"), ("bf16", "bf16")]
+)
 def test_cpu_precision_from_the_command_line(tmp_path, grammar_file, precision, autocast) -> None:
     """--precision reaches the run: its config, its card, and a loss that trains in bf16 too."""
     from typer.testing import CliRunner
 
     from cfglab.cli import app
 
-    args = ["train", "--grammar", str(grammar_file), "--pe", "abs", "--layers", "1", "--heads", "2",
-            "--dim", "16", "--context", "32", "--batch", "8", "--steps", "60", "--lr", "1e-2",
-            "--threads", "1", "--precision", precision, "--out", str(tmp_path / "r"), "--quiet"]
+    args = [
+        "train",
+        "--grammar",
+        str(grammar_file),
+        "--pe",
+        "abs",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--dim",
+        "16",
+        "--context",
+        "32",
+        "--batch",
+        "8",
+        "--steps",
+        "60",
+        "--lr",
+        "1e-2",
+        "--threads",
+        "1",
+        "--precision",
+        precision,
+        "--out",
+        str(tmp_path / "r"),
+        "--quiet",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     run = RunDir(tmp_path / "r")
@@ -141,9 +190,33 @@ def test_learning_rate_schedule() -> None:
 
 @pytest.mark.slow
 def test_cli_run_killed_at_any_moment_resumes_to_the_same_curve(tmp_path, grammar_file) -> None:
-    args = [sys.executable, "-m", "cfglab", "train", "--grammar", str(grammar_file), "--pe", "abs",
-            "--layers", "1", "--heads", "2", "--dim", "16", "--context", "32", "--batch", "8",
-            "--steps", "3000", "--checkpoint-every", "100", "--threads", "1", "--quiet"]
+    args = [
+        sys.executable,
+        "-m",
+        "cfglab",
+        "train",
+        "--grammar",
+        str(grammar_file),
+        "--pe",
+        "abs",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--dim",
+        "16",
+        "--context",
+        "32",
+        "--batch",
+        "8",
+        "--steps",
+        "3000",
+        "--checkpoint-every",
+        "100",
+        "--threads",
+        "1",
+        "--quiet",
+    ]
     subprocess.run(args + ["--out", str(tmp_path / "whole")], check=True, capture_output=True)
     proc = subprocess.Popen(args + ["--out", str(tmp_path / "cut")])
     run = RunDir(tmp_path / "cut")
@@ -154,12 +227,15 @@ def test_cli_run_killed_at_any_moment_resumes_to_the_same_curve(tmp_path, gramma
     proc.wait()
     done = run.metrics()
     assert done and done[-1]["step"] < 3000  # really interrupted
-    subprocess.run(args + ["--out", str(tmp_path / "cut"), "--resume"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        args + ["--out", str(tmp_path / "cut"), "--resume"], check=True, capture_output=True
+    )
     assert _losses(tmp_path / "cut") == _losses(tmp_path / "whole")
 
 
-def test_a_half_written_metrics_line_is_ignored_and_resume_still_works(tmp_path, grammar_file) -> None:
+def test_a_half_written_metrics_line_is_ignored_and_resume_still_works(
+    tmp_path, grammar_file
+) -> None:
     cfg = _config(grammar_file)
     train(cfg, tmp_path / "whole", quiet=True)
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cfglab.chart.front import Chart
 from cfglab.data.vocab import Vocab
 from cfglab.evaluate.scoring import sequence_log_probs
-from cfglab.grammar.chart import Chart
 from cfglab.grammar.sample import sample
 from cfglab.runs import TrainConfig, load_run
 from cfglab.train import train
@@ -37,9 +37,21 @@ def excess_per_token(run_dir: Path, n: int = 200) -> tuple[float, float]:
 
 @pytest.mark.slow
 def test_rot_on_mini_gets_close_to_the_true_entropy(tmp_path: Path) -> None:
-    cfg = TrainConfig(grammar=str(MINI), pe="rot", layers=2, heads=4, dim=64, context=64,
-                      batch=32, steps=STEPS, lr=6e-3, warmup=300, threads=2, checkpoint_every=STEPS,
-                      eval_every=500)
+    cfg = TrainConfig(
+        grammar=str(MINI),
+        pe="rot",
+        layers=2,
+        heads=4,
+        dim=64,
+        context=64,
+        batch=32,
+        steps=STEPS,
+        lr=6e-3,
+        warmup=300,
+        threads=2,
+        checkpoint_every=STEPS,
+        eval_every=500,
+    )
     train(cfg, tmp_path / "run", quiet=True)
     entropy, excess = excess_per_token(tmp_path / "run")
     untrained_gap = np.log(Vocab(3).size) - entropy  # a uniform guess over the vocabulary

@@ -38,13 +38,7 @@ def _register_all() -> None:
     import importlib
 
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:  # a command group not written yet
-            if err.name != name:
-                raise
-            continue
-        module.register(app)
+        importlib.import_module(name).register(app)
 
 
 _register_all()
@@ -61,6 +55,7 @@ def main() -> None:
         app()
     except CfglabError as err:
         # soft_wrap: no re-wrapping at the terminal width, so a caret stays under its column
-        Console(stderr=True, highlight=False, soft_wrap=True).print(str(err), style="red",
-                                                                     markup=False)
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            str(err), style="red", markup=False
+        )
         sys.exit(1)

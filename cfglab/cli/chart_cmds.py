@@ -15,17 +15,19 @@ from pathlib import Path
 
 import typer
 
-from cfglab.cli.console import err, out
+from cfglab.cli.console import out
 from cfglab.errors import CfglabError, LocatedError, Location
 
 MAX_TOKENS = 4096  # default bound on one input line
 _BLOCK = 2000  # lines answered together (one batched chart call)
 
-_BOUNDS = (f"Work per line is bounded: a line of more than --max-tokens tokens (default "
-           f"{MAX_TOKENS}) is refused; for a recursive grammar, whose chart costs n³, a line of "
-           "more than 400 tokens is refused; for a non-recursive grammar a line longer than its "
-           "longest string is answered at once (invalid). Parse counts are exact integers of any "
-           "size.")
+_BOUNDS = (
+    f"Work per line is bounded: a line of more than --max-tokens tokens (default "
+    f"{MAX_TOKENS}) is refused; for a recursive grammar, whose chart costs n³, a line of "
+    "more than 400 tokens is refused; for a non-recursive grammar a line longer than its "
+    "longest string is answered at once (invalid). Parse counts are exact integers of any "
+    "size."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -34,21 +36,25 @@ def register(app: typer.Typer) -> None:
 
 
 def _verify_help() -> str:
-    return ("Check strings against a grammar: membership, number of parse trees, and the fewest "
-            "token substitutions that make each string valid.\n\n"
-            'With --json, one object per input line: {"valid": bool, "parses": int, '
-            '"substitutions": int}. "substitutions" is null when no string of the language has '
-            'the line\'s length; "parses" is null when a unit-rule cycle gives infinitely many.'
-            "\n\n" + _BOUNDS)
+    return (
+        "Check strings against a grammar: membership, number of parse trees, and the fewest "
+        "token substitutions that make each string valid.\n\n"
+        'With --json, one object per input line: {"valid": bool, "parses": int, '
+        '"substitutions": int}. "substitutions" is null when no string of the language has '
+        'the line\'s length; "parses" is null when a unit-rule cycle gives infinitely many.'
+        "\n\n" + _BOUNDS
+    )
 
 
 def _next_help() -> str:
-    return ("The grammar's true next-token distribution after every prefix of each string.\n\n"
-            'With --json, one object per input line: {"tokens": [...], "next": [[p_eos, p_t1, '
-            "..., p_tT], ...]} with len(tokens)+1 rows; row k is the distribution of token k "
-            "given tokens[:k] (EOS = the string ends), terminals in the grammar's declared "
-            "order. A row of zeros: tokens[:k] is not a prefix of any string of the language."
-            "\n\n" + _BOUNDS)
+    return (
+        "The grammar's true next-token distribution after every prefix of each string.\n\n"
+        'With --json, one object per input line: {"tokens": [...], "next": [[p_eos, p_t1, '
+        "..., p_tT], ...]} with len(tokens)+1 rows; row k is the distribution of token k "
+        "given tokens[:k] (EOS = the string ends), terminals in the grammar's declared "
+        "order. A row of zeros: tokens[:k] is not a prefix of any string of the language."
+        "\n\n" + _BOUNDS
+    )
 
 
 _GRAMMAR = typer.Argument(..., help="Grammar file (.cfg).")
@@ -57,8 +63,9 @@ _JSON = typer.Option(False, "--json", help="One JSON object per input line.")
 _MAX = typer.Option(MAX_TOKENS, "--max-tokens", min=1, help="Refuse lines with more tokens.")
 
 
-def verify_command(grammar: Path = _GRAMMAR, strings: Path = _INPUT, as_json: bool = _JSON,
-                   max_tokens: int = _MAX) -> None:
+def verify_command(
+    grammar: Path = _GRAMMAR, strings: Path = _INPUT, as_json: bool = _JSON, max_tokens: int = _MAX
+) -> None:
     chart = _chart(grammar)
     table = None if as_json else _verify_table()
     n_valid = n_lines = 0
@@ -66,20 +73,29 @@ def verify_command(grammar: Path = _GRAMMAR, strings: Path = _INPUT, as_json: bo
         for line, tokens, verdict in zip(lines, block, chart.verify(block)):
             n_lines += 1
             n_valid += verdict.valid
-            record = {"valid": verdict.valid, "parses": verdict.parses,
-                      "substitutions": verdict.substitutions}
+            record = {
+                "valid": verdict.valid,
+                "parses": verdict.parses,
+                "substitutions": verdict.substitutions,
+            }
             if as_json:
                 sys.stdout.write(json.dumps(record) + "\n")
             else:
-                table.add_row(str(line), str(len(tokens)), "yes" if verdict.valid else "no",
-                              _or_dash(verdict.parses), _or_dash(verdict.substitutions))
+                table.add_row(
+                    str(line),
+                    str(len(tokens)),
+                    "yes" if verdict.valid else "no",
+                    _or_dash(verdict.parses),
+                    _or_dash(verdict.substitutions),
+                )
     if table is not None:
         out.print(table)
         out.print(f"{n_valid} of {n_lines} strings are in {chart.grammar.name}")
 
 
-def next_token_command(grammar: Path = _GRAMMAR, strings: Path = _INPUT, as_json: bool = _JSON,
-                       max_tokens: int = _MAX) -> None:
+def next_token_command(
+    grammar: Path = _GRAMMAR, strings: Path = _INPUT, as_json: bool = _JSON, max_tokens: int = _MAX
+) -> None:
     chart = _chart(grammar)
     names = ["EOS", *chart.grammar.terminals]
     for lines, block in _blocks(strings, chart, max_tokens):
@@ -92,8 +108,8 @@ def next_token_command(grammar: Path = _GRAMMAR, strings: Path = _INPUT, as_json
 
 
 # --- input -------------------------------------------------------------------------------------
-def _chart(path: Path):  # noqa: ANN202 - cfglab.grammar.chart.Chart
-    from cfglab.grammar.chart import Chart
+def _chart(path: Path):  # noqa: ANN202 - cfglab.chart.front.Chart
+    from cfglab.chart.front import Chart
     from cfglab.grammar.dsl import load_grammar
 
     return Chart(load_grammar(path))
@@ -101,7 +117,7 @@ def _chart(path: Path):  # noqa: ANN202 - cfglab.grammar.chart.Chart
 
 def _blocks(path: Path, chart, max_tokens: int) -> Iterator[tuple[list[int], list]]:  # noqa: ANN001
     """(line numbers, terminal-id arrays) per block of input lines; bad lines raise."""
-    from cfglab.grammar.chart import GENERAL_MAX_TOKENS
+    from cfglab.chart.front import GENERAL_MAX_TOKENS
 
     bound = min(max_tokens, GENERAL_MAX_TOKENS) if chart.recursive else max_tokens
     name = "<stdin>" if str(path) == "-" else str(path)
@@ -118,8 +134,9 @@ def _blocks(path: Path, chart, max_tokens: int) -> Iterator[tuple[list[int], lis
     if block:
         yield lines, block
     if not seen:
-        raise CfglabError(f"{name}: no input lines (one string per line, terminals separated "
-                          "by spaces)")
+        raise CfglabError(
+            f"{name}: no input lines (one string per line, terminals separated by spaces)"
+        )
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -141,23 +158,29 @@ def _encode(g, text: str, file: str, line: int, bound: int):  # noqa: ANN001, AN
 
     words = text.split()
     if not words:
-        raise LocatedError("empty line: no tokens (the empty string is in no grammar's language)",
-                           Location(file, line, 1, text),
-                           "write one string per line, terminals separated by spaces")
+        raise LocatedError(
+            "empty line: no tokens (the empty string is in no grammar's language)",
+            Location(file, line, 1, text),
+            "write one string per line, terminals separated by spaces",
+        )
     if len(words) > bound:
-        raise LocatedError(f"{len(words)} tokens, more than the bound of {bound} per line",
-                           Location(file, line, 1, _clip(text)),
-                           "split the line, or raise --max-tokens (recursive grammars: at most "
-                           "400)")
+        raise LocatedError(
+            f"{len(words)} tokens, more than the bound of {bound} per line",
+            Location(file, line, 1, _clip(text)),
+            "split the line, or raise --max-tokens (recursive grammars: at most 400)",
+        )
     ids = g.symbol_ids
     known = set(g.terminals)
     out = np.empty(len(words), dtype=np.int64)
     for k, w in enumerate(words):
         if w not in known:
-            raise LocatedError(f"unknown token {w!r}: not a terminal of grammar {g.name}",
-                               Location(file, line, _column(text, k) + 1, _clip(text)),
-                               "its terminals are " + " ".join(g.terminals[:20])
-                               + (" ..." if len(g.terminals) > 20 else ""))
+            raise LocatedError(
+                f"unknown token {w!r}: not a terminal of grammar {g.name}",
+                Location(file, line, _column(text, k) + 1, _clip(text)),
+                "its terminals are "
+                + " ".join(g.terminals[:20])
+                + (" ..." if len(g.terminals) > 20 else ""),
+            )
         out[k] = ids[w]
     return out
 
@@ -201,7 +224,10 @@ def _next_table(line: int, words: list[str], names: list[str], rows):  # noqa: A
         table.add_column(f"p({name})", justify="right")
     for k, row in enumerate(rows):
         token = words[k] if k < len(words) else "(end)"
-        cells = ([f"{p:.4f}" for p in row] if row.sum() > 0
-                 else ["impossible prefix"] + [""] * (len(row) - 1))
+        cells = (
+            [f"{p:.4f}" for p in row]
+            if row.sum() > 0
+            else ["impossible prefix"] + [""] * (len(row) - 1)
+        )
         table.add_row(str(k), token, *cells)
     return table

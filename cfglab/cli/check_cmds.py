@@ -9,16 +9,19 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
+from cfglab.analysis.checks import (
+    AMBIGUITY_STRINGS,
+    CheckConstraints,
+    CheckReport,
+    Finding,
+)
 from cfglab.cli.console import err, out
 from cfglab.errors import CfglabError
-from cfglab.grammar.checks import AMBIGUITY_STRINGS, CheckConstraints, CheckReport, Finding
-
 
 _DIGITS = re.compile(r"[0-9]{1,9}")
 
@@ -30,41 +33,58 @@ def register(app: typer.Typer) -> None:
 
 # Constraint flags shared by both commands.
 _MAX_DEPTH = typer.Option(None, "--max-depth", min=1, help="Fail grammars deeper than N levels.")
-_MIN_LENGTH = typer.Option(None, "--min-length", min=1,
-                           help="Fail if the shortest string is shorter than N.")
-_MAX_LENGTH = typer.Option(None, "--max-length", min=1,
-                           help="Fail if the longest string is longer than N.")
+_MIN_LENGTH = typer.Option(
+    None, "--min-length", min=1, help="Fail if the shortest string is shorter than N."
+)
+_MAX_LENGTH = typer.Option(
+    None, "--max-length", min=1, help="Fail if the longest string is longer than N."
+)
 _LAYERED = typer.Option(False, "--require-layered", help="Fail grammars that are not layered.")
-_UNAMBIGUOUS = typer.Option(False, "--require-unambiguous",
-                            help="Fail if a sampled string has two parse trees.")
-_AMBIGUOUS_FRACTION = typer.Option(None, "--max-ambiguous-fraction", min=0.0, max=1.0,
-                                   help="Fail if more of the sampled strings are ambiguous.")
+_UNAMBIGUOUS = typer.Option(
+    False, "--require-unambiguous", help="Fail if a sampled string has two parse trees."
+)
+_AMBIGUOUS_FRACTION = typer.Option(
+    None,
+    "--max-ambiguous-fraction",
+    min=0.0,
+    max=1.0,
+    help="Fail if more of the sampled strings are ambiguous.",
+)
 _STRICT = typer.Option(False, "--strict", help="Warnings fail the check too.")
-_AMBIGUITY_STRINGS = typer.Option(AMBIGUITY_STRINGS, "--ambiguity-strings", min=0,
-                                  help="Sampled strings for the ambiguity analysis (0: skip it).")
+_AMBIGUITY_STRINGS = typer.Option(
+    AMBIGUITY_STRINGS,
+    "--ambiguity-strings",
+    min=0,
+    help="Sampled strings for the ambiguity analysis (0: skip it).",
+)
 
 
 def check_command(
     files: list[Path] = typer.Argument(..., help="Grammar files (.cfg)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per file, one per line."),
     strict: bool = _STRICT,
-    max_depth: Optional[int] = _MAX_DEPTH,
-    min_length: Optional[int] = _MIN_LENGTH,
-    max_length: Optional[int] = _MAX_LENGTH,
+    max_depth: int | None = _MAX_DEPTH,
+    min_length: int | None = _MIN_LENGTH,
+    max_length: int | None = _MAX_LENGTH,
     require_layered: bool = _LAYERED,
     require_unambiguous: bool = _UNAMBIGUOUS,
-    max_ambiguous_fraction: Optional[float] = _AMBIGUOUS_FRACTION,
+    max_ambiguous_fraction: float | None = _AMBIGUOUS_FRACTION,
     ambiguity_strings: int = _AMBIGUITY_STRINGS,
     seed: int = typer.Option(0, "--seed", help="Seed of the ambiguity analysis's samples."),
 ) -> None:
     """Validate grammars: well-formedness, levels and depth, string lengths, ambiguity."""
-    from cfglab.grammar.checks import check_grammar
+    from cfglab.analysis.checks import check_grammar
     from cfglab.grammar.dsl import load_grammar
 
     constraints = CheckConstraints(
-        max_depth=max_depth, min_length=min_length, max_length=max_length,
-        require_layered=require_layered, require_unambiguous=require_unambiguous,
-        max_ambiguous_fraction=max_ambiguous_fraction, strict=strict)
+        max_depth=max_depth,
+        min_length=min_length,
+        max_length=max_length,
+        require_layered=require_layered,
+        require_unambiguous=require_unambiguous,
+        max_ambiguous_fraction=max_ambiguous_fraction,
+        strict=strict,
+    )
     all_ok = True
     for path in files:
         try:
@@ -72,8 +92,9 @@ def check_command(
         except CfglabError as error:  # reported, and the other files are still checked
             report = CheckReport.failed_to_load(str(path), str(error))
         else:
-            report = check_grammar(grammar, constraints, ambiguity_strings=ambiguity_strings,
-                                   seed=seed)
+            report = check_grammar(
+                grammar, constraints, ambiguity_strings=ambiguity_strings, seed=seed
+            )
         all_ok &= report.ok
         if as_json:
             print(report_json(report), flush=True)
@@ -95,8 +116,10 @@ def render_report(report: CheckReport) -> None:
     """A rich table of the facts, then errors (red), warnings (yellow), violations (red)."""
     title = report.file or report.grammar or "grammar"
     if report.grammar:
-        title += (f" — grammar {report.grammar}: {report.n_terminals} terminals, "
-                  f"{report.n_nonterminals} nonterminals, {report.n_rules} rules")
+        title += (
+            f" — grammar {report.grammar}: {report.n_terminals} terminals, "
+            f"{report.n_nonterminals} nonterminals, {report.n_rules} rules"
+        )
     out.print(f"[bold]{title}[/bold]", markup=True, highlight=False)
     if report.depth is not None:
         out.print(_facts_table(report))
@@ -114,8 +137,15 @@ def _print_finding(colour: str, kind: str, finding: Finding) -> None:
     if finding.code == "load":  # a located DSL error renders itself (file:line:col, caret, hint)
         out.print(Text(finding.message, style=colour))
         return
-    out.print(Text.assemble((kind, colour), " ", (finding.code, "dim"), ": ",
-                            (finding.message, colour if kind != "warning" else "")))
+    out.print(
+        Text.assemble(
+            (kind, colour),
+            " ",
+            (finding.code, "dim"),
+            ": ",
+            (finding.message, colour if kind != "warning" else ""),
+        )
+    )
 
 
 def _facts_table(report: CheckReport) -> Table:
@@ -133,13 +163,17 @@ def _facts_table(report: CheckReport) -> Table:
         table.add_row("shortest string", _opt(lengths.shortest, "none (empty language)"))
         longest = "unbounded" if lengths.unbounded else _opt(lengths.longest, "—")
         table.add_row("longest string", longest)
-        expected = "infinite" if lengths.expected_infinite else (
-            f"{lengths.expected:.2f}" if lengths.expected is not None else "—")
+        expected = (
+            "infinite"
+            if lengths.expected_infinite
+            else (f"{lengths.expected:.2f}" if lengths.expected is not None else "—")
+        )
         table.add_row("expected length", expected)
         if lengths.spectral_radius is not None:
             table.add_row("mean-matrix radius", f"{lengths.spectral_radius:.4g}")
-        trees = _trees(lengths.parse_trees, lengths.parse_trees_log10,
-                       depth is not None and depth.recursive)
+        trees = _trees(
+            lengths.parse_trees, lengths.parse_trees_log10, depth is not None and depth.recursive
+        )
         table.add_row("parse trees (language)", trees)
     table.add_row("ambiguity", _ambiguity_text(report.ambiguity))
     return table
@@ -168,48 +202,62 @@ def _ambiguity_text(amb: dict | None) -> str:
 # --- new-grammar ---------------------------------------------------------------------------
 def new_grammar_command(
     name: str = typer.Argument(..., help="Grammar name; the file is OUT_DIR/NAME.cfg."),
-    levels: Optional[int] = typer.Option(
-        None, "--levels", min=1, help="Nonterminal levels below the start symbol (default 4, or "
-        "the length of a --width list); depth = levels + 1."),
+    levels: int | None = typer.Option(
+        None,
+        "--levels",
+        min=1,
+        help="Nonterminal levels below the start symbol (default 4, or "
+        "the length of a --width list); depth = levels + 1.",
+    ),
     width: str = typer.Option("3", "--width", help="Nonterminals per level: N, or N,N,..."),
     rules: str = typer.Option("2-3", "--rules", help="Rules per nonterminal: N or LOW-HIGH."),
-    rule_length: str = typer.Option("2-3", "--rule-length",
-                                    help="Right-side length: N or LOW-HIGH."),
+    rule_length: str = typer.Option(
+        "2-3", "--rule-length", help="Right-side length: N or LOW-HIGH."
+    ),
     terminals: int = typer.Option(3, "--terminals", min=1, help="Number of terminals."),
-    distinct_rules: bool = typer.Option(True, "--distinct-rules/--no-distinct-rules",
-                                        help="No nonterminal has two equal rules."),
-    no_repeat_symbol: bool = typer.Option(False, "--no-repeat-symbol",
-                                          help="No symbol twice in one rule."),
+    distinct_rules: bool = typer.Option(
+        True, "--distinct-rules/--no-distinct-rules", help="No nonterminal has two equal rules."
+    ),
+    no_repeat_symbol: bool = typer.Option(
+        False, "--no-repeat-symbol", help="No symbol twice in one rule."
+    ),
     seed: int = typer.Option(0, "--seed", help="First seed tried."),
     max_tries: int = typer.Option(100, "--max-tries", min=1, help="Seeds tried at most."),
     out_dir: Path = typer.Option(Path("grammars"), "--out-dir", help="Where NAME.cfg goes."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
     strict: bool = _STRICT,
-    max_depth: Optional[int] = _MAX_DEPTH,
-    min_length: Optional[int] = _MIN_LENGTH,
-    max_length: Optional[int] = _MAX_LENGTH,
+    max_depth: int | None = _MAX_DEPTH,
+    min_length: int | None = _MIN_LENGTH,
+    max_length: int | None = _MAX_LENGTH,
     require_layered: bool = _LAYERED,
     require_unambiguous: bool = _UNAMBIGUOUS,
-    max_ambiguous_fraction: Optional[float] = _AMBIGUOUS_FRACTION,
+    max_ambiguous_fraction: float | None = _AMBIGUOUS_FRACTION,
     ambiguity_strings: int = _AMBIGUITY_STRINGS,
 ) -> None:
     """Make a random layered grammar that passes the checks; write OUT_DIR/NAME.cfg."""
-    from cfglab.grammar.checks import check_grammar
+    from cfglab.analysis.checks import check_grammar
     from cfglab.grammar.dsl import NAME_RE, save_grammar
     from cfglab.grammar.generate import new_grammar
 
     if not NAME_RE.fullmatch(name):
-        raise CfglabError(f"NAME {name!r} is not an identifier (letters, digits and _, not "
-                          "starting with a digit)")
-    knobs = make_knobs(levels, width, rules, rule_length, terminals, distinct_rules,
-                       no_repeat_symbol)
+        raise CfglabError(
+            f"NAME {name!r} is not an identifier (letters, digits and _, not starting with a digit)"
+        )
+    knobs = make_knobs(
+        levels, width, rules, rule_length, terminals, distinct_rules, no_repeat_symbol
+    )
     path = out_dir / f"{name}.cfg"
     if path.exists() and not force:
         raise CfglabError(f"{path} already exists; pass --force to overwrite it")
     constraints = CheckConstraints(
-        max_depth=max_depth, min_length=min_length, max_length=max_length,
-        require_layered=require_layered, require_unambiguous=require_unambiguous,
-        max_ambiguous_fraction=max_ambiguous_fraction, strict=strict)
+        max_depth=max_depth,
+        min_length=min_length,
+        max_length=max_length,
+        require_layered=require_layered,
+        require_unambiguous=require_unambiguous,
+        max_ambiguous_fraction=max_ambiguous_fraction,
+        strict=strict,
+    )
     grammar, report, used = new_grammar(name, knobs, constraints, seed, max_tries)
     if report.ambiguity is None and ambiguity_strings > 0:  # once, for the printed report
         report = check_grammar(grammar, constraints, ambiguity_strings=ambiguity_strings, seed=used)
@@ -221,8 +269,15 @@ def new_grammar_command(
     render_report(report)
 
 
-def make_knobs(levels: int | None, width: str, rules: str, rule_length: str, terminals: int,
-               distinct_rules: bool, no_repeat_symbol: bool):  # noqa: ANN201 (GeneratorKnobs)
+def make_knobs(
+    levels: int | None,
+    width: str,
+    rules: str,
+    rule_length: str,
+    terminals: int,
+    distinct_rules: bool,
+    no_repeat_symbol: bool,
+):
     """Generator knobs from the flags' text; a bad value is a CfglabError naming its flag."""
     from pydantic import ValidationError
 
@@ -235,10 +290,14 @@ def make_knobs(levels: int | None, width: str, rules: str, rule_length: str, ter
         raise CfglabError(f"--width lists {len(widths)} levels but --levels is {levels}")
     try:
         return GeneratorKnobs(
-            levels=levels, width=widths if len(widths) > 1 else widths[0],
+            levels=levels,
+            width=widths if len(widths) > 1 else widths[0],
             rules=parse_range(rules, "--rules"),
             rule_length=parse_range(rule_length, "--rule-length"),
-            terminals=terminals, distinct_rules=distinct_rules, no_repeat_symbol=no_repeat_symbol)
+            terminals=terminals,
+            distinct_rules=distinct_rules,
+            no_repeat_symbol=no_repeat_symbol,
+        )
     except ValidationError as error:
         problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
         raise CfglabError(f"new-grammar: {problems}") from None
@@ -259,6 +318,8 @@ def parse_int_list(text: str, flag: str) -> list[int]:
     """'3' → [3], '3,3,4,4' → [3, 3, 4, 4] (positive integers)."""
     parts = [p.strip() for p in text.split(",")]
     if not all(_DIGITS.fullmatch(p) and int(p) >= 1 for p in parts):
-        raise CfglabError(f"{flag} {text!r}: expected a positive integer or a comma-separated "
-                          "list of them (e.g. 3 or 3,3,4,4)")
+        raise CfglabError(
+            f"{flag} {text!r}: expected a positive integer or a comma-separated "
+            "list of them (e.g. 3 or 3,3,4,4)"
+        )
     return [int(p) for p in parts]

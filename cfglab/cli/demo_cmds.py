@@ -28,10 +28,16 @@ def quick_sweep_file() -> Path:
 
 def demo_command(
     fresh: bool = typer.Option(False, "--fresh", help="Delete the previous demo sweep first."),
-    dashboard: bool = typer.Option(True, "--dashboard/--no-dashboard",
-                                   help="Start the Ray dashboard (printed URL, loopback only)."),
-    smoke: bool = typer.Option(False, "--smoke", help="The quick file's smoke overrides: a "
-                               "one-minute check that everything runs."),
+    dashboard: bool = typer.Option(
+        True,
+        "--dashboard/--no-dashboard",
+        help="Start the Ray dashboard (printed URL, loopback only).",
+    ),
+    smoke: bool = typer.Option(
+        False,
+        "--smoke",
+        help="The quick file's smoke overrides: a one-minute check that everything runs.",
+    ),
 ) -> None:
     """Train mini × {abs, rot} × {clean, noisy} on local Ray (CPU), evaluate, probe, report."""
     from cfglab.cli.sweep_cmds import _report, run
@@ -45,8 +51,10 @@ def demo_command(
         shutil.rmtree(where)
     resume = where.exists()
     length = "about a minute" if smoke else "10-15 minutes on 2 CPU cores"
-    err.print(f"[bold]demo[/bold] {file} ({'continuing' if resume else 'starting'}; {length}; "
-              "Ctrl-C stops, `cfglab demo` resumes)")
+    err.print(
+        f"[bold]demo[/bold] {file} ({'continuing' if resume else 'starting'}; {length}; "
+        "Ctrl-C stops, `cfglab demo` resumes)"
+    )
     sweep_dir = run(loaded, file, None, resume, smoke, dashboard, False)
     if sweep_dir is not None:
         _report(sweep_dir)

@@ -19,12 +19,17 @@ def register(app: typer.Typer) -> None:
 
 def import_json(
     file: Path = typer.Argument(..., help="The authors' grammar JSON (e.g. cfg3f.json)."),
-    output: Path | None = typer.Option(None, "-o", "--output",
-                                       help="Write the .cfg here (default: print it)."),
-    name: str | None = typer.Option(None, "--name", help="Grammar name (default: the file's stem)."),
-    note: list[str] | None = typer.Option(None, "--note",
-                                          help="A header comment line to add (repeatable), "
-                                               "e.g. where the file comes from."),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Write the .cfg here (default: print it)."
+    ),
+    name: str | None = typer.Option(
+        None, "--name", help="Grammar name (default: the file's stem)."
+    ),
+    note: list[str] | None = typer.Option(
+        None,
+        "--note",
+        help="A header comment line to add (repeatable), e.g. where the file comes from.",
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT if it exists."),
 ) -> None:
     """Convert one of the authors' JSON grammars into the cfglab grammar DSL."""
@@ -33,18 +38,28 @@ def import_json(
     from cfglab.grammar.dsl import format_grammar
 
     g = load_authors_json(file)
-    g = Grammar(name or g.name, g.start, g.terminals, g.rules,
-                header=(*(note or ()), *g.header), source=g.source)
+    g = Grammar(
+        name or g.name,
+        g.start,
+        g.terminals,
+        g.rules,
+        header=(*(note or ()), *g.header),
+        source=g.source,
+    )
     _write(format_grammar(g), output, force)
     if output is not None:
-        err.print(f"wrote {output}: grammar {g.name}, {len(g.nonterminals)} nonterminals, "
-                  f"{len(g.rules)} rules, {len(g.terminals)} terminals", soft_wrap=True)
+        err.print(
+            f"wrote {output}: grammar {g.name}, {len(g.nonterminals)} nonterminals, "
+            f"{len(g.rules)} rules, {len(g.terminals)} terminals",
+            soft_wrap=True,
+        )
 
 
 def export_json(
     grammar: Path = typer.Argument(..., help="A layered grammar file (.cfg)."),
-    output: Path | None = typer.Option(None, "-o", "--output",
-                                       help="Write the JSON here (default: print it)."),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Write the JSON here (default: print it)."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT if it exists."),
 ) -> None:
     """Write a layered grammar in the authors' JSON format (sizes, idx, all)."""

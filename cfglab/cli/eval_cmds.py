@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -22,20 +22,32 @@ def evaluate_command(
     n: int = typer.Option(200, "--n", min=1, help="Generations per setting; scales every count."),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print eval.json instead of a table."),
-    cut: Optional[int] = typer.Option(None, "--cut", min=1,
-                                      help="K of cutK (default 50, shorter for short grammars)."),
-    temperature: float = typer.Option(1.0, "--temperature", min=0.0,
-                                      help="Temperature of the accuracy generations."),
-    temperatures: str = typer.Option("0.1,0.2,0.5,1.0", "--temperatures",
-                                     help="Robustness sweep, comma-separated."),
-    corruption_rate: float = typer.Option(0.15, "--corruption-rate", min=0.0, max=1.0,
-                                          help="Per-token flip probability of robustness prompts."),
-    max_length: Optional[int] = typer.Option(None, "--max-length", min=1,
-                                             help="Length cap of a generated string."),
-    sections: Optional[str] = typer.Option(None, "--sections",
-                                           help="Comma-separated subset of: accuracy, diversity, "
-                                                "kl, robustness, memorisation, masked."),
-    step: Optional[int] = typer.Option(None, "--step", help="Checkpoint step (default newest)."),
+    cut: int | None = typer.Option(
+        None, "--cut", min=1, help="K of cutK (default 50, shorter for short grammars)."
+    ),
+    temperature: float = typer.Option(
+        1.0, "--temperature", min=0.0, help="Temperature of the accuracy generations."
+    ),
+    temperatures: str = typer.Option(
+        "0.1,0.2,0.5,1.0", "--temperatures", help="Robustness sweep, comma-separated."
+    ),
+    corruption_rate: float = typer.Option(
+        0.15,
+        "--corruption-rate",
+        min=0.0,
+        max=1.0,
+        help="Per-token flip probability of robustness prompts.",
+    ),
+    max_length: int | None = typer.Option(
+        None, "--max-length", min=1, help="Length cap of a generated string."
+    ),
+    sections: str | None = typer.Option(
+        None,
+        "--sections",
+        help="Comma-separated subset of: accuracy, diversity, "
+        "kl, robustness, memorisation, masked.",
+    ),
+    step: int | None = typer.Option(None, "--step", help="Checkpoint step (default newest)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     threads: int = typer.Option(0, "--threads", min=0, help="torch threads (0 = all cores)."),
     no_write: bool = typer.Option(False, "--no-write", help="Do not write RUN_DIR/eval/."),
@@ -45,10 +57,17 @@ def evaluate_command(
     from cfglab.evaluate.run import evaluate_run
 
     options: dict[str, Any] = {
-        "n": n, "seed": seed, "cut": cut, "temperature": temperature,
+        "n": n,
+        "seed": seed,
+        "cut": cut,
+        "temperature": temperature,
         "temperatures": _floats(temperatures, "--temperatures"),
-        "corruption_rate": corruption_rate, "max_length": max_length, "step": step,
-        "device": device, "threads": threads, "write": not no_write,
+        "corruption_rate": corruption_rate,
+        "max_length": max_length,
+        "step": step,
+        "device": device,
+        "threads": threads,
+        "write": not no_write,
     }
     if sections:
         options["sections"] = [s.strip() for s in sections.split(",") if s.strip()]
@@ -60,7 +79,9 @@ def evaluate_command(
     for table in summary_tables(result):
         out.print(table)
     if not no_write:
-        out.print(f"written: {Path(result['run_dir']) / 'eval' / 'eval.json'} and generations.jsonl")
+        out.print(
+            f"written: {Path(result['run_dir']) / 'eval' / 'eval.json'} and generations.jsonl"
+        )
 
 
 def _floats(text: str, flag: str) -> list[float]:
@@ -101,8 +122,11 @@ def summary_table(r: dict[str, Any]) -> Table:
         t.add_row(f"accuracy {name} (T={acc['temperature']})", _rate(acc["accuracy"]))
     if "timing" in r:
         tm = r["timing"]
-        t.add_row("generate / check", f"{tm['generate_s']:.1f} s / {tm['check_s']:.1f} s  "
-                  f"({_num(tm['tokens_per_s'], ',.0f')} tokens/s)")
+        t.add_row(
+            "generate / check",
+            f"{tm['generate_s']:.1f} s / {tm['check_s']:.1f} s  "
+            f"({_num(tm['tokens_per_s'], ',.0f')} tokens/s)",
+        )
     _diversity_rows(t, r.get("diversity"))
     if r.get("kl"):
         t.add_row("KL(true ‖ model), mean over positions", _num(r["kl"]["mean"], ".5f"))
@@ -111,8 +135,10 @@ def summary_table(r: dict[str, Any]) -> Table:
     if r.get("masked"):
         m = r["masked"]
         t.add_row(f"masked-token accuracy ({m['model']})", _rate(m["accuracy"]))
-        t.add_row("  Bayes ceiling · KL", f"{_num(m['bayes_accuracy']['rate'], '.3f')} · "
-                  f"{_num(m['kl_mean'], '.5f')}")
+        t.add_row(
+            "  Bayes ceiling · KL",
+            f"{_num(m['bayes_accuracy']['rate'], '.3f')} · {_num(m['kl_mean'], '.5f')}",
+        )
     t.add_row("seconds", f"{r['seconds'].get('total', 0):.1f}")
     return t
 
@@ -124,8 +150,11 @@ def _diversity_rows(t: Table, d: dict[str, Any] | None) -> None:
     t.add_row("distinct generations", f"{a['distinct']}/{a['n']}")
     t.add_row("support ≥ (birthday, 95%)", f"{a['support_lower_bound']:,.0f}")
     if e["n"]:
-        t.add_row("entropy gap (nats/string)", f"{e['gap']:+.3f}  "
-                  f"(model {e['nll_model']:.2f} vs true {e['nll_true']:.2f}, n={e['n']})")
+        t.add_row(
+            "entropy gap (nats/string)",
+            f"{e['gap']:+.3f}  "
+            f"(model {e['nll_model']:.2f} vs true {e['nll_true']:.2f}, n={e['n']})",
+        )
 
 
 def _robustness_rows(t: Table, rb: dict[str, Any] | None) -> None:
@@ -135,22 +164,30 @@ def _robustness_rows(t: Table, rb: dict[str, Any] | None) -> None:
     t.add_row("mode switch: invalid at cut0", _rate(ms["invalid"]))
     subs = ms["substitutions_to_valid"]
     t.add_row("  their substitutions to valid (mean)", _num(subs["mean"], ".2f"))
-    t.add_row("  training noise: fraction · rate",
-              f"{ms['train_noise_fraction']} · {ms['train_noise_rate']}")
+    t.add_row(
+        "  training noise: fraction · rate",
+        f"{ms['train_noise_fraction']} · {ms['train_noise_rate']}",
+    )
 
 
 def robustness_table(rb: dict[str, Any]) -> Table:
     """One row per temperature: the three verdicts on corrupted prompts."""
-    t = Table(title=f"corrupted prompts: cut{rb['cut']}, flip rate {rb['rate']} "
-              f"(observed {_num(rb['flipped_rate'], '.3f')}), n={rb['n']}", title_justify="left")
+    t = Table(
+        title=f"corrupted prompts: cut{rb['cut']}, flip rate {rb['rate']} "
+        f"(observed {_num(rb['flipped_rate'], '.3f')}), n={rb['n']}",
+        title_justify="left",
+    )
     for name in ("T", "repaired", "corrupted valid", "ended", "prefix subs: mean · 0 · none"):
         t.add_column(name, justify="right")
     for row in rb["by_temperature"]:
         subs = row["prefix_substitutions"]
-        t.add_row(f"{row['temperature']}", _num(row["repaired"]["rate"], ".3f"),
-                  _num(row["corrupted_valid"]["rate"], ".3f"),
-                  _num(row["ended_with_eos"]["rate"], ".3f"),
-                  f"{_num(subs['mean'], '.2f')} · {subs['consistent']['k']} · {subs['impossible']}")
+        t.add_row(
+            f"{row['temperature']}",
+            _num(row["repaired"]["rate"], ".3f"),
+            _num(row["corrupted_valid"]["rate"], ".3f"),
+            _num(row["ended_with_eos"]["rate"], ".3f"),
+            f"{_num(subs['mean'], '.2f')} · {subs['consistent']['k']} · {subs['impossible']}",
+        )
     return t
 
 
@@ -160,5 +197,8 @@ def _memorisation_rows(t: Table, m: dict[str, Any] | None) -> None:
     t.add_row("generations seen in training", _rate(m["novelty"]["in_training"]))
     h = m.get("holdout")
     if h:
-        t.add_row(f"held-out rule {h['rule']}", f"used {_rate(h['generated_using'])} vs true "
-                  f"{_num(h['true_frequency']['rate'], '.3f')}")
+        t.add_row(
+            f"held-out rule {h['rule']}",
+            f"used {_rate(h['generated_using'])} vs true "
+            f"{_num(h['true_frequency']['rate'], '.3f')}",
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -24,26 +24,39 @@ def parse_layers(text: str | None) -> list[int] | None:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise CfglabError(f"--layers: expected comma-separated layer numbers like 0,1,2, got {text!r}") from None
+        raise CfglabError(
+            f"--layers: expected comma-separated layer numbers like 0,1,2, got {text!r}"
+        ) from None
 
 
 def probe_command(
     run_dir: Path = typer.Argument(..., help="Run directory (from `cfglab train`)."),
-    layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated, 0 = embeddings (default: all)."),
+    layers: str | None = typer.Option(
+        None, "--layers", help="Comma-separated, 0 = embeddings (default: all)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     n: int = typer.Option(384, "--n", min=8, help="Fresh strings to train the probes on."),
     n_test: int = typer.Option(192, "--n-test", min=8, help="Held-out strings to score on."),
     seed: int = typer.Option(0, "--seed", help="Seed of the probe strings and probe init."),
     threads: int = typer.Option(0, "--threads", help="torch threads (0 = all cores)."),
-    no_controls: bool = typer.Option(False, "--no-controls", help="Skip untrained model, control task, output-only."),
+    no_controls: bool = typer.Option(
+        False, "--no-controls", help="Skip untrained model, control task, output-only."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Probe hidden states for NT ancestors and NT-ends, beside their controls; writes RUN_DIR/probe/."""
-    from cfglab.evaluate.probes import probe_run
+    from cfglab.interpret.probes import probe_run
 
-    result = probe_run(str(run_dir), layers=parse_layers(layers), n_strings=n, n_test=n_test,
-                       seed=seed, threads=threads, quiet=quiet or as_json,
-                       controls=not no_controls)
+    result = probe_run(
+        str(run_dir),
+        layers=parse_layers(layers),
+        n_strings=n,
+        n_test=n_test,
+        seed=seed,
+        threads=threads,
+        quiet=quiet or as_json,
+        controls=not no_controls,
+    )
     if as_json:
         out.print_json(json.dumps(result))
         return
@@ -53,10 +66,12 @@ def probe_command(
 def render_probe(result: dict[str, Any]) -> None:
     from rich.table import Table
 
-    titles = {"ancestor": "ancestor NT (all positions)",
-              "ancestor_at_end": "ancestor NT at NT-ends (multi-head probe)",
-              "diagonal_at_end": "ancestor NT at NT-ends (diagonal probe)",
-              "boundary": "NT-end bit (all positions)"}
+    titles = {
+        "ancestor": "ancestor NT (all positions)",
+        "ancestor_at_end": "ancestor NT at NT-ends (multi-head probe)",
+        "diagonal_at_end": "ancestor NT at NT-ends (diagonal probe)",
+        "boundary": "NT-end bit (all positions)",
+    }
     has_controls = bool(result["untrained"])
     for metric, title in titles.items():
         kind = "boundary" if metric == "boundary" else "ancestor"
@@ -82,8 +97,10 @@ def render_probe(result: dict[str, Any]) -> None:
             if scores:
                 table.add_row(label, *[_pct(scores.get(v)) for v in levels])
         out.print(table)
-    out.print(f"written: {Path(result['run']) / 'probe' / 'probe.json'}"
-              + "".join(f", {p}" for p in result.get("plots", [])))
+    out.print(
+        f"written: {Path(result['run']) / 'probe' / 'probe.json'}"
+        + "".join(f", {p}" for p in result.get("plots", []))
+    )
 
 
 def _families(metric: str, controls: bool) -> list[tuple[str, str]]:
@@ -111,10 +128,11 @@ def attention_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Attention by distance, and attention beyond distance at NT boundaries; writes RUN_DIR/attention/."""
-    from cfglab.evaluate.attention import attention_run
+    from cfglab.interpret.attention import attention_run
 
-    result = attention_run(str(run_dir), n_strings=n, seed=seed, threads=threads,
-                           quiet=quiet or as_json)
+    result = attention_run(
+        str(run_dir), n_strings=n, seed=seed, threads=threads, quiet=quiet or as_json
+    )
     if as_json:
         out.print_json(json.dumps(result))
         return
@@ -131,8 +149,10 @@ def render_attention(result: dict[str, Any]) -> None:
     near = [d for d in (0, 1, 2, 4, 8) if d in p]
     r_col = result["adjacency"]["r"].index(1) if 1 in result["adjacency"]["r"] else None
     d_col = result["offset"]["delta"].index(0)
-    table = Table(title="attention by distance Ā_p, and B = A − Ā at NT-ends (mean over levels)",
-                  title_justify="left")
+    table = Table(
+        title="attention by distance Ā_p, and B = A − Ā at NT-ends (mean over levels)",
+        title_justify="left",
+    )
     table.add_column("layer")
     table.add_column("head")
     for d in near:
@@ -143,12 +163,17 @@ def render_attention(result: dict[str, Any]) -> None:
         for h, curve in enumerate(heads):
             cells = [_num(curve[p.index(d)]) for d in near]
             off = _mean(row[d_col] for row in result["offset"]["mean_B"][l][h])
-            adj = _mean(row[r_col] for row in result["adjacency"]["mean_B"][l][h]) \
-                if r_col is not None else None
+            adj = (
+                _mean(row[r_col] for row in result["adjacency"]["mean_B"][l][h])
+                if r_col is not None
+                else None
+            )
             table.add_row(str(l + 1), str(h), *cells, _num(off, sign=True), _num(adj, sign=True))
     out.print(table)
-    out.print(f"written: {Path(result['run']) / 'attention' / 'attention.json'}"
-              + "".join(f", {q}" for q in result.get("plots", [])))
+    out.print(
+        f"written: {Path(result['run']) / 'attention' / 'attention.json'}"
+        + "".join(f", {q}" for q in result.get("plots", []))
+    )
 
 
 def _mean(values: Any) -> float | None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import typer
 
@@ -20,16 +21,28 @@ def register(app: typer.Typer) -> None:
 
 def sweep_command(
     file: Path = typer.Argument(..., help="Sweep file (sweeps/*.yaml)."),
-    address: Optional[str] = typer.Option(
-        None, "--address", help="Join the Ray cluster at HOST:PORT (default: RAY_ADDRESS, else "
-                                "a local Ray started for this sweep)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted sweep: "
-                                "finished trials and tasks are kept, the rest resumes from its "
-                                "last checkpoint."),
-    smoke: bool = typer.Option(False, "--smoke", help="Apply the file's `smoke:` overrides (a "
-                               "quick CPU check; the sweep is named NAME-smoke)."),
-    dashboard: bool = typer.Option(True, "--dashboard/--no-dashboard",
-                                   help="Start the Ray dashboard with a local Ray."),
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        help="Join the Ray cluster at HOST:PORT (default: RAY_ADDRESS, else "
+        "a local Ray started for this sweep).",
+    ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue an interrupted sweep: "
+        "finished trials and tasks are kept, the rest resumes from its "
+        "last checkpoint.",
+    ),
+    smoke: bool = typer.Option(
+        False,
+        "--smoke",
+        help="Apply the file's `smoke:` overrides (a "
+        "quick CPU check; the sweep is named NAME-smoke).",
+    ),
+    dashboard: bool = typer.Option(
+        True, "--dashboard/--no-dashboard", help="Start the Ray dashboard with a local Ray."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Ray's and the trials' logs too."),
 ) -> None:
     """Train every point of a grid on Ray Tune, evaluate each run as a Ray task, write a report."""
@@ -41,36 +54,57 @@ def sweep_command(
         _report(sweep)
 
 
-def resume_command(file: Path, smoke: bool, address: Optional[str]) -> str:
-    parts = ["cfglab", "sweep", str(file), "--resume"] + (["--smoke"] if smoke else []) + \
-        (["--address", address] if address else [])
+def resume_command(file: Path, smoke: bool, address: str | None) -> str:
+    parts = (
+        ["cfglab", "sweep", str(file), "--resume"]
+        + (["--smoke"] if smoke else [])
+        + (["--address", address] if address else [])
+    )
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def run(loaded: Any, file: Path, address: Optional[str], resume: bool, smoke: bool,
-        dashboard: bool, verbose: bool) -> Optional[Path]:
+def run(
+    loaded: Any,
+    file: Path,
+    address: str | None,
+    resume: bool,
+    smoke: bool,
+    dashboard: bool,
+    verbose: bool,
+) -> Path | None:
     """Run the sweep; the sweep directory when every trial finished, None when interrupted."""
     from cfglab.sweep.tune import run_sweep
 
-    outcome = run_sweep(loaded, address=address, resume=resume, dashboard=dashboard,
-                        verbose=verbose, say=lambda m: err.print(f"[bold]sweep[/bold] {m}"),
-                        progress=_task_progress)
+    outcome = run_sweep(
+        loaded,
+        address=address,
+        resume=resume,
+        dashboard=dashboard,
+        verbose=verbose,
+        say=lambda m: err.print(f"[bold]sweep[/bold] {m}"),
+        progress=_task_progress,
+    )
     again = resume_command(file, smoke, address)
     if outcome.interrupted:
-        err.print(f"[yellow]interrupted[/yellow]: the sweep's state is saved in "
-                  f"{outcome.sweep_dir}\n  resume with: [bold]{again}[/bold]")
+        err.print(
+            f"[yellow]interrupted[/yellow]: the sweep's state is saved in "
+            f"{outcome.sweep_dir}\n  resume with: [bold]{again}[/bold]"
+        )
         sys.exit(130)  # SystemExit: click would swallow typer.Exit's code (standalone_mode off)
-    err.print(f"[bold]sweep[/bold] {len(outcome.statuses)} trials in "
-              f"{outcome.seconds / 60:.1f} min")
+    err.print(
+        f"[bold]sweep[/bold] {len(outcome.statuses)} trials in {outcome.seconds / 60:.1f} min"
+    )
     for key, message in sorted(outcome.task_errors.items()):
         err.print(f"[red]task failed[/red] {key}: {message}")
     if outcome.failed or outcome.task_errors:
         _report(outcome.sweep_dir)
         what = []
         if outcome.failed:
-            what.append(f"{len(outcome.failed)} trial(s) failed after their retries "
-                        f"({', '.join(outcome.failed[:4])}); their errors are in "
-                        f"{outcome.sweep_dir / 'tune'}/TRIAL/error.txt")
+            what.append(
+                f"{len(outcome.failed)} trial(s) failed after their retries "
+                f"({', '.join(outcome.failed[:4])}); their errors are in "
+                f"{outcome.sweep_dir / 'tune'}/TRIAL/error.txt"
+            )
         if outcome.task_errors:
             what.append(f"{len(outcome.task_errors)} evaluation task(s) failed")
         raise CfglabError("; ".join(what) + f"\n  after a fix, rerun them with: {again}")
@@ -90,7 +124,7 @@ def _task_progress(total: int) -> Callable[[int], None]:
 
 
 def _report(sweep_dir: Path) -> None:
-    from cfglab.report import collect, rich_table, write_report
+    from cfglab.sweep.report import collect, rich_table, write_report
 
     files = write_report(sweep_dir)
     spec, rows = collect(sweep_dir)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -16,42 +16,66 @@ def register(app: typer.Typer) -> None:
 
 
 def train_command(
-    config_file: Optional[Path] = typer.Argument(None, help="YAML config (same fields as the flags)."),
-    grammar: Optional[str] = typer.Option(None, "--grammar", help="Grammar file (.cfg)."),
-    pe: Optional[str] = typer.Option(None, "--pe", help="abs, rel, rot, pos, uni or mlm."),
-    layers: Optional[int] = typer.Option(None, "--layers"),
-    heads: Optional[int] = typer.Option(None, "--heads"),
-    dim: Optional[int] = typer.Option(None, "--dim"),
-    context: Optional[int] = typer.Option(None, "--context"),
-    batch: Optional[int] = typer.Option(None, "--batch"),
-    steps: Optional[int] = typer.Option(None, "--steps"),
-    lr: Optional[float] = typer.Option(None, "--lr"),
-    warmup: Optional[int] = typer.Option(None, "--warmup", help="Linear warm-up steps."),
-    noise_fraction: Optional[float] = typer.Option(None, "--noise-fraction"),
-    noise_rate: Optional[float] = typer.Option(None, "--noise-rate"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (0 = all cores)."),
-    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every"),
-    align_windows: Optional[bool] = typer.Option(
-        None, "--align-windows/--no-align-windows",
-        help="Start every training window at a string's BOS (default) or cut the stream anywhere."),
-    precision: Optional[str] = typer.Option(
-        None, "--precision", help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory to write."),
+    config_file: Path | None = typer.Argument(
+        None, help="YAML config (same fields as the flags)."
+    ),
+    grammar: str | None = typer.Option(None, "--grammar", help="Grammar file (.cfg)."),
+    pe: str | None = typer.Option(None, "--pe", help="abs, rel, rot, pos, uni or mlm."),
+    layers: int | None = typer.Option(None, "--layers"),
+    heads: int | None = typer.Option(None, "--heads"),
+    dim: int | None = typer.Option(None, "--dim"),
+    context: int | None = typer.Option(None, "--context"),
+    batch: int | None = typer.Option(None, "--batch"),
+    steps: int | None = typer.Option(None, "--steps"),
+    lr: float | None = typer.Option(None, "--lr"),
+    warmup: int | None = typer.Option(None, "--warmup", help="Linear warm-up steps."),
+    noise_fraction: float | None = typer.Option(None, "--noise-fraction"),
+    noise_rate: float | None = typer.Option(None, "--noise-rate"),
+    seed: int | None = typer.Option(None, "--seed"),
+    threads: int | None = typer.Option(None, "--threads", help="torch threads (0 = all cores)."),
+    checkpoint_every: int | None = typer.Option(None, "--checkpoint-every"),
+    align_windows: bool | None = typer.Option(
+        None,
+        "--align-windows/--no-align-windows",
+        help="Start every training window at a string's BOS (default) or cut the stream anywhere.",
+    ),
+    precision: str | None = typer.Option(
+        None, "--precision", help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16."
+    ),
+    out_dir: Path | None = typer.Option(None, "--out", help="Run directory to write."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train one model; writes a run directory (config, metrics, checkpoints, model card)."""
     from cfglab.runs import RunDir, load_train_config, make_train_config
 
-    flags = {"grammar": grammar, "pe": pe, "layers": layers, "heads": heads, "dim": dim,
-             "context": context, "batch": batch, "steps": steps, "lr": lr, "warmup": warmup,
-             "noise_fraction": noise_fraction, "noise_rate": noise_rate, "seed": seed,
-             "threads": threads, "checkpoint_every": checkpoint_every,
-             "align_windows": align_windows, "precision": precision}
+    flags = {
+        "grammar": grammar,
+        "pe": pe,
+        "layers": layers,
+        "heads": heads,
+        "dim": dim,
+        "context": context,
+        "batch": batch,
+        "steps": steps,
+        "lr": lr,
+        "warmup": warmup,
+        "noise_fraction": noise_fraction,
+        "noise_rate": noise_rate,
+        "seed": seed,
+        "threads": threads,
+        "checkpoint_every": checkpoint_every,
+        "align_windows": align_windows,
+        "precision": precision,
+    }
     given: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
-    if resume and out_dir is not None and RunDir(out_dir).exists() and config_file is None \
-            and "grammar" not in given:
+    if (
+        resume
+        and out_dir is not None
+        and RunDir(out_dir).exists()
+        and config_file is None
+        and "grammar" not in given
+    ):
         config = RunDir(out_dir).read_config().model_copy(update=given)
     elif config_file is not None:
         config = load_train_config(config_file, given)
@@ -65,10 +89,10 @@ def train_command(
 
 
 def _train(config, out_dir: Path, resume: bool, quiet: bool) -> None:  # noqa: ANN001
+    from cfglab.grammar.dsl import load_grammar
     from cfglab.models import describe
     from cfglab.runs import model_config_for
     from cfglab.train import train
-    from cfglab.grammar.dsl import load_grammar
 
     mcfg = model_config_for(config, len(load_grammar(config.grammar).terminals))
     if not quiet:

@@ -68,8 +68,18 @@ class TokenStream:
 
     def chunk(self, k: int) -> Chunk:
         if self._cache is None or self._cache[0] != k:
-            self._cache = (k, make_chunk(self.grammar, self.seed, self.worker, k,
-                                         self.chunk_strings, self.noise, self.holdout_rule))
+            self._cache = (
+                k,
+                make_chunk(
+                    self.grammar,
+                    self.seed,
+                    self.worker,
+                    k,
+                    self.chunk_strings,
+                    self.noise,
+                    self.holdout_rule,
+                ),
+            )
         return self._cache[1]
 
     def take(self, n_tokens: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,8 +123,15 @@ class TokenStream:
         return noisy[:, :-1], noisy[:, 1:], clean[:, :-1]
 
 
-def make_chunk(grammar: Grammar, seed: int, worker: int, k: int, n_strings: int,
-               noise: NoiseConfig, holdout_rule: int | None) -> Chunk:
+def make_chunk(
+    grammar: Grammar,
+    seed: int,
+    worker: int,
+    k: int,
+    n_strings: int,
+    noise: NoiseConfig,
+    holdout_rule: int | None,
+) -> Chunk:
     rng = np.random.default_rng(np.random.SeedSequence([seed, worker + 1, k]))
     s = sample(grammar, n_strings, rng)
     tokens, offsets = s.tokens, s.offsets
@@ -122,11 +139,16 @@ def make_chunk(grammar: Grammar, seed: int, worker: int, k: int, n_strings: int,
         tokens, offsets = _drop_strings(tokens, offsets, s.uses_rule(holdout_rule))
     noisy = tokens
     if noise.fraction > 0 and noise.rate > 0:
-        noisy, _ = corrupt_strings(tokens, offsets, noise.fraction, noise.rate,
-                                   len(grammar.terminals), rng)
+        noisy, _ = corrupt_strings(
+            tokens, offsets, noise.fraction, noise.rate, len(grammar.terminals), rng
+        )
     vocab = Vocab(len(grammar.terminals))
-    return Chunk(pack(noisy, offsets, vocab), pack(tokens, offsets, vocab),
-                 hash_strings(noisy, offsets), bos_positions(offsets))
+    return Chunk(
+        pack(noisy, offsets, vocab),
+        pack(tokens, offsets, vocab),
+        hash_strings(noisy, offsets),
+        bos_positions(offsets),
+    )
 
 
 def pack(tokens: np.ndarray, offsets: np.ndarray, vocab: Vocab) -> np.ndarray:
@@ -157,7 +179,9 @@ def hash_strings(tokens: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     pos = np.arange(len(tokens)) - offsets[:-1][owner]
     h = np.zeros(n, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        terms = (tokens.astype(np.uint64) + np.uint64(1)) * _powers(int(lengths.max(initial=0)))[pos]
+        terms = (tokens.astype(np.uint64) + np.uint64(1)) * _powers(int(lengths.max(initial=0)))[
+            pos
+        ]
         np.add.at(h, owner, terms)
         h ^= lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
     return h
@@ -166,8 +190,9 @@ def hash_strings(tokens: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 def _powers(n: int) -> np.ndarray:
     """P**i mod 2**64 for i < n (uint64 arithmetic wraps, which is what a hash wants)."""
     with np.errstate(over="ignore"):
-        return np.concatenate([[1], np.cumprod(np.full(max(n - 1, 0), 1099511628211,
-                                                         dtype=np.uint64))]).astype(np.uint64)
+        return np.concatenate(
+            [[1], np.cumprod(np.full(max(n - 1, 0), 1099511628211, dtype=np.uint64))]
+        ).astype(np.uint64)
 
 
 def _drop_strings(tokens: np.ndarray, offsets: np.ndarray, drop: np.ndarray):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def flip_tokens(tokens: np.ndarray, rate: float, n_terminals: int,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def flip_tokens(
+    tokens: np.ndarray, rate: float, n_terminals: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Each token flips with probability `rate` to a uniformly chosen other terminal.
 
     Returns (corrupted copy, bool mask of flipped positions).
@@ -21,8 +22,14 @@ def flip_tokens(tokens: np.ndarray, rate: float, n_terminals: int,
     return out, flipped
 
 
-def corrupt_strings(tokens: np.ndarray, offsets: np.ndarray, fraction: float, rate: float,
-                    n_terminals: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def corrupt_strings(
+    tokens: np.ndarray,
+    offsets: np.ndarray,
+    fraction: float,
+    rate: float,
+    n_terminals: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
     """Corrupt a `fraction` of the strings (concatenated with `offsets`), each token at `rate`.
 
     Returns (tokens, bool per string: chosen for corruption).

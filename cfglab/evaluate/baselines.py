@@ -26,7 +26,7 @@ class TokenCache:
     rows: list[list[int]]
     length: int = 0
 
-    def select(self, keep: Tensor) -> "TokenCache":
+    def select(self, keep: Tensor) -> TokenCache:
         kept = [r for r, k in zip(self.rows, keep.tolist()) if k]
         return TokenCache(kept, self.length)
 
@@ -56,7 +56,7 @@ class _Reference:
         rows = [self.next_rows(r)[-n:] for r in cache.rows]
         return torch.as_tensor(np.stack(rows), dtype=torch.float32, device=idx_new.device)
 
-    def eval(self) -> "_Reference":
+    def eval(self) -> _Reference:
         return self
 
     def _uniform_row(self) -> np.ndarray:

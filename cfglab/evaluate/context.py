@@ -70,8 +70,9 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def open_run(run_dir: str | Path, threads: int = 0, device: str = "cpu",
-             step: int | None = None) -> EvalContext:
+def open_run(
+    run_dir: str | Path, threads: int = 0, device: str = "cpu", step: int | None = None
+) -> EvalContext:
     """Load the run's newest good checkpoint (or `step`); clear errors for a wrong directory."""
     from cfglab.runs import load_run
 
@@ -83,8 +84,15 @@ def open_run(run_dir: str | Path, threads: int = 0, device: str = "cpu",
     set_threads(threads)
     device = resolve_device(device)
     loaded = load_run(path, step=step, device=device)
-    return EvalContext(path.resolve(), loaded.config, loaded.grammar, loaded.model, loaded.step,
-                       Judge(loaded.grammar), device)
+    return EvalContext(
+        path.resolve(),
+        loaded.config,
+        loaded.grammar,
+        loaded.model,
+        loaded.step,
+        Judge(loaded.grammar),
+        device,
+    )
 
 
 def derive_seed(seed: int, *names: str) -> int:
@@ -93,8 +101,9 @@ def derive_seed(seed: int, *names: str) -> int:
     return int(np.random.SeedSequence(words).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
-def fresh_strings(grammar: Grammar, n: int, seed: int, min_length: int = 1,
-                  max_length: int | None = None) -> list[np.ndarray]:
+def fresh_strings(
+    grammar: Grammar, n: int, seed: int, min_length: int = 1, max_length: int | None = None
+) -> list[np.ndarray]:
     """n fresh samples with min_length <= len <= max_length (rejection, seeded)."""
     rng = np.random.default_rng(seed)
     found: list[np.ndarray] = []
@@ -104,13 +113,17 @@ def fresh_strings(grammar: Grammar, n: int, seed: int, min_length: int = 1,
             break
         batch = sample(grammar, max(2 * (n - len(found)), 16), rng).strings()
         drawn += len(batch)
-        found += [s.astype(np.int64) for s in batch
-                  if len(s) >= min_length and (max_length is None or len(s) <= max_length)]
+        found += [
+            s.astype(np.int64)
+            for s in batch
+            if len(s) >= min_length and (max_length is None or len(s) <= max_length)
+        ]
     if len(found) < n:
         bounds = f"at least {min_length}" + (f" and at most {max_length}" if max_length else "")
         raise CfglabError(
             f"grammar {grammar.name}: only {len(found)} of {drawn} sampled strings have "
-            f"{bounds} tokens; choose a smaller cut (or a larger context for abs models)")
+            f"{bounds} tokens; choose a smaller cut (or a larger context for abs models)"
+        )
     return found[:n]
 
 

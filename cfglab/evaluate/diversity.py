@@ -65,16 +65,25 @@ def support_bounds(strings: Sequence[np.ndarray], confidence: float = 0.95) -> d
     birthday = pairs / poisson_upper(collisions, confidence) if pairs else 0.0
     lower = max(float(len(counts)), birthday)  # what was seen is in the support
     return {
-        "n": n, "distinct": len(counts), "distinct_fraction": len(counts) / n if n else None,
+        "n": n,
+        "distinct": len(counts),
+        "distinct_fraction": len(counts) / n if n else None,
         "colliding_pairs": collisions,
-        "support_lower_bound": lower, "confidence": confidence,
+        "support_lower_bound": lower,
+        "confidence": confidence,
         "rare_collisions": collisions <= n,  # the Poisson approximation's regime
         "support_point_estimate": pairs / collisions if collisions else None,
     }
 
 
-def entropy_gap(model, judge: Judge, strings: Sequence[np.ndarray], *,  # noqa: ANN001
-                batch_size: int = 64, device: str = "cpu") -> dict[str, Any]:
+def entropy_gap(
+    model,
+    judge: Judge,
+    strings: Sequence[np.ndarray],
+    *,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Mean −log p_model and −log p_true (nats) over the valid strings given."""
     from cfglab.evaluate.scoring import sequence_log_probs
 
@@ -89,28 +98,58 @@ def entropy_gap(model, judge: Judge, strings: Sequence[np.ndarray], *,  # noqa: 
     model_lp = sequence_log_probs(model, strings, Vocab(judge.n_terminals), batch_size, device)
     tokens = sum(len(s) + 1 for s in strings)  # + EOS
     nll_model, nll_true = -model_lp.mean(), -true_lp[ok].mean()
-    return {"n": len(strings), "nll_model": float(nll_model), "nll_true": float(nll_true),
-            "gap": float(nll_model - nll_true),
-            "gap_per_token": float((nll_model - nll_true) * len(strings) / tokens)}
+    return {
+        "n": len(strings),
+        "nll_model": float(nll_model),
+        "nll_true": float(nll_true),
+        "gap": float(nll_model - nll_true),
+        "gap_per_token": float((nll_model - nll_true) * len(strings) / tokens),
+    }
 
 
-def diversity_of(model, judge: Judge, strings: Sequence[np.ndarray],  # noqa: ANN001
-                 valid: np.ndarray, *, batch_size: int = 64, device: str = "cpu") -> dict[str, Any]:
+def diversity_of(
+    model,
+    judge: Judge,
+    strings: Sequence[np.ndarray],
+    valid: np.ndarray,
+    *,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Support figures over all generations; the entropy gap over the valid ones."""
     all_valid = [s for s, v in zip(strings, valid) if v]
-    return {"all": support_bounds(strings), "valid": support_bounds(all_valid),
-            "entropy": entropy_gap(model, judge, all_valid, batch_size=batch_size, device=device)}
+    return {
+        "all": support_bounds(strings),
+        "valid": support_bounds(all_valid),
+        "entropy": entropy_gap(model, judge, all_valid, batch_size=batch_size, device=device),
+    }
 
 
-def diversity_report(run_dir: str, n: int = 200, seed: int = 0, max_length: int | None = None,
-                     batch_size: int = 256, threads: int = 0, device: str = "cpu") -> dict[str, Any]:
+def diversity_report(
+    run_dir: str,
+    n: int = 200,
+    seed: int = 0,
+    max_length: int | None = None,
+    batch_size: int = 256,
+    threads: int = 0,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Diversity of n cut0 generations at temperature 1, from plain arguments."""
     from cfglab.evaluate.context import longest_string, open_run
     from cfglab.evaluate.generation import accuracy_at_cut, default_max_length
 
     ctx = open_run(run_dir, threads, device)
     cap = max_length or default_max_length(longest_string(ctx.grammar, seed))
-    done = accuracy_at_cut(ctx.model, ctx.judge, n, 0, temperature=1.0, max_length=cap,
-                           seed=seed, batch_size=batch_size, device=ctx.device,
-                           context_limit=ctx.context_limit)
+    done = accuracy_at_cut(
+        ctx.model,
+        ctx.judge,
+        n,
+        0,
+        temperature=1.0,
+        max_length=cap,
+        seed=seed,
+        batch_size=batch_size,
+        device=ctx.device,
+        context_limit=ctx.context_limit,
+    )
     return diversity_of(ctx.model, ctx.judge, done.strings, done.valid, device=ctx.device)

@@ -76,9 +76,17 @@ class Generations:
 
 
 @torch.no_grad()
-def generate(model: Decoder, prompts: np.ndarray, vocab: Vocab, max_new: int,
-             temperature: float = 1.0, seed: int = 0, batch_size: int = 256,
-             use_cache: bool = True, device: str = "cpu") -> Generations:
+def generate(
+    model: Decoder,
+    prompts: np.ndarray,
+    vocab: Vocab,
+    max_new: int,
+    temperature: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 256,
+    use_cache: bool = True,
+    device: str = "cpu",
+) -> Generations:
     """Sample up to max_new tokens after each prompt row (n, P) of model tokens (BOS first).
 
     With use_cache=False every step re-runs the whole sequence; the random draws are the same,
@@ -89,15 +97,18 @@ def generate(model: Decoder, prompts: np.ndarray, vocab: Vocab, max_new: int,
     gen = torch.Generator(device=device).manual_seed(seed)
     start, parts = time.perf_counter(), []
     for lo in range(0, len(prompts), batch_size):
-        batch = torch.as_tensor(np.asarray(prompts[lo:lo + batch_size]), dtype=torch.long,
-                                device=device)
+        batch = torch.as_tensor(
+            np.asarray(prompts[lo : lo + batch_size]), dtype=torch.long, device=device
+        )
         parts.append(_generate_batch(model, batch, vocab, max_new, temperature, gen, use_cache))
     seconds = time.perf_counter() - start
     return Generations(
         completions=[c for p in parts for c in p.completions],
         ended=np.concatenate([p.ended for p in parts]) if parts else np.zeros(0, bool),
         stray=np.concatenate([p.stray for p in parts]) if parts else np.zeros(0, bool),
-        sampled=sum(p.sampled for p in parts), seconds=seconds)
+        sampled=sum(p.sampled for p in parts),
+        seconds=seconds,
+    )
 
 
 @dataclass
@@ -109,14 +120,24 @@ class _Live:
     seq: Tensor  # (b, t) whole sequences (only grown without a cache)
 
 
-def _generate_batch(model: Decoder, idx: Tensor, vocab: Vocab, max_new: int, temperature: float,
-                    gen: torch.Generator, use_cache: bool) -> Generations:
+def _generate_batch(
+    model: Decoder,
+    idx: Tensor,
+    vocab: Vocab,
+    max_new: int,
+    temperature: float,
+    gen: torch.Generator,
+    use_cache: bool,
+) -> Generations:
     B, P = idx.shape
     out = torch.full((B, max_new), vocab.eos, dtype=torch.long, device=idx.device)
     stop_at = np.full(B, max_new)  # completion length where the row stopped (cap: max_new)
     stop_tok = np.full(B, -1)  # the token it stopped on (-1: it hit the cap)
-    live = _Live(torch.arange(B, device=idx.device),
-                 model.init_cache(B, P + max_new) if use_cache else None, idx)
+    live = _Live(
+        torch.arange(B, device=idx.device),
+        model.init_cache(B, P + max_new) if use_cache else None,
+        idx,
+    )
     logits = _logits(model, idx, live)
     running = torch.ones(B, dtype=torch.bool, device=idx.device)  # per row of `live`
     sampled, n_live = 0, B
@@ -196,17 +217,21 @@ class Completed:
         g = self.generations
         lengths = [len(s) for s in self.strings]
         return {
-            "cut": self.cut, "temperature": self.temperature,
+            "cut": self.cut,
+            "temperature": self.temperature,
             "accuracy": proportion(int(self.valid.sum()), len(self.valid)),
             "ended_with_eos": proportion(int(g.ended.sum()), len(g.ended)),
             "stray_special_token": int(g.stray.sum()),
             "mean_length": float(np.mean(lengths)) if lengths else None,
-            "generate_s": g.seconds, "check_s": self.check_s,
+            "generate_s": g.seconds,
+            "check_s": self.check_s,
             "tokens_per_s": g.sampled / g.seconds if g.seconds > 0 else None,
         }
 
 
-def judge_completions(judge: Judge, prompts: list[np.ndarray], gens: Generations) -> tuple[np.ndarray, float]:
+def judge_completions(
+    judge: Judge, prompts: list[np.ndarray], gens: Generations
+) -> tuple[np.ndarray, float]:
     """(valid per row, seconds the chart took): valid iff EOS ended it and the string parses."""
     start = time.perf_counter()
     valid = np.zeros(len(prompts), dtype=bool)
@@ -216,27 +241,58 @@ def judge_completions(judge: Judge, prompts: list[np.ndarray], gens: Generations
     return valid, time.perf_counter() - start
 
 
-def complete(model: Decoder, judge: Judge, prompts: list[np.ndarray], *, cut: int,
-             temperature: float, max_length: int, seed: int, batch_size: int = 256,
-             device: str = "cpu", context_limit: int | None = None) -> Completed:
+def complete(
+    model: Decoder,
+    judge: Judge,
+    prompts: list[np.ndarray],
+    *,
+    cut: int,
+    temperature: float,
+    max_length: int,
+    seed: int,
+    batch_size: int = 256,
+    device: str = "cpu",
+    context_limit: int | None = None,
+) -> Completed:
     """Generate after BOS + each prompt (all of length `cut`) and judge prompt + completion."""
     vocab = Vocab(judge.n_terminals)
-    rows = np.array([[vocab.bos, *p] for p in prompts], dtype=np.int64).reshape(len(prompts), cut + 1)
+    rows = np.array([[vocab.bos, *p] for p in prompts], dtype=np.int64).reshape(
+        len(prompts), cut + 1
+    )
     max_new = max_length - cut + 1  # room for EOS after a string of max_length tokens
     if context_limit is not None:
         max_new = min(max_new, context_limit - (cut + 1))
         if max_new < 1:
-            raise CfglabError(f"cut {cut} leaves no room to generate within the model's "
-                              f"context of {context_limit} tokens")
+            raise CfglabError(
+                f"cut {cut} leaves no room to generate within the model's "
+                f"context of {context_limit} tokens"
+            )
     gens = generate(model, rows, vocab, max_new, temperature, seed, batch_size, device=device)
     valid, check_s = judge_completions(judge, prompts, gens)
-    return Completed(cut, temperature, [np.asarray(p) for p in prompts], gens, valid, check_s,
-                     {"max_new_tokens": max_new})
+    return Completed(
+        cut,
+        temperature,
+        [np.asarray(p) for p in prompts],
+        gens,
+        valid,
+        check_s,
+        {"max_new_tokens": max_new},
+    )
 
 
-def accuracy_at_cut(model: Decoder, judge: Judge, n: int, cut: int, *, temperature: float = 1.0,
-                    max_length: int, seed: int = 0, batch_size: int = 256, device: str = "cpu",
-                    context_limit: int | None = None) -> Completed:
+def accuracy_at_cut(
+    model: Decoder,
+    judge: Judge,
+    n: int,
+    cut: int,
+    *,
+    temperature: float = 1.0,
+    max_length: int,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: str = "cpu",
+    context_limit: int | None = None,
+) -> Completed:
     """n generations at cut K (prompts: the first K tokens of fresh valid strings)."""
     from cfglab.evaluate.context import derive_seed, fresh_strings
 
@@ -245,10 +301,18 @@ def accuracy_at_cut(model: Decoder, judge: Judge, n: int, cut: int, *, temperatu
         prompts = [s[:cut] for s in strings]
     else:
         prompts = [np.zeros(0, dtype=np.int64)] * n
-    return complete(model, judge, prompts, cut=cut, temperature=temperature,
-                    max_length=max_length, seed=derive_seed(seed, "generate", str(cut),
-                                                            str(temperature)),
-                    batch_size=batch_size, device=device, context_limit=context_limit)
+    return complete(
+        model,
+        judge,
+        prompts,
+        cut=cut,
+        temperature=temperature,
+        max_length=max_length,
+        seed=derive_seed(seed, "generate", str(cut), str(temperature)),
+        batch_size=batch_size,
+        device=device,
+        context_limit=context_limit,
+    )
 
 
 def records(done: Completed, section: str, grammar: Any) -> list[dict[str, Any]]:
@@ -258,10 +322,16 @@ def records(done: Completed, section: str, grammar: Any) -> list[dict[str, Any]]
     g = done.generations
     out = []
     for i, (p, c) in enumerate(zip(done.prompts, g.completions)):
-        rec = {"section": section, "cut": done.cut, "temperature": done.temperature,
-               "prompt": names(grammar, p), "completion": names(grammar, c),
-               "string": names(grammar, np.concatenate([p, c])), "ended": bool(g.ended[i]),
-               "valid": bool(done.valid[i])}
+        rec = {
+            "section": section,
+            "cut": done.cut,
+            "temperature": done.temperature,
+            "prompt": names(grammar, p),
+            "completion": names(grammar, c),
+            "string": names(grammar, np.concatenate([p, c])),
+            "ended": bool(g.ended[i]),
+            "valid": bool(done.valid[i]),
+        }
         for key, values in done.extra.items():
             if isinstance(values, (list, np.ndarray)) and len(values) == len(done.prompts):
                 rec[key] = _plain(values[i], grammar)
@@ -277,9 +347,17 @@ def _plain(value: Any, grammar: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def accuracy_report(run_dir: str, cut: int = 0, n: int = 200, temperature: float = 1.0,
-                    seed: int = 0, max_length: int | None = None, batch_size: int = 256,
-                    threads: int = 0, device: str = "cpu") -> dict[str, Any]:
+def accuracy_report(
+    run_dir: str,
+    cut: int = 0,
+    n: int = 200,
+    temperature: float = 1.0,
+    seed: int = 0,
+    max_length: int | None = None,
+    batch_size: int = 256,
+    threads: int = 0,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Generation accuracy of a run at one cut, from plain arguments (a Ray task can call it)."""
     from cfglab.evaluate.context import longest_string, open_run
 
@@ -287,9 +365,18 @@ def accuracy_report(run_dir: str, cut: int = 0, n: int = 200, temperature: float
     if not ctx.is_decoder:
         raise CfglabError(f"{run_dir}: an mlm run cannot generate; see cfglab.evaluate.mlm")
     cap = max_length or default_max_length(longest_string(ctx.grammar, seed))
-    done = accuracy_at_cut(ctx.model, ctx.judge, n, cut, temperature=temperature, max_length=cap,
-                           seed=seed, batch_size=batch_size, device=ctx.device,
-                           context_limit=ctx.context_limit)
+    done = accuracy_at_cut(
+        ctx.model,
+        ctx.judge,
+        n,
+        cut,
+        temperature=temperature,
+        max_length=cap,
+        seed=seed,
+        batch_size=batch_size,
+        device=ctx.device,
+        context_limit=ctx.context_limit,
+    )
     return {**done.summary(), "max_length": cap, "seed": seed}
 
 

@@ -1,6 +1,6 @@
 """The one door from evaluation to the exact chart: every verdict cfglab reports passes here.
 
-Evaluation never parses on its own; it asks `cfglab.grammar.chart.Chart` (membership, inside
+Evaluation never parses on its own; it asks `cfglab.chart.front.Chart` (membership, inside
 probabilities, fewest substitutions, next-token truth, parse trees) through this small adapter,
 so a change of the chart's API touches one file. Strings are terminal-id arrays (0..T-1).
 """
@@ -26,8 +26,8 @@ class Judge:
         self.n_terminals = len(grammar.terminals)
 
     @cached_property
-    def chart(self):  # noqa: ANN201 - cfglab.grammar.chart.Chart
-        from cfglab.grammar.chart import Chart
+    def chart(self):  # noqa: ANN201 - cfglab.chart.front.Chart
+        from cfglab.chart.front import Chart
 
         return Chart(self.grammar)
 
@@ -37,13 +37,16 @@ class Judge:
 
     def log_prob(self, strings: Strings) -> np.ndarray:
         """(n,) float64 log p_true(x) (inside probability); -inf outside the language."""
-        return _by_nonempty(strings, -np.inf,
-                            lambda s: np.asarray(self.chart.log_inside(s), np.float64))
+        return _by_nonempty(
+            strings, -np.inf, lambda s: np.asarray(self.chart.log_inside(s), np.float64)
+        )
 
     def min_substitutions(self, strings: Strings) -> np.ndarray:
         """(n,) int64 fewest token substitutions that make each string valid (-1: none can)."""
+
         def run(s: list[np.ndarray]) -> np.ndarray:
             return np.array([_count(r) for r in self.chart.min_substitutions(s)], dtype=np.int64)
+
         return _by_nonempty(strings, -1, run)
 
     def prefix_substitutions(self, strings: Strings, prefix_lengths: Sequence[int]) -> np.ndarray:
@@ -51,9 +54,11 @@ class Judge:
 
         -1 where no change of the prefix alone can make the string valid.
         """
+
         def run(s: list[np.ndarray], ks: list[int]) -> np.ndarray:
             found = self.chart.min_substitutions(s, editable=ks)
             return np.array([_count(r) for r in found], dtype=np.int64)
+
         ks = [int(k) for k in prefix_lengths]
         keep = [i for i, s in enumerate(strings) if len(s)]
         out = np.full(len(strings), -1, dtype=np.int64)

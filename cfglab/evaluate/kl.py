@@ -31,8 +31,9 @@ def kl_rows(p_true: np.ndarray, q_model: np.ndarray, eps: float = EPS) -> np.nda
     return (p * (np.log(p) - np.log(q))).sum(axis=-1)
 
 
-def kl_curves(truth: Sequence[np.ndarray], model: Sequence[np.ndarray],
-              eps: float = EPS) -> list[np.ndarray]:
+def kl_curves(
+    truth: Sequence[np.ndarray], model: Sequence[np.ndarray], eps: float = EPS
+) -> list[np.ndarray]:
     """Per string, the KL at each of its len+1 positions."""
     return [kl_rows(t, m, eps) for t, m in zip(truth, model)]
 
@@ -49,16 +50,26 @@ def summarise(curves: Sequence[np.ndarray], eps: float = EPS) -> dict[str, Any]:
         count[: len(c)] += 1
     per_string = np.array([c.mean() for c in curves])
     return {
-        "n_strings": len(curves), "n_positions": int(len(pooled)),
-        "mean": float(pooled.mean()), "max": float(pooled.max()),
+        "n_strings": len(curves),
+        "n_positions": len(pooled),
+        "mean": float(pooled.mean()),
+        "max": float(pooled.max()),
         "per_string_mean_sd": [float(per_string.mean()), float(per_string.std())],
         "by_position": [round(float(x), 7) for x in total / count],
-        "strings_at_position": count.astype(int).tolist(), "eps": eps,
+        "strings_at_position": count.astype(int).tolist(),
+        "eps": eps,
     }
 
 
-def kl_to_truth(model, judge: Judge, strings: Sequence[np.ndarray], *,  # noqa: ANN001
-                eps: float = EPS, batch_size: int = 64, device: str = "cpu") -> dict[str, Any]:
+def kl_to_truth(
+    model,
+    judge: Judge,
+    strings: Sequence[np.ndarray],
+    *,
+    eps: float = EPS,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """KL(true ‖ model) along the given valid strings (see the module docstring)."""
     from cfglab.evaluate.scoring import next_token_probs
 
@@ -68,26 +79,45 @@ def kl_to_truth(model, judge: Judge, strings: Sequence[np.ndarray], *,  # noqa: 
     return summarise(kl_curves(truth, model_rows, eps), eps)
 
 
-def kl_report(run_dir: str, n_strings: int = 50, seed: int = 0, eps: float = EPS,
-              batch_size: int = 64, threads: int = 0, device: str = "cpu") -> dict[str, Any]:
+def kl_report(
+    run_dir: str,
+    n_strings: int = 50,
+    seed: int = 0,
+    eps: float = EPS,
+    batch_size: int = 64,
+    threads: int = 0,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """KL of a decoder run along n fresh strings, from plain arguments (a Ray task can call it)."""
     from cfglab.errors import CfglabError
     from cfglab.evaluate.context import open_run
 
     ctx = open_run(run_dir, threads, device)
     if not ctx.is_decoder:
-        raise CfglabError(f"{run_dir}: next-token KL needs a decoder; an mlm run has "
-                          "cfglab.evaluate.mlm (KL of the masked-token conditional)")
+        raise CfglabError(
+            f"{run_dir}: next-token KL needs a decoder; an mlm run has "
+            "cfglab.evaluate.mlm (KL of the masked-token conditional)"
+        )
     return kl_for(ctx, n_strings, seed, eps, batch_size)
 
 
-def kl_for(ctx, n_strings: int, seed: int, eps: float = EPS,  # noqa: ANN001 - EvalContext
-           batch_size: int = 64) -> dict[str, Any]:
+def kl_for(
+    ctx,
+    n_strings: int,
+    seed: int,
+    eps: float = EPS,
+    batch_size: int = 64,
+) -> dict[str, Any]:
     from cfglab.evaluate.context import derive_seed, fresh_strings
 
     limit = ctx.context_limit
-    strings = fresh_strings(ctx.grammar, n_strings, derive_seed(seed, "kl"),
-                            max_length=None if limit is None else limit - 1)
-    result = kl_to_truth(ctx.model, ctx.judge, strings, eps=eps, batch_size=batch_size,
-                         device=ctx.device)
+    strings = fresh_strings(
+        ctx.grammar,
+        n_strings,
+        derive_seed(seed, "kl"),
+        max_length=None if limit is None else limit - 1,
+    )
+    result = kl_to_truth(
+        ctx.model, ctx.judge, strings, eps=eps, batch_size=batch_size, device=ctx.device
+    )
     return {**result, "seed": seed, "length_limited_to": None if limit is None else limit - 1}

@@ -21,20 +21,33 @@ from cfglab.grammar.core import find_rule
 from cfglab.grammar.sample import sample
 
 
-def novelty(strings: Sequence[np.ndarray], valid: np.ndarray,
-            train_hashes: np.ndarray) -> dict[str, Any]:
+def novelty(
+    strings: Sequence[np.ndarray], valid: np.ndarray, train_hashes: np.ndarray
+) -> dict[str, Any]:
     """Share of generations (all, and valid ones) whose string was a training string."""
-    seen = np.isin(hash_token_strings(list(strings)), train_hashes) if len(strings) else \
-        np.zeros(0, dtype=bool)
+    seen = (
+        np.isin(hash_token_strings(list(strings)), train_hashes)
+        if len(strings)
+        else np.zeros(0, dtype=bool)
+    )
     valid = np.asarray(valid, dtype=bool)
-    return {"train_strings_recorded": int(len(train_hashes)),
-            "in_training": proportion(int(seen.sum()), len(seen)),
-            "valid_in_training": proportion(int((seen & valid).sum()), int(valid.sum())),
-            "novel_valid": proportion(int((~seen & valid).sum()), len(seen))}
+    return {
+        "train_strings_recorded": len(train_hashes),
+        "in_training": proportion(int(seen.sum()), len(seen)),
+        "valid_in_training": proportion(int((seen & valid).sum()), int(valid.sum())),
+        "novel_valid": proportion(int((~seen & valid).sum()), len(seen)),
+    }
 
 
-def holdout_usage(judge: Judge, strings: Sequence[np.ndarray], valid: np.ndarray, rule: str, *,
-                  n_reference: int, seed: int) -> dict[str, Any]:
+def holdout_usage(
+    judge: Judge,
+    strings: Sequence[np.ndarray],
+    valid: np.ndarray,
+    rule: str,
+    *,
+    n_reference: int,
+    seed: int,
+) -> dict[str, Any]:
     """How often valid generations use `rule`, against its frequency in fresh samples."""
     from cfglab.evaluate.context import derive_seed
 
@@ -43,24 +56,42 @@ def holdout_usage(judge: Judge, strings: Sequence[np.ndarray], valid: np.ndarray
     used = judge.uses_rule(kept, index) if kept else np.zeros(0, dtype=bool)
     reference = sample(judge.grammar, n_reference, derive_seed(seed, "holdout-reference"))
     truth = reference.uses_rule(index)
-    return {"rule": rule, "rule_index": index,
-            "generated_using": proportion(int(used.sum()), len(used)),
-            "true_frequency": proportion(int(truth.sum()), len(truth))}
+    return {
+        "rule": rule,
+        "rule_index": index,
+        "generated_using": proportion(int(used.sum()), len(used)),
+        "true_frequency": proportion(int(truth.sum()), len(truth)),
+    }
 
 
-def memorisation_of(judge: Judge, strings: Sequence[np.ndarray], valid: np.ndarray,
-                    train_hashes: np.ndarray, rule: str | None, *, n_reference: int,
-                    seed: int) -> dict[str, Any]:
+def memorisation_of(
+    judge: Judge,
+    strings: Sequence[np.ndarray],
+    valid: np.ndarray,
+    train_hashes: np.ndarray,
+    rule: str | None,
+    *,
+    n_reference: int,
+    seed: int,
+) -> dict[str, Any]:
     out: dict[str, Any] = {"novelty": novelty(strings, valid, train_hashes), "holdout": None}
     if rule:
-        out["holdout"] = holdout_usage(judge, strings, valid, rule, n_reference=n_reference,
-                                       seed=seed)
+        out["holdout"] = holdout_usage(
+            judge, strings, valid, rule, n_reference=n_reference, seed=seed
+        )
     return out
 
 
-def memorisation_report(run_dir: str, n: int = 200, seed: int = 0, rule: str | None = None,
-                        max_length: int | None = None, batch_size: int = 256, threads: int = 0,
-                        device: str = "cpu") -> dict[str, Any]:
+def memorisation_report(
+    run_dir: str,
+    n: int = 200,
+    seed: int = 0,
+    rule: str | None = None,
+    max_length: int | None = None,
+    batch_size: int = 256,
+    threads: int = 0,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Novelty and held-out-rule usage of n cut0 generations, from plain arguments.
 
     `rule` defaults to the run's `holdout_rule` (none: only novelty is reported).
@@ -74,9 +105,24 @@ def memorisation_report(run_dir: str, n: int = 200, seed: int = 0, rule: str | N
     if not ctx.is_decoder:
         raise CfglabError(f"{run_dir}: an mlm run cannot generate; memorisation needs a decoder")
     cap = max_length or default_max_length(longest_string(ctx.grammar, seed))
-    done = accuracy_at_cut(ctx.model, ctx.judge, n, 0, max_length=cap, seed=seed,
-                           batch_size=batch_size, device=ctx.device,
-                           context_limit=ctx.context_limit)
+    done = accuracy_at_cut(
+        ctx.model,
+        ctx.judge,
+        n,
+        0,
+        max_length=cap,
+        seed=seed,
+        batch_size=batch_size,
+        device=ctx.device,
+        context_limit=ctx.context_limit,
+    )
     hashes = RunDir(ctx.run_dir).train_string_hashes()
-    return memorisation_of(ctx.judge, done.strings, done.valid, hashes,
-                           rule or ctx.config.holdout_rule, n_reference=10 * n, seed=seed)
+    return memorisation_of(
+        ctx.judge,
+        done.strings,
+        done.valid,
+        hashes,
+        rule or ctx.config.holdout_rule,
+        n_reference=10 * n,
+        seed=seed,
+    )

@@ -48,8 +48,13 @@ def _normalise(logp: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def encoder_conditionals(model, string: np.ndarray, positions: np.ndarray, vocab: Vocab,  # noqa: ANN001
-                         device: str = "cpu") -> np.ndarray:
+def encoder_conditionals(
+    model,
+    string: np.ndarray,
+    positions: np.ndarray,
+    vocab: Vocab,
+    device: str = "cpu",
+) -> np.ndarray:
     """(m, T) an encoder's distribution over terminals at each masked position (one per row)."""
     row = np.concatenate([[vocab.bos], string, [vocab.eos]]).astype(np.int64)
     inp = np.tile(row, (len(positions), 1))
@@ -60,34 +65,53 @@ def encoder_conditionals(model, string: np.ndarray, positions: np.ndarray, vocab
     return F.softmax(at[:, : vocab.n_terminals].double(), dim=-1).cpu().numpy()
 
 
-def decoder_conditionals(model, string: np.ndarray, positions: np.ndarray, vocab: Vocab,  # noqa: ANN001
-                         device: str = "cpu", batch_size: int = 64) -> np.ndarray:
+def decoder_conditionals(
+    model,
+    string: np.ndarray,
+    positions: np.ndarray,
+    vocab: Vocab,
+    device: str = "cpu",
+    batch_size: int = 64,
+) -> np.ndarray:
     """(m, T) a decoder's conditional: its probabilities of the T variants, normalised."""
     from cfglab.evaluate.scoring import sequence_log_probs
 
-    logp = sequence_log_probs(model, variants(string, positions, vocab.n_terminals), vocab,
-                              batch_size, device)
+    logp = sequence_log_probs(
+        model, variants(string, positions, vocab.n_terminals), vocab, batch_size, device
+    )
     return _normalise(logp.reshape(len(positions), vocab.n_terminals))
 
 
-def choose_positions(strings: Sequence[np.ndarray], per_string: int,
-                     seed: int) -> list[np.ndarray]:
+def choose_positions(strings: Sequence[np.ndarray], per_string: int, seed: int) -> list[np.ndarray]:
     """Distinct random positions of each string (all of them when it is shorter), sorted."""
     rng = np.random.default_rng(seed)
-    return [np.sort(rng.choice(len(s), size=min(per_string, len(s)), replace=False))
-            for s in strings]
+    return [
+        np.sort(rng.choice(len(s), size=min(per_string, len(s)), replace=False)) for s in strings
+    ]
 
 
-def masked_token(model, judge: Judge, strings: Sequence[np.ndarray], per_string: int, *,  # noqa: ANN001
-                 encoder: bool, seed: int, eps: float = EPS, device: str = "cpu") -> dict[str, Any]:
+def masked_token(
+    model,
+    judge: Judge,
+    strings: Sequence[np.ndarray],
+    per_string: int,
+    *,
+    encoder: bool,
+    seed: int,
+    eps: float = EPS,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Masked-token figures over `per_string` random positions of each string."""
     vocab = Vocab(judge.n_terminals)
     hits = bayes = fills = total = 0
     kls: list[np.ndarray] = []
     for s, pos in zip(strings, choose_positions(strings, per_string, seed)):
         truth = true_conditionals(judge, s, pos)
-        guess = encoder_conditionals(model, s, pos, vocab, device) if encoder else \
-            decoder_conditionals(model, s, pos, vocab, device)
+        guess = (
+            encoder_conditionals(model, s, pos, vocab, device)
+            if encoder
+            else decoder_conditionals(model, s, pos, vocab, device)
+        )
         pick = guess.argmax(axis=1)
         hits += int((pick == s[pos]).sum())
         bayes += int((truth.argmax(axis=1) == s[pos]).sum())
@@ -95,27 +119,54 @@ def masked_token(model, judge: Judge, strings: Sequence[np.ndarray], per_string:
         total += len(pos)
         kls.append(kl_rows(truth, guess, eps))
     kl = np.concatenate(kls) if kls else np.zeros(0)
-    return {"model": "encoder" if encoder else "decoder", "n_strings": len(strings),
-            "n_positions": total, "accuracy": proportion(hits, total),
-            "bayes_accuracy": proportion(bayes, total), "valid_fill": proportion(fills, total),
-            "kl_mean": float(kl.mean()) if len(kl) else None, "eps": eps}
+    return {
+        "model": "encoder" if encoder else "decoder",
+        "n_strings": len(strings),
+        "n_positions": total,
+        "accuracy": proportion(hits, total),
+        "bayes_accuracy": proportion(bayes, total),
+        "valid_fill": proportion(fills, total),
+        "kl_mean": float(kl.mean()) if len(kl) else None,
+        "eps": eps,
+    }
 
 
-def masked_for(ctx, n_strings: int, per_string: int, seed: int,  # noqa: ANN001 - EvalContext
-               eps: float = EPS) -> dict[str, Any]:
+def masked_for(
+    ctx,
+    n_strings: int,
+    per_string: int,
+    seed: int,
+    eps: float = EPS,
+) -> dict[str, Any]:
     from cfglab.evaluate.context import derive_seed, fresh_strings
 
     limit = ctx.context_limit
     longest = None if limit is None else limit - (1 if ctx.is_decoder else 2)
-    strings = fresh_strings(ctx.grammar, n_strings, derive_seed(seed, "masked-strings"),
-                            max_length=longest)
-    result = masked_token(ctx.model, ctx.judge, strings, per_string, encoder=not ctx.is_decoder,
-                          seed=derive_seed(seed, "masked-positions"), eps=eps, device=ctx.device)
+    strings = fresh_strings(
+        ctx.grammar, n_strings, derive_seed(seed, "masked-strings"), max_length=longest
+    )
+    result = masked_token(
+        ctx.model,
+        ctx.judge,
+        strings,
+        per_string,
+        encoder=not ctx.is_decoder,
+        seed=derive_seed(seed, "masked-positions"),
+        eps=eps,
+        device=ctx.device,
+    )
     return {**result, "seed": seed, "length_limited_to": longest}
 
 
-def mlm_report(run_dir: str, n_strings: int = 20, per_string: int = 4, seed: int = 0,
-               eps: float = EPS, threads: int = 0, device: str = "cpu") -> dict[str, Any]:
+def mlm_report(
+    run_dir: str,
+    n_strings: int = 20,
+    per_string: int = 4,
+    seed: int = 0,
+    eps: float = EPS,
+    threads: int = 0,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Masked-token accuracy and KL of a run (encoder, or decoder on the same footing)."""
     from cfglab.evaluate.context import open_run
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -36,8 +37,12 @@ class EvalOptions(BaseModel):
 
     n: int = Field(200, ge=1, description="cut0 and cutK generations; scales the other counts")
     seed: int = 0
-    cut: int | None = Field(None, ge=1, description="K of cutK; default 50, or half the "
-                            "shortest sampled string when the grammar's strings are shorter")
+    cut: int | None = Field(
+        None,
+        ge=1,
+        description="K of cutK; default 50, or half the "
+        "shortest sampled string when the grammar's strings are shorter",
+    )
     temperature: float = Field(1.0, ge=0, description="of the accuracy generations")
     temperatures: list[float] = Field([0.1, 0.2, 0.5, 1.0], description="robustness sweep")
     corruption_rate: float = Field(0.15, ge=0, le=1)
@@ -45,10 +50,15 @@ class EvalOptions(BaseModel):
     kl_strings: int | None = Field(None, ge=1, description="strings for KL (n / 4)")
     masked_strings: int | None = Field(None, ge=1, description="strings for masked tokens (n / 10)")
     masked_per_string: int = Field(4, ge=1)
-    reference_n: int | None = Field(None, ge=1, description="fresh strings for a rule's true "
-                                    "frequency (10 n)")
-    max_length: int | None = Field(None, ge=1, description="length cap of a generated string; "
-                                   "default 1.5 x the longest of 512 fresh strings")
+    reference_n: int | None = Field(
+        None, ge=1, description="fresh strings for a rule's true frequency (10 n)"
+    )
+    max_length: int | None = Field(
+        None,
+        ge=1,
+        description="length cap of a generated string; "
+        "default 1.5 x the longest of 512 fresh strings",
+    )
     eps: float = Field(1e-5, gt=0)
     batch_size: int = Field(256, ge=1)
     threads: int = Field(0, ge=0, description="torch threads; 0 = all cores")
@@ -59,10 +69,12 @@ class EvalOptions(BaseModel):
 
     def counts(self) -> dict[str, int]:
         n = self.n
-        return {"robust_n": self.robust_n or max(1, n // 2),
-                "kl_strings": self.kl_strings or max(1, n // 4),
-                "masked_strings": self.masked_strings or max(1, n // 10),
-                "reference_n": self.reference_n or 10 * n}
+        return {
+            "robust_n": self.robust_n or max(1, n // 2),
+            "kl_strings": self.kl_strings or max(1, n // 4),
+            "masked_strings": self.masked_strings or max(1, n // 10),
+            "reference_n": self.reference_n or 10 * n,
+        }
 
 
 def make_options(options: EvalOptions | dict[str, Any] | None) -> EvalOptions:
@@ -76,16 +88,20 @@ def make_options(options: EvalOptions | dict[str, Any] | None) -> EvalOptions:
         raise CfglabError(format_validation_error(err, "evaluation options")) from None
     unknown = sorted(set(opts.sections) - set(SECTIONS))
     if unknown:
-        raise CfglabError(f"unknown evaluation section(s) {', '.join(unknown)}; "
-                          f"choose from {', '.join(SECTIONS)}")
+        raise CfglabError(
+            f"unknown evaluation section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}"
+        )
     return opts
 
 
 Progress = Callable[[str], None]
 
 
-def evaluate_run(run_dir: str | Path, options: EvalOptions | dict[str, Any] | None = None,
-                 progress: Progress | None = None) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path,
+    options: EvalOptions | dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Evaluate a run directory; returns what eval.json holds (and writes it unless told not)."""
     from cfglab.evaluate.context import open_run
 
@@ -107,9 +123,17 @@ def evaluate_run(run_dir: str | Path, options: EvalOptions | dict[str, Any] | No
 
 
 def _header(ctx, opts: EvalOptions) -> dict[str, Any]:  # noqa: ANN001 - EvalContext
-    return {"run_dir": str(ctx.run_dir), "step": ctx.step, "grammar": ctx.grammar.name,
-            "pe": ctx.config.pe, "decoder": ctx.is_decoder, "device": ctx.device,
-            "options": opts.model_dump(), "counts": opts.counts(), "seconds": {}}
+    return {
+        "run_dir": str(ctx.run_dir),
+        "step": ctx.step,
+        "grammar": ctx.grammar.name,
+        "pe": ctx.config.pe,
+        "decoder": ctx.is_decoder,
+        "device": ctx.device,
+        "options": opts.model_dump(),
+        "counts": opts.counts(),
+        "seconds": {},
+    }
 
 
 def _timed(result: dict[str, Any], name: str, fn: Callable[[], Any]) -> Any:
@@ -119,8 +143,13 @@ def _timed(result: dict[str, Any], name: str, fn: Callable[[], Any]) -> Any:
     return value
 
 
-def _decoder_sections(ctx, opts: EvalOptions, result: dict[str, Any],  # noqa: ANN001
-                      lines: list[dict[str, Any]], say: Progress) -> None:
+def _decoder_sections(
+    ctx,
+    opts: EvalOptions,
+    result: dict[str, Any],
+    lines: list[dict[str, Any]],
+    say: Progress,
+) -> None:
     from cfglab.evaluate.context import longest_string
     from cfglab.evaluate.generation import default_max_length
 
@@ -147,12 +176,14 @@ def _decoder_sections(ctx, opts: EvalOptions, result: dict[str, Any],  # noqa: A
         result["kl"] = _timed(result, "kl", lambda: _kl(ctx, opts))
     if "robustness" in secs:
         say(f"robustness: {counts['robust_n']} prompts x {len(opts.temperatures)} temperatures")
-        result["robustness"] = _timed(result, "robustness",
-                                      lambda: _robustness(ctx, opts, cut, cap, cut0, lines))
+        result["robustness"] = _timed(
+            result, "robustness", lambda: _robustness(ctx, opts, cut, cap, cut0, lines)
+        )
     if "memorisation" in secs:
         say("memorisation")
-        result["memorisation"] = _timed(result, "memorisation",
-                                        lambda: _memorisation(ctx, opts, cut0))
+        result["memorisation"] = _timed(
+            result, "memorisation", lambda: _memorisation(ctx, opts, cut0)
+        )
 
 
 def _default_cut(ctx, seed: int) -> int:  # noqa: ANN001
@@ -166,9 +197,18 @@ def _default_cut(ctx, seed: int) -> int:  # noqa: ANN001
 def _generate(ctx, opts: EvalOptions, cut: int, cap: int):  # noqa: ANN001, ANN202
     from cfglab.evaluate.generation import accuracy_at_cut
 
-    return accuracy_at_cut(ctx.model, ctx.judge, opts.n, cut, temperature=opts.temperature,
-                           max_length=cap, seed=opts.seed, batch_size=opts.batch_size,
-                           device=ctx.device, context_limit=ctx.context_limit)
+    return accuracy_at_cut(
+        ctx.model,
+        ctx.judge,
+        opts.n,
+        cut,
+        temperature=opts.temperature,
+        max_length=cap,
+        seed=opts.seed,
+        batch_size=opts.batch_size,
+        device=ctx.device,
+        context_limit=ctx.context_limit,
+    )
 
 
 def _records(done, section: str, ctx) -> list[dict[str, Any]]:  # noqa: ANN001
@@ -181,10 +221,14 @@ def _timing(runs: list) -> dict[str, Any]:
     generate_s = sum(r.generations.seconds for r in runs)
     check_s = sum(r.check_s for r in runs)
     tokens = sum(r.generations.sampled for r in runs)
-    return {"generations": sum(len(r.valid) for r in runs), "tokens": tokens,
-            "generate_s": generate_s, "check_s": check_s,
-            "tokens_per_s": tokens / generate_s if generate_s > 0 else None,
-            "check_share": check_s / (generate_s + check_s) if generate_s + check_s else None}
+    return {
+        "generations": sum(len(r.valid) for r in runs),
+        "tokens": tokens,
+        "generate_s": generate_s,
+        "check_s": check_s,
+        "tokens_per_s": tokens / generate_s if generate_s > 0 else None,
+        "check_share": check_s / (generate_s + check_s) if generate_s + check_s else None,
+    }
 
 
 def _diversity(ctx, opts: EvalOptions, cut0) -> dict[str, Any]:  # noqa: ANN001
@@ -200,15 +244,29 @@ def _kl(ctx, opts: EvalOptions) -> dict[str, Any]:  # noqa: ANN001
     return kl_for(ctx, opts.counts()["kl_strings"], opts.seed, opts.eps)
 
 
-def _robustness(ctx, opts: EvalOptions, cut: int, cap: int, cut0,  # noqa: ANN001
-                lines: list[dict[str, Any]]) -> dict[str, Any]:
+def _robustness(
+    ctx,
+    opts: EvalOptions,
+    cut: int,
+    cap: int,
+    cut0,  # noqa: ANN001
+    lines: list[dict[str, Any]],
+) -> dict[str, Any]:
     from cfglab.evaluate.robustness import mode_switch, robust_prompts, robustness_sweep
 
     clean = robust_prompts(ctx.grammar, opts.counts()["robust_n"], cut, opts.seed)
     report, runs = robustness_sweep(
-        ctx.model, ctx.judge, clean, rate=opts.corruption_rate, temperatures=opts.temperatures,
-        max_length=cap, seed=opts.seed, batch_size=opts.batch_size, device=ctx.device,
-        context_limit=ctx.context_limit)
+        ctx.model,
+        ctx.judge,
+        clean,
+        rate=opts.corruption_rate,
+        temperatures=opts.temperatures,
+        max_length=cap,
+        seed=opts.seed,
+        batch_size=opts.batch_size,
+        device=ctx.device,
+        context_limit=ctx.context_limit,
+    )
     for done in runs:
         lines += _records(done, "robustness", ctx)
     return {**report, "mode_switch": mode_switch(ctx.judge, cut0, ctx.config)}
@@ -219,15 +277,23 @@ def _memorisation(ctx, opts: EvalOptions, cut0) -> dict[str, Any]:  # noqa: ANN0
     from cfglab.runs import RunDir
 
     hashes = RunDir(ctx.run_dir).train_string_hashes()
-    return memorisation_of(ctx.judge, cut0.strings, cut0.valid, hashes, ctx.config.holdout_rule,
-                           n_reference=opts.counts()["reference_n"], seed=opts.seed)
+    return memorisation_of(
+        ctx.judge,
+        cut0.strings,
+        cut0.valid,
+        hashes,
+        ctx.config.holdout_rule,
+        n_reference=opts.counts()["reference_n"],
+        seed=opts.seed,
+    )
 
 
 def _masked(ctx, opts: EvalOptions) -> dict[str, Any]:  # noqa: ANN001
     from cfglab.evaluate.mlm import masked_for
 
-    return masked_for(ctx, opts.counts()["masked_strings"], opts.masked_per_string, opts.seed,
-                      opts.eps)
+    return masked_for(
+        ctx, opts.counts()["masked_strings"], opts.masked_per_string, opts.seed, opts.eps
+    )
 
 
 def write_eval(run_dir: Path, result: dict[str, Any], lines: list[dict[str, Any]]) -> Path:
@@ -236,7 +302,8 @@ def write_eval(run_dir: Path, result: dict[str, Any], lines: list[dict[str, Any]
 
     out = Path(run_dir) / "eval"
     out.mkdir(exist_ok=True)
-    write_atomic(out / "generations.jsonl",
-                 "".join(json.dumps(line) + "\n" for line in lines).encode())
+    write_atomic(
+        out / "generations.jsonl", "".join(json.dumps(line) + "\n" for line in lines).encode()
+    )
     write_atomic(out / "eval.json", json.dumps(result, indent=2).encode())
     return out

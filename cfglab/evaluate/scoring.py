@@ -19,22 +19,29 @@ def _batches(strings: Sequence[np.ndarray], batch_size: int) -> Iterator[np.ndar
     """Indices of strings, grouped by similar length (less padding)."""
     order = np.argsort([len(s) for s in strings], kind="stable")
     for lo in range(0, len(order), batch_size):
-        yield order[lo:lo + batch_size]
+        yield order[lo : lo + batch_size]
 
 
-def _inputs(strings: Sequence[np.ndarray], rows: np.ndarray, vocab: Vocab, device: str) -> torch.Tensor:
+def _inputs(
+    strings: Sequence[np.ndarray], rows: np.ndarray, vocab: Vocab, device: str
+) -> torch.Tensor:
     """(b, L + 2) BOS x EOS, padded with EOS, L the longest string of the batch."""
     longest = max(len(strings[i]) for i in rows)
     inp = np.full((len(rows), longest + 2), vocab.eos, dtype=np.int64)
     inp[:, 0] = vocab.bos
     for j, i in enumerate(rows):
-        inp[j, 1:1 + len(strings[i])] = strings[i]
+        inp[j, 1 : 1 + len(strings[i])] = strings[i]
     return torch.as_tensor(inp, device=device)
 
 
 @torch.no_grad()
-def next_token_probs(model, strings: Sequence[np.ndarray], vocab: Vocab,  # noqa: ANN001
-                     batch_size: int = 64, device: str = "cpu") -> list[np.ndarray]:
+def next_token_probs(
+    model,
+    strings: Sequence[np.ndarray],
+    vocab: Vocab,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> list[np.ndarray]:
     """Per string, (len+1, 1+T): the model's p(EOS), p(t0..) after each prefix (full softmax).
 
     The columns follow the chart's next-token rows; mass the model puts on BOS or MASK is left
@@ -51,8 +58,13 @@ def next_token_probs(model, strings: Sequence[np.ndarray], vocab: Vocab,  # noqa
 
 
 @torch.no_grad()
-def sequence_log_probs(model, strings: Sequence[np.ndarray], vocab: Vocab,  # noqa: ANN001
-                       batch_size: int = 64, device: str = "cpu") -> np.ndarray:
+def sequence_log_probs(
+    model,
+    strings: Sequence[np.ndarray],
+    vocab: Vocab,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> np.ndarray:
     """(n,) log p_model(x EOS | BOS) at temperature 1 (natural log)."""
     out = np.zeros(len(strings), dtype=np.float64)
     for rows in _batches(strings, batch_size):

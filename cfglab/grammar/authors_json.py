@@ -31,8 +31,11 @@ def load_authors_json(path: str | Path) -> Grammar:
     """Read one of the authors' JSON files; malformed input is a CfglabError naming the file
     and the JSON path of the offending value."""
     p = Path(path)
-    text = read_text_file(p, "JSON grammar file",
-                          empty_hint="an authors' grammar is one JSON object with sizes, idx, all")
+    text = read_text_file(
+        p,
+        "JSON grammar file",
+        empty_hint="an authors' grammar is one JSON object with sizes, idx, all",
+    )
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -40,10 +43,12 @@ def load_authors_json(path: str | Path) -> Grammar:
         line = lines[err.lineno - 1] if err.lineno <= len(lines) else ""
         near = ""
         if len(line) > 120:  # one-line JSON: show a window instead of the whole line
-            window = line[max(err.colno - 40, 0): err.colno + 20]
+            window = line[max(err.colno - 40, 0) : err.colno + 20]
             near, line = f" near {window!r}", ""
         where = Location(str(p), err.lineno, err.colno, line)
-        raise LocatedError(f"invalid JSON: {err.msg}{near}", where, _json_hint(text, err.pos)) from None
+        raise LocatedError(
+            f"invalid JSON: {err.msg}{near}", where, _json_hint(text, err.pos)
+        ) from None
     except RecursionError:
         raise CfglabError(f"{p}: JSON nested too deeply to be a grammar") from None
     except ValueError as err:  # e.g. a number with more digits than Python converts
@@ -57,8 +62,10 @@ def _json_hint(text: str, pos: int) -> str:
     if pos >= len(text.rstrip()):
         return "the file ends too early: is it truncated?"
     if not text[:pos].strip():
-        return ("this does not start like JSON; a .cfg grammar file is read by other commands "
-                "(export-json converts one to JSON)")
+        return (
+            "this does not start like JSON; a .cfg grammar file is read by other commands "
+            "(export-json converts one to JSON)"
+        )
     return "an authors' grammar file is one JSON object with sizes, idx and all"
 
 
@@ -78,7 +85,9 @@ def from_authors_json(data: Any, name: str, file: str = "<json>") -> Grammar:
     rules: list[Rule] = []
     for l in range(len(sizes) - 1):
         names = [f"N{i}" for i in idx[l]]
-        below = [f"N{i}" for i in idx[l + 1]] if l + 2 < len(sizes) else [str(i) for i in idx[l + 1]]
+        below = (
+            [f"N{i}" for i in idx[l + 1]] if l + 2 < len(sizes) else [str(i) for i in idx[l + 1]]
+        )
         nodes = reader.list(levels[l], f"all[{l}]", sizes[l])
         for i, node in enumerate(nodes):
             rules += reader.rules(node, f"all[{l}][{i}]", names[i], below)
@@ -94,9 +103,11 @@ def summarise(g: Grammar, sizes: list[int]) -> str:
     """One line: levels, nonterminals per level, rules per nonterminal, rule lengths."""
     per_nt = [len(g.rules_of(nt)) for nt in g.nonterminals]
     lengths = [len(r.rhs) for r in g.rules]
-    text = (f"{len(sizes) - 1} levels of nonterminals ({','.join(map(str, sizes[:-1]))} per "
-            f"level) over {sizes[-1]} terminals; {_span(per_nt)} rules per nonterminal, "
-            f"of length {_span(lengths)}; {len(g.rules)} rules in all")
+    text = (
+        f"{len(sizes) - 1} levels of nonterminals ({','.join(map(str, sizes[:-1]))} per "
+        f"level) over {sizes[-1]} terminals; {_span(per_nt)} rules per nonterminal, "
+        f"of length {_span(lengths)}; {len(g.rules)} rules in all"
+    )
     levels = g.levels or {}
     unreachable = sum(nt not in levels for nt in g.nonterminals)
     if unreachable:
@@ -144,22 +155,36 @@ class _Reader:
         return value
 
     def sizes(self, obj: dict) -> list[int]:
-        sizes = [self.int(v, f"sizes[{l}]", 1) for l, v in enumerate(self.list(self.key(obj, "sizes"), "sizes"))]
+        sizes = [
+            self.int(v, f"sizes[{l}]", 1)
+            for l, v in enumerate(self.list(self.key(obj, "sizes"), "sizes"))
+        ]
         if len(sizes) < 2:
-            raise self.fail("sizes", "expected at least two levels (the start symbol and the terminals)")
+            raise self.fail(
+                "sizes", "expected at least two levels (the start symbol and the terminals)"
+            )
         if sizes[0] != 1:
-            raise self.fail("sizes[0]", f"level 0 must hold exactly one start symbol, found {sizes[0]}")
+            raise self.fail(
+                "sizes[0]", f"level 0 must hold exactly one start symbol, found {sizes[0]}"
+            )
         if sum(sizes) > 4 * MAX_RULES:
             raise self.fail("sizes", f"{sum(sizes):,} symbols; refusing a grammar this large")
         num_sym = obj.get("num_sym")
         if num_sym is not None and self.int(num_sym, "num_sym", 1) != sizes[-1]:
-            raise self.fail("num_sym", f"{num_sym} terminals, but the last level of sizes has {sizes[-1]}")
+            raise self.fail(
+                "num_sym", f"{num_sym} terminals, but the last level of sizes has {sizes[-1]}"
+            )
         return sizes
 
     def ids(self, obj: dict, sizes: list[int]) -> list[list[int]]:
         idx = self.list(self.key(obj, "idx"), "idx", len(sizes))
-        ids = [[self.int(v, f"idx[{l}][{i}]", 1) for i, v in enumerate(self.list(row, f"idx[{l}]", sizes[l]))]
-               for l, row in enumerate(idx)]
+        ids = [
+            [
+                self.int(v, f"idx[{l}][{i}]", 1)
+                for i, v in enumerate(self.list(row, f"idx[{l}]", sizes[l]))
+            ]
+            for l, row in enumerate(idx)
+        ]
         seen: dict[int, str] = {}
         for l, row in enumerate(ids):
             for i, v in enumerate(row):
@@ -179,8 +204,10 @@ class _Reader:
         seen: set[tuple[str, ...]] = set()
         for k, rule in enumerate(children):
             rpath = f"{path}.children[{k}]"
-            rhs = tuple(below[self.index(j, f"{rpath}[{m}]", len(below))]
-                        for m, j in enumerate(self.list(rule, rpath)))
+            rhs = tuple(
+                below[self.index(j, f"{rpath}[{m}]", len(below))]
+                for m, j in enumerate(self.list(rule, rpath))
+            )
             if not rhs:
                 raise self.fail(rpath, "an empty rule (ε-rules are not supported)")
             if rhs in seen:
@@ -192,16 +219,24 @@ class _Reader:
     def index(self, value: Any, path: str, n: int) -> int:
         j = self.int(value, path, 0)
         if j >= n:
-            raise self.fail(path, f"index {j} is out of range: the level below has {n} symbols "
-                                  f"(indices 0..{n - 1})")
+            raise self.fail(
+                path,
+                f"index {j} is out of range: the level below has {n} symbols (indices 0..{n - 1})",
+            )
         return j
 
 
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
-    names = {bool: "true/false", int: "a number", float: "a number", str: "a string",
-             list: "a list", dict: "an object"}
+    names = {
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+    }
     text = repr(value)
     shown = text if len(text) <= 30 else text[:29] + "…"
     return f"{names.get(type(value), type(value).__name__)} ({shown})"
@@ -235,8 +270,10 @@ def to_authors_json(g: Grammar) -> dict:
         "depth": len(rows) - 1,
         "num_sym": n_terms,
         "vocab_size": n_terms,
-        "deg_min": min(per_nt), "deg_max": max(per_nt),
-        "len_min": min(lengths), "len_max": max(lengths),
+        "deg_min": min(per_nt),
+        "deg_max": max(per_nt),
+        "len_min": min(lengths),
+        "len_max": max(lengths),
         "eos_token": n_terms + 1,
         "mask_token": n_terms + 2,
         "sep_token": n_terms + 3,
@@ -247,8 +284,7 @@ def to_authors_json(g: Grammar) -> dict:
     }
 
 
-def _node(g: Grammar, symbol: str, level: int, ids: dict[str, int],
-          index: dict[str, int]) -> dict:
+def _node(g: Grammar, symbol: str, level: int, ids: dict[str, int], index: dict[str, int]) -> dict:
     children = None
     if not g.is_terminal(symbol):
         children = [[index[s] for s in r.rhs] for r in g.rules_of(symbol)]
@@ -280,11 +316,15 @@ def _export_levels(g: Grammar) -> list[list[str]]:
     rows: list[list[str]] = [[] for _ in range(depth)]
     for nt in g.nonterminals:
         if heights[nt] > depth:
-            raise CfglabError(f"{why}: {nt} sits {heights[nt]} levels above the terminals, "
-                              f"higher than the start symbol {g.start} ({depth})")
+            raise CfglabError(
+                f"{why}: {nt} sits {heights[nt]} levels above the terminals, "
+                f"higher than the start symbol {g.start} ({depth})"
+            )
         if len({r.weight for r in g.rules_of(nt)}) > 1:
-            raise CfglabError(f"{why}: the rules of {nt} have different weights, and that "
-                              "format draws rules uniformly")
+            raise CfglabError(
+                f"{why}: the rules of {nt} have different weights, and that "
+                "format draws rules uniformly"
+            )
         rows[depth - heights[nt]].append(nt)
     return rows
 
@@ -292,7 +332,7 @@ def _export_levels(g: Grammar) -> list[list[str]]:
 def _heights(g: Grammar, why: str) -> dict[str, int]:
     """Levels above the terminals of every nonterminal; CfglabError unless the grammar is
     layered (each nonterminal's right sides all one level down) and acyclic."""
-    heights: dict[str, int] = {t: 0 for t in g.terminals}
+    heights: dict[str, int] = dict.fromkeys(g.terminals, 0)
     pending = {nt: {s for r in g.rules_of(nt) for s in r.rhs} for nt in g.nonterminals}
     for symbols in pending.values():
         missing = [s for s in symbols if s not in pending and s not in heights]
@@ -301,14 +341,18 @@ def _heights(g: Grammar, why: str) -> dict[str, int]:
     while pending:
         ready = [nt for nt, symbols in pending.items() if all(s in heights for s in symbols)]
         if not ready:
-            raise CfglabError(f"{why}: it is recursive ({min(pending)} is on a cycle or below "
-                              "one), and that format describes a layered grammar")
+            raise CfglabError(
+                f"{why}: it is recursive ({min(pending)} is on a cycle or below "
+                "one), and that format describes a layered grammar"
+            )
         for nt in ready:
             below = {heights[s] for s in pending.pop(nt)}
             if len(below) > 1:
-                raise CfglabError(f"{why}: it is not layered: the rules of {nt} mix symbols "
-                                  f"{min(below)} and {max(below)} levels above the terminals, "
-                                  "but every right side must sit on the next level")
+                raise CfglabError(
+                    f"{why}: it is not layered: the rules of {nt} mix symbols "
+                    f"{min(below)} and {max(below)} levels above the terminals, "
+                    "but every right side must sit on the next level"
+                )
             heights[nt] = below.pop() + 1
     return heights
 
@@ -317,10 +361,12 @@ def _export_ids(g: Grammar, levels: list[list[str]]) -> dict[str, int]:
     n_terms = len(g.terminals)
     ids = {t: i + 1 for i, t in enumerate(g.terminals)}
     kept = {nt: int(nt[1:]) for nt in g.nonterminals if re.fullmatch(r"N[1-9]\d{0,8}", nt)}
-    keep = (len(kept) == len(g.nonterminals)
-            and len(set(kept.values())) == len(kept)
-            and min(kept.values(), default=n_terms + _RESERVED_TOKENS + 1) > n_terms + _RESERVED_TOKENS
-            and list(g.terminals) == [str(i + 1) for i in range(n_terms)])
+    keep = (
+        len(kept) == len(g.nonterminals)
+        and len(set(kept.values())) == len(kept)
+        and min(kept.values(), default=n_terms + _RESERVED_TOKENS + 1) > n_terms + _RESERVED_TOKENS
+        and list(g.terminals) == [str(i + 1) for i in range(n_terms)]
+    )
     if keep:
         return {**ids, **kept}
     next_id = n_terms + _RESERVED_TOKENS + 1

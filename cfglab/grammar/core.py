@@ -18,6 +18,20 @@ from functools import cached_property
 import numpy as np
 
 
+@dataclass
+class Tree:
+    """One node of a derivation tree: a nonterminal with children, or a terminal leaf."""
+
+    symbol: str
+    children: list[Tree]
+    rule: int = -1  # index into grammar.rules; -1 for a terminal leaf
+
+    def leaves(self) -> list[str]:
+        if not self.children:
+            return [self.symbol]
+        return [leaf for c in self.children for leaf in c.leaves()]
+
+
 @dataclass(frozen=True)
 class Rule:
     """One production `lhs -> rhs` with a positive weight (normalised per left side)."""
@@ -175,8 +189,9 @@ class Grammar:
     def encode(self, tokens: list[str]) -> np.ndarray:
         """Terminal names → terminal ids (0..T-1); KeyError names the unknown token."""
         ids = self.symbol_ids
-        return np.array([ids[t] if t in self._terminal_set else _unknown(t) for t in tokens],
-                        dtype=np.int32)
+        return np.array(
+            [ids[t] if t in self._terminal_set else _unknown(t) for t in tokens], dtype=np.int32
+        )
 
     def decode(self, ids: np.ndarray | list[int]) -> list[str]:
         return [self.terminals[int(i)] for i in ids]

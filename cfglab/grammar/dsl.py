@@ -27,7 +27,12 @@ from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Token, Tree
-from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.exceptions import (
+    LarkError,
+    UnexpectedCharacters,
+    UnexpectedInput,
+    UnexpectedToken,
+)
 
 from cfglab.errors import CfglabError, LocatedError, Location
 from cfglab.grammar.core import Grammar, Rule
@@ -38,17 +43,24 @@ MAX_TOKENS = 400_000  # symbols, arrows, bars, weights: bounds parsing at a few 
 NAME_RE = re.compile(r"[^\W\d]\w*")  # nonterminal and grammar names (same as dsl.lark's NAME)
 KEYWORDS = ("grammar", "start", "terminals")
 
-SYNTAX_HINT = ('a grammar file has a `grammar NAME` line, a `start S` line, an optional '
-               '`terminals "a" "b"` line, and rules like `S -> A "a" [0.5] | "b"`')
-ESCAPE_HINT = ('inside a terminal write \\" for a quote and \\\\ for a backslash; '
-               '\\n \\t \\r \\xHH \\uHHHH \\UHHHHHHHH are the other escapes')
+SYNTAX_HINT = (
+    "a grammar file has a `grammar NAME` line, a `start S` line, an optional "
+    '`terminals "a" "b"` line, and rules like `S -> A "a" [0.5] | "b"`'
+)
+ESCAPE_HINT = (
+    'inside a terminal write \\" for a quote and \\\\ for a backslash; '
+    "\\n \\t \\r \\xHH \\uHHHH \\UHHHHHHHH are the other escapes"
+)
 
 
 # --- reading -------------------------------------------------------------------------------
 def load_grammar(path: str | Path) -> Grammar:
     """Read and parse a grammar file; every problem is a CfglabError naming the file."""
-    text = read_text_file(path, "grammar file",
-                          empty_hint="it needs a `grammar NAME` line, a `start S` line and rules")
+    text = read_text_file(
+        path,
+        "grammar file",
+        empty_hint="it needs a `grammar NAME` line, a `start S` line and rules",
+    )
     return _parse(text, str(path), source=str(path))
 
 
@@ -72,8 +84,9 @@ def read_text_file(path: str | Path, what: str, empty_hint: str = "") -> str:
     except OSError as err:
         raise CfglabError(f"{p}: cannot read it ({err.strerror or err})") from None
     if len(data) > MAX_BYTES:
-        raise CfglabError(f"{p}: larger than {MAX_BYTES:,} bytes, the limit for a {what}; "
-                          "refusing to read it")
+        raise CfglabError(
+            f"{p}: larger than {MAX_BYTES:,} bytes, the limit for a {what}; refusing to read it"
+        )
     if not data.strip():
         raise CfglabError(f"{p}: the file is empty" + (f"; {empty_hint}" if empty_hint else ""))
     if b"\x00" in data:
@@ -89,25 +102,32 @@ def _not_utf8(p: Path, data: bytes, err: UnicodeDecodeError, what: str) -> Locat
     start = err.start
     line_start = data.rfind(b"\n", 0, start) + 1
     line_end = data.find(b"\n", start)
-    line = data[line_start: len(data) if line_end < 0 else line_end]
+    line = data[line_start : len(data) if line_end < 0 else line_end]
     col = len(data[line_start:start].decode("utf-8", "replace")) + 1
-    where = Location(str(p), data.count(b"\n", 0, start) + 1, col,
-                     _display_line(line.decode("utf-8", "replace")))
-    return LocatedError(f"not UTF-8 text (byte 0x{data[start]:02x})", where,
-                        f"a {what} must be UTF-8 text; is this the right file?")
+    where = Location(
+        str(p), data.count(b"\n", 0, start) + 1, col, _display_line(line.decode("utf-8", "replace"))
+    )
+    return LocatedError(
+        f"not UTF-8 text (byte 0x{data[start]:02x})",
+        where,
+        f"a {what} must be UTF-8 text; is this the right file?",
+    )
 
 
 def _parse(text: str, file: str, source: str | None) -> Grammar:
     if len(text) > MAX_BYTES:
-        raise CfglabError(f"{file}: longer than {MAX_BYTES:,} characters, the limit for a "
-                          "grammar; refusing to parse it")
+        raise CfglabError(
+            f"{file}: longer than {MAX_BYTES:,} characters, the limit for a "
+            "grammar; refusing to parse it"
+        )
     try:
         tree = _parse_tree(text, file)
     except UnexpectedInput as err:
         raise _syntax_error(err, text, file) from None
     except LarkError as err:  # not expected from LALR, but never a traceback
-        raise LocatedError(f"cannot parse this file ({type(err).__name__})",
-                           Location(file, 1, 1), SYNTAX_HINT) from None
+        raise LocatedError(
+            f"cannot parse this file ({type(err).__name__})", Location(file, 1, 1), SYNTAX_HINT
+        ) from None
     return _Builder(text, file).build(tree, source)
 
 
@@ -125,7 +145,8 @@ def _parse_tree(text: str, file: str) -> Tree:
                 raise LocatedError(
                     f"more than {what}; refusing to parse a grammar this large",
                     _location(text, file, last.line, last.column),
-                    "cfglab bounds the work it takes on; split or shrink the grammar")
+                    "cfglab bounds the work it takes on; split or shrink the grammar",
+                )
         return parser.feed_eof(last)
     except UnexpectedToken as err:
         if err.interactive_parser is None:  # so that err.accepts can replay the parser
@@ -179,8 +200,9 @@ class _Builder:
     # --- statements ----------------------------------------------------------------------
     def build(self, tree: Tree, source: str | None) -> Grammar:
         if not tree.children:
-            raise self._located(1, 1, ("no grammar here: the text is empty or only comments",
-                                       SYNTAX_HINT))
+            raise self._located(
+                1, 1, ("no grammar here: the text is empty or only comments", SYNTAX_HINT)
+            )
         for statement in tree.children:
             getattr(self, "_" + statement.data)(statement.children)
         self._check_declarations()
@@ -190,8 +212,14 @@ class _Builder:
         if self.problems:
             raise self._first_problem()
         assert self.name is not None and self.start is not None  # else a problem was recorded
-        return Grammar(self.name.value, self.start.value, terminals, rules,
-                       header=_header(self.text), source=source)
+        return Grammar(
+            self.name.value,
+            self.start.value,
+            terminals,
+            rules,
+            header=_header(self.text),
+            source=source,
+        )
 
     def _note_statement(self, token: Token) -> None:
         if self.first_statement is None:
@@ -201,13 +229,21 @@ class _Builder:
         keyword, name = children
         if self.name is not None:
             first = self.name
-            self.problem(keyword, lambda: (
-                f"a second `grammar` line (the first is on line {first.line})",
-                "a file holds one grammar; remove this line"))
+            self.problem(
+                keyword,
+                lambda: (
+                    f"a second `grammar` line (the first is on line {first.line})",
+                    "a file holds one grammar; remove this line",
+                ),
+            )
         elif self.first_statement is not None:
-            self.problem(keyword, lambda: (
-                "the `grammar NAME` line must come first",
-                "move it above the other lines (only comments may precede it)"))
+            self.problem(
+                keyword,
+                lambda: (
+                    "the `grammar NAME` line must come first",
+                    "move it above the other lines (only comments may precede it)",
+                ),
+            )
         self._note_statement(keyword)
         if self.name is None:
             self.name, self.grammar_keyword = name, keyword
@@ -217,9 +253,13 @@ class _Builder:
         self._note_statement(keyword)
         if self.start is not None:
             first = self.start
-            self.problem(keyword, lambda: (
-                f"a second `start` line (the first is on line {first.line})",
-                "a grammar has one start symbol; remove one of the two lines"))
+            self.problem(
+                keyword,
+                lambda: (
+                    f"a second `start` line (the first is on line {first.line})",
+                    "a grammar has one start symbol; remove one of the two lines",
+                ),
+            )
             return
         self.start = name
 
@@ -228,9 +268,13 @@ class _Builder:
         self._note_statement(keyword)
         if self.terminals_keyword is not None:
             first = self.terminals_keyword
-            self.problem(keyword, lambda: (
-                f"a second `terminals` line (the first is on line {first.line})",
-                "declare all terminals on one `terminals` line, in token order"))
+            self.problem(
+                keyword,
+                lambda: (
+                    f"a second `terminals` line (the first is on line {first.line})",
+                    "declare all terminals on one `terminals` line, in token order",
+                ),
+            )
             return
         self.declared, self.terminals_keyword = [], keyword
         seen: dict[str, Token] = {}
@@ -239,8 +283,13 @@ class _Builder:
             if name is None:
                 continue
             if name in seen:
-                self.problem(tok, lambda tok=tok: (
-                    f"terminal {tok.value} is declared twice", "remove the repeated one"))
+                self.problem(
+                    tok,
+                    lambda tok=tok: (
+                        f"terminal {tok.value} is declared twice",
+                        "remove the repeated one",
+                    ),
+                )
                 continue
             seen[name] = tok
             self.declared.append((name, tok))
@@ -263,19 +312,29 @@ class _Builder:
         at = self.first_statement
         if self.name is None:
             where = at or _end_token(self.text)
-            self.problem(where, lambda: (
-                "missing the `grammar NAME` line",
-                "add a line like `grammar mygrammar` as the first line (after any comments)"))
+            self.problem(
+                where,
+                lambda: (
+                    "missing the `grammar NAME` line",
+                    "add a line like `grammar mygrammar` as the first line (after any comments)",
+                ),
+            )
         if self.start is None:
             where = self.grammar_keyword or at or _end_token(self.text)
             first_lhs = self.alternatives[0].lhs.value if self.alternatives else "S"
-            self.problem(where, lambda: (
-                "missing the `start SYMBOL` line",
-                f"add a line like `start {first_lhs}` after the `grammar` line, naming the "
-                "start nonterminal"))
+            self.problem(
+                where,
+                lambda: (
+                    "missing the `start SYMBOL` line",
+                    f"add a line like `start {first_lhs}` after the `grammar` line, naming the "
+                    "start nonterminal",
+                ),
+            )
         if not self.alternatives:
-            self.problem(_end_token(self.text), lambda: (
-                "the grammar has no rules", 'add rules like `S -> A "a" | "b"`'))
+            self.problem(
+                _end_token(self.text),
+                lambda: ("the grammar has no rules", 'add rules like `S -> A "a" | "b"`'),
+            )
 
     def _terminal(self, tok: Token) -> str | None:
         """A quoted terminal's text (escapes decoded), or None after recording a problem."""
@@ -287,15 +346,21 @@ class _Builder:
             name = _unquote(raw)
         except _BadEscape as bad:
             offset = bad.offset
-            self.problem(tok, lambda: (
-                f"unknown escape {raw[offset:offset + 2]} in a terminal", ESCAPE_HINT),
-                offset=offset)
+            self.problem(
+                tok,
+                lambda: (f"unknown escape {raw[offset : offset + 2]} in a terminal", ESCAPE_HINT),
+                offset=offset,
+            )
         else:
             if not name:
                 name = None
-                self.problem(tok, lambda: (
-                    'an empty terminal ""',
-                    "ε (the empty string) is not supported; remove it from the rule"))
+                self.problem(
+                    tok,
+                    lambda: (
+                        'an empty terminal ""',
+                        "ε (the empty string) is not supported; remove it from the rule",
+                    ),
+                )
         self._terminal_cache[raw] = name
         return name
 
@@ -317,9 +382,13 @@ class _Builder:
                     self._undeclared_terminal(name, tok, list(order))
         for name, tok in {**used, **order}.items():  # a declared one is named where declared
             if name in nonterminals:
-                self.problem(tok, lambda name=name: (
-                    f"terminal {_quote(name)} has the same name as the nonterminal {name}",
-                    "terminals and nonterminals must have different names; rename one"))
+                self.problem(
+                    tok,
+                    lambda name=name: (
+                        f"terminal {_quote(name)} has the same name as the nonterminal {name}",
+                        "terminals and nonterminals must have different names; rename one",
+                    ),
+                )
         return tuple(order)
 
     def _undeclared_terminal(self, name: str, tok: Token, declared: list[str]) -> None:
@@ -328,9 +397,12 @@ class _Builder:
         def explain() -> tuple[str, str]:
             close = difflib.get_close_matches(name, declared, n=1)
             mean = f"did you mean {_quote(close[0])}? " if close else ""
-            return (f"terminal {_quote(name)} is not declared in the `terminals` line "
-                    f"(line {line})", f"{mean}declared terminals fix the token order, so list "
-                    "every terminal there (or drop the `terminals` line)")
+            return (
+                f"terminal {_quote(name)} is not declared in the `terminals` line (line {line})",
+                f"{mean}declared terminals fix the token order, so list "
+                "every terminal there (or drop the `terminals` line)",
+            )
+
         self.problem(tok, explain)
 
     def _rules(self, nonterminals: dict[str, None], terminals: tuple[str, ...]) -> tuple[Rule, ...]:
@@ -348,10 +420,15 @@ class _Builder:
             where = alt.symbols[0]
             if key in seen:
                 first = seen[key]
-                self.problem(where, lambda key=key, first=first: (
-                    f"duplicate rule {_rule_text(*key, terminals)} (the same rule is on line "
-                    f"{first.line})", "remove one of the two; to make a rule more likely, give "
-                    "it a weight like [2]"))
+                self.problem(
+                    where,
+                    lambda key=key, first=first: (
+                        f"duplicate rule {_rule_text(*key, terminals)} (the same rule is on line "
+                        f"{first.line})",
+                        "remove one of the two; to make a rule more likely, give "
+                        "it a weight like [2]",
+                    ),
+                )
                 continue
             seen[key] = where
             rules.append(Rule(alt.lhs.value, rhs, weight))
@@ -359,8 +436,9 @@ class _Builder:
             self._undefined(self.start, nonterminals, terminals, role="start symbol")
         return tuple(rules)
 
-    def _rhs(self, alt: _Alternative, nonterminals: dict[str, None],
-             terminals: tuple[str, ...]) -> tuple[str, ...] | None:
+    def _rhs(
+        self, alt: _Alternative, nonterminals: dict[str, None], terminals: tuple[str, ...]
+    ) -> tuple[str, ...] | None:
         rhs: list[str] = []
         ok = True
         for tok in alt.symbols:
@@ -375,8 +453,9 @@ class _Builder:
             rhs.append(name or "")
         return tuple(rhs) if ok else None
 
-    def _undefined(self, tok: Token, nonterminals: dict[str, None], terminals: tuple[str, ...],
-                   role: str) -> None:
+    def _undefined(
+        self, tok: Token, nonterminals: dict[str, None], terminals: tuple[str, ...], role: str
+    ) -> None:
         name = tok.value
 
         def explain() -> tuple[str, str]:
@@ -388,17 +467,22 @@ class _Builder:
             else:
                 hint = f"add a rule `{name} -> ...`, or use a nonterminal that has rules"
             return f"undefined {role} {name}: no rule has it on its left side", hint
+
         self.problem(tok, explain)
 
     def _empty_alternative(self, alt: _Alternative) -> None:
         where = alt.weight or alt.after
         offset = 0 if alt.weight is not None else len(alt.after.value)
         lhs = alt.lhs.value
-        self.problem(where, lambda: (
-            f"empty right-hand side in a rule for {lhs}: ε-rules are not supported",
-            "remove the empty alternative (an extra `|` or a `->` with nothing after it); if a "
-            "symbol is optional, write one alternative with it and one without"),
-            offset=offset)
+        self.problem(
+            where,
+            lambda: (
+                f"empty right-hand side in a rule for {lhs}: ε-rules are not supported",
+                "remove the empty alternative (an extra `|` or a `->` with nothing after it); if a "
+                "symbol is optional, write one alternative with it and one without",
+            ),
+            offset=offset,
+        )
 
     def _weight(self, tok: Token | None) -> float:
         if tok is None:
@@ -503,7 +587,13 @@ def _escape(ch: str) -> str:
     if ch.isprintable():
         return ch
     code = ord(ch)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
 
 
 # --- syntax errors in words ----------------------------------------------------------------
@@ -526,8 +616,11 @@ def _syntax_error(err: UnexpectedInput, text: str, file: str) -> LocatedError:
     line, col = err.line, err.column
     expected = _expected(err)
     words = _line(text, line).split() if isinstance(line, int) else []
-    if words and words[0] in KEYWORDS and not (isinstance(err, UnexpectedToken)
-                                              and err.token.type == "ARROW"):
+    if (
+        words
+        and words[0] in KEYWORDS
+        and not (isinstance(err, UnexpectedToken) and err.token.type == "ARROW")
+    ):
         expected.discard("ARROW")  # `start -> ...` is legal, but not what this line means
     if isinstance(err, UnexpectedCharacters):
         char = text[err.pos_in_stream] if 0 <= err.pos_in_stream < len(text) else ""
@@ -553,7 +646,7 @@ def _expected(err: UnexpectedInput) -> set[str]:
     if isinstance(err, UnexpectedToken):
         try:
             accepts = err.accepts
-        except Exception:  # noqa: BLE001 (accepts replays the parser; never fail on it)
+        except Exception:
             accepts = None
         return set(accepts or err.expected or ())
     return set(getattr(err, "expected", None) or ())
@@ -564,7 +657,7 @@ def _expected_words(expected: set[str], first_word: list[str] = ()) -> str:
     if list(first_word) == ["grammar"] and "NAME" in expected:
         words.append("a name for the grammar")
         expected = expected - {"NAME"}
-    if _STATEMENT_START <= expected:
+    if expected >= _STATEMENT_START:
         words.append("a rule (`A -> ...`) or a `grammar`, `start` or `terminals` line")
         expected = expected - _STATEMENT_START - {"NAME", "_NL", "$END"}
     order = list(_WORDS)
@@ -582,16 +675,20 @@ def _unexpected_char(char: str, expected: set[str], first_word: list[str]) -> tu
     if char == '"' and "TERMINAL" in expected:
         return "this terminal has no closing quote", "close it on the same line; " + ESCAPE_HINT
     if char == "[" and "WEIGHT" in expected:
-        return ("this weight has no closing bracket",
-                "write a weight as [0.5] at the end of an alternative, on one line")
+        return (
+            "this weight has no closing bracket",
+            "write a weight as [0.5] at the end of an alternative, on one line",
+        )
     message = f"unexpected character {_describe_char(char)}; expected {words}"
     if char and not char.isprintable() and char not in "\t\n\r\f":
         return message, "this does not look like a grammar file (binary or control characters)"
     if char == "'":
         return message, 'terminals are quoted with double quotes, as in "a"'
-    if char in "{[" and _STATEMENT_START <= expected:
-        return message, ("this looks like JSON, not a grammar file; `cfglab import-json` "
-                         "converts the authors' JSON grammars")
+    if char in "{[" and expected >= _STATEMENT_START:
+        return message, (
+            "this looks like JSON, not a grammar file; `cfglab import-json` "
+            "converts the authors' JSON grammars"
+        )
     if char in ("=", ":", "-", ">") or expected == {"ARROW"}:
         return message, 'a rule is written `A -> B C | "a"`'
     if char.isdigit() and list(first_word) == ["grammar"]:
@@ -599,19 +696,21 @@ def _unexpected_char(char: str, expected: set[str], first_word: list[str]) -> tu
     if char.isdigit() and "NAME" in expected:
         return message, ('names start with a letter or "_"; a terminal must be quoted, as in "1"')
     if char == "[":
-        return message, 'a weight goes at the end of an alternative, as in `A -> B C [0.5]`'
+        return message, "a weight goes at the end of an alternative, as in `A -> B C [0.5]`"
     return message, SYNTAX_HINT
 
 
 def _token_hint(token: Token, expected: set[str], line_text: str) -> str:
     first_word = line_text.split()[0] if line_text.split() else ""
-    if token.type == "TERMINAL" and _STATEMENT_START <= expected:
-        return ("a rule's left side must be a nonterminal name; quoted terminals appear only on "
-                "right sides")
+    if token.type == "TERMINAL" and expected >= _STATEMENT_START:
+        return (
+            "a rule's left side must be a nonterminal name; quoted terminals appear only on "
+            "right sides"
+        )
     if token.type == "ARROW" and "BAR" in expected:
         return 'one rule per line: is a line break missing before this "->"?'
     if token.type == "WEIGHT":
-        return 'a weight goes at the end of an alternative, as in `A -> B C [0.5]`'
+        return "a weight goes at the end of an alternative, as in `A -> B C [0.5]`"
     if first_word == "grammar" and token.type != "ARROW":
         return "name the grammar on its first line: `grammar NAME` (a name like cfg3b)"
     if first_word == "start" and token.type != "ARROW":
@@ -663,7 +762,7 @@ def _line(text: str, line: int) -> str:
         if start == 0:
             return ""
     end = text.find("\n", start)
-    return text[start: len(text) if end < 0 else end]
+    return text[start : len(text) if end < 0 else end]
 
 
 def _display_line(line: str) -> str:
@@ -688,8 +787,12 @@ def format_grammar(g: Grammar) -> str:
     """
     _check_writable(g)
     lines = [f"# {h}".rstrip() for text in g.header for h in text.split("\n")]
-    lines += [f"grammar {g.name}", f"start {g.start}",
-              " ".join(["terminals", *(_quote(t) for t in g.terminals)]), ""]
+    lines += [
+        f"grammar {g.name}",
+        f"start {g.start}",
+        " ".join(["terminals", *(_quote(t) for t in g.terminals)]),
+        "",
+    ]
     levels = g.levels if g.is_layered else None
     width = max(map(len, g.nonterminals), default=0)
     width = width if width <= 16 else 0
@@ -727,8 +830,11 @@ def _check_writable(g: Grammar) -> None:
 def _unwritable_reason(g: Grammar) -> str | None:
     """Why the text of `g` would not parse back to `g` (None when it would)."""
     nonterminals = set(g.nonterminals)
-    for what, name in [("grammar name", g.name), ("start symbol", g.start),
-                       *(("nonterminal", nt) for nt in g.nonterminals)]:
+    for what, name in [
+        ("grammar name", g.name),
+        ("start symbol", g.start),
+        *(("nonterminal", nt) for nt in g.nonterminals),
+    ]:
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             return f"the {what} {name!r} is not an identifier"
     if g.start not in nonterminals:
@@ -750,8 +856,9 @@ def _unwritable_reason(g: Grammar) -> str | None:
     return None
 
 
-def _rule_problem(g: Grammar, r: Rule, nonterminals: set[str],
-                  seen: set[tuple[str, tuple[str, ...]]]) -> str | None:
+def _rule_problem(
+    g: Grammar, r: Rule, nonterminals: set[str], seen: set[tuple[str, tuple[str, ...]]]
+) -> str | None:
     if not r.rhs:
         return "an empty right-hand side (ε-rules are not supported)"
     undefined = [s for s in r.rhs if not g.is_terminal(s) and s not in nonterminals]

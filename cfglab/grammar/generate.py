@@ -25,9 +25,14 @@ from collections import Counter
 
 from pydantic import BaseModel, Field, model_validator
 
+from cfglab.analysis.checks import (
+    AMBIGUITY_STRINGS,
+    MAX_RULES,
+    CheckConstraints,
+    CheckReport,
+    check_grammar,
+)
 from cfglab.errors import CfglabError
-from cfglab.grammar.checks import (AMBIGUITY_STRINGS, MAX_RULES, CheckConstraints, CheckReport,
-                                   ambiguity_available, check_grammar)
 from cfglab.grammar.core import Grammar, Rule
 
 RESERVED_IDS = 3  # the authors' ids T+1..T+3: EOS, mask, separator
@@ -47,7 +52,7 @@ class GeneratorKnobs(BaseModel):
     no_repeat_symbol: bool = False  # no symbol twice in one rule [disallow_duplicate_sym]
 
     @model_validator(mode="after")
-    def _consistent(self) -> "GeneratorKnobs":
+    def _consistent(self) -> GeneratorKnobs:
         for name, (lo, hi) in (("rules", self.rules), ("rule_length", self.rule_length)):
             if not 1 <= lo <= hi:
                 raise ValueError(f"{name} range {lo}-{hi} must satisfy 1 <= low <= high")
@@ -71,9 +76,14 @@ class GeneratorKnobs(BaseModel):
     def command_args(self) -> str:
         """The `cfglab new-grammar` options that reproduce these knobs."""
         width = ",".join(map(str, self.width)) if isinstance(self.width, list) else str(self.width)
-        args = [f"--levels {self.levels}", f"--width {width}", f"--rules {_span(self.rules)}",
-                f"--rule-length {_span(self.rule_length)}", f"--terminals {self.terminals}",
-                "--distinct-rules" if self.distinct_rules else "--no-distinct-rules"]
+        args = [
+            f"--levels {self.levels}",
+            f"--width {width}",
+            f"--rules {_span(self.rules)}",
+            f"--rule-length {_span(self.rule_length)}",
+            f"--terminals {self.terminals}",
+            "--distinct-rules" if self.distinct_rules else "--no-distinct-rules",
+        ]
         if self.no_repeat_symbol:
             args.append("--no-repeat-symbol")
         return " ".join(args)
@@ -104,8 +114,9 @@ def generate_grammar(knobs: GeneratorKnobs, seed: int, name: str = "random") -> 
         f"seed: {seed}",
         f"regenerate: cfglab new-grammar {name} {knobs.command_args()} --seed {seed}",
     )
-    return Grammar(name=name, start=names[0][0], terminals=tuple(names[-1]), rules=tuple(rules),
-                   header=header)
+    return Grammar(
+        name=name, start=names[0][0], terminals=tuple(names[-1]), rules=tuple(rules), header=header
+    )
 
 
 def _names(sizes: list[int]) -> list[list[str]]:
@@ -119,36 +130,46 @@ def _names(sizes: list[int]) -> list[list[str]]:
     return names[::-1]
 
 
-def _draw_level(knobs: GeneratorKnobs, width: int, below: int, level: int,
-                rng: random.Random) -> list[list[tuple[int, ...]]]:
+def _draw_level(
+    knobs: GeneratorKnobs, width: int, below: int, level: int, rng: random.Random
+) -> list[list[tuple[int, ...]]]:
     """Right sides (indices into the level below) for each of `width` nonterminals."""
     lengths = _lengths(knobs, below, level)
     capacity = _capacity(below, lengths, knobs.no_repeat_symbol)
     lo, hi = knobs.rules
     if knobs.distinct_rules and capacity < lo:
-        raise CfglabError(f"level {level}: only {capacity} distinct rules exist over {below} "
-                          f"symbols, fewer than the {lo} rules each nonterminal needs")
+        raise CfglabError(
+            f"level {level}: only {capacity} distinct rules exist over {below} "
+            f"symbols, fewer than the {lo} rules each nonterminal needs"
+        )
     hi = min(hi, capacity) if knobs.distinct_rules else hi
     slots = width * hi * lengths[-1]
     if slots < below:
-        raise CfglabError(f"level {level}: its {width} nonterminal(s) have at most {slots} "
-                          f"right-side slots, too few to use all {below} symbols below; raise "
-                          "--rules or --rule-length, or narrow the level below")
+        raise CfglabError(
+            f"level {level}: its {width} nonterminal(s) have at most {slots} "
+            f"right-side slots, too few to use all {below} symbols below; raise "
+            "--rules or --rule-length, or narrow the level below"
+        )
     for _ in range(_LEVEL_DRAWS):
-        bodies = [_draw_rules(knobs, rng.randint(lo, hi), below, lengths, rng)
-                  for _ in range(width)]
+        bodies = [
+            _draw_rules(knobs, rng.randint(lo, hi), below, lengths, rng) for _ in range(width)
+        ]
         if _cover(bodies, below, rng):
             return bodies
-    raise CfglabError(f"level {level}: no draw in {_LEVEL_DRAWS} used every one of the {below} "
-                      "symbols below; raise --rules or --rule-length, or narrow the level below")
+    raise CfglabError(
+        f"level {level}: no draw in {_LEVEL_DRAWS} used every one of the {below} "
+        "symbols below; raise --rules or --rule-length, or narrow the level below"
+    )
 
 
 def _lengths(knobs: GeneratorKnobs, below: int, level: int) -> list[int]:
     lo, hi = knobs.rule_length
     if knobs.no_repeat_symbol:
         if lo > below:
-            raise CfglabError(f"level {level}: --no-repeat-symbol needs rules no longer than the "
-                              f"{below} symbol(s) below, but --rule-length starts at {lo}")
+            raise CfglabError(
+                f"level {level}: --no-repeat-symbol needs rules no longer than the "
+                f"{below} symbol(s) below, but --rule-length starts at {lo}"
+            )
         hi = min(hi, below)  # longer rules cannot avoid repeating a symbol
     return list(range(lo, hi + 1))
 
@@ -166,8 +187,9 @@ def _capacity(below: int, lengths: list[int], no_repeat: bool) -> int:
     return total
 
 
-def _draw_rules(knobs: GeneratorKnobs, n_rules: int, below: int, lengths: list[int],
-                rng: random.Random) -> list[tuple[int, ...]]:
+def _draw_rules(
+    knobs: GeneratorKnobs, n_rules: int, below: int, lengths: list[int], rng: random.Random
+) -> list[tuple[int, ...]]:
     """n_rules right sides for one nonterminal, the authors' way: length, then symbols."""
     bodies: list[tuple[int, ...]] = []
     while len(bodies) < n_rules:
@@ -186,8 +208,12 @@ def _cover(bodies: list[list[tuple[int, ...]]], below: int, rng: random.Random) 
     if sum(len(body) for nt_bodies in bodies for body in nt_bodies) < below:
         return False  # fewer slots than symbols: no re-pointing can use them all
     uses = Counter(s for nt_bodies in bodies for body in nt_bodies for s in body)
-    slots = [(i, j, k) for i, nt_bodies in enumerate(bodies)
-             for j, body in enumerate(nt_bodies) for k in range(len(body))]
+    slots = [
+        (i, j, k)
+        for i, nt_bodies in enumerate(bodies)
+        for j, body in enumerate(nt_bodies)
+        for k in range(len(body))
+    ]
     for symbol in range(below):
         if uses[symbol]:
             continue
@@ -198,12 +224,16 @@ def _cover(bodies: list[list[tuple[int, ...]]], below: int, rng: random.Random) 
         body = bodies[i][j]
         uses[body[k]] -= 1
         uses[symbol] += 1
-        bodies[i][j] = body[:k] + (symbol,) + body[k + 1:]
+        bodies[i][j] = body[:k] + (symbol,) + body[k + 1 :]
     return True
 
 
-def _free_slot(bodies: list[list[tuple[int, ...]]], slots: list[tuple[int, int, int]],
-               uses: Counter, rng: random.Random) -> tuple[int, int, int] | None:
+def _free_slot(
+    bodies: list[list[tuple[int, ...]]],
+    slots: list[tuple[int, int, int]],
+    uses: Counter,
+    rng: random.Random,
+) -> tuple[int, int, int] | None:
     """A random slot whose symbol is also used elsewhere (None when there is none).
 
     Any such slot can take an unused symbol: the new body neither repeats it (no_repeat_symbol
@@ -223,9 +253,15 @@ def _free_slot(bodies: list[list[tuple[int, ...]]], slots: list[tuple[int, int, 
 
 
 # --- generate until the checks pass ------------------------------------------------------------
-def new_grammar(name: str, knobs: GeneratorKnobs, constraints: CheckConstraints | None = None,
-                seed: int = 0, max_tries: int = 100, *, ambiguity_strings: int = 0,
-                ) -> tuple[Grammar, CheckReport, int]:
+def new_grammar(
+    name: str,
+    knobs: GeneratorKnobs,
+    constraints: CheckConstraints | None = None,
+    seed: int = 0,
+    max_tries: int = 100,
+    *,
+    ambiguity_strings: int = 0,
+) -> tuple[Grammar, CheckReport, int]:
     """Try seeds seed, seed+1, … (at most max_tries) until a grammar passes `check`.
 
     Returns (grammar, its check report, the seed that made it). The report is computed with
@@ -234,11 +270,9 @@ def new_grammar(name: str, knobs: GeneratorKnobs, constraints: CheckConstraints 
     constraints = constraints or CheckConstraints()
     if max_tries < 1:
         raise CfglabError("--max-tries must be at least 1")
-    wants_ambiguity = (constraints.require_unambiguous
-                       or constraints.max_ambiguous_fraction is not None)
-    if wants_ambiguity and not ambiguity_available():  # fail now, not after max_tries seeds
-        raise CfglabError("--require-unambiguous / --max-ambiguous-fraction need the ambiguity "
-                          "analysis (cfglab.grammar.ambiguity), which is not installed")
+    wants_ambiguity = (
+        constraints.require_unambiguous or constraints.max_ambiguous_fraction is not None
+    )
     n_strings = ambiguity_strings or (AMBIGUITY_STRINGS if wants_ambiguity else 0)
     failures: Counter = Counter()
     for s in range(seed, seed + max_tries):
@@ -248,6 +282,8 @@ def new_grammar(name: str, knobs: GeneratorKnobs, constraints: CheckConstraints 
             return g, report, s
         failures.update(f.code for f in report.errors + report.violations + report.warnings)
     common = ", ".join(f"{code} ({n})" for code, n in failures.most_common(4))
-    raise CfglabError(f"no seed in {seed}..{seed + max_tries - 1} gave a grammar that passes the "
-                      f"checks; failures by kind: {common}. Relax a constraint, change the knobs, "
-                      "or raise --max-tries")
+    raise CfglabError(
+        f"no seed in {seed}..{seed + max_tries - 1} gave a grammar that passes the "
+        f"checks; failures by kind: {common}. Relax a constraint, change the knobs, "
+        "or raise --max-tries"
+    )

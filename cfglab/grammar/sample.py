@@ -23,25 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from cfglab.errors import CfglabError
-from cfglab.grammar.core import Grammar, GrammarArrays
+from cfglab.grammar.core import Grammar, GrammarArrays, Tree
 
 DEFAULT_MAX_LENGTH = 4096
 DEFAULT_MAX_DEPTH = 64
 _MAX_REDRAW_ROUNDS = 50
-
-
-@dataclass
-class Tree:
-    """One node of a derivation tree: a nonterminal with children, or a terminal leaf."""
-
-    symbol: str
-    children: list["Tree"]
-    rule: int = -1  # index into grammar.rules; -1 for a terminal leaf
-
-    def leaves(self) -> list[str]:
-        if not self.children:
-            return [self.symbol]
-        return [leaf for c in self.children for leaf in c.leaves()]
 
 
 @dataclass
@@ -126,8 +112,9 @@ class _Draw:
     rules: np.ndarray
 
 
-def _choose_rules(a: GrammarArrays, cum: np.ndarray, nts: np.ndarray,
-                  rng: np.random.Generator) -> np.ndarray:
+def _choose_rules(
+    a: GrammarArrays, cum: np.ndarray, nts: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """One rule per nonterminal occurrence, by weight: inverse-CDF within the lhs's rule block."""
     first = a.nt_first_rule[nts - a.n_terminals]
     count = a.nt_n_rules[nts - a.n_terminals]
@@ -147,8 +134,9 @@ def _cumulative_probs(a: GrammarArrays) -> np.ndarray:
     return cum
 
 
-def _draw(a: GrammarArrays, n: int, rng: np.random.Generator, max_length: int,
-          max_depth: int) -> _Draw:
+def _draw(
+    a: GrammarArrays, n: int, rng: np.random.Generator, max_length: int, max_depth: int
+) -> _Draw:
     """Expand n start symbols to terminals; drop derivations that break the bounds."""
     T, R = a.n_terminals, len(a.rule_len)
     cum = _cumulative_probs(a)
@@ -190,7 +178,9 @@ def _draw(a: GrammarArrays, n: int, rng: np.random.Generator, max_length: int,
     return _labels(n, frontier, owner, rounds, alive)
 
 
-def _labels(n: int, tokens: np.ndarray, owner: np.ndarray, rounds: list, alive: np.ndarray) -> _Draw:
+def _labels(
+    n: int, tokens: np.ndarray, owner: np.ndarray, rounds: list, alive: np.ndarray
+) -> _Draw:
     """Trace every token up through the rounds' parent links to label it at each depth."""
     keep = alive[owner]
     idx = np.flatnonzero(keep).astype(np.int32)  # earlier rounds hold nodes of dropped strings
@@ -207,8 +197,9 @@ def _labels(n: int, tokens: np.ndarray, owner: np.ndarray, rounds: list, alive: 
         np.take(rule, idx, out=rules[d])
         np.logical_and(last, ancestors[d] >= 0, out=boundaries[d])
     renumber = np.cumsum(alive) - 1
-    return _Draw(int(alive.sum()), tokens[keep], renumber[owner[keep]], ancestors, boundaries,
-                 rules)
+    return _Draw(
+        int(alive.sum()), tokens[keep], renumber[owner[keep]], ancestors, boundaries, rules
+    )
 
 
 def _assemble(grammar: Grammar, parts: list[_Draw], rejected: int) -> Samples:
@@ -216,8 +207,12 @@ def _assemble(grammar: Grammar, parts: list[_Draw], rejected: int) -> Samples:
 
     def stack(field: str, fill: int | bool) -> np.ndarray:
         blocks = [getattr(p, field) for p in parts]
-        blocks = [np.pad(b, ((0, depth - b.shape[0]), (0, 0)), constant_values=fill)
-                  if b.shape[0] < depth else b for b in blocks]
+        blocks = [
+            np.pad(b, ((0, depth - b.shape[0]), (0, 0)), constant_values=fill)
+            if b.shape[0] < depth
+            else b
+            for b in blocks
+        ]
         return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
 
     counts = np.concatenate([np.bincount(p.string_of, minlength=p.n_strings) for p in parts])

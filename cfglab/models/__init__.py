@@ -1,8 +1,8 @@
 """Models: a GPT whose attention is chosen by position encoding, and an encoder-only masked LM.
 
-    cfg = ModelConfig(vocab_size=8, pe="rot")
-    model = build_model(cfg)          # MODEL_BUILDERS[cfg.pe](cfg)
-    logits, loss = model(idx, targets)
+cfg = ModelConfig(vocab_size=8, pe="rot")
+model = build_model(cfg)          # MODEL_BUILDERS[cfg.pe](cfg)
+logits, loss = model(idx, targets)
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ def describe(cfg: ModelConfig, model: Transformer | None = None) -> str:
     for name, p in model.named_parameters():  # shared tensors (tied head, rel table) once
         counts[_part(name)] += p.numel()
     pe = f"mlm/{PE(cfg.mlm_pe).value}" if cfg.pe == PE.MLM else PE(cfg.pe).value
-    head = f"{pe}: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, context {cfg.context}"
+    head = (
+        f"{pe}: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, context {cfg.context}"
+    )
     lines = [head] + [f"  {part:<24}{n:>12,}" for part, n in counts.items()]
     lines.append(f"  {'total':<24}{sum(counts.values()):>12,}")
     if cfg.tie_weights:
@@ -57,7 +59,22 @@ def describe(cfg: ModelConfig, model: Transformer | None = None) -> str:
 
 
 __all__ = [
-    "ATTENTIONS", "DECODER_PES", "GPT", "IGNORE_INDEX", "KVCache", "LayerCache", "MASK_RATE",
-    "MLM_PES", "MODEL_BUILDERS", "MaskedLM", "ModelConfig", "PE", "Transformer", "build_model",
-    "describe", "mask_tokens", "sample_next", "uniform_width",
+    "ATTENTIONS",
+    "DECODER_PES",
+    "GPT",
+    "IGNORE_INDEX",
+    "MASK_RATE",
+    "MLM_PES",
+    "MODEL_BUILDERS",
+    "PE",
+    "KVCache",
+    "LayerCache",
+    "MaskedLM",
+    "ModelConfig",
+    "Transformer",
+    "build_model",
+    "describe",
+    "mask_tokens",
+    "sample_next",
+    "uniform_width",
 ]

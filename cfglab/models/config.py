@@ -45,7 +45,15 @@ class ModelConfig:
         self.mlm_pe = _as_pe(self.mlm_pe, "mlm_pe", MLM_PES)
         if self.max_rel is None:  # DeBERTa's default span: the whole window, clipped only past it
             self.max_rel = self.context
-        for name in ("vocab_size", "context", "n_layer", "n_head", "n_embd", "max_rel", "mlp_ratio"):
+        for name in (
+            "vocab_size",
+            "context",
+            "n_layer",
+            "n_head",
+            "n_embd",
+            "max_rel",
+            "mlp_ratio",
+        ):
             if getattr(self, name) < 1:
                 raise CfglabError(f"model config: {name} must be >= 1, got {getattr(self, name)}")
         if self.n_embd % self.n_head:

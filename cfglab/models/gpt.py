@@ -124,7 +124,8 @@ class Transformer(nn.Module):
         if targets is None:
             return logits, None
         loss = F.cross_entropy(
-            logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
+            logits.reshape(-1, logits.size(-1)),
+            targets.reshape(-1),
             ignore_index=IGNORE_INDEX,
         )
         return logits, loss

@@ -81,11 +81,18 @@ class SweepDir:
             if not copy.exists():  # on resume, runs continue on the grammar they started with
                 write_atomic(copy, source.read_bytes())
             copies[name] = copy
-        trials = [TrialPlan(t.name, t.coordinates,
-                            {**t.train, "grammar": str(copies[t.coordinates["grammar"]])})
-                  for t in plan.trials]
-        spec = {"source": str(plan.sweep.path), "smoke": plan.sweep.smoke, "name": plan.sweep.name,
-                "spec": plan.spec.model_dump(mode="json")}
+        trials = [
+            TrialPlan(
+                t.name, t.coordinates, {**t.train, "grammar": str(copies[t.coordinates["grammar"]])}
+            )
+            for t in plan.trials
+        ]
+        spec = {
+            "source": str(plan.sweep.path),
+            "smoke": plan.sweep.smoke,
+            "name": plan.sweep.name,
+            "spec": plan.spec.model_dump(mode="json"),
+        }
         write_atomic(self.spec_path, json.dumps(spec, indent=2).encode())
         write_atomic(self.plan_path, json.dumps([asdict(t) for t in trials], indent=2).encode())
         return trials
@@ -113,8 +120,17 @@ class SweepDir:
 
     def log_start(self, name: str, from_step: int) -> None:
         """Append one line per (re)start; O_APPEND keeps concurrent writers' lines whole."""
-        line = json.dumps({"run": name, "from_step": from_step, "pid": os.getpid(),
-                           "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n"
+        line = (
+            json.dumps(
+                {
+                    "run": name,
+                    "from_step": from_step,
+                    "pid": os.getpid(),
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                }
+            )
+            + "\n"
+        )
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.starts_path, "a") as f:
             f.write(line)

@@ -27,8 +27,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, create_model,
-                      field_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 
 from cfglab.errors import CfglabError
 from cfglab.runs import TrainConfig
@@ -36,8 +42,20 @@ from cfglab.runs import TrainConfig
 PE = Literal["abs", "rel", "rot", "pos", "uni", "mlm"]
 
 # TrainConfig fields that the sweep sets itself (axes, model section, resources).
-_SET_BY_SWEEP = {"grammar", "pe", "mlm_pe", "layers", "heads", "dim", "context", "noise_fraction",
-                 "noise_rate", "seed", "threads", "device"}
+_SET_BY_SWEEP = {
+    "grammar",
+    "pe",
+    "mlm_pe",
+    "layers",
+    "heads",
+    "dim",
+    "context",
+    "noise_fraction",
+    "noise_rate",
+    "seed",
+    "threads",
+    "device",
+}
 
 
 class _Strict(BaseModel):
@@ -66,13 +84,17 @@ class ModelSection(_Strict):
     context: int = Field(128, ge=2)
 
     coerce_lists = field_validator("pe", "size", mode="before")(
-        classmethod(lambda cls, v: _listify(v)))
+        classmethod(lambda cls, v: _listify(v))
+    )
 
 
 def _train_section() -> type[BaseModel]:
     """TrainConfig's own fields and checks, minus what the sweep sets: one source of truth."""
-    fields = {name: (info.annotation, info) for name, info in TrainConfig.model_fields.items()
-              if name not in _SET_BY_SWEEP}
+    fields = {
+        name: (info.annotation, info)
+        for name, info in TrainConfig.model_fields.items()
+        if name not in _SET_BY_SWEEP
+    }
     return create_model("TrainSection", __config__=ConfigDict(extra="forbid"), **fields)
 
 
@@ -84,7 +106,8 @@ class NoiseSection(_Strict):
     rates: list[float] = Field(default_factory=lambda: [0.0], min_length=1)
 
     coerce_lists = field_validator("fractions", "rates", mode="before")(
-        classmethod(lambda cls, v: _listify(v)))
+        classmethod(lambda cls, v: _listify(v))
+    )
 
     @field_validator("fractions", "rates")
     @classmethod
@@ -111,8 +134,10 @@ def _check_options(options: dict[str, Any], target: str, reserved: set[str]) -> 
     accepted = accepted_options(target) - reserved
     unknown = sorted(set(options) - accepted)
     if unknown:
-        raise ValueError(f"unknown option(s) {', '.join(unknown)}; "
-                         f"{target} accepts: {', '.join(sorted(accepted))}")
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)}; "
+            f"{target} accepts: {', '.join(sorted(accepted))}"
+        )
     return options
 
 
@@ -124,13 +149,15 @@ class EvaluateSection(_Strict):
     n: int | None = Field(None, ge=1)  # generations per cut (scales the other counts)
     cut: int | None = Field(None, ge=1)  # K of cutK; None: 50, or less for short strings
     temperature: float = Field(1.0, ge=0)
-    sections: list[str] = Field(default_factory=lambda: ["accuracy", "diversity", "kl",
-                                                         "memorisation", "masked"])
+    sections: list[str] = Field(
+        default_factory=lambda: ["accuracy", "diversity", "kl", "memorisation", "masked"]
+    )
     seed: int = 0
     options: dict[str, Any] = Field(default_factory=dict)  # any other EvalOptions field
 
     coerce_lists = field_validator("sections", mode="before")(
-        classmethod(lambda cls, v: _listify(v)))
+        classmethod(lambda cls, v: _listify(v))
+    )
 
     @field_validator("options")
     @classmethod
@@ -151,7 +178,8 @@ class RobustnessSection(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
     coerce_lists = field_validator("rates", "temperatures", mode="before")(
-        classmethod(lambda cls, v: _listify(v)))
+        classmethod(lambda cls, v: _listify(v))
+    )
 
     @field_validator("rates")
     @classmethod
@@ -174,15 +202,14 @@ class RobustnessSection(_Strict):
 
 
 class ProbesSection(_Strict):
-    """Multi-head linear probes beside their controls: cfglab.evaluate.probes."""
+    """Multi-head linear probes beside their controls: cfglab.interpret.probes."""
 
     enabled: bool = False
     layers: list[int] | None = None  # None: every layer (0 = embeddings)
     seed: int = 0
     options: dict[str, Any] = Field(default_factory=dict)  # n_strings, n_test, controls, ...
 
-    coerce_lists = field_validator("layers", mode="before")(
-        classmethod(lambda cls, v: _listify(v)))
+    coerce_lists = field_validator("layers", mode="before")(classmethod(lambda cls, v: _listify(v)))
 
     @field_validator("options")
     @classmethod
@@ -191,7 +218,7 @@ class ProbesSection(_Strict):
 
 
 class AttentionSection(_Strict):
-    """Attention by distance and at NT boundaries: cfglab.evaluate.attention."""
+    """Attention by distance and at NT boundaries: cfglab.interpret.attention."""
 
     enabled: bool = False
     seed: int = 0
@@ -237,7 +264,8 @@ class SweepSpec(_Strict):
     smoke: dict[str, Any] | None = None  # overrides applied by --smoke
 
     coerce_lists = field_validator("grammars", "seeds", mode="before")(
-        classmethod(lambda cls, v: _listify(v)))
+        classmethod(lambda cls, v: _listify(v))
+    )
 
     @field_validator("seeds")
     @classmethod
@@ -248,8 +276,12 @@ class SweepSpec(_Strict):
 
     def task_kinds(self) -> list[str]:
         """The Ray tasks each finished trial gets, in submission order."""
-        sections = {"evaluate": self.evaluate, "robustness": self.robustness,
-                    "probes": self.probes, "attention": self.attention}
+        sections = {
+            "evaluate": self.evaluate,
+            "robustness": self.robustness,
+            "probes": self.probes,
+            "attention": self.attention,
+        }
         return [kind for kind, s in sections.items() if s.enabled]
 
 
@@ -313,8 +345,9 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _validate(data: dict[str, Any], root: yaml.Node, smoke: yaml.Node | None,
-              path: Path) -> SweepSpec:
+def _validate(
+    data: dict[str, Any], root: yaml.Node, smoke: yaml.Node | None, path: Path
+) -> SweepSpec:
     try:
         return SweepSpec(**data)
     except ValidationError as err:
@@ -323,8 +356,9 @@ def _validate(data: dict[str, Any], root: yaml.Node, smoke: yaml.Node | None,
         raise CfglabError(f"{path}: {err}") from None
 
 
-def _format_errors(err: ValidationError, root: yaml.Node, smoke: yaml.Node | None,
-                   path: Path) -> str:
+def _format_errors(
+    err: ValidationError, root: yaml.Node, smoke: yaml.Node | None, path: Path
+) -> str:
     lines = [f"{path}: invalid sweep file" + (" (in its smoke section)" if smoke else "")]
     source = _source_lines(root)
     found = []
@@ -352,8 +386,9 @@ def _smoke_node(root: yaml.Node) -> yaml.Node | None:
     return node if found else None
 
 
-def _locate(loc: tuple[Any, ...], root: yaml.Node, smoke: yaml.Node | None,
-            at_key: bool = False) -> tuple[tuple[str, ...], yaml.Node]:
+def _locate(
+    loc: tuple[Any, ...], root: yaml.Node, smoke: yaml.Node | None, at_key: bool = False
+) -> tuple[tuple[str, ...], yaml.Node]:
     """The YAML node an error location points at: in the smoke overrides if it came from there."""
     if smoke is not None:
         found, node = _descend(smoke, loc, at_key)
@@ -362,8 +397,7 @@ def _locate(loc: tuple[Any, ...], root: yaml.Node, smoke: yaml.Node | None,
     return (), _descend(root, loc, at_key)[1]
 
 
-def _descend(node: yaml.Node, loc: tuple[Any, ...],
-             at_key: bool = False) -> tuple[bool, yaml.Node]:
+def _descend(node: yaml.Node, loc: tuple[Any, ...], at_key: bool = False) -> tuple[bool, yaml.Node]:
     """Follow `loc` down the node tree; (whether all of it matched, the deepest node reached).
     `at_key`: end at the last key rather than its value (an unknown field is shown by name)."""
     for i, part in enumerate(loc):
@@ -419,19 +453,23 @@ class SweepPlan:
 def resolve_grammar(entry: str, sweep_file: Path) -> Path:
     """A grammar entry: a path (cwd, then beside the sweep file, then its parent), or a bare name
     for grammars/NAME.cfg."""
-    candidates = [entry] if ("/" in entry or entry.endswith(".cfg")) else \
-        [f"grammars/{entry}.cfg", entry]
+    candidates = (
+        [entry] if ("/" in entry or entry.endswith(".cfg")) else [f"grammars/{entry}.cfg", entry]
+    )
     bases = [Path.cwd(), sweep_file.parent, sweep_file.parent.parent]
     tried = []
     for cand in candidates:
         p = Path(cand).expanduser()
-        for base in ([Path("/")] if p.is_absolute() else bases):
+        for base in [Path("/")] if p.is_absolute() else bases:
             full = (base / p).resolve()
             tried.append(str(full))
             if full.is_file():
                 return full
-    raise CfglabError(f"{sweep_file}: grammar {entry!r} not found (looked for: "
-                      + ", ".join(dict.fromkeys(tried)) + ")")
+    raise CfglabError(
+        f"{sweep_file}: grammar {entry!r} not found (looked for: "
+        + ", ".join(dict.fromkeys(tried))
+        + ")"
+    )
 
 
 def _noise_tag(fraction: float, rate: float) -> str:
@@ -445,23 +483,47 @@ def expand(sweep: LoadedSweep) -> SweepPlan:
     for entry in spec.grammars:
         p = resolve_grammar(entry, sweep.path)
         if p.stem in grammars and grammars[p.stem] != p:
-            raise CfglabError(f"{sweep.path}: two grammars named {p.stem!r} ({grammars[p.stem]} "
-                              f"and {p}); run names need distinct file names")
+            raise CfglabError(
+                f"{sweep.path}: two grammars named {p.stem!r} ({grammars[p.stem]} "
+                f"and {p}); run names need distinct file names"
+            )
         grammars[p.stem] = p
     sizes = spec.model.size
     trials = []
     for (gname, gpath), size, pe, (frac, rate), seed in itertools.product(
-            grammars.items(), sizes, spec.model.pe, spec.noise.pairs(), spec.seeds):
-        parts = [gname] + ([size.tag] if len(sizes) > 1 else []) + \
-                [pe, _noise_tag(frac, rate), f"s{seed}"]
-        coords = {"grammar": gname, "size": size.tag, "layers": size.layers,
-                  "heads": size.heads, "dim": size.dim, "pe": pe, "noise_fraction": frac,
-                  "noise_rate": rate, "seed": seed}
-        train = {**spec.train.model_dump(), "grammar": str(gpath), "pe": pe,
-                 "mlm_pe": spec.model.mlm_pe, "layers": size.layers, "heads": size.heads,
-                 "dim": size.dim, "context": spec.model.context, "noise_fraction": frac,
-                 "noise_rate": rate, "seed": seed, "threads": spec.resources.threads,
-                 "device": "cuda" if spec.resources.gpu > 0 else "cpu"}
+        grammars.items(), sizes, spec.model.pe, spec.noise.pairs(), spec.seeds
+    ):
+        parts = (
+            [gname]
+            + ([size.tag] if len(sizes) > 1 else [])
+            + [pe, _noise_tag(frac, rate), f"s{seed}"]
+        )
+        coords = {
+            "grammar": gname,
+            "size": size.tag,
+            "layers": size.layers,
+            "heads": size.heads,
+            "dim": size.dim,
+            "pe": pe,
+            "noise_fraction": frac,
+            "noise_rate": rate,
+            "seed": seed,
+        }
+        train = {
+            **spec.train.model_dump(),
+            "grammar": str(gpath),
+            "pe": pe,
+            "mlm_pe": spec.model.mlm_pe,
+            "layers": size.layers,
+            "heads": size.heads,
+            "dim": size.dim,
+            "context": spec.model.context,
+            "noise_fraction": frac,
+            "noise_rate": rate,
+            "seed": seed,
+            "threads": spec.resources.threads,
+            "device": "cuda" if spec.resources.gpu > 0 else "cpu",
+        }
         trials.append(TrialPlan("-".join(parts), coords, train))
     names = [t.name for t in trials]
     if len(set(names)) != len(names):

@@ -2,8 +2,8 @@
 
 The sweep runs them as Ray tasks submitted from the driver; nothing here imports Ray, so every
 task also runs in a plain process (`run_task("probes", RUN_DIR, {...})`). TASKS maps a task kind
-to the function that does the work, named "module:function" and imported in the worker, so a
-missing evaluation module fails only its own tasks.
+to the function that does the work, named "module:function" and imported in the worker only:
+the driver never pays for torch-heavy evaluation modules it does not run.
 """
 
 from __future__ import annotations
@@ -11,16 +11,17 @@ from __future__ import annotations
 import importlib
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cfglab.errors import CfglabError
 
-# kind -> the evaluation it runs (issue 5: evaluate, robustness; issue 6: probes, attention)
+# kind -> the evaluation it runs
 TASKS: dict[str, str] = {
     "evaluate": "cfglab.evaluate.run:evaluate_run",
     "robustness": "cfglab.evaluate.robustness:robustness_report",
-    "probes": "cfglab.evaluate.probes:probe_run",
-    "attention": "cfglab.evaluate.attention:attention_run",
+    "probes": "cfglab.interpret.probes:probe_run",
+    "attention": "cfglab.interpret.attention:attention_run",
 }
 
 
@@ -66,40 +67,74 @@ def _given(section: dict[str, Any], *names: str) -> dict[str, Any]:
     return {k: section[k] for k in names if section.get(k) is not None}
 
 
-def _evaluate(fn: Callable, run_dir: str, section: dict[str, Any], threads: int,
-              device: str) -> dict[str, Any]:
-    options = {**_given(section, "n", "cut", "temperature", "sections", "seed"),
-               **section.get("options", {}), "threads": threads, "device": device}
+def _evaluate(
+    fn: Callable, run_dir: str, section: dict[str, Any], threads: int, device: str
+) -> dict[str, Any]:
+    options = {
+        **_given(section, "n", "cut", "temperature", "sections", "seed"),
+        **section.get("options", {}),
+        "threads": threads,
+        "device": device,
+    }
     return fn(run_dir, options)
 
 
-def _robustness(fn: Callable, run_dir: str, section: dict[str, Any], threads: int,
-                device: str) -> dict[str, Any]:
+def _robustness(
+    fn: Callable, run_dir: str, section: dict[str, Any], threads: int, device: str
+) -> dict[str, Any]:
     """One report per corruption rate, each over the section's temperatures."""
-    args = {**_given(section, "temperatures", "n", "cut", "seed"), **section.get("options", {}),
-            "threads": threads, "device": device}
+    args = {
+        **_given(section, "temperatures", "n", "cut", "seed"),
+        **section.get("options", {}),
+        "threads": threads,
+        "device": device,
+    }
     return {"by_rate": {f"{rate:g}": fn(run_dir, rate=rate, **args) for rate in section["rates"]}}
 
 
-def _probes(fn: Callable, run_dir: str, section: dict[str, Any], threads: int,
-            device: str) -> dict[str, Any]:
-    return fn(run_dir, layers=section.get("layers"), seed=section.get("seed", 0),
-              **section.get("options", {}), threads=threads, device=device, quiet=True)
+def _probes(
+    fn: Callable, run_dir: str, section: dict[str, Any], threads: int, device: str
+) -> dict[str, Any]:
+    return fn(
+        run_dir,
+        layers=section.get("layers"),
+        seed=section.get("seed", 0),
+        **section.get("options", {}),
+        threads=threads,
+        device=device,
+        quiet=True,
+    )
 
 
-def _attention(fn: Callable, run_dir: str, section: dict[str, Any], threads: int,
-               device: str) -> dict[str, Any]:
-    return fn(run_dir, seed=section.get("seed", 0), **section.get("options", {}),
-              threads=threads, device=device, quiet=True)
+def _attention(
+    fn: Callable, run_dir: str, section: dict[str, Any], threads: int, device: str
+) -> dict[str, Any]:
+    return fn(
+        run_dir,
+        seed=section.get("seed", 0),
+        **section.get("options", {}),
+        threads=threads,
+        device=device,
+        quiet=True,
+    )
 
 
 _CALLS: dict[str, Callable[..., dict[str, Any]]] = {
-    "evaluate": _evaluate, "robustness": _robustness, "probes": _probes, "attention": _attention,
+    "evaluate": _evaluate,
+    "robustness": _robustness,
+    "probes": _probes,
+    "attention": _attention,
 }
 
 
-def run_task(kind: str, run_dir: str, section: dict[str, Any], threads: int = 1,
-             device: str = "cpu", target: str | None = None) -> dict[str, Any]:
+def run_task(
+    kind: str,
+    run_dir: str,
+    section: dict[str, Any],
+    threads: int = 1,
+    device: str = "cpu",
+    target: str | None = None,
+) -> dict[str, Any]:
     """Run one evaluation of one run: {"kind", "seconds", "result"}. `target` overrides TASKS."""
     import torch
 

@@ -55,13 +55,13 @@ def train_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     name = config["run"]
     sweep = SweepDir(Path(context["sweep_dir"]))
     trial = context["trials"][name]
-    _ensure_grammar(Path(trial["train"]["grammar"]), context["grammar_texts"][
-        trial["coordinates"]["grammar"]])
+    _ensure_grammar(
+        Path(trial["train"]["grammar"]), context["grammar_texts"][trial["coordinates"]["grammar"]]
+    )
     run_dir = sweep.run(name)
     resume, from_step = prepare_run_dir(run_dir, tune.get_checkpoint())
     sweep.log_start(name, from_step)
-    reporter = Reporter(run_dir, context.get("crash_at_step"),
-                        sweep.path / CRASH_MARKERS / name)
+    reporter = Reporter(run_dir, context.get("crash_at_step"), sweep.path / CRASH_MARKERS / name)
     train(TrainConfig(**trial["train"]), run_dir, resume=resume, quiet=True, callback=reporter)
 
 
@@ -109,8 +109,9 @@ def restore_from(source: Path, run: RunDir) -> None:
 class Reporter:
     """train()'s callback: every event to Tune, checkpoints with their run files."""
 
-    def __init__(self, run_dir: Path, crash_at_step: int | None = None,
-                 crash_marker: Path | None = None) -> None:
+    def __init__(
+        self, run_dir: Path, crash_at_step: int | None = None, crash_marker: Path | None = None
+    ) -> None:
         self.run_dir = run_dir
         self.crash_at_step = crash_at_step
         self.crash_marker = crash_marker or run_dir.parent / f".{run_dir.name}.crashed"
@@ -138,7 +139,8 @@ class Reporter:
             if f.exists():
                 _link_or_copy(f, staging / "checkpoints" / f.name)
         (staging / "cfglab_checkpoint.json").write_text(
-            json.dumps({"step": _step_of(checkpoint), "run_dir": str(self.run_dir)}))
+            json.dumps({"step": _step_of(checkpoint), "run_dir": str(self.run_dir)})
+        )
 
     def _maybe_crash(self, step: int) -> None:
         marker = self.crash_marker  # outside the run directory: a fresh restart may delete that

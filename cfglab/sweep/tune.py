@@ -19,10 +19,11 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from pydantic import ValidationError
 from ray import tune
@@ -60,8 +61,10 @@ def sweep_dir_for(loaded: LoadedSweep) -> Path:
     """STORAGE/NAME, absolute (Tune runs trials in other working directories)."""
     storage = loaded.spec.storage
     if "://" in storage:
-        raise CfglabError(f"{loaded.path}: storage {storage!r}: give a filesystem path that every "
-                          "node sees (a shared mount; for an object store, mount the bucket)")
+        raise CfglabError(
+            f"{loaded.path}: storage {storage!r}: give a filesystem path that every "
+            "node sees (a shared mount; for an object store, mount the bucket)"
+        )
     return (Path(storage).expanduser().resolve()) / loaded.name
 
 
@@ -94,8 +97,12 @@ def _free_port(preferred: int) -> int:
 
 
 @contextmanager
-def ray_runtime(address: str | None = None, dashboard: bool = True, verbose: bool = False,
-                num_cpus: int | None = None) -> Iterator[dict[str, Any]]:
+def ray_runtime(
+    address: str | None = None,
+    dashboard: bool = True,
+    verbose: bool = False,
+    num_cpus: int | None = None,
+) -> Iterator[dict[str, Any]]:
     """Connect to Ray: the one this process already has, the cluster at `address` (or
     RAY_ADDRESS), or a fresh local instance. Yields {"address", "dashboard_url", "local"}."""
     import ray
@@ -104,20 +111,32 @@ def ray_runtime(address: str | None = None, dashboard: bool = True, verbose: boo
         yield {"address": None, "dashboard_url": None, "local": False}
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    common = {"logging_level": logging.INFO if verbose else logging.WARNING,
-              "log_to_driver": verbose, "configure_logging": True}
+    common = {
+        "logging_level": logging.INFO if verbose else logging.WARNING,
+        "log_to_driver": verbose,
+        "configure_logging": True,
+    }
     if address:
         ctx = ray.init(address=address, **common)
     else:
         # A laptop run: token authentication off (Ray 2.60 turns it on by default), and never
         # join a cluster found by accident (address="local" starts our own).
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ctx = ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
-                       dashboard_host="127.0.0.1", dashboard_port=_free_port(8265), **common)
+        ctx = ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=dashboard,
+            dashboard_host="127.0.0.1",
+            dashboard_port=_free_port(8265),
+            **common,
+        )
     url = getattr(ctx, "dashboard_url", None) or None
     try:
-        yield {"address": address, "dashboard_url": f"http://{url}" if url else None,
-               "local": not address}
+        yield {
+            "address": address,
+            "dashboard_url": f"http://{url}" if url else None,
+            "local": not address,
+        }
     finally:
         ray.shutdown()
 
@@ -126,15 +145,21 @@ def ray_runtime(address: str | None = None, dashboard: bool = True, verbose: boo
 
 # The live TaskPool of each sweep this process drives. Tune pickles its callbacks into the
 # experiment state and hands back copies on restore, so the callback finds the pool by key.
-_POOLS: dict[str, "TaskPool"] = {}
+_POOLS: dict[str, TaskPool] = {}
 
 
 class TaskPool:
     """Evaluations of finished trials: submitted as Ray tasks, persisted as they land."""
 
-    def __init__(self, sweep: SweepDir, trials: list[TrialPlan],
-                 sections: dict[str, dict[str, Any]], cpu: float, gpu: float,
-                 threads: int) -> None:
+    def __init__(
+        self,
+        sweep: SweepDir,
+        trials: list[TrialPlan],
+        sections: dict[str, dict[str, Any]],
+        cpu: float,
+        gpu: float,
+        threads: int,
+    ) -> None:
         self.sweep, self.sections = sweep, sections
         self.train = {t.name: t.train for t in trials}
         self.cpu, self.gpu, self.threads = cpu, gpu, threads
@@ -144,19 +169,30 @@ class TaskPool:
 
     def missing(self, name: str) -> list[str]:
         busy = {kind for run, kind in self.in_flight.values() if run == name}
-        return [k for k in self.sections if applies(k, self.train[name])
-                and k not in busy and self.sweep.read_result(name, k) is None]
+        return [
+            k
+            for k in self.sections
+            if applies(k, self.train[name])
+            and k not in busy
+            and self.sweep.read_result(name, k) is None
+        ]
 
     def submit(self, name: str) -> int:
         import ray
 
         remote = ray.remote(run_task).options(
-            num_cpus=self.cpu, num_gpus=self.gpu, max_retries=1, name=f"{name}:eval")
+            num_cpus=self.cpu, num_gpus=self.gpu, max_retries=1, name=f"{name}:eval"
+        )
         kinds = self.missing(name)
         for kind in kinds:
             self.errors.pop(f"{name}/{kind}", None)
-            ref = remote.remote(kind, str(self.sweep.run(name)), self.sections[kind],
-                                self.threads, "cuda" if self.gpu > 0 else "cpu")
+            ref = remote.remote(
+                kind,
+                str(self.sweep.run(name)),
+                self.sections[kind],
+                self.threads,
+                "cuda" if self.gpu > 0 else "cpu",
+            )
             self.in_flight[ref] = (name, kind)
         return len(kinds)
 
@@ -166,8 +202,7 @@ class TaskPool:
 
         if not self.in_flight:
             return 0
-        ready, _ = ray.wait(list(self.in_flight), num_returns=len(self.in_flight),
-                            timeout=timeout)
+        ready, _ = ray.wait(list(self.in_flight), num_returns=len(self.in_flight), timeout=timeout)
         for ref in ready:
             name, kind = self.in_flight.pop(ref)
             try:
@@ -217,41 +252,51 @@ def _trial_name(trial: Any) -> str:
 
 
 def _context(sweep: SweepDir, trials: list[TrialPlan]) -> dict[str, Any]:
-    return {"sweep_dir": str(sweep.path),
-            "trials": {t.name: {"name": t.name, "coordinates": t.coordinates, "train": t.train}
-                       for t in trials},
-            # the sweep's own copies: what the runs started on, even if a source file changed
-            "grammar_texts": {t.coordinates["grammar"]: Path(t.train["grammar"]).read_text()
-                              for t in trials},
-            "crash_at_step": crash_step_from_env()}
+    return {
+        "sweep_dir": str(sweep.path),
+        "trials": {
+            t.name: {"name": t.name, "coordinates": t.coordinates, "train": t.train} for t in trials
+        },
+        # the sweep's own copies: what the runs started on, even if a source file changed
+        "grammar_texts": {
+            t.coordinates["grammar"]: Path(t.train["grammar"]).read_text() for t in trials
+        },
+        "crash_at_step": crash_step_from_env(),
+    }
 
 
 def _trainable(sweep: SweepDir, plan: SweepPlan, trials: list[TrialPlan]):
     r = plan.spec.resources
     return tune.with_resources(
         tune.with_parameters(train_trial, context=_context(sweep, trials)),
-        {"cpu": r.cpu, "gpu": r.gpu})
+        {"cpu": r.cpu, "gpu": r.gpu},
+    )
 
 
-def _tuner(sweep: SweepDir, plan: SweepPlan, trials: list[TrialPlan], restore: bool,
-           verbose: bool):
+def _tuner(sweep: SweepDir, plan: SweepPlan, trials: list[TrialPlan], restore: bool, verbose: bool):
     trainable = _trainable(sweep, plan, trials)
     if restore:
-        return tune.Tuner.restore(str(sweep.tune_dir), trainable=trainable,
-                                  resume_unfinished=True, resume_errored=True)
+        return tune.Tuner.restore(
+            str(sweep.tune_dir), trainable=trainable, resume_unfinished=True, resume_errored=True
+        )
     spec = plan.spec
     return tune.Tuner(
         trainable,
         param_space={"run": tune.grid_search([t.name for t in trials])},
-        tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent,
-                                    trial_name_creator=_trial_name,
-                                    trial_dirname_creator=_trial_name),
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=spec.max_concurrent,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
+        ),
         run_config=tune.RunConfig(
-            name=TUNE_NAME, storage_path=str(sweep.path),
+            name=TUNE_NAME,
+            storage_path=str(sweep.path),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             callbacks=[TaskCallback(str(sweep.path))],
-            verbose=2 if verbose else 1, log_to_file=True),
+            verbose=2 if verbose else 1,
+            log_to_file=True,
+        ),
     )
 
 
@@ -259,6 +304,7 @@ def _check_same_plan(sweep: SweepDir, trials: list[TrialPlan]) -> None:
     """--resume continues the grid it started (threads and device may change, as in train).
     Both sides go through TrainConfig first: a field added to cfglab since the sweep started
     compares at its default, as the trials' own run directories do when they resume."""
+
     def key(t: TrialPlan) -> dict[str, Any]:
         try:
             train = TrainConfig(**t.train).model_dump()
@@ -273,17 +319,21 @@ def _check_same_plan(sweep: SweepDir, trials: list[TrialPlan]) -> None:
         raise CfglabError(
             f"{sweep.path}: the sweep file changed since this sweep started (differs at: "
             f"{', '.join(changed[:5])}); --resume continues the same grid: give a new `name` "
-            "for a new sweep")
+            "for a new sweep"
+        )
 
 
-def prepare(loaded: LoadedSweep, resume: bool, say: Say) -> tuple[SweepDir, SweepPlan,
-                                                                   list[TrialPlan], bool]:
+def prepare(
+    loaded: LoadedSweep, resume: bool, say: Say
+) -> tuple[SweepDir, SweepPlan, list[TrialPlan], bool]:
     """Lay out the sweep directory; (dir, plan, trials, restore Tune's state?)."""
     plan = expand(loaded)
     sweep = SweepDir(sweep_dir_for(loaded))
     if sweep.exists() and not resume:
-        raise CfglabError(f"{sweep.path} already holds sweep {loaded.name!r}: add --resume to "
-                          "continue it, or change `name`/`storage` for a new sweep")
+        raise CfglabError(
+            f"{sweep.path} already holds sweep {loaded.name!r}: add --resume to "
+            "continue it, or change `name`/`storage` for a new sweep"
+        )
     if sweep.exists():
         _check_same_plan(sweep, plan.trials)
     elif resume:
@@ -295,9 +345,16 @@ def prepare(loaded: LoadedSweep, resume: bool, say: Say) -> tuple[SweepDir, Swee
     return sweep, plan, trials, restore
 
 
-def run_sweep(loaded: LoadedSweep, *, address: str | None = None, resume: bool = False,
-              dashboard: bool = True, verbose: bool = False, say: Say = print,
-              progress: Callable[[int], Any] | None = None) -> SweepOutcome:
+def run_sweep(
+    loaded: LoadedSweep,
+    *,
+    address: str | None = None,
+    resume: bool = False,
+    dashboard: bool = True,
+    verbose: bool = False,
+    say: Say = print,
+    progress: Callable[[int], Any] | None = None,
+) -> SweepOutcome:
     """Run (or continue) a whole sweep; returns each trial's status and any task errors.
 
     `progress(total)` may return a function advance(n) used while waiting for evaluations."""
@@ -310,15 +367,20 @@ def run_sweep(loaded: LoadedSweep, *, address: str | None = None, resume: bool =
     sweep, plan, trials, restore = prepare(loaded, resume, say)
     spec = plan.spec
     sections = {k: getattr(spec, k).model_dump(mode="json") for k in spec.task_kinds()}
-    say(f"{loaded.name}: {len(trials)} trials"
-        f"{' (resumed)' if restore else ''} → {sweep.path}")
+    say(f"{loaded.name}: {len(trials)} trials{' (resumed)' if restore else ''} → {sweep.path}")
     with ray_runtime(address, dashboard, verbose) as ray_info:
         if ray_info["dashboard_url"]:
             say(f"Ray dashboard: {ray_info['dashboard_url']}")
         elif ray_info["address"]:
             say(f"joined the Ray cluster at {ray_info['address']}")
-        pool = TaskPool(sweep, trials, sections, spec.resources.task_cpu,
-                        spec.resources.task_gpu, spec.resources.task_threads)
+        pool = TaskPool(
+            sweep,
+            trials,
+            sections,
+            spec.resources.task_cpu,
+            spec.resources.task_gpu,
+            spec.resources.task_threads,
+        )
         _POOLS[str(sweep.path)] = pool
         try:
             outcome = _fit_and_gather(sweep, plan, trials, restore, verbose, pool, progress)
@@ -344,9 +406,15 @@ def _statuses(pool: TaskPool, results: Any, trials: list[TrialPlan]) -> dict[str
     return {t.name: seen.get(t.name, "PENDING") for t in trials}
 
 
-def _fit_and_gather(sweep: SweepDir, plan: SweepPlan, trials: list[TrialPlan], restore: bool,
-                    verbose: bool, pool: TaskPool,
-                    progress: Callable[[int], Any] | None) -> SweepOutcome:
+def _fit_and_gather(
+    sweep: SweepDir,
+    plan: SweepPlan,
+    trials: list[TrialPlan],
+    restore: bool,
+    verbose: bool,
+    pool: TaskPool,
+    progress: Callable[[int], Any] | None,
+) -> SweepOutcome:
     results = None
     try:
         results = _tuner(sweep, plan, trials, restore, verbose).fit()

@@ -128,8 +128,9 @@ def make_probe_data(samples: Any, n_train: int) -> ProbeData:
             ends.append(end)
     if not targets:
         raise CfglabError("probe: the grammar's trees give no target with two or more labels")
-    return ProbeData(samples.tokens, samples.offsets, n_train, targets, np.stack(labels),
-                     np.stack(ends))
+    return ProbeData(
+        samples.tokens, samples.offsets, n_train, targets, np.stack(labels), np.stack(ends)
+    )
 
 
 def _class_indices(raw: np.ndarray, split: int) -> tuple[np.ndarray, int]:
@@ -194,13 +195,15 @@ def majority_scores(data: ProbeData, labels: np.ndarray | None = None) -> ProbeS
 class MultiHeadProbe(nn.Module):
     """The paper's probe for several targets at once, each with its own P and f (disjoint)."""
 
-    def __init__(self, dim: int, classes: Sequence[int], heads: int, pos_dim: int, max_len: int,
-                 causal: bool) -> None:
+    def __init__(
+        self, dim: int, classes: Sequence[int], heads: int, pos_dim: int, max_len: int, causal: bool
+    ) -> None:
         super().__init__()
         self.classes, self.heads, self.causal = list(classes), heads, causal
         self.f = nn.Linear(dim, heads * sum(self.classes))  # f_r for every target and head
-        self.pos = nn.Parameter(torch.randn(len(self.classes), heads, max_len, pos_dim)
-                                * POS_INIT_STD)  # (G, H, max_len, d')
+        self.pos = nn.Parameter(
+            torch.randn(len(self.classes), heads, max_len, pos_dim) * POS_INIT_STD
+        )  # (G, H, max_len, d')
 
     def forward(self, x: Tensor, mask: Tensor) -> list[Tensor]:
         """x (B, T, C), mask (B, T) real positions -> one (B, T, K_g) logit tensor per target."""
@@ -278,21 +281,25 @@ def fit_probes(
     train = _batches(data.offsets, range(data.n_train), settings.batch)
     test = _batches(data.offsets, range(data.n_train, n), settings.batch)
     max_len = int(np.diff(data.offsets).max())
-    probe = MultiHeadProbe(x_all.size(1), data.classes, settings.heads, settings.pos_dim,
-                           max_len, causal)
+    probe = MultiHeadProbe(
+        x_all.size(1), data.classes, settings.heads, settings.pos_dim, max_len, causal
+    )
     diag_classes = [data.classes[g] for g in diagonal]
     diag = nn.Linear(x_all.size(1), max(sum(diag_classes), 1))
     params = list(probe.parameters()) + list(diag.parameters())
     opt = torch.optim.Adam(params, lr=settings.lr)
     epochs = max(settings.epochs, math.ceil(settings.min_steps / len(train.idx)))
     total = epochs * len(train.idx)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total))
+    )
     gen = torch.Generator().manual_seed(settings.seed)
     for _ in range(epochs):
         for b in torch.randperm(len(train.idx), generator=gen).tolist():
             x, y, end, mask = _gather(x_all, labels_t, ends_t, train.idx[b], train.mask[b])
-            loss = _loss(probe(x, mask), y) + _loss(_split(diag(x), diag_classes),
-                                                     _only_ends(y, end, diagonal))
+            loss = _loss(probe(x, mask), y) + _loss(
+                _split(diag(x), diag_classes), _only_ends(y, end, diagonal)
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -335,9 +342,16 @@ def _loss(outs: list[Tensor], y: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def _score(probe: MultiHeadProbe, diag: nn.Linear, diagonal: Sequence[int],
-           diag_classes: list[int], x_all: Tensor, labels: Tensor, ends: Tensor,
-           test: _Batches) -> ProbeScores:
+def _score(
+    probe: MultiHeadProbe,
+    diag: nn.Linear,
+    diagonal: Sequence[int],
+    diag_classes: list[int],
+    x_all: Tensor,
+    labels: Tensor,
+    ends: Tensor,
+    test: _Batches,
+) -> ProbeScores:
     G = len(probe.classes)
     hits = np.zeros((3, G))
     counts = np.zeros((3, G))
@@ -362,8 +376,15 @@ def _score(probe: MultiHeadProbe, diag: nn.Linear, diagonal: Sequence[int],
 
 
 @torch.no_grad()
-def model_features(model: nn.Module, tokens: np.ndarray, offsets: np.ndarray, n_terminals: int,
-                   layer: int | None, batch: int = 32, device: str = "cpu") -> Tensor:
+def model_features(
+    model: nn.Module,
+    tokens: np.ndarray,
+    offsets: np.ndarray,
+    n_terminals: int,
+    layer: int | None,
+    batch: int = 32,
+    device: str = "cpu",
+) -> Tensor:
     """(total, C) hidden states of `layer` at each string token, fed as [BOS] x [EOS].
 
     layer 0 is the embedding output, layer l the residual stream after block l; None gives the
@@ -384,8 +405,11 @@ def model_features(model: nn.Module, tokens: np.ndarray, offsets: np.ndarray, n_
         valid = pos < lengths[group][:, None]
         idx[:, 1 : T + 1][valid] = tokens[(offsets[group][:, None] + pos)[valid]]
         x = torch.from_numpy(idx).to(device)
-        h = model.forward_hidden(x)[layer] if layer is not None else \
-            F.log_softmax(model(x)[0].float(), dim=-1)
+        h = (
+            model.forward_hidden(x)[layer]
+            if layer is not None
+            else F.log_softmax(model(x)[0].float(), dim=-1)
+        )
         h = h[:, 1 : T + 1].float().cpu()
         if out is None:
             out = torch.empty(len(tokens), h.size(-1))
@@ -442,9 +466,14 @@ def _concat(parts: list[tuple[Any, np.ndarray]]) -> Any:
             bnd.append(np.pad(s.boundaries[:, lo:hi], pad, constant_values=False))
             rules.append(np.pad(s.rules[:, lo:hi], pad, constant_values=-1))
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    return Samples(parts[0][0].grammar, np.concatenate(tokens), offsets,
-                   np.concatenate(anc, axis=1), np.concatenate(bnd, axis=1),
-                   np.concatenate(rules, axis=1))
+    return Samples(
+        parts[0][0].grammar,
+        np.concatenate(tokens),
+        offsets,
+        np.concatenate(anc, axis=1),
+        np.concatenate(bnd, axis=1),
+        np.concatenate(rules, axis=1),
+    )
 
 
 # --- one run -----------------------------------------------------------------------------------
@@ -474,8 +503,9 @@ def probe_run(
 
     if threads > 0:
         torch.set_num_threads(threads)
-    cfg = ProbeSettings(**{**(settings or {}), "n_train": n_strings, "n_test": n_test,
-                           "seed": seed})
+    cfg = ProbeSettings(
+        **{**(settings or {}), "n_train": n_strings, "n_test": n_test, "seed": seed}
+    )
     started = time.perf_counter()
     loaded = load_run(run_dir, step=step, device=device)
     model, grammar, config = loaded.model, loaded.grammar, loaded.config
@@ -498,8 +528,10 @@ def probe_run(
     result = _header(loaded, cfg, data, layers, dropped, causal)
     per_layer = []
     with work_progress("probe", total, quiet) as advance:
-        def fit(features: Tensor, labels: np.ndarray | None = None,
-                diag: Sequence[int] = ancestors) -> ProbeScores:
+
+        def fit(
+            features: Tensor, labels: np.ndarray | None = None, diag: Sequence[int] = ancestors
+        ) -> ProbeScores:
             return fit_probes(features, data, cfg, causal, labels, diag, advance)
 
         for layer in layers:
@@ -509,8 +541,7 @@ def probe_run(
             if controls:
                 ctrl = _by_metric(data, fit(feats, control, ()))
                 result["control"][str(layer)] = _pick(ctrl, ("ancestor", "boundary"))
-                result["selectivity"][str(layer)] = _difference(result["trained"][str(layer)],
-                                                                ctrl)
+                result["selectivity"][str(layer)] = _difference(result["trained"][str(layer)], ctrl)
                 rfeats = model_features(rand, data.tokens, data.offsets, T, layer, device=device)
                 result["untrained"][str(layer)] = _by_metric(data, fit(rfeats))
             per_layer.append(round(time.perf_counter() - t0, 2))
@@ -518,14 +549,17 @@ def probe_run(
             logp = model_features(model, data.tokens, data.offsets, T, None, device=device)
             result["output_only"] = _by_metric(data, fit(logp))
     result["majority"] = _by_metric(data, majority_scores(data))
-    result["seconds"] = {"total": round(time.perf_counter() - started, 2),
-                         "per_layer": dict(zip(map(str, layers), per_layer))}
+    result["seconds"] = {
+        "total": round(time.perf_counter() - started, 2),
+        "per_layer": dict(zip(map(str, layers), per_layer)),
+    }
     _write(Path(run_dir), result, plots)
     return result
 
 
-def _header(loaded: Any, cfg: ProbeSettings, data: ProbeData, layers: list[int], dropped: int,
-            causal: bool) -> dict[str, Any]:
+def _header(
+    loaded: Any, cfg: ProbeSettings, data: ProbeData, layers: list[int], dropped: int, causal: bool
+) -> dict[str, Any]:
     lengths = np.diff(data.offsets)
     levels: dict[str, list[int]] = {"ancestor": [], "boundary": []}
     classes: dict[str, dict[str, int]] = {"ancestor": {}, "boundary": {}}
@@ -533,15 +567,27 @@ def _header(loaded: Any, cfg: ProbeSettings, data: ProbeData, layers: list[int],
         levels[t.kind].append(t.level)
         classes[t.kind][str(t.level)] = t.classes
     return {
-        "run": str(Path(loaded.run.path).resolve()), "step": loaded.step,
-        "pe": loaded.config.pe, "bidirectional": not causal,
+        "run": str(Path(loaded.run.path).resolve()),
+        "step": loaded.step,
+        "pe": loaded.config.pe,
+        "bidirectional": not causal,
         "settings": asdict(cfg),
         "control_task": f"random labels per {cfg.control_ngram}-gram type ending at the token "
-                        "(Hewitt & Liang), drawn from each target's label distribution",
-        "strings": {"train": cfg.n_train, "test": cfg.n_test, "dropped_too_long": dropped,
-                    "mean_length": round(float(lengths.mean()), 1)},
-        "layers": layers, "levels": levels, "classes": classes,
-        "trained": {}, "untrained": {}, "control": {}, "selectivity": {}, "output_only": None,
+        "(Hewitt & Liang), drawn from each target's label distribution",
+        "strings": {
+            "train": cfg.n_train,
+            "test": cfg.n_test,
+            "dropped_too_long": dropped,
+            "mean_length": round(float(lengths.mean()), 1),
+        },
+        "layers": layers,
+        "levels": levels,
+        "classes": classes,
+        "trained": {},
+        "untrained": {},
+        "control": {},
+        "selectivity": {},
+        "output_only": None,
         "majority": None,
     }
 
@@ -567,11 +613,16 @@ def _pick(d: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
     return {k: d[k] for k in keys}
 
 
-def _difference(real: dict[str, dict[str, float | None]],
-                control: dict[str, dict[str, float | None]]) -> dict[str, dict[str, float | None]]:
-    return {m: {lv: None if a is None or control[m].get(lv) is None
-                else round(a - control[m][lv], 4) for lv, a in real[m].items()}
-            for m in ("ancestor", "boundary")}
+def _difference(
+    real: dict[str, dict[str, float | None]], control: dict[str, dict[str, float | None]]
+) -> dict[str, dict[str, float | None]]:
+    return {
+        m: {
+            lv: None if a is None or control[m].get(lv) is None else round(a - control[m][lv], 4)
+            for lv, a in real[m].items()
+        }
+        for m in ("ancestor", "boundary")
+    }
 
 
 def _write(run_dir: Path, result: dict[str, Any], plots: bool) -> None:
@@ -581,7 +632,7 @@ def _write(run_dir: Path, result: dict[str, Any], plots: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "probe.json", json.dumps(result, indent=1).encode())
     if plots:
-        from cfglab.evaluate.plots import plot_probe
+        from cfglab.interpret.plots import plot_probe
 
         result["plots"] = [str(plot_probe(result, out / "probe.png"))]
         write_atomic(out / "probe.json", json.dumps(result, indent=1).encode())

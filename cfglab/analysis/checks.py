@@ -14,17 +14,15 @@ E = M E + c one strongly connected component at a time (M: the mean matrix, how 
 each nonterminal a rule produces on average). A component whose mean matrix has spectral radius
 ≥ 1 makes the expected length infinite.
 
-Ambiguity needs the chart (Grammar layer II): when the module `cfglab.grammar.ambiguity` exists,
-its `ambiguity_report(grammar, n_strings, seed) -> dict` fills `CheckReport.ambiguity`.
+Ambiguity needs the chart: `cfglab.analysis.ambiguity.ambiguity_report(grammar, n_strings, seed)`
+fills `CheckReport.ambiguity` (imported only when asked for, so `check` without it starts fast).
 """
 
 from __future__ import annotations
 
 import heapq
-import importlib
 import math
 from collections import Counter, deque
-from types import ModuleType
 
 import numpy as np
 from pydantic import BaseModel, Field, computed_field
@@ -97,7 +95,7 @@ class CheckReport(BaseModel):
     n_rules: int = 0
     depth: DepthReport | None = None
     lengths: LengthReport | None = None
-    ambiguity: dict | None = None  # filled by cfglab.grammar.ambiguity (Grammar layer II)
+    ambiguity: dict | None = None  # filled by cfglab.analysis.ambiguity
     errors: list[Finding] = []
     warnings: list[Finding] = []
     violations: list[Finding] = []
@@ -110,7 +108,7 @@ class CheckReport(BaseModel):
         return not (self.errors or self.violations or (self.strict and self.warnings))
 
     @classmethod
-    def failed_to_load(cls, file: str, message: str) -> "CheckReport":
+    def failed_to_load(cls, file: str, message: str) -> CheckReport:
         """The report of a file that did not parse: one error, nothing else known."""
         return cls(file=file, errors=[Finding(code="load", message=message)])
 
@@ -155,9 +153,12 @@ def check_grammar(
 def _size_error(g: Grammar) -> Finding | None:
     n_symbols = sum(len(r.rhs) for r in g.rules)
     if len(g.rules) > MAX_RULES or n_symbols > MAX_RHS_SYMBOLS:
-        return _find("too-large", f"grammar has {len(g.rules)} rules ({n_symbols} right-side "
-                     f"symbols); check analyses at most {MAX_RULES} rules and {MAX_RHS_SYMBOLS} "
-                     "symbols")
+        return _find(
+            "too-large",
+            f"grammar has {len(g.rules)} rules ({n_symbols} right-side "
+            f"symbols); check analyses at most {MAX_RULES} rules and {MAX_RHS_SYMBOLS} "
+            "symbols",
+        )
     return None
 
 
@@ -168,8 +169,9 @@ class _Facts:
     def __init__(self, g: Grammar) -> None:
         self.defined = set(g.nonterminals)
         self.used = {s for r in g.rules for s in r.rhs}
-        self.undefined = sorted(s for s in self.used
-                                if not g.is_terminal(s) and s not in self.defined)
+        self.undefined = sorted(
+            s for s in self.used if not g.is_terminal(s) and s not in self.defined
+        )
         self.reachable = _reachable(g)
         self.shortest = _shortest(g)  # productive nonterminals only
         self.productive = set(self.shortest)
@@ -182,8 +184,10 @@ class _Facts:
             p = r.weight / total[r.lhs] if total[r.lhs] > 0 else math.nan
             self.weighted.setdefault(r.lhs, []).append((p, r.rhs))
         # Weighted analyses need proper rules: non-empty, positive finite weights, NT left sides.
-        self.sound = all(r.rhs and math.isfinite(r.weight) and r.weight > 0
-                         and not g.is_terminal(r.lhs) for r in g.rules)
+        self.sound = all(
+            r.rhs and math.isfinite(r.weight) and r.weight > 0 and not g.is_terminal(r.lhs)
+            for r in g.rules
+        )
 
 
 def _reachable(g: Grammar) -> list[str]:
@@ -243,25 +247,38 @@ def _form_errors(g: Grammar, f: _Facts) -> list[Finding]:
         errors.append(_find("undefined-start", f"start symbol {g.start} has no rules", [g.start]))
     undefined = [s for s in f.undefined if s != g.start]
     if undefined:
-        errors.append(_find("undefined", f"used but never defined (no rules): {_names(undefined)}",
-                            undefined))
+        errors.append(
+            _find("undefined", f"used but never defined (no rules): {_names(undefined)}", undefined)
+        )
     as_lhs = [nt for nt in g.nonterminals if g.is_terminal(nt)]
     if as_lhs:
-        errors.append(_find("terminal-lhs", f"declared terminals with rules: {_names(as_lhs)}",
-                            as_lhs))
+        errors.append(
+            _find("terminal-lhs", f"declared terminals with rules: {_names(as_lhs)}", as_lhs)
+        )
     empty = sorted({r.lhs for r in g.rules if not r.rhs})
     if empty:
-        errors.append(_find("empty-rule", "ε-rules (empty right side) are not supported: "
-                            f"{_names(empty)}", empty))
+        errors.append(
+            _find(
+                "empty-rule",
+                f"ε-rules (empty right side) are not supported: {_names(empty)}",
+                empty,
+            )
+        )
     bad = sorted({r.lhs for r in g.rules if not (math.isfinite(r.weight) and r.weight > 0)})
     if bad:
-        errors.append(_find("weight", "rule weights must be finite and > 0: rules of "
-                            f"{_names(bad)}", bad))
+        errors.append(
+            _find("weight", f"rule weights must be finite and > 0: rules of {_names(bad)}", bad)
+        )
     unproductive = [nt for nt in g.nonterminals if nt not in f.productive and nt not in as_lhs]
     if unproductive:
-        errors.append(_find("unproductive", "derive no terminal string (every rule leads to an "
-                            f"endless or undefined derivation): {_names(unproductive)}",
-                            unproductive))
+        errors.append(
+            _find(
+                "unproductive",
+                "derive no terminal string (every rule leads to an "
+                f"endless or undefined derivation): {_names(unproductive)}",
+                unproductive,
+            )
+        )
     return errors
 
 
@@ -270,18 +287,34 @@ def _form_warnings(g: Grammar, f: _Facts) -> list[Finding]:
     reachable = set(f.reachable)
     unreachable = [nt for nt in g.nonterminals if nt not in reachable]
     if unreachable:
-        warnings.append(_find("unreachable", f"not reachable from the start symbol {g.start}: "
-                              f"{_names(unreachable)}", unreachable))
+        warnings.append(
+            _find(
+                "unreachable",
+                f"not reachable from the start symbol {g.start}: {_names(unreachable)}",
+                unreachable,
+            )
+        )
     produced = {s for nt in reachable for r in g.rules_of(nt) for s in r.rhs}
     unused = [t for t in g.terminals if t not in produced]
     if unused:
-        warnings.append(_find("unused-terminal", "declared terminals no rule reachable from the "
-                              "start uses: " + ", ".join(f'"{t}"' for t in unused), unused))
+        warnings.append(
+            _find(
+                "unused-terminal",
+                "declared terminals no rule reachable from the "
+                "start uses: " + ", ".join(f'"{t}"' for t in unused),
+                unused,
+            )
+        )
     dup = [(key, n) for key, n in Counter((r.lhs, r.rhs) for r in g.rules).items() if n > 1]
     if dup:
         shown = "; ".join(f"{lhs} -> {' '.join(rhs)} ({n} times)" for (lhs, rhs), n in dup)
-        warnings.append(_find("duplicate-rule", "duplicate rules (each copy adds a parse tree and "
-                              f"weight): {shown}", sorted({lhs for (lhs, _), _ in dup})))
+        warnings.append(
+            _find(
+                "duplicate-rule",
+                f"duplicate rules (each copy adds a parse tree and weight): {shown}",
+                sorted({lhs for (lhs, _), _ in dup}),
+            )
+        )
     return warnings
 
 
@@ -290,8 +323,11 @@ def _names(symbols: list[str]) -> str:
 
 
 def _recursion_warning(cycle: list[str]) -> Finding:
-    return _find("recursive", f"recursive: {' -> '.join(cycle)} (no levels; sampling needs a "
-                 "bound)", cycle[:-1])
+    return _find(
+        "recursive",
+        f"recursive: {' -> '.join(cycle)} (no levels; sampling needs a bound)",
+        cycle[:-1],
+    )
 
 
 # --- depth ---------------------------------------------------------------------------------
@@ -303,8 +339,14 @@ def _depth_report(g: Grammar, f: _Facts) -> DepthReport:
         widths = [0] * (max(levels.values()) + 1)
         for lv in levels.values():
             widths[lv] += 1
-    return DepthReport(levels=levels, widths=widths, depth=g.depth, layered=g.is_layered,
-                       recursive=levels is None, cycle=cycle)
+    return DepthReport(
+        levels=levels,
+        widths=widths,
+        depth=g.depth,
+        layered=g.is_layered,
+        recursive=levels is None,
+        cycle=cycle,
+    )
 
 
 def _children(g: Grammar, nt: str) -> list[str]:
@@ -395,8 +437,13 @@ def _length_report(g: Grammar, f: _Facts) -> tuple[LengthReport, list[Finding], 
         errors.append(_find("too-long", f"every string has more than {LENGTH_BOUND:.0e} tokens"))
         shortest = longest = None
     if longest is not None and longest > LENGTH_BOUND:
-        warnings.append(_find("too-long", f"the longest string has more than {LENGTH_BOUND:.0e} "
-                              "tokens (not reported exactly)"))
+        warnings.append(
+            _find(
+                "too-long",
+                f"the longest string has more than {LENGTH_BOUND:.0e} "
+                "tokens (not reported exactly)",
+            )
+        )
         longest = None
     expected, radius, infinite = None, None, False
     if shortest is not None and f.sound and all(nt in f.productive for nt in f.reachable):
@@ -405,14 +452,24 @@ def _length_report(g: Grammar, f: _Facts) -> tuple[LengthReport, list[Finding], 
         if infinite:
             expected = None
             shown = f" {radius:.4g}" if radius is not None and radius >= _CRITICAL else ""
-            errors.append(_find("infinite-expected-length", "expected string length is "
-                                "infinite under the rule weights (the mean matrix has spectral "
-                                f"radius{shown} >= 1): the recursion grows as fast as it ends or "
-                                "faster; lower the recursive rules' weights"))
+            errors.append(
+                _find(
+                    "infinite-expected-length",
+                    "expected string length is "
+                    "infinite under the rule weights (the mean matrix has spectral "
+                    f"radius{shown} >= 1): the recursion grows as fast as it ends or "
+                    "faster; lower the recursive rules' weights",
+                )
+            )
         elif expected is not None and not expected <= LENGTH_BOUND:  # also catches overflow
             expected = None
-            errors.append(_find("too-long", "expected string length exceeds "
-                                f"{LENGTH_BOUND:.0e} tokens (or is infinite within rounding)"))
+            errors.append(
+                _find(
+                    "too-long",
+                    "expected string length exceeds "
+                    f"{LENGTH_BOUND:.0e} tokens (or is infinite within rounding)",
+                )
+            )
     trees, log10 = _parse_trees(g) if g.levels is not None else (None, None)
     report = LengthReport(
         shortest=shortest,
@@ -460,8 +517,11 @@ def _longest(g: Grammar, f: _Facts, comps: list[list[str]]) -> int:
     return longest[g.start]
 
 
-def _expected_length(g: Grammar, f: _Facts, comps: list[list[str]],
-                     ) -> tuple[float | None, float | None, bool, Finding | None]:
+def _expected_length(
+    g: Grammar,
+    f: _Facts,
+    comps: list[list[str]],
+) -> tuple[float | None, float | None, bool, Finding | None]:
     """E[len] of the start under rule weights, the largest spectral radius seen, whether it is
     infinite, or an error.
 
@@ -474,9 +534,16 @@ def _expected_length(g: Grammar, f: _Facts, comps: list[list[str]],
     for comp in comps:
         k = len(comp)
         if k > MAX_COMPONENT:
-            return None, radius, False, _find(
-                "too-large", f"a recursive component of {k} nonterminals is too large to analyse "
-                f"(at most {MAX_COMPONENT}); expected length not computed")
+            return (
+                None,
+                radius,
+                False,
+                _find(
+                    "too-large",
+                    f"a recursive component of {k} nonterminals is too large to analyse "
+                    f"(at most {MAX_COMPONENT}); expected length not computed",
+                ),
+            )
         mean, b = _component_system(g, f, comp, expected)
         if k == 1 and mean[0, 0] == 0.0:  # not recursive: a plain weighted sum
             expected[comp[0]] = float(b[0])
@@ -490,8 +557,12 @@ def _expected_length(g: Grammar, f: _Facts, comps: list[list[str]],
     return expected[g.start], radius, False, None
 
 
-def _component_system(g: Grammar, f: _Facts, comp: list[str], expected: dict[str, float],
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def _component_system(
+    g: Grammar,
+    f: _Facts,
+    comp: list[str],
+    expected: dict[str, float],
+) -> tuple[np.ndarray, np.ndarray]:
     """The mean matrix M inside a component, and b: the expected length contributed from outside."""
     pos = {nt: i for i, nt in enumerate(comp)}
     mean = np.zeros((len(comp), len(comp)))
@@ -536,8 +607,9 @@ def _parse_trees(g: Grammar) -> tuple[int | None, float | None]:
     order = sorted(levels, key=lambda nt: -levels[nt])  # deepest level first
     log_count: dict[str, float] = {}
     for nt in order:
-        log_count[nt] = _logsumexp([sum(0.0 if g.is_terminal(s) else log_count[s] for s in r.rhs)
-                                    for r in g.rules_of(nt)])
+        log_count[nt] = _logsumexp(
+            [sum(0.0 if g.is_terminal(s) else log_count[s] for s in r.rhs) for r in g.rules_of(nt)]
+        )
     if log_count[g.start] == -math.inf:  # empty language
         return 0, None
     log10 = log_count[g.start] / math.log(10)
@@ -547,8 +619,9 @@ def _parse_trees(g: Grammar) -> tuple[int | None, float | None]:
         return None, log10
     count: dict[str, int] = {}
     for nt in order:
-        count[nt] = sum(math.prod(1 if g.is_terminal(s) else count[s] for s in r.rhs)
-                        for r in g.rules_of(nt))
+        count[nt] = sum(
+            math.prod(1 if g.is_terminal(s) else count[s] for s in r.rhs) for r in g.rules_of(nt)
+        )
     return count[g.start], log10
 
 
@@ -560,27 +633,13 @@ def _logsumexp(xs: list[float]) -> float:
     return top + math.log(sum(math.exp(x - top) for x in finite))
 
 
-# --- ambiguity (Grammar layer II plugs in here) --------------------------------------------
-def _ambiguity_module() -> ModuleType | None:
-    name = "cfglab.grammar.ambiguity"
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as err:
-        if err.name != name:
-            raise
-        return None
+# --- ambiguity -----------------------------------------------------------------------------
+def _ambiguity(g: Grammar, n_strings: int, seed: int) -> dict:
+    from cfglab.analysis.ambiguity import (
+        ambiguity_report,  # the chart: numpy-heavy, on demand
+    )
 
-
-def ambiguity_available() -> bool:
-    """Whether the ambiguity analysis (Grammar layer II) is installed."""
-    return _ambiguity_module() is not None
-
-
-def _ambiguity(g: Grammar, n_strings: int, seed: int) -> dict | None:
-    module = _ambiguity_module()
-    if module is None:
-        return None
-    return module.ambiguity_report(g, n_strings=n_strings, seed=seed)
+    return ambiguity_report(g, n_strings=n_strings, seed=seed)
 
 
 # --- constraints ---------------------------------------------------------------------------
@@ -589,21 +648,27 @@ def _violations(report: CheckReport, c: CheckConstraints) -> list[Finding]:
     depth, lengths = report.depth, report.lengths
     if c.max_depth is not None and depth is not None:
         if depth.depth is None:
-            out.append(_find("max-depth", "depth is unbounded (recursive) > --max-depth "
-                             f"{c.max_depth}"))
+            out.append(
+                _find("max-depth", f"depth is unbounded (recursive) > --max-depth {c.max_depth}")
+            )
         elif depth.depth > c.max_depth:
             out.append(_find("max-depth", f"depth {depth.depth} > --max-depth {c.max_depth}"))
     if c.require_layered and depth is not None and not depth.layered:
         out.append(_find("layered", "not layered: some rule's right side is not on the next level"))
     if lengths is not None and lengths.shortest is not None:
         if c.min_length is not None and lengths.shortest < c.min_length:
-            out.append(_find("min-length", f"shortest string has {lengths.shortest} tokens < "
-                             f"--min-length {c.min_length}"))
+            out.append(
+                _find(
+                    "min-length",
+                    f"shortest string has {lengths.shortest} tokens < --min-length {c.min_length}",
+                )
+            )
         too_long = lengths.unbounded or (lengths.longest or 0) > (c.max_length or 0)
         if c.max_length is not None and too_long:
             longest = "unbounded" if lengths.unbounded else f"{lengths.longest} tokens"
-            out.append(_find("max-length", f"longest string is {longest} > --max-length "
-                             f"{c.max_length}"))
+            out.append(
+                _find("max-length", f"longest string is {longest} > --max-length {c.max_length}")
+            )
     return out + _ambiguity_violations(report.ambiguity, c)
 
 
@@ -612,15 +677,30 @@ def _ambiguity_violations(amb: dict | None, c: CheckConstraints) -> list[Finding
     if c.require_unambiguous:
         wanted.append(("require-unambiguous", 0.0, "--require-unambiguous"))
     if c.max_ambiguous_fraction is not None:
-        wanted.append(("max-ambiguous-fraction", c.max_ambiguous_fraction,
-                       f"--max-ambiguous-fraction {c.max_ambiguous_fraction}"))
+        wanted.append(
+            (
+                "max-ambiguous-fraction",
+                c.max_ambiguous_fraction,
+                f"--max-ambiguous-fraction {c.max_ambiguous_fraction}",
+            )
+        )
     out: list[Finding] = []
     for code, limit, flag in wanted:
         if amb is None or "fraction_ambiguous" not in amb:
             # A constraint nobody could evaluate must not pass silently.
-            out.append(_find(code, f"{flag} cannot be evaluated: no ambiguity analysis (it needs "
-                             "cfglab.grammar.ambiguity and an error-free grammar)"))
+            out.append(
+                _find(
+                    code,
+                    f"{flag} cannot be evaluated: no ambiguity analysis (it needs "
+                    "an error-free grammar and at least one sampled string)",
+                )
+            )
         elif amb["fraction_ambiguous"] > limit:
-            out.append(_find(code, f"{amb['fraction_ambiguous']:.3g} of the sampled strings are "
-                             f"ambiguous ({flag})"))
+            out.append(
+                _find(
+                    code,
+                    f"{amb['fraction_ambiguous']:.3g} of the sampled strings are "
+                    f"ambiguous ({flag})",
+                )
+            )
     return out

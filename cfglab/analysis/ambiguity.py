@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from cfglab.chart.front import Chart
+from cfglab.chart.general import InfiniteParsesError
 from cfglab.errors import CfglabError
-from cfglab.grammar.chart import Chart
-from cfglab.grammar.chart_general import InfiniteParsesError
-from cfglab.grammar.core import Grammar
-from cfglab.grammar.sample import Samples, Tree, sample
+from cfglab.grammar.core import Grammar, Tree
+from cfglab.grammar.sample import Samples, sample
 
 WINDOW = 12  # tokens per window of the local-ambiguity score
 FLIPS_PER_STRING = 5
@@ -40,11 +40,17 @@ DEFINITION = (
     "admit on their own (inner segments derivable by a level-l nonterminal, edge segments no longer than "
     "the level's longest constituent); 0 bits = the window fixes the boundaries. "
     "readings_per_constituent: level-l spans derivable on their own / level-l nodes of the sampled "
-    "trees (1 = no spurious local readings). See docs/ambiguity.md")
+    "trees (1 = no spurious local readings). See docs/ambiguity.md"
+)
 
 
-def ambiguity_report(grammar: Grammar, n_strings: int = 200, seed: int = 0,
-                     window: int = WINDOW, flips_per_string: int = FLIPS_PER_STRING) -> dict:
+def ambiguity_report(
+    grammar: Grammar,
+    n_strings: int = 200,
+    seed: int = 0,
+    window: int = WINDOW,
+    flips_per_string: int = FLIPS_PER_STRING,
+) -> dict:
     """Exact ambiguity statistics of `n_strings` strings sampled with `seed` (see module doc)."""
     chart = Chart(grammar)
     rng = np.random.default_rng(seed)
@@ -132,8 +138,12 @@ def first_difference(a: Tree, b: Tree, start: int = 0) -> tuple[tuple[int, int],
 
 
 def _same(a: Tree, b: Tree) -> bool:
-    return a.symbol == b.symbol and a.rule == b.rule and len(a.children) == len(b.children) and \
-        all(_same(x, y) for x, y in zip(a.children, b.children))
+    return (
+        a.symbol == b.symbol
+        and a.rule == b.rule
+        and len(a.children) == len(b.children)
+        and all(_same(x, y) for x, y in zip(a.children, b.children))
+    )
 
 
 # --- local ambiguity ----------------------------------------------------------------------------
@@ -141,8 +151,13 @@ def local_ambiguity(chart: Chart, samples: Samples, window: int = WINDOW) -> dic
     """Boundary bits per window and readings per constituent, by level (docs/ambiguity.md)."""
     g = chart.grammar
     levels = g.levels
-    out: dict = {"window": window, "score": None, "per_level": {},
-                 "readings_per_constituent": {}, "definition": DEFINITION}
+    out: dict = {
+        "window": window,
+        "score": None,
+        "per_level": {},
+        "readings_per_constituent": {},
+        "definition": DEFINITION,
+    }
     if levels is None:
         out["note"] = "a recursive grammar has no levels"
         return out
@@ -150,8 +165,10 @@ def local_ambiguity(chart: Chart, samples: Samples, window: int = WINDOW) -> dic
     longest = _longest_yield(g)
     spans = chart.derivable_spans(strings)
     level_of_nt = np.array([levels.get(nt, -1) for nt in g.nonterminals])
-    found = np.bincount(np.concatenate([level_of_nt[sp[:, 0]] for sp in spans]) + 1,
-                        minlength=max(levels.values()) + 2)[1:]
+    found = np.bincount(
+        np.concatenate([level_of_nt[sp[:, 0]] for sp in spans]) + 1,
+        minlength=max(levels.values()) + 2,
+    )[1:]
     used = _constituents_per_level(samples, level_of_nt)
     for level in sorted({lv for lv in levels.values() if lv >= 1}):
         if used[level]:
@@ -160,8 +177,11 @@ def local_ambiguity(chart: Chart, samples: Samples, window: int = WINDOW) -> dic
         if max_len > window:  # no whole constituent of this level fits: the window says nothing
             continue
         members = level_of_nt == level
-        bits = [_window_bits(sp[members[sp[:, 0]]], len(s), window, max_len)
-                for s, sp in zip(strings, spans) if len(s) >= window]
+        bits = [
+            _window_bits(sp[members[sp[:, 0]]], len(s), window, max_len)
+            for s, sp in zip(strings, spans)
+            if len(s) >= window
+        ]
         if bits:
             out["per_level"][str(level)] = float(np.concatenate(bits).mean())
     if out["per_level"]:
@@ -198,7 +218,7 @@ def _window_bits(spans: np.ndarray, n: int, w: int, max_len: int) -> np.ndarray:
 
 
 def _longest_yield(g: Grammar) -> dict[str, int]:
-    longest = {t: 1 for t in g.terminals}
+    longest = dict.fromkeys(g.terminals, 1)
     levels = g.levels or {}
     for nt in sorted(levels, key=lambda x: -levels[x]):
         longest[nt] = max(sum(longest[s] for s in r.rhs) for r in g.rules_of(nt))
@@ -206,8 +226,9 @@ def _longest_yield(g: Grammar) -> dict[str, int]:
 
 
 # --- flip sensitivity ---------------------------------------------------------------------------
-def flip_sensitivity(chart: Chart, strings: list[np.ndarray], per_string: int,
-                     rng: np.random.Generator) -> float | None:
+def flip_sensitivity(
+    chart: Chart, strings: list[np.ndarray], per_string: int, rng: np.random.Generator
+) -> float | None:
     """Fraction of random single-token substitutions that leave a string in the language."""
     T = chart.n_terminals
     if T < 2 or not strings or per_string < 1:

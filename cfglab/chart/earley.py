@@ -13,8 +13,11 @@ from cfglab.grammar.core import Grammar
 def lark_grammar_text(g: Grammar) -> str:
     """lark's grammar syntax; nonterminals renamed n0, n1, ... (lark wants lower-case names)."""
     name = {nt: f"n{i}" for i, nt in enumerate(g.nonterminals)}
-    lines = [f"{name[nt]}: " + " | ".join(" ".join(name.get(s) or json.dumps(s) for s in r.rhs)
-                                          for r in g.rules_of(nt)) for nt in g.nonterminals]
+    lines = [
+        f"{name[nt]}: "
+        + " | ".join(" ".join(name.get(s) or json.dumps(s) for s in r.rhs) for r in g.rules_of(nt))
+        for nt in g.nonterminals
+    ]
     return "\n".join(lines + ['%ignore " "'])
 
 
@@ -24,8 +27,13 @@ def earley_parser(g: Grammar, explicit_ambiguity: bool = False):  # noqa: ANN201
 
     start = f"n{g.nonterminals.index(g.start)}"
     if explicit_ambiguity:
-        return Lark(lark_grammar_text(g), start=start, parser="earley", ambiguity="explicit",
-                    keep_all_tokens=True)
+        return Lark(
+            lark_grammar_text(g),
+            start=start,
+            parser="earley",
+            ambiguity="explicit",
+            keep_all_tokens=True,
+        )
     return Lark(lark_grammar_text(g), start=start, parser="earley")
 
 

@@ -57,5 +57,6 @@ BIG_COUNTING = Semiring("big_counting", object, np.add, np.multiply, 0, 1)
 LOG_INSIDE = Semiring("log_inside", np.float64, np.logaddexp, np.add, -np.inf, 0.0)
 MIN_PLUS = Semiring("min_plus", np.float64, np.minimum, np.add, np.inf, 0.0, mismatch=1.0)
 
-SEMIRINGS: dict[str, Semiring] = {s.name: s for s in (BOOLEAN, COUNTING, BIG_COUNTING, LOG_INSIDE,
-                                                      MIN_PLUS)}
+SEMIRINGS: dict[str, Semiring] = {
+    s.name: s for s in (BOOLEAN, COUNTING, BIG_COUNTING, LOG_INSIDE, MIN_PLUS)
+}

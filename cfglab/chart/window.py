@@ -1,6 +1,6 @@
 """The chart for non-recursive grammars, dense: one array per symbol over (start, length window).
 
-The sparse span sets of chart_sparse store only derivable spans, which is what membership,
+The sparse span sets of sparse.py store only derivable spans, which is what membership,
 counting and probabilities need. Min-plus with a large budget is the opposite case: nearly every
 span is "derivable at some price", and joining span lists pair by pair costs far more than
 sliding arrays. Here symbol X's chart is an array V[X] of shape (starts, hi_X - lo_X + 1) where
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cfglab.grammar.chart_sparse import SpanSet, SparseTables
-from cfglab.grammar.semiring import Semiring
+from cfglab.chart.semiring import Semiring
+from cfglab.chart.sparse import SpanSet, SparseTables
 
 
 @dataclass
@@ -49,9 +49,13 @@ def yield_lengths(t: SparseTables) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def inside(t: SparseTables, tokens: np.ndarray, sr: Semiring,
-           lengths: tuple[np.ndarray, np.ndarray], editable: int | None = None
-           ) -> dict[int, Window]:
+def inside(
+    t: SparseTables,
+    tokens: np.ndarray,
+    sr: Semiring,
+    lengths: tuple[np.ndarray, np.ndarray],
+    editable: int | None = None,
+) -> dict[int, Window]:
     """Every symbol's window chart over one string (min-plus: a leaf costs 1 where it differs
     from the token, and only the first `editable` tokens may differ; default all)."""
     n = len(tokens)
@@ -61,8 +65,9 @@ def inside(t: SparseTables, tokens: np.ndarray, sr: Semiring,
         leaf = sr.full((n, 1), sr.zero)
         leaf[tokens == x, 0] = sr.one
         if sr.mismatch is not None:
-            leaf[(tokens != x) & (np.arange(n) < (n if editable is None else editable)), 0] = \
+            leaf[(tokens != x) & (np.arange(n) < (n if editable is None else editable)), 0] = (
                 sr.mismatch
+            )
         chart[x] = Window(1, leaf)
     rule_val = sr.rule_values(t.rule_prob)
     for rules in t.levels:
@@ -78,8 +83,9 @@ def inside(t: SparseTables, tokens: np.ndarray, sr: Semiring,
     return chart
 
 
-def _apply_rule(t: SparseTables, chart: dict[int, Window], r: int, weight, sr: Semiring,
-                rows: int, n: int) -> Window | None:
+def _apply_rule(
+    t: SparseTables, chart: dict[int, Window], r: int, weight, sr: Semiring, rows: int, n: int
+) -> Window | None:
     kids = t.rule_rhs[r, : t.rule_len[r]]
     if any(int(k) not in chart for k in kids):
         return None
@@ -140,7 +146,13 @@ def to_spanset(chart: dict[int, Window], sr: Semiring, n: int, limit=None) -> Sp
         w = chart[sym]
         keep = w.val != sr.zero if limit is None else w.val <= limit
         i, c = np.nonzero(keep)
-        parts.append((np.full(len(i), sym, np.int64), i.astype(np.int64),
-                      (i + w.lo + c).astype(np.int64), w.val[i, c]))
+        parts.append(
+            (
+                np.full(len(i), sym, np.int64),
+                i.astype(np.int64),
+                (i + w.lo + c).astype(np.int64),
+                w.val[i, c],
+            )
+        )
     sym, start, end, val = (np.concatenate(x) for x in zip(*parts))
     return SpanSet.of(sym, start, end, val, width, stride, max(chart) + 1)

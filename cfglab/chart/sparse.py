@@ -25,9 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cfglab.grammar.core import Grammar
-from cfglab.grammar.sample import Tree
-from cfglab.grammar.semiring import Semiring
+from cfglab.chart.semiring import Semiring
+from cfglab.grammar.core import Grammar, Tree
 
 _KEY_LIMIT = 2**62  # item keys (symbol, start, length) packed into one int64
 _INDEX_LIMIT = 8_000_000  # entries of the (symbol, start) -> first item table; beyond, bisect
@@ -57,7 +56,7 @@ class SparseTables:
     max_yield: int  # longest string any symbol derives
 
     @staticmethod
-    def build(g: Grammar) -> "SparseTables":
+    def build(g: Grammar) -> SparseTables:
         levels = g.levels
         if levels is None:
             raise ValueError(f"grammar {g.name} is recursive; the sparse chart needs levels")
@@ -77,39 +76,57 @@ class SparseTables:
         depths = sorted({levels[nt] for nt in nts}, reverse=True)
         level_of = np.array([levels[names[x]] for x in lhs], dtype=np.int64)
         sym_level = np.array([levels[n] for n in nts], dtype=np.int64)
-        ranges = tuple((T + int(np.searchsorted(-sym_level, -d, "left")),
-                        T + int(np.searchsorted(-sym_level, -d, "right"))) for d in depths)
+        ranges = tuple(
+            (
+                T + int(np.searchsorted(-sym_level, -d, "left")),
+                T + int(np.searchsorted(-sym_level, -d, "right")),
+            )
+            for d in depths
+        )
         return SparseTables(
-            grammar=g, n_terminals=T, n_symbols=n_symbols, names=names,
-            start=internal[g.start], rule_lhs=lhs,
+            grammar=g,
+            n_terminals=T,
+            n_symbols=n_symbols,
+            names=names,
+            start=internal[g.start],
+            rule_lhs=lhs,
             rule_len=np.array([len(g.rules[i].rhs) for i in keep], dtype=np.int64),
             rule_rhs=rhs,
             rule_prob=np.array([g.rule_probability(g.rules[i]) for i in keep]),
-            rule_index=np.array(keep, dtype=np.int64), rules_first=first,
+            rule_index=np.array(keep, dtype=np.int64),
+            rules_first=first,
             levels=tuple(np.flatnonzero(level_of == d) for d in depths),
-            level_symbols=ranges, max_yield=_max_yield(g, nts),
+            level_symbols=ranges,
+            max_yield=_max_yield(g, nts),
         )
 
-
     @staticmethod
-    def plain(g: Grammar) -> "SparseTables":
+    def plain(g: Grammar) -> SparseTables:
         """The same rule tables over the grammar's own symbol ids, for any grammar (recursive
         too): enough to read trees back from a chart, not to build one level by level."""
         a = g.arrays
         T, R = a.n_terminals, len(a.rule_len)
         first = np.concatenate([[0], np.cumsum(a.nt_n_rules)]).astype(np.int64)
         return SparseTables(
-            grammar=g, n_terminals=T, n_symbols=T + a.n_nonterminals, names=g.symbols,
-            start=a.start, rule_lhs=a.rule_lhs.astype(np.int64),
-            rule_len=a.rule_len.astype(np.int64), rule_rhs=a.rule_rhs.astype(np.int64),
-            rule_prob=a.rule_prob, rule_index=np.arange(R, dtype=np.int64),
-            rules_first=np.concatenate([np.zeros(T, np.int64), first]), levels=(),
-            level_symbols=(), max_yield=0,
+            grammar=g,
+            n_terminals=T,
+            n_symbols=T + a.n_nonterminals,
+            names=g.symbols,
+            start=a.start,
+            rule_lhs=a.rule_lhs.astype(np.int64),
+            rule_len=a.rule_len.astype(np.int64),
+            rule_rhs=a.rule_rhs.astype(np.int64),
+            rule_prob=a.rule_prob,
+            rule_index=np.arange(R, dtype=np.int64),
+            rules_first=np.concatenate([np.zeros(T, np.int64), first]),
+            levels=(),
+            level_symbols=(),
+            max_yield=0,
         )
 
 
 def _max_yield(g: Grammar, nts_deepest_first: list[str]) -> int:
-    longest: dict[str, int] = {t: 1 for t in g.terminals}
+    longest: dict[str, int] = dict.fromkeys(g.terminals, 1)
     for nt in nts_deepest_first:
         longest[nt] = max(sum(longest[s] for s in r.rhs) for r in g.rules_of(nt))
     return max(longest.values())
@@ -125,11 +142,14 @@ class Batch:
     width: int  # positions 0..width-1 exist (one gap after each string)
 
     @staticmethod
-    def of(strings: list[np.ndarray]) -> "Batch":
+    def of(strings: list[np.ndarray]) -> Batch:
         length = np.array([len(s) for s in strings], dtype=np.int64)
         base = np.concatenate([[0], np.cumsum(length + 1)[:-1]]).astype(np.int64)
-        tokens = np.concatenate([np.asarray(s, dtype=np.int64) for s in strings]) if strings \
+        tokens = (
+            np.concatenate([np.asarray(s, dtype=np.int64) for s in strings])
+            if strings
             else np.zeros(0, dtype=np.int64)
+        )
         return Batch(tokens, base, length, int(length.sum() + len(strings) + 1))
 
     def positions(self) -> np.ndarray:
@@ -155,8 +175,15 @@ class SpanSet:
     first: np.ndarray | None = None
 
     @staticmethod
-    def of(sym: np.ndarray, start: np.ndarray, end: np.ndarray, val: np.ndarray, width: int,
-           stride: int, n_symbols: int) -> "SpanSet":
+    def of(
+        sym: np.ndarray,
+        start: np.ndarray,
+        end: np.ndarray,
+        val: np.ndarray,
+        width: int,
+        stride: int,
+        n_symbols: int,
+    ) -> SpanSet:
         """Items in any order → a sorted, indexed SpanSet."""
         key = (sym * width + start) * stride + (end - start)
         order = np.argsort(key, kind="stable")
@@ -172,14 +199,27 @@ class SpanSet:
         self.first = np.zeros(n_symbols * self.width + 1, dtype=np.int64)
         np.cumsum(counts, out=self.first[1:])
 
-    def append_level(self, sym: np.ndarray, start: np.ndarray, end: np.ndarray, val: np.ndarray,
-                     lo: int, hi: int) -> "SpanSet":
+    def append_level(
+        self, sym: np.ndarray, start: np.ndarray, end: np.ndarray, val: np.ndarray, lo: int, hi: int
+    ) -> SpanSet:
         """Add the sorted items of symbols lo..hi-1, all above every symbol stored so far."""
         key = (sym * self.width + start) * self.stride + (end - start)
         old = len(self.sym)
-        spans = SpanSet(*(np.concatenate([a, b]) for a, b in (
-            (self.sym, sym), (self.start, start), (self.end, end), (self.val, val),
-            (self.key, key))), width=self.width, stride=self.stride, first=self.first)
+        spans = SpanSet(
+            *(
+                np.concatenate([a, b])
+                for a, b in (
+                    (self.sym, sym),
+                    (self.start, start),
+                    (self.end, end),
+                    (self.val, val),
+                    (self.key, key),
+                )
+            ),
+            width=self.width,
+            stride=self.stride,
+            first=self.first,
+        )
         if spans.first is not None:  # updated in place: the SpanSet before this level is spent
             w = self.width
             counts = np.bincount(sym * w + start - lo * w, minlength=(hi - lo) * w)
@@ -187,8 +227,9 @@ class SpanSet:
             spans.first[hi * w + 1 :] = old + len(sym)
         return spans
 
-    def find(self, sym: int | np.ndarray, start: int | np.ndarray,
-             end: int | np.ndarray) -> np.ndarray:
+    def find(
+        self, sym: int | np.ndarray, start: int | np.ndarray, end: int | np.ndarray
+    ) -> np.ndarray:
         """Item index of each (sym, start, end), -1 where the span is not derivable."""
         key = (np.asarray(sym) * self.width + start) * self.stride + (np.asarray(end) - start)
         i = np.searchsorted(self.key, key)
@@ -205,8 +246,13 @@ class SpanSet:
 
 
 # --- the inside pass -------------------------------------------------------------------------
-def inside(t: SparseTables, batch: Batch, sr: Semiring, budget: float | None = None,
-           editable: np.ndarray | None = None) -> SpanSet:
+def inside(
+    t: SparseTables,
+    batch: Batch,
+    sr: Semiring,
+    budget: float | None = None,
+    editable: np.ndarray | None = None,
+) -> SpanSet:
     """Every derivable span of every string with its semiring value.
 
     Min-plus: only items of value ≤ budget are kept, and a token may be substituted only where
@@ -225,8 +271,14 @@ def inside(t: SparseTables, batch: Batch, sr: Semiring, budget: float | None = N
     return chart
 
 
-def _leaves(t: SparseTables, batch: Batch, sr: Semiring, budget: float | None,
-            stride: int, editable: np.ndarray | None) -> SpanSet:
+def _leaves(
+    t: SparseTables,
+    batch: Batch,
+    sr: Semiring,
+    budget: float | None,
+    stride: int,
+    editable: np.ndarray | None,
+) -> SpanSet:
     pos = batch.positions()
     if sr.mismatch is None:
         sym, start = batch.tokens, pos
@@ -247,8 +299,14 @@ def _leaves(t: SparseTables, batch: Batch, sr: Semiring, budget: float | None,
     return SpanSet(sym, start, start + 1, val, key, batch.width, stride)
 
 
-def _apply_rules(t: SparseTables, chart: SpanSet, rules: np.ndarray, rule_val: np.ndarray,
-                 sr: Semiring, budget: float | None) -> tuple[np.ndarray, ...]:
+def _apply_rules(
+    t: SparseTables,
+    chart: SpanSet,
+    rules: np.ndarray,
+    rule_val: np.ndarray,
+    sr: Semiring,
+    budget: float | None,
+) -> tuple[np.ndarray, ...]:
     """All completions of `rules` over the chart: (lhs, start, end, value), unaggregated."""
     lo = np.searchsorted(chart.sym, t.rule_rhs[rules, 0], "left")
     hi = np.searchsorted(chart.sym, t.rule_rhs[rules, 0], "right")
@@ -273,8 +331,15 @@ def _apply_rules(t: SparseTables, chart: SpanSet, rules: np.ndarray, rule_val: n
     return tuple(np.concatenate(parts) for parts in zip(*done))
 
 
-def _aggregate(sym: np.ndarray, start: np.ndarray, end: np.ndarray, val: np.ndarray,
-               sr: Semiring, width: int, stride: int) -> tuple[np.ndarray, ...]:
+def _aggregate(
+    sym: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    val: np.ndarray,
+    sr: Semiring,
+    width: int,
+    stride: int,
+) -> tuple[np.ndarray, ...]:
     """Semiring-sum the values of equal (sym, start, end) items; sorted by key."""
     if len(sym) == 0:
         return sym, start, end, val
@@ -288,20 +353,23 @@ def _aggregate(sym: np.ndarray, start: np.ndarray, end: np.ndarray, val: np.ndar
 
 
 # --- the forward pass (prefix probabilities) --------------------------------------------------
-def forward(t: SparseTables, batch: Batch, chart: SpanSet) -> tuple[np.ndarray, np.ndarray,
-                                                                     np.ndarray]:
+def forward(
+    t: SparseTables, batch: Batch, chart: SpanSet
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Log forward mass F(t, p) of every terminal t at every position p: (sym, pos, logF)."""
     width = batch.width
-    pending = [(np.full(len(batch.base), t.start, np.int64), batch.base.copy(),
-                np.zeros(len(batch.base)))]
+    pending = [
+        (np.full(len(batch.base), t.start, np.int64), batch.base.copy(), np.zeros(len(batch.base)))
+    ]
     for rules, (lo, hi) in zip(t.levels[::-1], t.level_symbols[::-1]):
         sym, pos, val = _take_pending(pending, lo, hi, width)
         pending.extend(_predict(t, chart, sym, pos, val))
     return _take_pending(pending, 0, t.n_terminals, width)
 
 
-def _take_pending(pending: list[tuple[np.ndarray, ...]], lo: int, hi: int,
-                  width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _take_pending(
+    pending: list[tuple[np.ndarray, ...]], lo: int, hi: int, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Remove and log-sum the pending forward items of symbols lo..hi-1, keyed (sym, pos)."""
     parts, keep = [], []
     for sym, pos, val in pending:
@@ -313,14 +381,21 @@ def _take_pending(pending: list[tuple[np.ndarray, ...]], lo: int, hi: int,
     key = sym * width + pos
     order = np.argsort(key, kind="stable")
     key = key[order]
-    first = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]])) if len(key) else \
-        np.zeros(0, dtype=np.int64)
-    return sym[order[first]], pos[order[first]], np.logaddexp.reduceat(val[order], first) \
-        if len(first) else val
+    first = (
+        np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
+        if len(key)
+        else np.zeros(0, dtype=np.int64)
+    )
+    return (
+        sym[order[first]],
+        pos[order[first]],
+        np.logaddexp.reduceat(val[order], first) if len(first) else val,
+    )
 
 
-def _predict(t: SparseTables, chart: SpanSet, sym: np.ndarray, pos: np.ndarray,
-             val: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+def _predict(
+    t: SparseTables, chart: SpanSet, sym: np.ndarray, pos: np.ndarray, val: np.ndarray
+) -> list[tuple[np.ndarray, ...]]:
     """Forward items of every child of every rule of the given (lhs, position, mass) items."""
     owner, r = _ragged(t.rules_first[sym], t.rules_first[sym + 1])
     pos, val = pos[owner], val[owner] + np.log(t.rule_prob[r])
@@ -352,8 +427,14 @@ class TreeReader:
         self.t, self.chart = t, chart
         self._feasible_memo: dict[tuple, bool] = {}
 
-    def trees(self, sym: int, start: int, end: int, budget: float | None = None,
-              unit_path: frozenset = frozenset()) -> Iterator[Tree]:
+    def trees(
+        self,
+        sym: int,
+        start: int,
+        end: int,
+        budget: float | None = None,
+        unit_path: frozenset = frozenset(),
+    ) -> Iterator[Tree]:
         t = self.t
         if sym < t.n_terminals:
             yield Tree(t.names[sym], [])
@@ -368,8 +449,9 @@ class TreeReader:
             for children in self._sequences(r, 0, start, end, budget, path):
                 yield Tree(t.names[sym], children, int(t.rule_index[r]))
 
-    def _children(self, r: int, d: int, start: int, end: int,
-                  budget: float | None) -> Iterator[tuple[int, int, float | None]]:
+    def _children(
+        self, r: int, d: int, start: int, end: int, budget: float | None
+    ) -> Iterator[tuple[int, int, float | None]]:
         """(child symbol, stop, cost) of each chart item that can be child d of rule r here."""
         x = int(self.t.rule_rhs[r, d])
         last = d == int(self.t.rule_len[r]) - 1
@@ -392,8 +474,9 @@ class TreeReader:
             self._feasible_memo[key] = found is not None
         return self._feasible_memo[key]
 
-    def _sequences(self, r: int, d: int, start: int, end: int, budget: float | None,
-                   path: frozenset) -> Iterator[list[Tree]]:
+    def _sequences(
+        self, r: int, d: int, start: int, end: int, budget: float | None, path: frozenset
+    ) -> Iterator[list[Tree]]:
         last = d == int(self.t.rule_len[r]) - 1
         for x, stop, cost in self._children(r, d, start, end, budget):
             for first in self.trees(x, start, stop, cost, path):

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from cfglab.plotting import pyplot, save
+
 PANEL = (4.5, 3.0)  # inches per panel (width, height)
 DPI = 100
 PROBE_ROWS = {
@@ -25,28 +27,11 @@ PROBE_ROWS = {
 }
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _figure(nrows: int, ncols: int):
-    plt = _pyplot()
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * PANEL[0], nrows * PANEL[1]),
-                             dpi=DPI, squeeze=False)
-    return plt, fig, axes
-
-
-def _save(plt: Any, fig: Any, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)  # no bbox_inches="tight": the pixel size stays predictable
-    plt.close(fig)
-    return path
+    fig, axes = pyplot().subplots(
+        nrows, ncols, figsize=(ncols * PANEL[0], nrows * PANEL[1]), dpi=DPI, squeeze=False
+    )
+    return fig, axes
 
 
 def probe_grid(result: dict[str, Any]) -> tuple[int, int]:
@@ -62,35 +47,77 @@ def plot_probe(result: dict[str, Any], path: str | Path) -> Path:
     """Heatmaps layer × level: trained (with majority and output-only rows), untrained,
     selectivity; one row of panels per metric."""
     nrows, ncols = probe_grid(result)
-    plt, fig, axes = _figure(nrows, ncols)
+    fig, axes = _figure(nrows, ncols)
     layers = [str(l) for l in result["layers"]]
     for row, (metric, title) in enumerate(PROBE_ROWS.items()):
         kind = "boundary" if metric == "boundary" else "ancestor"
         levels = [str(v) for v in result["levels"][kind]]
         grid, labels = _probe_rows(result, "trained", metric, layers, levels, baselines=True)
-        _heatmap(fig, axes[row, 0], grid, labels, levels, f"{title}\ntrained model", 0.0, 1.0,
-                 n_layers=len(layers))
+        _heatmap(
+            fig,
+            axes[row, 0],
+            grid,
+            labels,
+            levels,
+            f"{title}\ntrained model",
+            0.0,
+            1.0,
+            n_layers=len(layers),
+        )
         if ncols == 1:
             continue
         grid, labels = _probe_rows(result, "untrained", metric, layers, levels)
-        _heatmap(fig, axes[row, 1], grid, labels, levels, f"{title}\nuntrained model (GPT_rand)",
-                 0.0, 1.0)
+        _heatmap(
+            fig,
+            axes[row, 1],
+            grid,
+            labels,
+            levels,
+            f"{title}\nuntrained model (GPT_rand)",
+            0.0,
+            1.0,
+        )
         if metric in ("ancestor", "boundary"):
             grid, labels = _probe_rows(result, "selectivity", metric, layers, levels)
-            _heatmap(fig, axes[row, 2], grid, labels, levels,
-                     f"{title}\nselectivity (trained − control task)", -1.0, 1.0, cmap="RdBu")
+            _heatmap(
+                fig,
+                axes[row, 2],
+                grid,
+                labels,
+                levels,
+                f"{title}\nselectivity (trained − control task)",
+                -1.0,
+                1.0,
+                cmap="RdBu",
+            )
         else:
             axes[row, 2].axis("off")
-            axes[row, 2].text(0.5, 0.5, "control task is scored\non all positions only",
-                              ha="center", va="center", fontsize=9, color="0.4")
-    fig.suptitle(f"Probe accuracy by layer and level — {result.get('pe', '?')}, "
-                 f"step {result.get('step', '?')} (held-out strings)", fontsize=12)
+            axes[row, 2].text(
+                0.5,
+                0.5,
+                "control task is scored\non all positions only",
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="0.4",
+            )
+    fig.suptitle(
+        f"Probe accuracy by layer and level — {result.get('pe', '?')}, "
+        f"step {result.get('step', '?')} (held-out strings)",
+        fontsize=12,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.96))
-    return _save(plt, fig, Path(path))
+    return save(fig, path, DPI)
 
 
-def _probe_rows(result: dict[str, Any], family: str, metric: str, layers: list[str],
-                levels: list[str], baselines: bool = False) -> tuple[np.ndarray, list[str]]:
+def _probe_rows(
+    result: dict[str, Any],
+    family: str,
+    metric: str,
+    layers: list[str],
+    levels: list[str],
+    baselines: bool = False,
+) -> tuple[np.ndarray, list[str]]:
     rows, labels = [], []
     for l in layers:
         scores = (result.get(family) or {}).get(l, {}).get(metric, {})
@@ -109,9 +136,18 @@ def _nan(x: float | None) -> float:
     return math.nan if x is None else float(x)
 
 
-def _heatmap(fig: Any, ax: Any, grid: np.ndarray, ylabels: list[str], levels: list[str],
-             title: str, vmin: float, vmax: float, cmap: str = "viridis",
-             n_layers: int | None = None) -> None:
+def _heatmap(
+    fig: Any,
+    ax: Any,
+    grid: np.ndarray,
+    ylabels: list[str],
+    levels: list[str],
+    title: str,
+    vmin: float,
+    vmax: float,
+    cmap: str = "viridis",
+    n_layers: int | None = None,
+) -> None:
     n_layers = len(ylabels) if n_layers is None else n_layers
     im = ax.imshow(grid, vmin=vmin, vmax=vmax, cmap=cmap, aspect="auto")
     ax.set_xticks(range(len(levels)), levels)
@@ -122,8 +158,15 @@ def _heatmap(fig: Any, ax: Any, grid: np.ndarray, ylabels: list[str], levels: li
     for (r, c), v in np.ndenumerate(grid):
         if not np.isnan(v):
             dark = abs(v) > 0.6 if vmin < 0 else (v - vmin) / (vmax - vmin) < 0.5
-            ax.text(c, r, f"{100 * v:.0f}", ha="center", va="center", fontsize=7,
-                    color="white" if dark else "black")
+            ax.text(
+                c,
+                r,
+                f"{100 * v:.0f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if dark else "black",
+            )
     if n_layers < len(ylabels):  # baselines below a rule
         ax.axhline(n_layers - 0.5, color="white", lw=2)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
@@ -152,7 +195,7 @@ def attention_distance_grid(result: dict[str, Any]) -> tuple[int, int]:
 def plot_attention_distance(result: dict[str, Any], path: str | Path) -> Path:
     """Ā_{l,h,p}: one panel per layer, one line per head, distance on a symlog axis."""
     nrows, ncols = attention_distance_grid(result)
-    plt, fig, axes = _figure(nrows, ncols)
+    fig, axes = _figure(nrows, ncols)
     p = np.array(result["distance"]["p"])
     mean = np.array(result["distance"]["mean"], dtype=float)  # (L, H, P)
     for l in range(nrows * ncols):
@@ -168,10 +211,12 @@ def plot_attention_distance(result: dict[str, Any], path: str | Path) -> Path:
         ax.set_ylabel("mean attention Ā")
         ax.set_title(f"layer {l + 1}", fontsize=10)
         ax.legend(fontsize=7, ncol=2)
-    fig.suptitle(f"Attention by distance — {result.get('pe', '?')}, step {result.get('step', '?')}",
-                 fontsize=12)
+    fig.suptitle(
+        f"Attention by distance — {result.get('pe', '?')}, step {result.get('step', '?')}",
+        fontsize=12,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    return _save(plt, fig, Path(path))
+    return save(fig, path, DPI)
 
 
 def attention_boundary_grid(result: dict[str, Any]) -> tuple[int, int]:
@@ -182,12 +227,17 @@ def plot_attention_boundaries(result: dict[str, Any], path: str | Path) -> Path:
     """B = A − Ā at NT-end offsets δ and between NT-ends at adjacency r: one row per layer,
     one line per level (mean over heads, band = range over heads)."""
     nrows, ncols = attention_boundary_grid(result)
-    plt, fig, axes = _figure(nrows, ncols)
+    fig, axes = _figure(nrows, ncols)
     levels = result["levels"]
-    panels = (("offset", "delta", "key offset δ from a level-ℓ NT-end",
-               "B averaged at NT-end offsets"),
-              ("adjacency", "r", "adjacency r (r-th previous NT-end of the level)",
-               "B between NT-ends of one level"))
+    panels = (
+        ("offset", "delta", "key offset δ from a level-ℓ NT-end", "B averaged at NT-end offsets"),
+        (
+            "adjacency",
+            "r",
+            "adjacency r (r-th previous NT-end of the level)",
+            "B between NT-ends of one level",
+        ),
+    )
     for l in range(nrows):
         for c, (key, axis_key, xlabel, title) in enumerate(panels):
             ax = axes[l, c]
@@ -201,7 +251,10 @@ def plot_attention_boundaries(result: dict[str, Any], path: str | Path) -> Path:
             ax.set_ylabel("B = A − Ā (mean over heads)")
             ax.set_title(f"layer {l + 1}: {title}", fontsize=10)
             ax.legend(fontsize=7)
-    fig.suptitle(f"Attention beyond distance at NT boundaries — {result.get('pe', '?')}, "
-                 f"step {result.get('step', '?')} (band: range over heads)", fontsize=12)
+    fig.suptitle(
+        f"Attention beyond distance at NT boundaries — {result.get('pe', '?')}, "
+        f"step {result.get('step', '?')} (band: range over heads)",
+        fontsize=12,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    return _save(plt, fig, Path(path))
+    return save(fig, path, DPI)

@@ -2,7 +2,7 @@
 
 One dynamic program — the inside recurrence, "a span's value is the semiring sum over rules and
 split points of the semiring product of its children's values" — run over the semirings of
-`cfglab.grammar.semiring`:
+`cfglab.chart.semiring`:
 
     accepts(strings)             boolean        np.ndarray[bool]       (n,)
     count_parses(strings)        counting       list[int]              exact; big ints when needed
@@ -24,13 +24,13 @@ Strings are sequences of terminal ids (0..T-1, the grammar's declared order); `G
 makes them from names. Rule weights are normalised per left side (a PCFG).
 
 Three schedules of the same recurrence, chosen by the grammar:
-  * non-recursive grammars (the paper's): chart_sparse — only derivable spans, level by level,
+  * non-recursive grammars (the paper's): sparse.py — only derivable spans, level by level,
     all strings of a batch at once. Strings longer than the grammar's longest string are
     rejected without work.
-  * min-plus over a non-recursive grammar: chart_window — dense arrays over bounded span lengths
+  * min-plus over a non-recursive grammar: window.py — dense arrays over bounded span lengths
     (nearly every span is derivable at some price), after a sparse pass with budget 1 has
     settled the strings one substitution away.
-  * recursive grammars: chart_general — CKY by span length over the binarised grammar with
+  * recursive grammars: general.py — CKY by span length over the binarised grammar with
     unit-rule closures, O(n³); strings are limited to `GENERAL_MAX_TOKENS`.
 
 Next-token rows: EOS is P(string == tokens[:k]); a row of zeros means tokens[:k] is not a prefix
@@ -51,12 +51,20 @@ from typing import NamedTuple
 
 import numpy as np
 
+from cfglab.chart import general as chart_general
+from cfglab.chart import sparse as chart_sparse
+from cfglab.chart import window as chart_window
+from cfglab.chart.semiring import (
+    BIG_COUNTING,
+    BOOLEAN,
+    COUNTING,
+    EXACT_FLOAT_LIMIT,
+    LOG_INSIDE,
+    MIN_PLUS,
+    Semiring,
+)
 from cfglab.errors import CfglabError
-from cfglab.grammar import chart_general, chart_sparse, chart_window
-from cfglab.grammar.core import Grammar
-from cfglab.grammar.sample import Tree
-from cfglab.grammar.semiring import (BIG_COUNTING, BOOLEAN, COUNTING, EXACT_FLOAT_LIMIT,
-                                     LOG_INSIDE, MIN_PLUS, Semiring)
+from cfglab.grammar.core import Grammar, Tree
 
 GENERAL_MAX_TOKENS = 400  # recursive grammars: the O(n³) chart's bound on one string
 _BATCH_TOKENS = 100_000  # strings per sparse batch are grouped up to this many tokens
@@ -118,8 +126,9 @@ class Chart:
         vals = self._root_values(strings, LOG_INSIDE)
         return np.array([-np.inf if v is None else float(v) for v in vals])
 
-    def min_substitutions(self, strings: Sequence[StringLike],
-                          editable: Sequence[int] | None = None) -> list[Repair]:
+    def min_substitutions(
+        self, strings: Sequence[StringLike], editable: Sequence[int] | None = None
+    ) -> list[Repair]:
         """Fewest token substitutions that make each string valid, with a repaired string.
 
         editable[i] = k allows substitutions only among the first k tokens of string i.
@@ -151,8 +160,10 @@ class Chart:
         valid = [c is None or c > 0 for c in counts]
         bad = [i for i, ok in enumerate(valid) if not ok]
         repairs = dict(zip(bad, self.min_substitutions([strings[i] for i in bad])))
-        return [Verdict(ok, c, 0 if ok else repairs[i].substitutions)
-                for i, (ok, c) in enumerate(zip(valid, counts))]
+        return [
+            Verdict(ok, c, 0 if ok else repairs[i].substitutions)
+            for i, (ok, c) in enumerate(zip(valid, counts))
+        ]
 
     # --- next-token truth --------------------------------------------------------------------
     def next_token_distributions(self, string: StringLike) -> np.ndarray:
@@ -217,8 +228,14 @@ class Chart:
             chart = chart_sparse.inside(t, batch, BOOLEAN)
             nt = chart.sym >= T
             which = np.searchsorted(batch.base, chart.start[nt], "right") - 1
-            rows = np.stack([own[chart.sym[nt] - T], chart.start[nt] - batch.base[which],
-                             chart.end[nt] - batch.base[which]], axis=1)
+            rows = np.stack(
+                [
+                    own[chart.sym[nt] - T],
+                    chart.start[nt] - batch.base[which],
+                    chart.end[nt] - batch.base[which],
+                ],
+                axis=1,
+            )
             order = np.argsort(which, kind="stable")
             cuts = np.searchsorted(which[order], np.arange(1, len(chunk)))
             out.extend(np.split(rows[order], cuts))
@@ -247,10 +264,12 @@ class Chart:
         if len(s) > GENERAL_MAX_TOKENS:
             raise CfglabError(
                 f"a string of {len(s)} tokens is too long for the chart of a recursive grammar "
-                f"(at most {GENERAL_MAX_TOKENS}: its cost grows with the cube of the length)")
+                f"(at most {GENERAL_MAX_TOKENS}: its cost grows with the cube of the length)"
+            )
 
-    def _root_values(self, strings: Sequence[StringLike], sr: Semiring,
-                     check_exact: bool = False) -> list:
+    def _root_values(
+        self, strings: Sequence[StringLike], sr: Semiring, check_exact: bool = False
+    ) -> list:
         """The start symbol's value over each whole string; None where it is zero."""
         strings = self._check(strings)
         if self.recursive:
@@ -291,22 +310,28 @@ class Chart:
         self._general_bound(s)
         return self._general_spanset(chart_general.inside(self._general, s, sr), len(s), sr)
 
-    def _general_spanset(self, v: np.ndarray, n: int, sr: Semiring,
-                         limit: float | None = None) -> chart_sparse.SpanSet:
+    def _general_spanset(
+        self, v: np.ndarray, n: int, sr: Semiring, limit: float | None = None
+    ) -> chart_sparse.SpanSet:
         # V[symbol, start, length] is a window per symbol with lengths 0..n; the binarisation's
         # intermediate symbols are left out (trees are read back with the grammar's own rules).
         windows = {x: chart_window.Window(0, v[x, :n]) for x in range(self._reading.n_symbols)}
         return chart_window.to_spanset(windows, sr, n, limit)
 
-    def _repairs_within_one(self, strings: list[np.ndarray], edit: list[int | None],
-                            todo: list[int], out: list) -> list[int]:
+    def _repairs_within_one(
+        self, strings: list[np.ndarray], edit: list[int | None], todo: list[int], out: list
+    ) -> list[int]:
         """Settle, in one sparse batch, the strings at most one substitution away."""
         if not todo:
             return todo
         t = self._sparse
         batch = chart_sparse.Batch.of([strings[i] for i in todo])
-        editable = np.concatenate([np.arange(len(strings[i])) < (len(strings[i]) if edit[i] is None
-                                                                 else edit[i]) for i in todo])
+        editable = np.concatenate(
+            [
+                np.arange(len(strings[i])) < (len(strings[i]) if edit[i] is None else edit[i])
+                for i in todo
+            ]
+        )
         chart = chart_sparse.inside(t, batch, MIN_PLUS, budget=1, editable=editable)
         hit = chart.find(t.start, batch.base, batch.base + batch.length)
         reader = chart_sparse.TreeReader(t, chart)
@@ -330,11 +355,17 @@ class Chart:
             cost = float(chart_window.value(windows, self._sparse.start, 0, len(s), MIN_PLUS))
         if not np.isfinite(cost):
             return Repair(None, None)
-        chart = (self._general_spanset(v, len(s), MIN_PLUS, cost) if self.recursive
-                 else chart_window.to_spanset(windows, MIN_PLUS, len(s), cost))
+        chart = (
+            self._general_spanset(v, len(s), MIN_PLUS, cost)
+            if self.recursive
+            else chart_window.to_spanset(windows, MIN_PLUS, len(s), cost)
+        )
         with _deep_trees(len(s)):
-            tree = next(chart_sparse.TreeReader(self._reading, chart).trees(
-                self._reading.start, 0, len(s), cost))
+            tree = next(
+                chart_sparse.TreeReader(self._reading, chart).trees(
+                    self._reading.start, 0, len(s), cost
+                )
+            )
             return Repair(int(cost), self.grammar.encode(tree.leaves()).astype(np.int64))
 
 

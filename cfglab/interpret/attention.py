@@ -39,9 +39,16 @@ POSITION_ONLY = {
 class AttentionStats:
     """Accumulates attention maps of single strings; `result()` gives Ā and the B averages."""
 
-    def __init__(self, n_layers: int, n_heads: int, max_len: int, levels: Sequence[int],
-                 causal: bool, offsets: Sequence[int] = OFFSETS,
-                 max_adjacency: int = MAX_ADJACENCY) -> None:
+    def __init__(
+        self,
+        n_layers: int,
+        n_heads: int,
+        max_len: int,
+        levels: Sequence[int],
+        causal: bool,
+        offsets: Sequence[int] = OFFSETS,
+        max_adjacency: int = MAX_ADJACENCY,
+    ) -> None:
         self.L, self.H, self.max_len, self.causal = n_layers, n_heads, max_len, causal
         self.levels, self.offsets = list(levels), list(offsets)
         self.adjacency = list(range(0 if causal else -max_adjacency, max_adjacency + 1))
@@ -66,7 +73,9 @@ class AttentionStats:
         self._add_distances(A, allowed)
         colsum = A.sum(axis=2)  # (L, H, n) attention each key receives
         for a, level in enumerate(self.levels):
-            ends = np.flatnonzero(boundaries[level]) if level < len(boundaries) else np.zeros(0, int)
+            ends = (
+                np.flatnonzero(boundaries[level]) if level < len(boundaries) else np.zeros(0, int)
+            )
             self._add_offsets(a, ends, colsum, n)
             self._add_adjacency(a, ends, A)
         self.strings += 1
@@ -121,10 +130,16 @@ class AttentionStats:
                 "pairs": self.dist_count[seen].astype(int).tolist(),
             },
             "levels": self.levels,
-            "offset": {"delta": self.offsets, "mean_B": _round(off),
-                       "pairs": off_n.sum(-1).astype(int).tolist()},
-            "adjacency": {"r": self.adjacency, "mean_B": _round(adj),
-                          "pairs": self.adj_count.sum(-1).astype(int).tolist()},
+            "offset": {
+                "delta": self.offsets,
+                "mean_B": _round(off),
+                "pairs": off_n.sum(-1).astype(int).tolist(),
+            },
+            "adjacency": {
+                "r": self.adjacency,
+                "mean_B": _round(adj),
+                "pairs": self.adj_count.sum(-1).astype(int).tolist(),
+            },
         }
 
 
@@ -162,7 +177,7 @@ def attention_run(
     """Attention statistics of a run on fresh strings; writes RUN_DIR/attention/attention.json."""
     import torch
 
-    from cfglab.evaluate.probes import probe_strings
+    from cfglab.interpret.probes import probe_strings
     from cfglab.progress import work_progress
     from cfglab.runs import load_run
 
@@ -171,19 +186,32 @@ def attention_run(
     started = time.perf_counter()
     loaded = load_run(run_dir, step=step, device=device)
     config = loaded.config
-    result: dict[str, Any] = {"run": str(Path(run_dir).resolve()), "step": loaded.step,
-                              "pe": config.pe, "bidirectional": config.pe == "mlm"}
+    result: dict[str, Any] = {
+        "run": str(Path(run_dir).resolve()),
+        "step": loaded.step,
+        "pe": config.pe,
+        "bidirectional": config.pe == "mlm",
+    }
     if config.pe in POSITION_ONLY:
-        result.update(meaningful=False, reason=(
-            f"not meaningful for {config.pe}: {POSITION_ONLY[config.pe]}, so attention is "
-            "explained by distance by construction and B = A − Ā carries no information"))
+        result.update(
+            meaningful=False,
+            reason=(
+                f"not meaningful for {config.pe}: {POSITION_ONLY[config.pe]}, so attention is "
+                "explained by distance by construction and B = A − Ā carries no information"
+            ),
+        )
         _write(Path(run_dir), result, plots=False)
         return result
     samples, dropped = probe_strings(loaded.grammar, n_strings, config.context, seed)
     lengths = np.diff(samples.offsets)
-    stats = AttentionStats(config.layers, config.heads, int(lengths.max()),
-                           attention_levels(samples.depth), causal=config.pe != "mlm",
-                           max_adjacency=max_adjacency)
+    stats = AttentionStats(
+        config.layers,
+        config.heads,
+        int(lengths.max()),
+        attention_levels(samples.depth),
+        causal=config.pe != "mlm",
+        max_adjacency=max_adjacency,
+    )
     with work_progress("attention", len(samples), quiet) as advance:
         for i, maps in _string_maps(loaded.model, samples, len(loaded.grammar.terminals), device):
             stats.add(maps, samples.boundaries[:, samples.offsets[i] : samples.offsets[i + 1]])
@@ -229,8 +257,13 @@ def _write(run_dir: Path, result: dict[str, Any], plots: bool) -> None:
     out = run_dir / "attention"
     out.mkdir(parents=True, exist_ok=True)
     if plots:
-        from cfglab.evaluate.plots import plot_attention_boundaries, plot_attention_distance
+        from cfglab.interpret.plots import (
+            plot_attention_boundaries,
+            plot_attention_distance,
+        )
 
-        result["plots"] = [str(plot_attention_distance(result, out / "distance.png")),
-                           str(plot_attention_boundaries(result, out / "boundaries.png"))]
+        result["plots"] = [
+            str(plot_attention_distance(result, out / "distance.png")),
+            str(plot_attention_boundaries(result, out / "boundaries.png")),
+        ]
     write_atomic(out / "attention.json", json.dumps(result, indent=1).encode())

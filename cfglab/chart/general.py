@@ -13,7 +13,7 @@ F(A, i) p(r) In(B, i, k); every symbol then passes its mass down left corners th
 (I - P_L)^-1 of the left-corner matrix. F(t, k) of a terminal t is P(tokens[:k] t ...).
 
 Cost: O(n³ · binary rules) time and O(symbols · n²) memory per string; the sparse level-by-level
-chart (chart_sparse) is what non-recursive grammars use.
+chart (sparse.py) is what non-recursive grammars use.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cfglab.chart.semiring import Semiring
 from cfglab.errors import CfglabError
 from cfglab.grammar.core import Grammar
-from cfglab.grammar.semiring import Semiring
 
 
 class InfiniteParsesError(CfglabError):
@@ -48,7 +48,7 @@ class GeneralTables:
     unit_prob: np.ndarray
 
     @staticmethod
-    def build(g: Grammar) -> "GeneralTables":
+    def build(g: Grammar) -> GeneralTables:
         a = g.arrays
         n_sym = a.n_terminals + a.n_nonterminals
         binary: list[tuple[int, int, int, float]] = []
@@ -67,10 +67,16 @@ class GeneralTables:
         b = np.array(binary, dtype=np.float64).reshape(-1, 4)
         u = np.array(unit, dtype=np.float64).reshape(-1, 3)
         return GeneralTables(
-            grammar=g, n_terminals=a.n_terminals, n_symbols=n_sym, start=a.start,
-            bin_lhs=b[:, 0].astype(np.int64), bin_left=b[:, 1].astype(np.int64),
-            bin_right=b[:, 2].astype(np.int64), bin_prob=b[:, 3],
-            unit_lhs=u[:, 0].astype(np.int64), unit_child=u[:, 1].astype(np.int64),
+            grammar=g,
+            n_terminals=a.n_terminals,
+            n_symbols=n_sym,
+            start=a.start,
+            bin_lhs=b[:, 0].astype(np.int64),
+            bin_left=b[:, 1].astype(np.int64),
+            bin_right=b[:, 2].astype(np.int64),
+            bin_prob=b[:, 3],
+            unit_lhs=u[:, 0].astype(np.int64),
+            unit_child=u[:, 1].astype(np.int64),
             unit_prob=u[:, 2],
         )
 
@@ -101,7 +107,8 @@ def unit_star(t: GeneralTables, sr: Semiring) -> np.ndarray | None:
         if np.any(np.diag(_reachability(u > 0, reflexive=False))):
             raise InfiniteParsesError(
                 f"grammar {t.grammar.name} has a cycle of unit rules (A -> B -> ... -> A): "
-                "a string derived through it has infinitely many parse trees")
+                "a string derived through it has infinitely many parse trees"
+            )
         return _integer_star(u > 0, sr)
     return _log(_inverse_star(u, "unit rules"))
 
@@ -136,8 +143,10 @@ def _inverse_star(m: np.ndarray, what: str) -> np.ndarray:
     except np.linalg.LinAlgError:
         star = None
     if star is None or not np.all(np.isfinite(star)) or star.min() < -1e-9:
-        raise CfglabError(f"the rule weights make the {what} of the grammar divergent "
-                          "(probability mass cycles without end); lower the cycle's weights")
+        raise CfglabError(
+            f"the rule weights make the {what} of the grammar divergent "
+            "(probability mass cycles without end); lower the cycle's weights"
+        )
     return np.maximum(star, 0.0)
 
 
@@ -154,8 +163,9 @@ def _apply_star(star: np.ndarray | None, v: np.ndarray, sr: Semiring) -> np.ndar
 
 
 # --- the inside pass --------------------------------------------------------------------------
-def inside(t: GeneralTables, tokens: np.ndarray, sr: Semiring,
-           editable: int | None = None) -> np.ndarray:
+def inside(
+    t: GeneralTables, tokens: np.ndarray, sr: Semiring, editable: int | None = None
+) -> np.ndarray:
     """V[symbol, start, length] for one string (length 0 unused). Min-plus: a leaf costs 1 where
     it differs from the token, and only the first `editable` tokens may differ (default all)."""
     n = len(tokens)
@@ -173,8 +183,11 @@ def inside(t: GeneralTables, tokens: np.ndarray, sr: Semiring,
         m = n - length + 1
         split = np.arange(1, length)
         left = v[t.bin_left][:, :m, 1:length]  # (R, m, length-1)
-        right = v[t.bin_right[:, None, None], np.arange(m)[None, :, None] + split[None, None, :],
-                  (length - split)[None, None, :]]
+        right = v[
+            t.bin_right[:, None, None],
+            np.arange(m)[None, :, None] + split[None, None, :],
+            (length - split)[None, None, :],
+        ]
         agg = sr.times(sr.plus.reduce(sr.times(left, right), axis=2), weight[:, None])
         spans = sr.full((t.n_symbols, m), sr.zero)
         sr.plus.at(spans, t.bin_lhs, agg)
@@ -192,8 +205,10 @@ def forward(t: GeneralTables, tokens: np.ndarray, log_in: np.ndarray) -> np.ndar
     logp = np.log(t.bin_prob)
     for k in range(1, n + 1):
         i = np.arange(k)
-        inner = f[t.bin_lhs[:, None], i[None, :]] + log_in[t.bin_left[:, None], i[None, :],
-                                                           (k - i)[None, :]]
+        inner = (
+            f[t.bin_lhs[:, None], i[None, :]]
+            + log_in[t.bin_left[:, None], i[None, :], (k - i)[None, :]]
+        )
         contrib = np.logaddexp.reduce(inner, axis=1) + logp
         seed = np.full(t.n_symbols, -np.inf)
         np.logaddexp.at(seed, t.bin_right, contrib)

@@ -1,0 +1,282 @@
+"""The report's text: the terminal table, results.csv and the self-contained HTML page."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cfglab.errors import CfglabError
+from cfglab.sweep.layout import SweepDir
+from cfglab.sweep.report.collect import (
+    COORDINATES,
+    TRAINING,
+    accuracy,
+    collect,
+    cut_name,
+    mode_switch,
+    probe_summary,
+    robustness_rows,
+)
+from cfglab.sweep.report.plots import write_plots
+
+
+def _fmt_rate(p: dict[str, Any] | None) -> str:
+    if not p or p.get("rate") is None:
+        return "-"
+    lo, hi = p["ci95"]
+    return f"{p['rate']:.2f} [{lo:.2f},{hi:.2f}]"
+
+
+def _fmt(x: Any, spec: str = ".3f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _fmt_short(p: dict[str, Any] | None) -> str:
+    return "-" if not p or p.get("rate") is None else f"{p['rate']:.2f}"
+
+
+def headline(
+    rows: list[dict[str, Any]], compact: bool = False
+) -> tuple[list[str], list[list[str]]]:
+    """The columns the terminal (`compact`: no intervals) and the HTML page show; every figure,
+    with its N and interval, is in results.csv. Columns no run has a value for are left out."""
+    cutk = cut_name(rows)
+    rate = _fmt_short if compact else _fmt_rate
+    columns = [
+        "run",
+        "step",
+        "val" if compact else "val loss",
+        "cut0" if compact else "cut0 acc [95% CI]",
+    ]
+    columns += [cutk if compact else f"{cutk} acc"] if cutk else []
+    columns += ["masked" if compact else "masked-token acc"]
+    columns += [
+        "KL",
+        "repair" if compact else "repaired (T=1)",
+        "inval" if compact else "invalid at cut0",
+        "probe" if compact else "probe (untrained)",
+    ]
+    body = []
+    for row in rows:
+        rob = [r for r in robustness_rows(row) if r["temperature"] == 1.0]
+        step = f"{row['step']}/{row['steps']}" + ("" if row["status"] == "done" else " *")
+        if compact and row["status"] == "done":
+            step = str(row["step"])
+        line = [
+            row["run"],
+            step,
+            _fmt(row["final_val_loss"], ".3f" if compact else ".4f"),
+            rate(accuracy(row)),
+        ]
+        line += [rate(accuracy(row, cutk))] if cutk else []
+        evaluate = row["_results"].get("evaluate", {})
+        line += [rate((evaluate.get("masked") or {}).get("accuracy"))]
+        kl = (evaluate.get("kl") or {}).get("mean")
+        trained, untrained = probe_summary(row), probe_summary(row, "untrained")
+        line += [
+            _fmt(kl, ".3f" if compact else ".4f"),
+            " ".join(_fmt((r["repaired"] or {}).get("rate"), ".2f") for r in rob) or "-",
+            rate(mode_switch(row)),
+            "-"
+            if trained is None
+            else f"{trained:.2f}"
+            if compact
+            else f"{trained:.2f} ({_fmt(untrained, '.2f')})",
+        ]
+        body.append(line)
+    keep = [i for i, c in enumerate(columns) if i < 2 or any(line[i] != "-" for line in body)]
+    return [columns[i] for i in keep], [[line[i] for i in keep] for line in body]
+
+
+def rich_table(rows: list[dict[str, Any]], title: str = ""):  # -> rich.table.Table
+    """The terminal summary: one row per run; a run that did not finish shows `step/steps *`."""
+    from rich.table import Table
+
+    columns, body = headline(rows, compact=True)
+    table = Table(
+        title=title or None, title_justify="left", padding=(0, 1), box=None, header_style="bold"
+    )
+    for i, c in enumerate(columns):
+        if i == 0:  # names fold onto a second line rather than squeezing the numbers
+            table.add_column(c, overflow="fold", ratio=1)
+        else:
+            table.add_column(
+                c,
+                justify="right",
+                no_wrap=True,
+                min_width=max([len(c)] + [len(line[i]) for line in body]),
+            )
+    for line in body:
+        table.add_row(*line)
+    return table
+
+
+def budget_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """What the numbers were bought with: one line per distinct training budget."""
+    seen: dict[tuple, list[str]] = {}
+    for row in rows:
+        t = row["_train"]
+        key = (
+            t["layers"],
+            t["heads"],
+            t["dim"],
+            t["context"],
+            t["steps"],
+            t["batch"],
+            t["lr"],
+            row.get("params"),
+            row.get("device"),
+        )
+        seen.setdefault(key, []).append(row["run"])
+    lines = []
+    for (layers, heads, dim, context, steps, batch, lr, params, device), runs in seen.items():
+        p = f"{params:,} parameters" if params else "parameters unknown"
+        lines.append(
+            f"{layers} layers × {heads} heads × {dim} dims ({p}), context {context}; "
+            f"{steps:,} steps × batch {batch} = {steps * batch * context:,} tokens, "
+            f"peak lr {lr:g}, on {device or '?'} — {len(runs)} run(s)"
+        )
+    seeds = sorted({row["seed"] for row in rows})
+    lines.append(f"seeds per grid point: {len(seeds)} ({', '.join(map(str, seeds))})")
+    return lines
+
+
+# --- files -------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReportFiles:
+    html: Path
+    csv: Path
+    plots: list[Path] = field(default_factory=list)
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
+    metric_cols = sorted(
+        {k for r in rows for k in r if not k.startswith("_")} - set(COORDINATES) - set(TRAINING)
+    )
+    columns = list(COORDINATES) + list(TRAINING) + metric_cols
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: r.get(k) for k in columns})
+    return path
+
+
+def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> ReportFiles:
+    """Collect, then write results.csv, the plots and report.html; returns their paths."""
+    sweep = SweepDir(Path(sweep_dir).resolve())
+    if not sweep.exists():
+        raise CfglabError(
+            f"{sweep.path}: not a sweep directory (no plan.json); give the "
+            "directory `cfglab sweep` printed"
+        )
+    spec, rows = collect(sweep.path)
+    out = Path(out_dir) if out_dir else sweep.report_dir
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = write_csv(rows, out / "results.csv")
+    plots = write_plots(rows, out)
+    html_path = out / "report.html"
+    html_path.write_text(render_html(spec, rows, plots, sweep))
+    return ReportFiles(html_path, csv_path, plots)
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table_html(columns: list[str], body: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in line) + "</tr>" for line in body
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222}table{border-collapse:collapse;font-size:.85em}td,th{border:1px solid #ccc;
+padding:.25em .5em;text-align:right}td:first-child,th:first-child{text-align:left}
+th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+.note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5em 1em}code{background:#f3f3f3}"""
+
+
+def _caveats(rows: list[dict[str, Any]]) -> list[str]:
+    notes = []
+    if any(row.get("device") == "cpu" for row in rows):
+        notes.append(
+            "These are small models trained for minutes on a CPU. They show what this "
+            "budget learns; they do not test the paper's claims, which rest on GPU-scale "
+            "runs of its cfg3 grammars (e.g. sweeps/pe.yaml and sweeps/robustness.yaml "
+            "on a cluster)."
+        )
+    if len({row["seed"] for row in rows}) < 3:
+        notes.append(
+            "Fewer than three seeds per grid point: a difference between runs that lies "
+            "inside the 95% intervals (generations of one model) is not evidence of a "
+            "difference between settings; seed-to-seed spread is not measured."
+        )
+    unfinished = [r["run"] for r in rows if r["status"] != "done"]
+    if unfinished:
+        notes.append(
+            f"{len(unfinished)} run(s) did not finish training: "
+            + ", ".join(unfinished[:8])
+            + (" ..." if len(unfinished) > 8 else "")
+        )
+    return notes
+
+
+def render_html(
+    spec: dict[str, Any], rows: list[dict[str, Any]], plots: list[Path], sweep: SweepDir
+) -> str:
+    columns, body = headline(rows)
+    name = html.escape(spec.get("name", sweep.path.name))
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>cfglab sweep {name}"
+        f"</title><style>{_CSS}</style></head><body>",
+        f"<h1>Sweep <code>{name}</code></h1>",
+        f"<p>From <code>{html.escape(str(spec.get('source', '?')))}</code>"
+        f"{' (smoke overrides)' if spec.get('smoke') else ''}; {len(rows)} runs in "
+        f"<code>{html.escape(str(sweep.path))}</code>. Every figure, with its N and interval, "
+        "is in <code>results.csv</code>.</p>",
+        "<h2>Budget</h2><ul>"
+        + "".join(f"<li>{html.escape(x)}</li>" for x in budget_lines(rows))
+        + "</ul>",
+    ]
+    parts += [f"<p class='note'>{html.escape(n)}</p>" for n in _caveats(rows)]
+    parts += [
+        "<h2>Results</h2>",
+        _table_html(columns, body),
+        "<p>cut0: generations from BOS; cutK: completions of the first K tokens of fresh "
+        "strings; correct iff the model ends with EOS and the whole string is in the "
+        "language (95% Wilson intervals). <em>repaired</em>: completions of prompts "
+        "corrupted at rate r that make the <em>original</em> prompt valid. Masked-token "
+        "accuracy: one masked token at a time, filled in by the model (an mlm encoder sees "
+        "both sides; a decoder is scored on the same footing). Probe: mean "
+        "ancestor-probe accuracy over levels at the last layer, the untrained model of the "
+        "same architecture in brackets.</p>",
+    ]
+    for p in plots:
+        parts += [f"<h2>{html.escape(p.stem.replace('_', ' ').capitalize())}</h2>", _img(p, p.stem)]
+    parts.append(_run_plots(rows, sweep))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _run_plots(rows: list[dict[str, Any]], sweep: SweepDir) -> str:
+    """Each run's own plots (probes, attention), folded away."""
+    blocks = []
+    for row in rows:
+        pngs = sorted(sweep.run(row["run"]).glob("*/*.png"))
+        if pngs:
+            blocks.append(
+                f"<details><summary>{html.escape(row['run'])}</summary>"
+                + "".join(_img(p, f"{row['run']} {p.stem}") for p in pngs)
+                + "</details>"
+            )
+    return ("<h2>Per-run plots</h2>" + "".join(blocks)) if blocks else ""
