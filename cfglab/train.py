@@ -32,6 +32,7 @@ from cfglab.runs import (
     latest_checkpoint,
     model_config_for,
     save_checkpoint,
+    save_weights,
     write_atomic,
 )
 
@@ -169,7 +170,11 @@ def _state(t: Trainer) -> dict[str, Any]:
 
 def _checkpoint(t: Trainer) -> Path:
     _save_train_strings(t)
-    return save_checkpoint(t.run, t.step, _state(t), t.config.keep_checkpoints)
+    path = save_checkpoint(t.run, t.step, _state(t), t.config.keep_checkpoints)
+    if t.step == t.config.steps:
+        mcfg = model_config_for(t.config, len(t.grammar.terminals))
+        save_weights(t.run, t.model, mcfg, t.step, t.grammar)
+    return path
 
 
 def _restore(t: Trainer) -> None:
