@@ -9,6 +9,7 @@
                            torch.load(weights_only=True)
       model.safetensors    the final step's weights (tied tensors stored once; no pickle)
       config.json          what model.safetensors needs: the ModelConfig, the step, the grammar
+      tensorboard/         event files, when the config asks for them (tensorboard: true)
       train_strings.npy    sorted uint64 hashes of every training string (memorisation checks)
 
 Evaluation, probes and sweeps read runs only through this module, never through train.py.
@@ -74,6 +75,11 @@ class TrainConfig(BaseModel):
     # every window starts at a string's BOS, as generation does (cfglab/data/corpus.py); false:
     # windows cut the stream anywhere
     align_windows: bool = True
+    tensorboard: bool = Field(
+        False,
+        description="write TensorBoard event files (loss, val_loss, lr, tokens/s; the config "
+        "as hparams) under RUN_DIR/tensorboard",
+    )
 
     @field_validator("holdout_rule")
     @classmethod
