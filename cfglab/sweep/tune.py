@@ -103,6 +103,7 @@ def ray_runtime(
     dashboard: bool = True,
     verbose: bool = False,
     num_cpus: int | None = None,
+    job_name: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Connect to Ray: the one this process already has, the cluster at `address` (or
     RAY_ADDRESS), or a fresh local instance. Yields {"address", "dashboard_url", "local"}."""
@@ -112,11 +113,15 @@ def ray_runtime(
         yield {"address": None, "dashboard_url": None, "local": False}
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    common = {
+    common: dict[str, Any] = {
         "logging_level": logging.INFO if verbose else logging.WARNING,
         "log_to_driver": verbose,
         "configure_logging": True,
     }
+    if job_name:  # the dashboard's Jobs page shows it
+        from ray.job_config import JobConfig
+
+        common["job_config"] = JobConfig(metadata={"job_name": job_name})
     if address:
         ctx = ray.init(address=address, **common)
     else:
@@ -298,9 +303,26 @@ def param_space(trials: list[TrialPlan]) -> dict[str, Any]:
 def _trainable(sweep: SweepDir, plan: SweepPlan, trials: list[TrialPlan]):
     r = plan.spec.resources
     return tune.with_resources(
-        tune.with_parameters(train_trial, context=_context(sweep, trials)),
+        named_trainable(tune.with_parameters(train_trial, context=_context(sweep, trials))),
         {"cpu": r.cpu, "gpu": r.gpu},
     )
+
+
+def named_trainable(fn: Callable[..., Any]) -> type:
+    """Tune's class for a function trainable, whose actors call themselves `train RUN`.
+
+    Ray's dashboard names an actor by its repr (Actors page, and the Tasks page's groups); Tune's
+    own class returns the function's name, the same for every trial."""
+    from ray.tune.trainable.function_trainable import wrap_function
+
+    base = wrap_function(fn)
+
+    class NamedTrial(base):  # type: ignore[misc, valid-type]
+        def __repr__(self) -> str:
+            return f"train {self.config.get('run', '?')}"
+
+    NamedTrial.__name__ = NamedTrial.__qualname__ = "train_trial"
+    return NamedTrial
 
 
 def _tuner(
@@ -406,7 +428,7 @@ def run_sweep(
     spec = plan.spec
     sections = {k: getattr(spec, k).model_dump(mode="json") for k in spec.task_kinds()}
     say(f"{loaded.name}: {len(trials)} trials{' (resumed)' if restore else ''} → {sweep.path}")
-    with ray_runtime(address, dashboard, verbose) as ray_info:
+    with ray_runtime(address, dashboard, verbose, job_name=f"sweep {loaded.name}") as ray_info:
         if ray_info["dashboard_url"]:
             say(f"Ray dashboard: {ray_info['dashboard_url']}")
         elif ray_info["address"]:
