@@ -17,22 +17,27 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 OPTS = {"n": 24, "seed": 5, "temperatures": [0.5, 1.0], "write": False}
 
 
+def _exported(tmp, pe: str):
+    from cfglab.interop import export_run
+
+    run = make_run(tmp, pe, steps=60, perturb=False, lr=1e-2, dim=32)
+    export_run(run, tmp / f"hf-{pe}")
+    return run, tmp / f"hf-{pe}", tmp / "small.cfg"
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A briefly trained rot run and its export (rot: decoding past the nominal context too)."""
-    from cfglab.interop import export_run
-
-    tmp = tmp_path_factory.mktemp("hfeval")
-    run = make_run(tmp, "rot", steps=60, perturb=False, lr=1e-2, dim=32)
-    export_run(run, tmp / "hf")
-    return run, tmp / "hf", tmp / "small.cfg"
+    return _exported(tmp_path_factory.mktemp("hfeval"), "rot")
 
 
-def test_hf_evaluation_equals_the_native_one(exported) -> None:
+@pytest.mark.parametrize("pe", ["rot", "abs"])
+def test_hf_evaluation_equals_the_native_one(exported, tmp_path, pe) -> None:
+    """abs also checks the position limit: GPT-2's n_positions stands in for cfglab's context."""
     from cfglab.evaluate.run import evaluate_run
     from cfglab.interop.hf_model import HF_SECTIONS, evaluate_hf
 
-    run, hf_dir, grammar = exported
+    run, hf_dir, grammar = exported if pe == "rot" else _exported(tmp_path, "abs")
     native = evaluate_run(run, {**OPTS, "sections": list(HF_SECTIONS)})
     outside = evaluate_hf(hf_dir, grammar, OPTS)
     assert abs(native["kl"]["mean"] - outside["kl"]["mean"]) < 1e-3
@@ -43,7 +48,8 @@ def test_hf_evaluation_equals_the_native_one(exported) -> None:
     rows_n = native["robustness"]["by_temperature"]
     rows_o = outside["robustness"]["by_temperature"]
     assert [r["repaired"] for r in rows_n] == [r["repaired"] for r in rows_o]
-    assert outside["hf"]["architecture"] == "GPTNeoXForCausalLM"
+    arch = {"rot": "GPTNeoXForCausalLM", "abs": "GPT2LMHeadModel"}[pe]
+    assert outside["hf"]["architecture"] == arch
     assert outside["robustness"]["mode_switch"]["train_noise_rate"] is None
 
 

@@ -48,7 +48,10 @@ def test_smoke_sweep_records_configs_and_accuracy_in_mlflow_and_tensorboard(
 
     from cfglab.sweep.tune import run_sweep
 
-    extra = "tracking: {tensorboard: true, mlflow: {tracking_uri: mlruns}}"
+    extra = (
+        "tracking: {tensorboard: true, mlflow: {tracking_uri: mlruns}, "
+        "wandb: {project: cfgtest, mode: offline}}"
+    )
     path = sweep_file(
         tmp_path,
         "tracked",
@@ -77,6 +80,9 @@ def test_smoke_sweep_records_configs_and_accuracy_in_mlflow_and_tensorboard(
         files = list((outcome.sweep_dir / "tune" / name).iterdir())
         assert hp.get("pe") == pe and hp.get("noise_fraction") == 0.0, (hp, files)
         assert hp.get("train/lr") == 3e-3, hp
+    # W&B offline: the trial's config, then its evaluation summary (the same run id, resumed)
+    offline = b"".join(f.read_bytes() for f in (outcome.sweep_dir / "wandb").rglob("*.wandb"))
+    assert offline.count(b"noise_fraction") >= 2 and b"evaluate/cut0_accuracy" in offline
 
 
 def test_tracking_section_is_validated_with_its_location(tmp_path: Path) -> None:

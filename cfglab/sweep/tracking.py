@@ -4,6 +4,7 @@
       tensorboard: true                       # TBXLoggerCallback (Tune's default logger)
       mlflow: {tracking_uri: mlruns}          # ray.air.integrations.mlflow.MLflowLoggerCallback
       wandb: {project: cfg, mode: offline}    # ray.air.integrations.wandb.WandbLoggerCallback
+                                              # (files in SWEEP_DIR/wandb)
 
 Tune's config of a trial holds its coordinates (grammar, size, pe, noise, seed) and its resolved
 training config (`train/...`), so every tracker records them as parameters; TensorBoard gets
@@ -136,11 +137,11 @@ def callbacks_for(loaded: LoadedSweep, key: str) -> list[Any]:
     # instead, so TensorBoard can be switched off and joined to the evaluation summaries.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     loggers: list[Any] = [TBXConfigLogger()] if tracking.tensorboard else []
-    loggers += _outside_trackers(tracking, loaded)
+    loggers += _outside_trackers(tracking, loaded, Path(key))
     return [JsonLoggerCallback(), CSVLoggerCallback(), Trackers(key, loggers)]
 
 
-def _outside_trackers(tracking: TrackingSection, loaded: LoadedSweep) -> list[Any]:
+def _outside_trackers(tracking: TrackingSection, loaded: LoadedSweep, sweep_dir: Path) -> list[Any]:
     out: list[Any] = []
     if tracking.mlflow is not None:
         from ray.air.integrations.mlflow import MLflowLoggerCallback
@@ -157,8 +158,12 @@ def _outside_trackers(tracking: TrackingSection, loaded: LoadedSweep) -> list[An
         from ray.air.integrations.wandb import WandbLoggerCallback
 
         w = tracking.wandb
-        out.append(
-            WandbLoggerCallback(project=w.project, group=w.group or loaded.name, mode=w.mode)
+        if w.mode != "online":  # Ray asks for an API key unless W&B's own variable says offline
+            os.environ["WANDB_MODE"] = w.mode
+        out.append(  # W&B's files (offline runs for `wandb sync`) go to SWEEP_DIR/wandb
+            WandbLoggerCallback(
+                project=w.project, group=w.group or loaded.name, mode=w.mode, dir=str(sweep_dir)
+            )
         )
     return out
 
