@@ -107,6 +107,19 @@ def test_transformer_lens_gives_the_same_logits(tmp_path, pe) -> None:
     assert (pattern - maps).abs().max().item() < TOL
 
 
+def test_transformer_lens_hooked_transformer_numerics_keep_the_log_probabilities(tmp_path) -> None:
+    from cfglab.interop import transformer_lens_model
+
+    run = make_run(tmp_path, "rot")
+    tl = transformer_lens_model(run, hooked_transformer_numerics=True)
+    native = load_run(run).model
+    idx = _tokens(native.cfg.vocab_size)
+    with torch.no_grad():
+        ours = native(idx)[0].log_softmax(-1)
+        diff = (tl(idx).log_softmax(-1) - ours).abs().max().item()
+    assert diff < TOL
+
+
 def test_rotary_rows_must_be_permuted(tmp_path, monkeypatch) -> None:
     """The rot mapping is not exact by accident: without the rotate-half permutation it fails."""
     from cfglab.interop import export

@@ -19,9 +19,16 @@ if TYPE_CHECKING:
 
 
 def transformer_lens_model(
-    run_dir: str | Path, step: int | None = None, device: str = "cpu"
+    run_dir: str | Path,
+    step: int | None = None,
+    device: str = "cpu",
+    hooked_transformer_numerics: bool = False,
 ) -> TransformerBridge:
-    """Open an abs/rot run as a TransformerLens `TransformerBridge` (no network: a local export)."""
+    """Open an abs/rot run as a TransformerLens `TransformerBridge` (no network: a local export).
+
+    `hooked_transformer_numerics`: call `enable_compatibility_mode()`, i.e. fold LayerNorm
+    and centre the weights as HookedTransformer did; the logits then differ from cfglab's by a
+    constant per position (the centred unembedding), the log-probabilities do not."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local directory: never ask the Hub
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -29,4 +36,7 @@ def transformer_lens_model(
 
     with tempfile.TemporaryDirectory(prefix="cfglab-tl-") as tmp:
         out = export_run(run_dir, Path(tmp) / "hf", step=step)
-        return TransformerBridge.boot_transformers(str(out), device=device)
+        bridge = TransformerBridge.boot_transformers(str(out), device=device)
+    if hooked_transformer_numerics:
+        bridge.enable_compatibility_mode()
+    return bridge
