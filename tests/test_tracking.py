@@ -76,6 +76,8 @@ def test_smoke_sweep_records_configs_and_accuracy_in_mlflow_and_tensorboard(
         saved = outcome.sweep_dir / "results"
         assert 0.0 <= acc <= 1.0 and "evaluate/kl" in r.data.metrics and saved.exists()
         assert "loss" in r.data.metrics  # training's own reports too
+        # the last Tune checkpoint carries the final weights (a run refilled elsewhere has them)
+        assert list((outcome.sweep_dir / "tune" / name).glob("checkpoint_*/model.safetensors"))
         hp = _hparams(outcome.sweep_dir / "tune" / name)
         files = list((outcome.sweep_dir / "tune" / name).iterdir())
         assert hp.get("pe") == pe and hp.get("noise_fraction") == 0.0, (hp, files)
