@@ -4,7 +4,12 @@
       config.yaml          the resolved TrainConfig (what `cfglab train CONFIG.yaml` accepts)
       model_card.json      parameters, config, git commit, torch version, device
       metrics.jsonl        one JSON object per logged step: step, loss, val_loss, tokens_per_s, lr
-      checkpoints/         step_00001000.pt (+ .sha256), written atomically, the last K kept
+      checkpoints/         step_00001000.pt (+ .sha256), written atomically, the last K kept:
+                           the resume state (model, optimizer, stream, RNGs), read only with
+                           torch.load(weights_only=True)
+      model.safetensors    the final step's weights (tied tensors stored once; no pickle)
+      config.json          what model.safetensors needs: the ModelConfig, the step, the grammar
+      tensorboard/         event files, when the config asks for them (tensorboard: true)
       train_strings.npy    sorted uint64 hashes of every training string (memorisation checks)
 
 Evaluation, probes and sweeps read runs only through this module, never through train.py.
@@ -70,6 +75,11 @@ class TrainConfig(BaseModel):
     # every window starts at a string's BOS, as generation does (cfglab/data/corpus.py); false:
     # windows cut the stream anywhere
     align_windows: bool = True
+    tensorboard: bool = Field(
+        False,
+        description="write TensorBoard event files (loss, val_loss, lr, tokens/s; the config "
+        "as hparams) under RUN_DIR/tensorboard",
+    )
 
     @field_validator("holdout_rule")
     @classmethod
@@ -135,6 +145,14 @@ class RunDir:
         return self.path / "model_card.json"
 
     @property
+    def weights_path(self) -> Path:
+        return self.path / "model.safetensors"
+
+    @property
+    def weights_config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
     def train_strings_path(self) -> Path:
         return self.path / "train_strings.npy"
 
@@ -198,8 +216,13 @@ def save_checkpoint(run: RunDir, step: int, state: dict[str, Any], keep: int) ->
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load one checkpoint, verifying its checksum; CfglabError if it is damaged."""
+    """Load one checkpoint, verifying its checksum; CfglabError if it is damaged or unsafe.
+
+    Only tensors and plain containers are unpickled (`weights_only=True`): a checkpoint that
+    would need anything more (arbitrary classes, code run on load) is refused, so a run
+    directory from someone else cannot run code here."""
     import io
+    import pickle
 
     import torch
 
@@ -208,11 +231,74 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if digest.exists() and digest.read_text().strip() != hashlib.sha256(data).hexdigest():
         raise CfglabError(f"{path}: checkpoint is corrupted (checksum mismatch)")
     try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights_only" in str(err) or "Weights only" in str(err):
+            raise CfglabError(
+                f"{path}: refused: this checkpoint needs more than tensors and plain values to "
+                "load (arbitrary Python objects could run code); cfglab loads checkpoints with "
+                "torch.load(weights_only=True) only"
+            ) from None
+        raise CfglabError(f"{path}: checkpoint is corrupted ({err})") from None
     except Exception as err:  # torch raises many kinds on a damaged file
         raise CfglabError(
             f"{path}: checkpoint is corrupted ({type(err).__name__}: {err})"
         ) from None
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step in a checkpoint's file name (step_00001000.pt -> 1000)."""
+    return int(path.stem.split("_")[1])
+
+
+def save_weights(run: RunDir, model: Any, mcfg: Any, step: int, grammar: Any) -> Path:
+    """model.safetensors + config.json: the weights of one step, readable without pickle.
+
+    `safetensors.torch.save_model` stores tensors shared by several names (the tied head and
+    token embedding, rel's shared table) once and `load_model` restores the sharing."""
+    from safetensors.torch import save_model
+
+    card = {
+        "format": "cfglab",
+        "model": mcfg.to_dict(),
+        "step": step,
+        "grammar": {"name": grammar.name, "terminals": list(grammar.terminals)},
+    }
+    tmp = run.weights_path.with_name("model.tmp.safetensors")
+    save_model(model, str(tmp), metadata={"format": "pt", "step": str(step)})
+    os.replace(tmp, run.weights_path)
+    write_atomic(run.weights_config_path, json.dumps(card, indent=2).encode())
+    return run.weights_path
+
+
+def read_weights_config(run: RunDir) -> dict[str, Any]:
+    path = run.weights_config_path
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise CfglabError(f"{path}: cannot read the weights' config ({err})") from None
+    if not isinstance(card, dict) or card.get("format") != "cfglab" or "model" not in card:
+        raise CfglabError(f"{path}: not a cfglab weights config (written by cfglab train)")
+    return card
+
+
+def load_weights(run: RunDir, model: Any) -> int:
+    """Fill `model` from model.safetensors; returns the step the weights are from."""
+    from safetensors.torch import load_model
+
+    card = read_weights_config(run)
+    try:
+        missing, unexpected = load_model(model, str(run.weights_path), strict=False)
+    except Exception as err:  # safetensors raises its own kinds on a damaged file
+        raise CfglabError(
+            f"{run.weights_path}: cannot load ({type(err).__name__}: {err})"
+        ) from None
+    if missing or unexpected:
+        raise CfglabError(
+            f"{run.weights_path}: does not match the run's model "
+            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+        )
+    return int(card["step"])
 
 
 def latest_checkpoint(run: RunDir) -> tuple[Path, dict[str, Any]] | None:
@@ -254,24 +340,43 @@ def model_config_for(config: TrainConfig, n_terminals: int):  # -> ModelConfig
 
 
 def load_run(path: str | Path, step: int | None = None, device: str = "cpu") -> LoadedRun:
-    """A trained model from its run directory (the newest good checkpoint, or `step`)."""
+    """A trained model from its run directory: model.safetensors when it holds the newest (or
+    the asked-for) step, otherwise the newest good checkpoint (or `step`)."""
     from cfglab.grammar.dsl import load_grammar
     from cfglab.models import build_model
 
     run = RunDir(Path(path))
     config = run.read_config()
     grammar = load_grammar(config.grammar)
-    if step is None:
-        found = latest_checkpoint(run)
-        if found is None:
-            raise CfglabError(f"{run.path}: no usable checkpoint")
-        _, state = found
-    else:
-        state = load_checkpoint(run.checkpoint_dir / f"step_{step:08d}.pt")
     model = build_model(model_config_for(config, len(grammar.terminals)))
-    model.load_state_dict(state["model"])
+    if _weights_hold(run, step):
+        loaded_step = load_weights(run, model)
+    else:
+        if step is None:
+            found = latest_checkpoint(run)
+            if found is None:
+                raise CfglabError(f"{run.path}: no usable checkpoint")
+            _, state = found
+        else:
+            ckpt = run.checkpoint_dir / f"step_{step:08d}.pt"
+            if not ckpt.exists():
+                have = [checkpoint_step(p) for p in run.checkpoints()]
+                raise CfglabError(f"{ckpt}: no such checkpoint (steps kept: {have or 'none'})")
+            state = load_checkpoint(ckpt)
+        model.load_state_dict(state["model"])
+        loaded_step = int(state["step"])
     model.to(device).eval()
-    return LoadedRun(run, config, grammar, model, int(state["step"]))
+    return LoadedRun(run, config, grammar, model, loaded_step)
+
+
+def _weights_hold(run: RunDir, step: int | None) -> bool:
+    """Whether model.safetensors is the step to load (a resumed, longer run makes it stale)."""
+    if not (run.weights_path.exists() and run.weights_config_path.exists()):
+        return False
+    saved = int(read_weights_config(run)["step"])
+    if step is not None:
+        return saved == step
+    return all(checkpoint_step(p) <= saved for p in run.checkpoints())
 
 
 def untrained_model(config: TrainConfig, n_terminals: int, seed: int = 0):

@@ -32,6 +32,7 @@ from cfglab.runs import (
     latest_checkpoint,
     model_config_for,
     save_checkpoint,
+    save_weights,
     write_atomic,
 )
 
@@ -169,7 +170,11 @@ def _state(t: Trainer) -> dict[str, Any]:
 
 def _checkpoint(t: Trainer) -> Path:
     _save_train_strings(t)
-    return save_checkpoint(t.run, t.step, _state(t), t.config.keep_checkpoints)
+    path = save_checkpoint(t.run, t.step, _state(t), t.config.keep_checkpoints)
+    if t.step == t.config.steps:
+        mcfg = model_config_for(t.config, len(t.grammar.terminals))
+        save_weights(t.run, t.model, mcfg, t.step, t.grammar)
+    return path
 
 
 def _restore(t: Trainer) -> None:
@@ -314,6 +319,7 @@ def _loop(t: Trainer, quiet: bool, callback: Callback | None) -> None:
     cfg = t.config
     t.model.train()
     tokens_per_step = cfg.batch * cfg.context
+    board = _board(t)
     with (
         training_progress(cfg.steps, t.step, quiet) as progress,
         open(t.run.metrics_path, "a") as metrics,
@@ -339,8 +345,40 @@ def _loop(t: Trainer, quiet: bool, callback: Callback | None) -> None:
                 metrics.write(json.dumps(record) + "\n")
                 metrics.flush()
                 progress.update(t.step, record)
+                if board is not None:
+                    _board_log(board, t, record)
             if t.step % cfg.checkpoint_every == 0 or t.step == cfg.steps:
                 metrics.flush()
                 record["checkpoint"] = str(_checkpoint(t))
             if callback and ("val_loss" in record or "checkpoint" in record):
                 callback({**record, "done": t.step == cfg.steps, "run_dir": str(t.run.path)})
+    if board is not None:
+        board.close()
+
+
+# --- TensorBoard (config.tensorboard) ----------------------------------------------------------
+
+_BOARD_SCALARS = ("loss", "val_loss", "lr", "tokens_per_s")
+
+
+def _board(t: Trainer) -> Any:
+    """A tensorboardX writer in RUN_DIR/tensorboard; a resumed run purges the steps after its
+    checkpoint (they are logged again, identically, as metrics.jsonl is)."""
+    if not t.config.tensorboard:
+        return None
+    from tensorboardX import SummaryWriter
+
+    return SummaryWriter(str(t.run.path / "tensorboard"), purge_step=t.step + 1 if t.step else None)
+
+
+def _board_log(board: Any, t: Trainer, record: dict[str, Any]) -> None:
+    for key in _BOARD_SCALARS:
+        if key in record:
+            board.add_scalar(f"train/{key}", record[key], global_step=t.step)
+    if t.step == t.config.steps:  # the run's config as hparams, with its final figures
+        params = {
+            k: v for k, v in t.config.model_dump().items() if isinstance(v, (str, bool, int, float))
+        }
+        final = {f"final/{k}": record[k] for k in ("loss", "val_loss") if k in record}
+        board.add_hparams(params, final, name="hparams", global_step=t.step)
+    board.flush()

@@ -389,6 +389,7 @@ def test_smoke_sweep_end_to_end_with_the_dashboard_on_loopback(tmp_path: Path) -
         assert url.startswith("http://127.0.0.1:")
         status = _http_status(url, timeout=60)
         assert status == 200
+        seen = _watch_names(url, proc)
         proc.wait(timeout=330)
     finally:
         if proc.poll() is None:
@@ -406,6 +407,45 @@ def test_smoke_sweep_end_to_end_with_the_dashboard_on_loopback(tmp_path: Path) -
     for png in ("training", "accuracy", "probes", "robustness"):
         assert (sweep.report_dir / f"{png}.png").stat().st_size > 1000, png
     assert out.find("report:") is not None
+    # the dashboard names trial actors, evaluation tasks and the job after the runs
+    assert any(n.startswith("train small-") for n in seen["actors"]), seen
+    assert any(n.startswith("evaluate small-") for n in seen["tasks"]), seen
+    assert "sweep e2e-smoke" in seen["jobs"], seen
+
+
+def _watch_names(url: str, proc: subprocess.Popen) -> dict[str, set[str]]:
+    """Actor, task and job names the dashboard's state API shows while the sweep runs."""
+    import json
+
+    seen: dict[str, set[str]] = {"actors": set(), "tasks": set(), "jobs": set()}
+    fields = {"actors": "repr_name", "tasks": "name", "jobs": None}
+
+    def read(kind: str) -> list[dict]:
+        path = "/api/jobs/" if kind == "jobs" else f"/api/v0/{kind}?detail=1&limit=1000"
+        with urllib.request.urlopen(url + path, timeout=5) as r:
+            body = json.loads(r.read())
+        if kind == "jobs":  # the Jobs page's own list (drivers and submissions)
+            return body if isinstance(body, list) else []
+        return body.get("data", {}).get("result", {}).get("result", [])
+
+    def poll() -> None:
+        while proc.poll() is None:
+            for kind, field in fields.items():
+                try:
+                    rows = read(kind)
+                except (OSError, ValueError):
+                    continue
+                for row in rows:
+                    if field is None:
+                        name = (row.get("metadata") or {}).get("job_name")
+                    else:
+                        name = row.get(field)
+                    if name:
+                        seen[kind].add(name)
+            time.sleep(1)
+
+    threading.Thread(target=poll, daemon=True).start()
+    return seen
 
 
 def _http_status(url: str, timeout: float) -> int:

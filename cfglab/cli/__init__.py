@@ -28,6 +28,7 @@ _COMMAND_MODULES = (
     "cfglab.cli.chart_cmds",  # verify, next-token
     "cfglab.cli.train_cmds",
     "cfglab.cli.eval_cmds",  # evaluate
+    "cfglab.cli.interop_cmds",  # export
     "cfglab.cli.probe_cmds",  # probe, attention
     "cfglab.cli.sweep_cmds",  # sweep, report
     "cfglab.cli.demo_cmds",

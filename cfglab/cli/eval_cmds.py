@@ -18,7 +18,18 @@ def register(app: typer.Typer) -> None:
 
 
 def evaluate_command(
-    run_dir: Path = typer.Argument(..., help="A run directory written by `cfglab train`."),
+    run_dir: Path | None = typer.Argument(
+        None, help="A run directory written by `cfglab train` (or use --hf)."
+    ),
+    hf: Path | None = typer.Option(
+        None, "--hf", help="A local Hugging Face causal LM directory to evaluate instead of a run."
+    ),
+    grammar: Path | None = typer.Option(None, "--grammar", help="With --hf: the grammar (.cfg)."),
+    token_map: Path | None = typer.Option(
+        None,
+        "--token-map",
+        help="With --hf: YAML/JSON mapping terminal names, <bos>, <eos> to the model's tokens.",
+    ),
     n: int = typer.Option(200, "--n", min=1, help="Generations per setting; scales every count."),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print eval.json instead of a table."),
@@ -53,8 +64,17 @@ def evaluate_command(
     no_write: bool = typer.Option(False, "--no-write", help="Do not write RUN_DIR/eval/."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
 ) -> None:
-    """Generation accuracy (cut0/cutK), diversity, KL to the truth, robustness, memorisation."""
+    """Generation accuracy (cut0/cutK), diversity, KL to the truth, robustness, memorisation.
+
+    With --hf MODEL_DIR --grammar GRAMMAR: the same evaluation of any Hugging Face causal LM whose
+    tokenizer has the grammar's terminals and BOS/EOS as tokens (or via --token-map).
+    """
     from cfglab.evaluate.run import evaluate_run
+
+    if (run_dir is None) == (hf is None) or (hf is not None) != (grammar is not None):
+        raise CfglabError("give RUN_DIR, or --hf MODEL_DIR with --grammar GRAMMAR")
+    if token_map is not None and hf is None:
+        raise CfglabError("--token-map goes with --hf")
 
     options: dict[str, Any] = {
         "n": n,
@@ -72,7 +92,12 @@ def evaluate_command(
     if sections:
         options["sections"] = [s.strip() for s in sections.split(",") if s.strip()]
     say = None if quiet or as_json else (lambda msg: err.print(f"[dim]evaluate[/dim] {msg}"))
-    result = evaluate_run(str(run_dir), options, progress=say)
+    if hf is not None and grammar is not None:
+        from cfglab.interop.hf_model import evaluate_hf
+
+        result = evaluate_hf(hf, grammar, options, progress=say, token_map=token_map)
+    else:
+        result = evaluate_run(str(run_dir), options, progress=say)
     if as_json:
         print(json.dumps(result, indent=2))
         return

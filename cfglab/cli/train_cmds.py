@@ -42,6 +42,11 @@ def train_command(
     precision: str | None = typer.Option(
         None, "--precision", help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16."
     ),
+    tensorboard: bool | None = typer.Option(
+        None,
+        "--tensorboard/--no-tensorboard",
+        help="Write TensorBoard event files under RUN_DIR/tensorboard.",
+    ),
     out_dir: Path | None = typer.Option(None, "--out", help="Run directory to write."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -67,6 +72,7 @@ def train_command(
         "checkpoint_every": checkpoint_every,
         "align_windows": align_windows,
         "precision": precision,
+        "tensorboard": tensorboard,
     }
     given: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     if (

@@ -35,6 +35,7 @@ class EvalContext:
     step: int
     judge: Judge
     device: str
+    max_tokens: int | None = None  # an outside model's position limit (cfglab.interop.hf_model)
 
     @property
     def vocab(self) -> Vocab:
@@ -47,6 +48,8 @@ class EvalContext:
     @property
     def context_limit(self) -> int | None:
         """Longest token sequence the model accepts (abs position tables end at the context)."""
+        if self.max_tokens is not None:
+            return self.max_tokens
         pe = self.config.mlm_pe if self.config.pe == "mlm" else self.config.pe
         return self.config.context if pe == "abs" else None
 

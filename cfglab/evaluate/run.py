@@ -20,11 +20,14 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cfglab.errors import CfglabError
+
+if TYPE_CHECKING:
+    from cfglab.evaluate.context import EvalContext
 
 SECTIONS = ("accuracy", "diversity", "kl", "robustness", "memorisation", "masked")
 DEFAULT_CUT = 50  # the paper's cut50
@@ -101,14 +104,18 @@ def evaluate_run(
     run_dir: str | Path,
     options: EvalOptions | dict[str, Any] | None = None,
     progress: Progress | None = None,
+    context: EvalContext | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a run directory; returns what eval.json holds (and writes it unless told not)."""
+    """Evaluate a run directory; returns what eval.json holds (and writes it unless told not).
+
+    `context`: an already opened model (`cfglab.interop.hf_model.open_hf` for an outside
+    model) instead of opening `run_dir`."""
     from cfglab.evaluate.context import open_run
 
     opts = make_options(options)
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
-    ctx = open_run(run_dir, opts.threads, opts.device, opts.step)
+    ctx = context or open_run(run_dir, opts.threads, opts.device, opts.step)
     result: dict[str, Any] = _header(ctx, opts)
     lines: list[dict[str, Any]] = []
     if ctx.is_decoder:

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cfglab.models.config import PE, ModelConfig
+from cfglab.models.hooks import HookPoint
 from cfglab.models.kernels import (
     QUERY_BLOCK,
     _Boxes,
@@ -88,6 +89,12 @@ class Attention(nn.Module):
         self.dropout = cfg.dropout
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
+        self.hook_pattern = HookPoint()  # probabilities (B, nh, Tq, S); see models/hooks.py
+        self.explicit = False  # always take the explicit path (set by explicit_attention)
+
+    def wants_pattern(self) -> bool:
+        """Whether the probabilities must exist: a hook reads or patches them."""
+        return self.explicit or self.hook_pattern.hooked()
 
     def heads(self, t: Tensor) -> Tensor:  # (B, T, C) -> (B, nh, T, hs)
         B, T, _ = t.shape
@@ -137,6 +144,8 @@ class DotProductAttention(Attention):
         q, k, v = self.qkv(x, start)
         k, v = self.store(k, v, start, cache)
         Tq, S = q.size(2), k.size(2)
+        if self.wants_pattern():
+            return self.merge(self.mix(self.hook_pattern(self.pattern(q, k, start)), v))
         if self.use_blocks(q, S):
             return self.merge(causal_blocks(q, k, v, self.query_block))
         # SDPA's is_causal aligns the mask top-left, right only when queries and keys coincide.
@@ -166,8 +175,12 @@ class DotProductAttention(Attention):
 
     def probs(self, x: Tensor) -> Tensor:  # (B, nh, T, T)
         q, k, _ = self.qkv(x, 0)
+        return self.pattern(q, k, 0)
+
+    def pattern(self, q: Tensor, k: Tensor, start: int) -> Tensor:
+        """The explicit path's probabilities (B, nh, Tq, S): softmax(q k^T / sqrt(hs)), causal."""
         logits = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_size)
-        d = distances(q.size(2), k.size(2), 0, x.device) if self.causal else None
+        d = distances(q.size(2), k.size(2), start, q.device) if self.causal else None
         return masked_softmax(logits, d)
 
 
@@ -251,9 +264,10 @@ class RelativeAttention(Attention):
             and k.size(2) == T
             and self.query_block < T
             and not (self.training and self.dropout > 0)
+            and not self.wants_pattern()
         ):
             return self.merge(self.blocked_causal(q, k, v))
-        return self.merge(self.mix(self.weights(q, k, start), v))
+        return self.merge(self.mix(self.hook_pattern(self.weights(q, k, start)), v))
 
     def blocked_causal(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """A whole causal window, query rows in blocks: the rows i0 .. i1-1 attend to keys
@@ -377,8 +391,10 @@ class DistanceAttention(Attention):
 
     def forward(self, x: Tensor, start: int = 0, cache: LayerCache | None = None) -> Tensor:
         _, v = self.store(None, self.heads(self.c_v(x)), start, cache)  # (B, nh, S, hs)
-        p = self.weights(x.size(1), v.size(2), start, x.device)
-        return self.merge(self.mix(p.to(v.dtype), v))
+        p = self.weights(x.size(1), v.size(2), start, x.device).to(v.dtype)
+        if self.wants_pattern():  # the hook sees one pattern per batch row, as elsewhere
+            p = self.hook_pattern(p.expand(v.size(0), -1, -1, -1))
+        return self.merge(self.mix(p, v))
 
     def probs(self, x: Tensor) -> Tensor:  # (B, nh, T, T)
         B, T, _ = x.shape

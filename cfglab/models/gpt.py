@@ -17,6 +17,7 @@ from torch import Tensor
 from cfglab.errors import CfglabError
 from cfglab.models.attention import ATTENTIONS, LayerCache
 from cfglab.models.config import PE, ModelConfig
+from cfglab.models.hooks import HookPoint, capture
 
 IGNORE_INDEX = -100  # targets with this value carry no loss (padding, unmasked mlm positions)
 
@@ -42,10 +43,14 @@ class Block(nn.Module):
         self.attn = attn
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
+        self.hook_resid_pre, self.hook_attn_out = HookPoint(), HookPoint()
+        self.hook_resid_mid, self.hook_mlp_out = HookPoint(), HookPoint()
+        self.hook_resid_post = HookPoint()
 
     def forward(self, x: Tensor, start: int = 0, cache: LayerCache | None = None) -> Tensor:
-        x = x + self.attn(self.ln_1(x), start, cache)
-        return x + self.mlp(self.ln_2(x))
+        x = self.hook_resid_pre(x)
+        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.ln_1(x), start, cache)))
+        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.ln_2(x))))
 
 
 @dataclass
@@ -75,6 +80,7 @@ class Transformer(nn.Module):
         self.wpe = nn.Embedding(cfg.context, C) if kind == PE.ABS else None
         self.rel_emb = nn.Embedding(2 * cfg.max_rel, C) if kind == PE.REL else None
         self.drop = nn.Dropout(cfg.dropout)
+        self.hook_embed = HookPoint()
         build = ATTENTIONS[kind]
         self.blocks = nn.ModuleList(
             Block(cfg, build(cfg, causal, self.rel_emb)) for _ in range(cfg.n_layer)
@@ -99,7 +105,7 @@ class Transformer(nn.Module):
                     "rot/rel/pos/uni (they run past the training context)"
                 )
             x = x + self.wpe(torch.arange(start, end, device=idx.device))
-        return self.drop(x)
+        return self.hook_embed(self.drop(x))
 
     def hidden(self, idx: Tensor, start: int = 0, cache: KVCache | None = None) -> list[Tensor]:
         """Residual stream after the embedding and after every block: L + 1 of (B, T, C)."""
@@ -131,17 +137,28 @@ class Transformer(nn.Module):
         return logits, loss
 
     def forward_hidden(self, idx: Tensor) -> list[Tensor]:
-        """Hidden states for probes: after the embedding and after each block (no ln_f)."""
-        return self.hidden(idx)
+        """Hidden states for probes: after the embedding and after each block (no ln_f), as
+        the hook points `hook_embed` and `blocks.{i}.hook_resid_post` pass them on."""
+        names = ["hook_embed"] + [f"blocks.{i}.hook_resid_post" for i in range(len(self.blocks))]
+        with capture(self, names) as seen:
+            self.trunk(idx)
+        return [seen[n] for n in names]
 
     @torch.no_grad()
     def attention_maps(self, idx: Tensor) -> Tensor:
-        """Attention probabilities (L, B, nh, T, T) through the explicit path (rows sum to 1)."""
-        x, maps = self.embed(idx), []
+        """Attention probabilities (L, B, nh, T, T) as `blocks.{i}.attn.hook_pattern` passes them
+        on (hooking forces the explicit path; rows sum to 1)."""
+        names = [f"blocks.{i}.attn.hook_pattern" for i in range(len(self.blocks))]
+        with capture(self, names) as seen:
+            self.trunk(idx)
+        return torch.stack([seen[n] for n in names])
+
+    def explicit_attention(self, on: bool = True) -> None:
+        """Route every attention layer through its explicit path (and so through
+        `hook_pattern`) even with no torch hook attached: what nnsight needs to read or patch
+        the pattern."""
         for block in self.blocks:
-            maps.append(block.attn.probs(block.ln_1(x)))
-            x = block(x)
-        return torch.stack(maps)
+            block.attn.explicit = on
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameter count (shared tensors once); non_embedding drops position tables (nanoGPT)."""

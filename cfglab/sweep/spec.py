@@ -245,6 +245,31 @@ class Resources(_Strict):
         return max(1, int(self.task_cpu))
 
 
+class MlflowTracking(_Strict):
+    """Ray's MLflowLoggerCallback: one MLflow run per trial (params: the trial's config)."""
+
+    # a URI (http://host:5000, file:///abs/mlruns) or a directory, relative to the sweep file
+    tracking_uri: str = "mlruns"
+    experiment_name: str | None = None  # None: the sweep's name
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class WandbTracking(_Strict):
+    """Ray's WandbLoggerCallback; offline by default (`wandb sync` uploads later)."""
+
+    project: str = Field(min_length=1)
+    group: str | None = None  # None: the sweep's name
+    mode: Literal["offline", "online", "disabled"] = "offline"
+
+
+class TrackingSection(_Strict):
+    """Where trial configs, training metrics and evaluation summaries go, besides the report."""
+
+    tensorboard: bool = True  # Tune's TBX logger: event files + hparams in each trial's dir
+    mlflow: MlflowTracking | None = None
+    wandb: WandbTracking | None = None
+
+
 class SweepSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
@@ -258,6 +283,7 @@ class SweepSpec(_Strict):
     probes: ProbesSection = Field(default_factory=ProbesSection)
     attention: AttentionSection = Field(default_factory=AttentionSection)
     resources: Resources = Field(default_factory=Resources)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
     max_concurrent: int | None = Field(None, ge=1)  # None: as many as resources allow
     max_failures: int = Field(2, ge=0)  # retries of a crashed trial, from its last checkpoint
     storage: str = "runs/sweeps"  # the sweep lives in STORAGE/NAME

@@ -28,7 +28,15 @@ from cfglab.sweep.layout import SweepDir
 CRASH_ENV = "CFGLAB_CRASH_AT_STEP"
 CRASH_MARKERS = "crashed"  # SWEEP_DIR/crashed/NAME: this trial's injected crash happened
 # What a Tune checkpoint carries: enough to rebuild the run directory anywhere.
-_RUN_FILES = ("config.yaml", "model_card.json", "metrics.jsonl", "train_strings.npy")
+# (model.safetensors + config.json exist from the final step on: the last checkpoint has them)
+_RUN_FILES = (
+    "config.yaml",
+    "model_card.json",
+    "metrics.jsonl",
+    "train_strings.npy",
+    "model.safetensors",
+    "config.json",
+)
 
 
 class InjectedCrash(RuntimeError):

@@ -33,6 +33,7 @@ from cfglab.runs import TrainConfig
 from cfglab.sweep.layout import TUNE_NAME, SweepDir
 from cfglab.sweep.spec import LoadedSweep, SweepPlan, TrialPlan, expand
 from cfglab.sweep.tasks import applies, run_task
+from cfglab.sweep.tracking import callbacks_for, forget, live
 from cfglab.sweep.trainable import crash_step_from_env, train_trial
 
 Say = Callable[[str], None]
@@ -102,6 +103,7 @@ def ray_runtime(
     dashboard: bool = True,
     verbose: bool = False,
     num_cpus: int | None = None,
+    job_name: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Connect to Ray: the one this process already has, the cluster at `address` (or
     RAY_ADDRESS), or a fresh local instance. Yields {"address", "dashboard_url", "local"}."""
@@ -111,11 +113,15 @@ def ray_runtime(
         yield {"address": None, "dashboard_url": None, "local": False}
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    common = {
+    common: dict[str, Any] = {
         "logging_level": logging.INFO if verbose else logging.WARNING,
         "log_to_driver": verbose,
         "configure_logging": True,
     }
+    if job_name:  # the dashboard's Jobs page shows it
+        from ray.job_config import JobConfig
+
+        common["job_config"] = JobConfig(metadata={"job_name": job_name})
     if address:
         ctx = ray.init(address=address, **common)
     else:
@@ -180,13 +186,13 @@ class TaskPool:
     def submit(self, name: str) -> int:
         import ray
 
-        remote = ray.remote(run_task).options(
-            num_cpus=self.cpu, num_gpus=self.gpu, max_retries=1, name=f"{name}:eval"
-        )
+        remote = ray.remote(run_task)
         kinds = self.missing(name)
         for kind in kinds:
             self.errors.pop(f"{name}/{kind}", None)
-            ref = remote.remote(
+            # the dashboard's Tasks page lists it as e.g. "evaluate mini-rot-clean-s0"
+            options = dict(num_cpus=self.cpu, num_gpus=self.gpu, max_retries=1)
+            ref = remote.options(name=f"{kind} {name}", **options).remote(
                 kind,
                 str(self.sweep.run(name)),
                 self.sections[kind],
@@ -211,7 +217,15 @@ class TaskPool:
                 self.errors[f"{name}/{kind}"] = _last_line(err)
                 continue
             self.sweep.write_result(name, kind, {"run": name, **record})
+            self.track(name, kind, record)
         return len(ready)
+
+    def track(self, name: str, kind: str, record: dict[str, Any]) -> None:
+        """The evaluation's summary into the trial's trackers (MLflow, W&B, TensorBoard)."""
+        trackers = live(str(self.sweep.path))
+        trial = next((t for t in self.trials if t.config.get("run") == name), None)
+        if trackers is not None and trial is not None:
+            trackers.log_evaluation(trial, kind, record)
 
     def wait_all(self, advance: Callable[[int], None] = lambda n: None) -> None:
         while self.in_flight:
@@ -265,16 +279,62 @@ def _context(sweep: SweepDir, trials: list[TrialPlan]) -> dict[str, Any]:
     }
 
 
+class _Coordinate:
+    """tune.sample_from's function: one coordinate of the trial named by its grid value `run`
+    (Tune resolves the grid first, then these, per trial, into the trial's config)."""
+
+    def __init__(self, table: dict[str, Any], key: str) -> None:
+        self.table, self.key = table, key
+
+    def __call__(self, config: dict[str, Any]) -> Any:
+        return self.table[config["run"]][self.key]
+
+
+def param_space(trials: list[TrialPlan]) -> dict[str, Any]:
+    """{"run": grid over names, each coordinate (pe, noise_fraction, seed, ...), "train": the
+    resolved TrainConfig}: what every tracker records of a trial."""
+    table = {t.name: {**t.coordinates, "train": dict(t.train)} for t in trials}
+    keys = list(trials[0].coordinates) + ["train"] if trials else []
+    space: dict[str, Any] = {"run": tune.grid_search([t.name for t in trials])}
+    space.update({k: tune.sample_from(_Coordinate(table, k)) for k in keys if k != "run"})
+    return space
+
+
 def _trainable(sweep: SweepDir, plan: SweepPlan, trials: list[TrialPlan]):
     r = plan.spec.resources
     return tune.with_resources(
-        tune.with_parameters(train_trial, context=_context(sweep, trials)),
+        named_trainable(tune.with_parameters(train_trial, context=_context(sweep, trials))),
         {"cpu": r.cpu, "gpu": r.gpu},
     )
 
 
-def _tuner(sweep: SweepDir, plan: SweepPlan, trials: list[TrialPlan], restore: bool, verbose: bool):
+def named_trainable(fn: Callable[..., Any]) -> type:
+    """Tune's class for a function trainable, whose actors call themselves `train RUN`.
+
+    Ray's dashboard names an actor by its repr (Actors page, and the Tasks page's groups); Tune's
+    own class returns the function's name, the same for every trial."""
+    from ray.tune.trainable.function_trainable import wrap_function
+
+    base = wrap_function(fn)
+
+    class NamedTrial(base):  # type: ignore[misc, valid-type]
+        def __repr__(self) -> str:
+            return f"train {self.config.get('run', '?')}"
+
+    NamedTrial.__name__ = NamedTrial.__qualname__ = "train_trial"
+    return NamedTrial
+
+
+def _tuner(
+    sweep: SweepDir,
+    plan: SweepPlan,
+    trials: list[TrialPlan],
+    restore: bool,
+    verbose: bool,
+    loaded: LoadedSweep,
+):
     trainable = _trainable(sweep, plan, trials)
+    callbacks = callbacks_for(loaded, str(sweep.path))  # also on restore: sets Tune's env
     if restore:
         return tune.Tuner.restore(
             str(sweep.tune_dir), trainable=trainable, resume_unfinished=True, resume_errored=True
@@ -282,7 +342,7 @@ def _tuner(sweep: SweepDir, plan: SweepPlan, trials: list[TrialPlan], restore: b
     spec = plan.spec
     return tune.Tuner(
         trainable,
-        param_space={"run": tune.grid_search([t.name for t in trials])},
+        param_space=param_space(trials),
         tune_config=tune.TuneConfig(
             max_concurrent_trials=spec.max_concurrent,
             trial_name_creator=_trial_name,
@@ -293,7 +353,7 @@ def _tuner(sweep: SweepDir, plan: SweepPlan, trials: list[TrialPlan], restore: b
             storage_path=str(sweep.path),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[TaskCallback(str(sweep.path))],
+            callbacks=[TaskCallback(str(sweep.path)), *callbacks],
             verbose=2 if verbose else 1,
             log_to_file=True,
         ),
@@ -368,7 +428,7 @@ def run_sweep(
     spec = plan.spec
     sections = {k: getattr(spec, k).model_dump(mode="json") for k in spec.task_kinds()}
     say(f"{loaded.name}: {len(trials)} trials{' (resumed)' if restore else ''} → {sweep.path}")
-    with ray_runtime(address, dashboard, verbose) as ray_info:
+    with ray_runtime(address, dashboard, verbose, job_name=f"sweep {loaded.name}") as ray_info:
         if ray_info["dashboard_url"]:
             say(f"Ray dashboard: {ray_info['dashboard_url']}")
         elif ray_info["address"]:
@@ -383,9 +443,13 @@ def run_sweep(
         )
         _POOLS[str(sweep.path)] = pool
         try:
-            outcome = _fit_and_gather(sweep, plan, trials, restore, verbose, pool, progress)
+            outcome = _fit_and_gather(sweep, plan, trials, restore, verbose, pool, progress, loaded)
         finally:
             _POOLS.pop(str(sweep.path), None)
+            trackers = live(str(sweep.path))
+            if trackers is not None:
+                trackers.close(pool.trials)
+            forget(str(sweep.path))
     outcome.dashboard_url = ray_info["dashboard_url"]
     outcome.seconds = time.perf_counter() - started
     return outcome
@@ -414,10 +478,11 @@ def _fit_and_gather(
     verbose: bool,
     pool: TaskPool,
     progress: Callable[[int], Any] | None,
+    loaded: LoadedSweep,
 ) -> SweepOutcome:
     results = None
     try:
-        results = _tuner(sweep, plan, trials, restore, verbose).fit()
+        results = _tuner(sweep, plan, trials, restore, verbose, loaded).fit()
     except KeyboardInterrupt:
         pool.poll()
         return SweepOutcome(sweep.path, _statuses(pool, None, trials), dict(pool.errors), True)

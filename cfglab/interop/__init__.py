@@ -1,0 +1,24 @@
+"""cfglab models in the tools interpretability users already have.
+
+    export_run(RUN_DIR, OUT_DIR)       a Hugging Face model directory (abs: GPT2LMHeadModel,
+                                       rot: GPTNeoXForCausalLM) + a tokenizer over the terminals
+    to_hf(loaded_run)                  the same model in memory (a transformers PreTrainedModel)
+    transformer_lens_model(RUN_DIR)    a TransformerLens bridge (hooks, run_with_cache)
+    HFDecoder                          any HF causal LM behind cfglab's decoder interface, so
+                                       `cfglab evaluate --hf` runs the one evaluation code path
+
+transformers, tokenizers and transformer_lens are imported inside the functions only.
+"""
+
+from __future__ import annotations
+
+from cfglab.interop.export import EXPORTABLE_PES, export_run, grammar_tokenizer, to_hf
+from cfglab.interop.lens import transformer_lens_model
+
+__all__ = [
+    "EXPORTABLE_PES",
+    "export_run",
+    "grammar_tokenizer",
+    "to_hf",
+    "transformer_lens_model",
+]
