@@ -38,6 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from cfglab.models import flex
 from cfglab.models.config import PE, ModelConfig
 from cfglab.models.kernels import (
     QUERY_BLOCK,
@@ -228,13 +229,14 @@ class RelativeAttention(Attention):
         self.rel_emb = (
             rel_emb  # (2k, C), owned by the model; registered here too (like tied weights)
         )
-        self.max_rel = cfg.max_rel
+        self.max_rel = cfg.max_rel or cfg.context  # the config resolves None to the context
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # content q, k, v
         self.c_pos = nn.Linear(cfg.n_embd, 2 * cfg.n_embd, bias=cfg.bias)  # position q, k
         self.scale = 1.0 / math.sqrt(3 * cfg.head_size)
         # Causal training windows longer than this run in blocks of query rows, each against
         # the keys up to its last row only: the masked half of the (T, T) scores is mostly skipped.
         self.query_block = QUERY_BLOCK
+        self.flex: bool | None = None  # whole windows through FlexAttention; None: on CUDA
 
     def qkv(self, x: Tensor) -> tuple[Tensor, ...]:
         """(B, nh, T, hs) each, contiguous: one copy here instead of one per matmul below."""
@@ -246,6 +248,10 @@ class RelativeAttention(Attention):
         q, k, v = self.qkv(x)
         k, v = self.store(k, v, start, cache)
         T = q.size(2)
+        if use_flex(self.flex, q, k.size(2), self.training and self.dropout > 0):
+            qr, kr = self.position_projections()
+            y = flex.relative_attention(q, k, v, qr, kr, self.scale, self.max_rel, self.causal)
+            return self.merge(y)
         if (
             self.causal
             and k.size(2) == T
@@ -377,8 +383,15 @@ class DistanceAttention(Attention):
 
     def forward(self, x: Tensor, start: int = 0, cache: LayerCache | None = None) -> Tensor:
         _, v = self.store(None, self.heads(self.c_v(x)), start, cache)  # (B, nh, S, hs)
-        p = self.weights(x.size(1), v.size(2), start, x.device)
-        return self.merge(self.mix(p.to(v.dtype), v))
+        y = self.fused(v, x.size(1))
+        if y is None:
+            p = self.weights(x.size(1), v.size(2), start, x.device)
+            y = self.mix(p.to(v.dtype), v)
+        return self.merge(y)
+
+    def fused(self, v: Tensor, n_query: int) -> Tensor | None:
+        """The output through a fused kernel where one applies, else None."""
+        return None
 
     def probs(self, x: Tensor) -> Tensor:  # (B, nh, T, T)
         B, T, _ = x.shape
@@ -391,6 +404,12 @@ class PositionAttention(DistanceAttention):
     def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None):
         super().__init__(cfg, causal)
         self.distance_weight = nn.Parameter(torch.zeros(cfg.n_head, cfg.context))  # (nh, context)
+        self.flex: bool | None = None  # whole windows through FlexAttention; None: on CUDA
+
+    def fused(self, v: Tensor, n_query: int) -> Tensor | None:
+        if not use_flex(self.flex, v, n_query, self.training and self.dropout > 0):
+            return None
+        return flex.distance_attention(v, self.distance_weight)
 
     def distance_logits(self, d: Tensor, start: int) -> Tensor:
         w = self.distance_weight
@@ -413,6 +432,13 @@ class UniformAttention(DistanceAttention):
         inside = d[None] < self.width[:, None, None]  # (nh, Tq, S)
         zero = torch.zeros((), device=d.device)
         return torch.where(inside, zero, float("-inf"))
+
+
+def use_flex(setting: bool | None, q: Tensor, n_key: int, dropout: bool) -> bool:
+    """FlexAttention for a whole window (queries = keys), without attention dropout (it has
+    none); `setting` None means wherever it trains (CUDA)."""
+    wanted = flex.available(q) if setting is None else setting
+    return wanted and q.size(2) == n_key > 1 and not dropout
 
 
 def uniform_width(h: int) -> int:
