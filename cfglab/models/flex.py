@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -35,8 +36,8 @@ def available(t: Tensor) -> bool:
 
 
 @functools.cache
-def _compiled() -> Callable[..., Tensor]:
-    return torch.compile(flex_attention, dynamic=False)
+def _compiled() -> Callable[..., object]:
+    return cast("Callable[..., object]", torch.compile(flex_attention, dynamic=False))
 
 
 def _attend(
