@@ -49,7 +49,8 @@ def _attend(
     scale: float | None = None,
 ) -> Tensor:
     """Compiled on CUDA (the fused kernel); eager elsewhere (a dense reference, forward only)."""
-    attend: Callable[..., object] = _compiled() if q.device.type == "cuda" else flex_attention
+    eager = cast("Callable[..., object]", flex_attention)
+    attend = _compiled() if q.device.type == "cuda" else eager
     out = attend(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale)
     assert isinstance(out, Tensor)  # not the (out, lse) pair: no return_lse asked for
     return out
