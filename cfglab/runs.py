@@ -70,6 +70,11 @@ class TrainConfig(BaseModel):
     # every window starts at a string's BOS, as generation does (cfglab/data/corpus.py); false:
     # windows cut the stream anywhere
     align_windows: bool = True
+    compile: bool = Field(
+        False,
+        description="torch.compile the model: faster steps on CUDA after a compile of about "
+        "a minute; numerics may differ from eager in the last bits",
+    )
 
     @field_validator("holdout_rule")
     @classmethod
