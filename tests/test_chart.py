@@ -474,3 +474,43 @@ def test_next_token_batch_equals_one_by_one() -> None:
     strings[2] = strings[2][:50]
     for a, s in zip(chart.next_token_batch(strings), strings):
         np.testing.assert_array_equal(a, chart.next_token_distributions(s))
+
+
+@SETTINGS
+@given(layered_grammars(max_levels=4, max_width=3, max_terminals=3), st.data())
+def test_substituted_leaves_are_those_of_the_first_repair_tree(g: Grammar, data) -> None:
+    """TreeReader.substitutions (the repairs' fast path: only the costly children are entered)
+    gives exactly the leaves where `trees`' first tree of the same budget differs from the
+    tokens, in the sparse chart (budget 1, as verify uses it) and in the windows' chart."""
+    from cfglab.chart import sparse as chart_sparse
+    from cfglab.chart import window as chart_window
+    from cfglab.chart.semiring import MIN_PLUS
+
+    chart = Chart(g)
+    t, T = chart._sparse, len(g.terminals)
+    seed = data.draw(st.integers(0, 2**16))
+    strings = sample(g, 6, seed).strings()
+    rng = np.random.default_rng(seed)
+    for s in strings:
+        flips = rng.choice(len(s), min(len(s), int(rng.integers(0, 3))), replace=False)
+        s[flips] = (s[flips] + rng.integers(0, T, len(flips))) % T
+    batch = chart_sparse.Batch.of(strings)
+    sparse_chart = chart_sparse.inside(t, batch, MIN_PLUS, budget=1)
+    charts = [(sparse_chart, int(b), s) for b, s in zip(batch.base, strings)]
+    for s in strings:
+        windows = chart_window.inside(t, s, MIN_PLUS, chart._lengths, None)
+        cost = float(chart_window.value(windows, t.start, 0, len(s), MIN_PLUS))
+        if np.isfinite(cost):
+            charts.append((chart_window.to_spanset(windows, MIN_PLUS, len(s), cost), 0, s))
+    for spans, b, s in charts:
+        hit = spans.find(t.start, b, b + len(s))
+        if hit < 0:
+            continue
+        cost = float(spans.val[hit])
+        reader = chart_sparse.TreeReader(t, spans)
+        first = next(reader.trees(t.start, b, b + len(s), cost))
+        leaves = g.encode(first.leaves())
+        want = [(b + p, int(leaves[p])) for p in np.flatnonzero(leaves != s)]
+        fresh = chart_sparse.TreeReader(t, spans)  # no memo shared with the tree walk
+        assert fresh.substitutions(t.start, b, b + len(s), cost) == want
+        assert len(want) == cost

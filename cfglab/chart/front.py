@@ -341,8 +341,10 @@ class Chart:
                 rest.append(i)
                 continue
             cost, b = float(chart.val[h]), int(batch.base[k])
-            tree = next(reader.trees(t.start, b, b + len(strings[i]), cost))
-            out[i] = Repair(int(cost), self.grammar.encode(tree.leaves()).astype(np.int64))
+            repaired = strings[i].copy()
+            for p, token in reader.substitutions(t.start, b, b + len(strings[i]), cost):
+                repaired[p - b] = token
+            out[i] = Repair(int(cost), repaired)
         return rest
 
     def _repair(self, s: np.ndarray, editable: int | None) -> Repair:
@@ -355,11 +357,14 @@ class Chart:
             cost = float(chart_window.value(windows, self._sparse.start, 0, len(s), MIN_PLUS))
         if not np.isfinite(cost):
             return Repair(None, None)
-        chart = (
-            self._general_spanset(v, len(s), MIN_PLUS, cost)
-            if self.recursive
-            else chart_window.to_spanset(windows, MIN_PLUS, len(s), cost)
-        )
+        if not self.recursive:  # no unit cycles: only the substituted leaves' paths are read
+            chart = chart_window.to_spanset(windows, MIN_PLUS, len(s), cost)
+            reader = chart_sparse.TreeReader(self._reading, chart)
+            repaired = s.copy()
+            for p, token in reader.substitutions(self._reading.start, 0, len(s), cost):
+                repaired[p] = token
+            return Repair(int(cost), repaired)
+        chart = self._general_spanset(v, len(s), MIN_PLUS, cost)
         with _deep_trees(len(s)):
             tree = next(
                 chart_sparse.TreeReader(self._reading, chart).trees(
