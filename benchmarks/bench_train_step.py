@@ -45,6 +45,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=40, help="steps per variant per round")
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps per variant first")
     ap.add_argument("--profile", default="", help="a variant to profile 20 steps of")
+    ap.add_argument("--grammar-chunk", type=int, default=512, help="TrainConfig.chunk_strings")
     return ap.parse_args()
 
 
@@ -103,6 +104,19 @@ def profile(t: Trainer, steps: int = 20) -> None:
     print(prof.key_averages().table(sort_by=key, row_limit=25))
 
 
+def matmul_peak(n: int = 8192, reps: int = 10) -> float:
+    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    torch.cuda.synchronize()
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
 def main() -> None:
     args = parse_args()
     _set_threads(args.threads)
@@ -120,6 +134,10 @@ def main() -> None:
                 sec[i].append(time_steps(t, args.steps))
     tokens = args.batch * args.context
     base = statistics.median(sec[0])
+    # MFU against a big bf16 matmul timed here (CUDA only): 6N + 12 L d T FLOPs per token
+    n_params = sum(p.numel() for p in trainers[0].model.parameters())
+    flops = 6 * n_params + 12 * args.layers * args.dim * args.context
+    peak = matmul_peak() if args.device == "cuda" else None
     print(
         f"{args.pe} {args.layers}x{args.dim} ctx {args.context} batch {args.batch}, "
         f"{args.device}, {args.threads} thread(s); median of {args.rounds} rounds"
@@ -129,7 +147,10 @@ def main() -> None:
         print(
             f"  {name:16s} {s * 1e3:8.2f} ms/step  {tokens / s / 1e3:8.1f} k tokens/s  "
             f"{base / s:5.2f}x {names[0]}"
+            + (f"  MFU {tokens / s * flops / peak:.3f}" if peak else "")
         )
+    if peak:
+        print(f"  measured bf16 matmul peak {peak / 1e12:.0f} TFLOP/s")
 
 
 if __name__ == "__main__":
