@@ -42,13 +42,11 @@ from cfglab.models import flex
 from cfglab.models.config import PE, ModelConfig
 from cfglab.models.kernels import (
     QUERY_BLOCK,
-    _Boxes,
     causal_blocks,
     skew_both,
     skew_lower,
     skew_lower_block,
     skew_upper,
-    skew_view,
 )
 
 
@@ -271,11 +269,8 @@ class RelativeAttention(Attention):
         ends = [min(T, i0 + self.query_block) for i0 in range(0, T, self.query_block)]
         starts = [0, *ends[:-1]]
         # p2c (B, nh, T, T) = skew_upper(k @ qr_fwd^T) transposed, cut into the blocks' boxes
-        p2c_blocks = _Boxes.apply(
-            k @ qr_fwd.transpose(-2, -1),
-            tuple(zip(starts, ends, ends)),
-            lambda t: skew_view(t, 0, T, T).transpose(-2, -1),
-        )
+        p2c = skew_upper(k @ qr_fwd.transpose(-2, -1)).transpose(-2, -1)
+        p2c_blocks = [p2c[..., i0:i1, :i1] for i0, i1 in zip(starts, ends)]
         biases = []
         for b, qb in enumerate(q.split(self.query_block, dim=2)):
             # (.., rows, i1): c2p of this block's rows against keys 0 .. i1-1
