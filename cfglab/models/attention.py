@@ -16,10 +16,12 @@ probabilities through the explicit path, for analysis.
   get c2p/p2c from matmuls against per-distance tables and a skew; cached decoding gathers.
   Causal windows longer than `query_block` (64) run in blocks of query rows, each against its
   key prefix only, which skips most of the masked half (1.58x -> ~1.37x rot's cost on CPU):
-  `causal_blocks` with c2p + p2c as each block's additive bias (without dropout).
+  `causal_blocks` with c2p + p2c as each block's additive bias (without dropout). On CUDA,
+  whole windows without dropout go through FlexAttention instead (models/flex.py).
 - pos: logits are a learned number per (head, distance i - j) — no queries or keys; distances
   beyond the context share the last learned value. Training windows build the (nh, T, T)
-  Toeplitz logits by a skew (no scatter-add in the backward, which is slow on GPUs).
+  Toeplitz logits by a skew (no scatter-add in the backward, which is slow on GPUs); on CUDA,
+  whole windows without dropout go through FlexAttention (models/flex.py).
 - uni: head h = 1..H averages the window of width w_h = 2^h - 1 that ends at, and includes,
   the token itself: positions j with i - w_h < j <= i. Near the start the window is cut at
   position 0 and the average is over the i + 1 tokens there. Heads with w_h >= T therefore average
