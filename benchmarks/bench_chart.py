@@ -11,8 +11,13 @@
   repair   fewest substitutions with a repaired string: one flip (sparse chart, budget 1) and
            eight flips (dense windows).
   startup  wall clock of `cfglab verify --help` and of a one-line `cfglab verify --json`.
+  process  whole `cfglab verify --json` processes (start-up included) on N valid and on N invalid
+           cfg3f strings (one token flipped, still-valid flips dropped: every one gets a
+           repair), per string, against lark's Earley membership parse of the same strings in
+           this process. Targets: invalid ≥ 10×, valid ≥ 30×.
 
 Run: .venv/bin/python benchmarks/bench_chart.py [--strings 200] [--lark-strings 40] [--no-general]
+     [--process-strings 500] [--only process]
 """
 
 from __future__ import annotations
@@ -182,16 +187,63 @@ def bench_startup() -> None:
     )
 
 
+def bench_process(n: int, n_lark: int, repeats: int = 3) -> None:
+    import tempfile
+
+    g = load_grammar(ROOT / "grammars" / "cfg3f.cfg")
+    T = len(g.terminals)
+    chart = Chart(g)
+    valid = sample(g, n, 3).strings()
+    candidates = flipped(sample(g, 2 * n, 4).strings(), 1, T, 5)
+    invalid = [s for s, ok in zip(candidates, chart.accepts(candidates)) if not ok][:n]
+    parser = earley_parser(g)
+    exe = [sys.executable, "-m", "cfglab", "verify", str(ROOT / "grammars" / "cfg3f.cfg")]
+    print(f"process cfg3f, `cfglab verify --json` on {n} strings per kind (start-up included)")
+    for kind, strings in (("valid", valid), ("invalid", invalid)):
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+            f.write("".join(" ".join(g.decode(s)) + "\n" for s in strings))
+        t_cli, t_lark = float("inf"), float("inf")
+        for _ in range(repeats):  # alternated, best of each: load swings hit both alike
+            t0 = time.perf_counter()
+            done = subprocess.run(
+                [*exe, f.name, "--json"], capture_output=True, text=True, check=True
+            )
+            t_cli = min(t_cli, (time.perf_counter() - t0) / len(strings))
+            assert len(done.stdout.splitlines()) == len(strings)
+            t0 = time.perf_counter()
+            member = lark_run(parser, g, strings[:n_lark], count=False)
+            t_lark = min(t_lark, (time.perf_counter() - t0) / n_lark)
+            assert all(m == (kind == "valid") for m in member)
+        os.unlink(f.name)
+        t_in = best_of(repeats, lambda: chart.verify(strings)) / len(strings)  # noqa: B023
+        target = 30 if kind == "valid" else 10
+        print(
+            f"  {kind:8s} cfglab verify {t_cli * 1e3:7.2f} ms/string (in-process "
+            f"{t_in * 1e3:5.2f})   lark Earley {t_lark * 1e3:7.2f} ms/string ({n_lark} strings)"
+            f"   ratio {t_lark / t_cli:6.1f}x   (target >= {target}x)"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--strings", type=int, default=200)
     ap.add_argument("--lark-strings", type=int, default=40)
     ap.add_argument("--no-general", action="store_true", help="skip the O(n³) baseline")
+    ap.add_argument("--process-strings", type=int, default=500)
+    ap.add_argument("--process-lark-strings", type=int, default=50)
+    ap.add_argument(
+        "--only", default="", help="comma-separated: verify,next,repair,startup,process"
+    )
     args = ap.parse_args()
-    bench_verify(args.strings, args.lark_strings)
-    bench_next(not args.no_general)
-    bench_repair()
-    bench_startup()
+    parts = {
+        "verify": lambda: bench_verify(args.strings, args.lark_strings),
+        "next": lambda: bench_next(not args.no_general),
+        "repair": bench_repair,
+        "startup": bench_startup,
+        "process": lambda: bench_process(args.process_strings, args.process_lark_strings),
+    }
+    for name in args.only.split(",") if args.only else parts:
+        parts[name]()
 
 
 if __name__ == "__main__":

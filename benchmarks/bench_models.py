@@ -7,6 +7,7 @@ slows them alike. Targets (issue 4): abs and rot >= 1.3x HF; rel, pos, uni <= 1.
     .venv/bin/python benchmarks/bench_models.py                  # CPU, 2 threads
     .venv/bin/python benchmarks/bench_models.py --precision bf16 # CPU, bf16 autocast for all
     .venv/bin/python benchmarks/bench_models.py --device cuda    # bf16 autocast
+    ... --pes rot,rel,rel:eager                                   # rel with FlexAttention off too
 
 MFU = tokens/s * (6N + 12 L d T) / peak, N the parameters without position tables, peak a big
 matmul timed in the same run. HF needs `pip install transformers` (the `bench` extra); without
@@ -130,7 +131,9 @@ def make_models(args: argparse.Namespace) -> dict[str, nn.Module]:
                 "transformers is not installed: skipping the HF baseline (pip install transformers)"
             )
     for name in args.pes.split(","):
-        pe, _, mlm_pe = name.partition("-")  # "mlm-rel": the encoder with rel attention
+        # "rel:eager" / "pos:eager": FlexAttention off (the blocked / explicit path, as on CPU)
+        spec, _, path = name.partition(":")
+        pe, _, mlm_pe = spec.partition("-")  # "mlm-rel": the encoder with rel attention
         cfg = ModelConfig(
             vocab_size=args.vocab,
             context=args.context,
@@ -141,6 +144,10 @@ def make_models(args: argparse.Namespace) -> dict[str, nn.Module]:
             mlm_pe=mlm_pe or "abs",
         )
         models[name] = build_model(cfg)
+        if path == "eager":
+            for mod in models[name].modules():
+                if hasattr(mod, "flex"):
+                    mod.flex = False
     return models
 
 

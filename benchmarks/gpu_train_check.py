@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--pe", default="rot")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--grammar", default=str(ROOT / "grammars" / "cfg3f.cfg"))
+    ap.add_argument("--compile", action="store_true", help="TrainConfig.compile = true")
     args = ap.parse_args()
     assert torch.cuda.is_available(), "needs a CUDA GPU"
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -65,6 +66,7 @@ def main() -> None:
         checkpoint_every=100_000,
         device="cuda",
         chunk_strings=4096,
+        compile=args.compile,
     )
     start = time.perf_counter()
 
@@ -91,6 +93,7 @@ def main() -> None:
                 "device": torch.cuda.get_device_name(),
                 "torch": torch.__version__,
                 "pe": args.pe,
+                "compile": args.compile,
                 "params": n,
                 "batch": args.batch,
                 "context": T,

@@ -80,6 +80,11 @@ class TrainConfig(BaseModel):
         description="write TensorBoard event files (loss, val_loss, lr, tokens/s; the config "
         "as hparams) under RUN_DIR/tensorboard",
     )
+    compile: bool = Field(
+        False,
+        description="torch.compile the model: faster steps on CUDA after a compile of about "
+        "a minute; numerics may differ from eager in the last bits",
+    )
 
     @field_validator("holdout_rule")
     @classmethod

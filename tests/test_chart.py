@@ -474,3 +474,106 @@ def test_next_token_batch_equals_one_by_one() -> None:
     strings[2] = strings[2][:50]
     for a, s in zip(chart.next_token_batch(strings), strings):
         np.testing.assert_array_equal(a, chart.next_token_distributions(s))
+
+
+@SETTINGS
+@given(layered_grammars(max_levels=4, max_width=3, max_terminals=3), st.data())
+def test_substituted_leaves_are_those_of_the_first_repair_tree(g: Grammar, data) -> None:
+    """TreeReader.substitutions (the repairs' fast path: only the costly children are entered)
+    gives exactly the leaves where `trees`' first tree of the same budget differs from the
+    tokens, in the sparse chart (budget 1, as verify uses it) and in the windows' chart."""
+    from cfglab.chart import sparse as chart_sparse
+    from cfglab.chart import window as chart_window
+    from cfglab.chart.semiring import MIN_PLUS
+
+    chart = Chart(g)
+    t, T = chart._sparse, len(g.terminals)
+    seed = data.draw(st.integers(0, 2**16))
+    strings = sample(g, 6, seed).strings()
+    rng = np.random.default_rng(seed)
+    for s in strings:
+        flips = rng.choice(len(s), min(len(s), int(rng.integers(0, 3))), replace=False)
+        s[flips] = (s[flips] + rng.integers(0, T, len(flips))) % T
+    batch = chart_sparse.Batch.of(strings)
+    sparse_chart = chart_sparse.inside(t, batch, MIN_PLUS, budget=1)
+    charts = [(sparse_chart, int(b), s) for b, s in zip(batch.base, strings)]
+    for s in strings:
+        windows = chart_window.inside(t, s, MIN_PLUS, chart._lengths, None)
+        cost = float(chart_window.value(windows, t.start, 0, len(s), MIN_PLUS))
+        if np.isfinite(cost):
+            charts.append((chart_window.to_spanset(windows, MIN_PLUS, len(s), cost), 0, s))
+    for spans, b, s in charts:
+        hit = spans.find(t.start, b, b + len(s))
+        if hit < 0:
+            continue
+        cost = float(spans.val[hit])
+        reader = chart_sparse.TreeReader(t, spans)
+        first = next(reader.trees(t.start, b, b + len(s), cost))
+        leaves = g.encode(first.leaves())
+        want = [(b + p, int(leaves[p])) for p in np.flatnonzero(leaves != s)]
+        fresh = chart_sparse.TreeReader(t, spans)  # no memo shared with the tree walk
+        assert fresh.substitutions(t.start, b, b + len(s), cost) == want
+        assert len(want) == cost
+
+
+@SETTINGS
+@given(layered_grammars(max_levels=4, max_width=3, max_terminals=3), st.data())
+def test_narrow_first_pass_keeps_repairs_exact(g: Grammar, data) -> None:
+    """Repairs try one substitution near where the prefix dies first, then anywhere before it:
+    with the first window at its narrowest (1 token) the counts still match brute force and the
+    repaired strings are valid."""
+    from unittest import mock
+
+    from cfglab.chart import front
+
+    max_len = 5
+    lang = enumerate_language(g, max_len)
+    assume(lang is not None and lang)
+    strings = data.draw(
+        st.lists(
+            st.lists(st.integers(0, len(g.terminals) - 1), min_size=1, max_size=max_len),
+            min_size=1,
+            max_size=12,
+        )
+    )
+    with mock.patch.object(front, "ONE_EDIT_WINDOW", 1):
+        chart = Chart(g)
+        repairs = chart.min_substitutions(strings)
+        verdicts = chart.verify(strings)
+    for s, (count, repaired), v in zip(strings, repairs, verdicts):
+        same_length = [w for w in lang if len(w) == len(s)]
+        best = min((sum(a != b for a, b in zip(w, s)) for w in same_length), default=None)
+        assert count == best, s
+        assert v.substitutions == (0 if v.valid else best)
+        if best is not None:
+            assert tuple(int(x) for x in repaired) in lang
+
+
+def test_verify_counts_equal_the_unrestricted_chart_on_paper_strings() -> None:
+    """cfg3f strings with 1-3 flipped tokens: verify's substitutions (windowed passes, no trees
+    read) equal the budget-1 min-plus chart with every token editable, and min_substitutions'."""
+    from cfglab.chart import sparse as chart_sparse
+    from cfglab.chart.semiring import MIN_PLUS
+
+    g = _paper("cfg3f")
+    T = len(g.terminals)
+    rng = np.random.default_rng(7)
+    strings = sample(g, 60, 3).strings()
+    for s in strings:
+        flips = rng.choice(len(s), int(rng.integers(1, 4)), replace=False)
+        s[flips] = (s[flips] + rng.integers(1, T, len(flips))) % T
+    chart = Chart(g)
+    verdicts = chart.verify(strings)
+    repairs = chart.min_substitutions(strings)
+    t = chart._sparse
+    batch = chart_sparse.Batch.of(strings)
+    full = chart_sparse.inside(t, batch, MIN_PLUS, budget=1)
+    hit = full.find(t.start, batch.base, batch.base + batch.length)
+    assert sum(v.substitutions == 1 for v in verdicts) > 10  # the windowed pass is exercised
+    for s, v, r, h in zip(strings, verdicts, repairs, hit):
+        want_one = h >= 0 and full.val[h] == 1
+        assert (v.substitutions == 1) == want_one
+        assert r.substitutions == v.substitutions
+        if r.repaired is not None:
+            assert chart.accepts([r.repaired])[0]
+            assert int((r.repaired != s).sum()) == r.substitutions

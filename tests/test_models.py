@@ -22,13 +22,11 @@ from cfglab.models import (
 )
 from cfglab.models.attention import Rotary
 from cfglab.models.kernels import (
-    _Boxes,
     causal_blocks,
     skew_both,
     skew_lower,
     skew_lower_block,
     skew_upper,
-    skew_view,
 )
 
 VOCAB, CONTEXT = 11, 16
@@ -252,46 +250,11 @@ def test_rel_query_blocks_equal_the_whole_window(block: int) -> None:
 
 @pytest.mark.parametrize("transpose", [False, True])
 def test_skews_have_exact_gradients(transpose: bool) -> None:
-    """The hand-written backward of the skew views (rel's and pos's training path)."""
+    """The skew views' gradients (rel's and pos's training path; autograd's own backward)."""
     for skew, width in ((skew_lower, 6), (skew_upper, 6), (skew_both, 10), (skew_lower_block, 9)):
         x = torch.randn(2, 3, 5, width, dtype=torch.double, requires_grad=True)
         fn = (lambda t: skew(t).transpose(-2, -1)) if transpose else skew
         assert torch.autograd.gradcheck(fn, (x,))
-
-
-@pytest.mark.parametrize("view", ["none", "transpose", "skew"])
-@pytest.mark.parametrize(
-    "boxes",
-    [
-        ((0, 2, 3), (2, 5, 6), (5, 7, 7)),  # rows disjoint (p2c)
-        ((0, 3, 2), (0, 5, 2), (0, 7, 2)),  # rows overlap
-        ((1, 3, 4), (4, 6, 2)),
-    ],
-)  # rows left out, too
-def test_boxes_gradient_equals_slicing(boxes: tuple, view: str) -> None:
-    """_Boxes' one-buffer backward, through no view, a transpose or rel's skew and transpose,
-    against autograd's own slices and views."""
-    views = {
-        "none": lambda t: t,
-        "transpose": lambda t: t.transpose(-2, -1),
-        "skew": lambda t: skew_view(t, 0, 7, 7).transpose(-2, -1),
-    }
-    grads = []
-    for use_boxes in (True, False):
-        x = torch.randn(
-            2,
-            7,
-            8 if view == "skew" else 7,
-            generator=torch.Generator().manual_seed(1),
-            requires_grad=True,
-        )
-        if use_boxes:
-            parts = _Boxes.apply(x, boxes, None if view == "none" else views[view])
-        else:
-            parts = [views[view](x)[..., r0:r1, :c1] for r0, r1, c1 in boxes]
-        sum(p.pow(2).sum() * (i + 1) for i, p in enumerate(parts)).backward()
-        grads.append(x.grad)
-    assert torch.allclose(grads[0], grads[1], atol=1e-6)  # sums of overlaps in another order
 
 
 def test_rel_shares_one_table_across_layers() -> None:

@@ -251,3 +251,49 @@ def test_a_half_written_metrics_line_is_ignored_and_resume_still_works(
     assert run.metrics()[-1]["step"] == 15
     train(cfg, tmp_path / "cut", quiet=True, resume=True)
     assert _losses(tmp_path / "cut") == _losses(tmp_path / "whole")
+
+
+def test_divergence_is_caught_at_a_logged_step(tmp_path, grammar_file) -> None:
+    """The loss is read on logged steps only (no host sync per step); a blow-up still stops the
+    run, with the step where it was seen."""
+    cfg = _config(grammar_file, lr=1e30, grad_clip=0.0, log_every=5, eval_every=1000)
+    with pytest.raises(CfglabError, match=r"loss became (nan|inf) by step \d*[05]\b"):
+        train(cfg, tmp_path / "run", quiet=True)
+
+
+def test_cpu_optimizer_is_the_per_tensor_loop(grammar_file) -> None:
+    """CPU keeps AdamW's default per-tensor loop (the numerics of the CPU figures); fused is for
+    CUDA."""
+    from cfglab.models import build_model
+    from cfglab.runs import model_config_for
+    from cfglab.train import _optimizer
+
+    cfg = _config(grammar_file)
+    opt = _optimizer(build_model(model_config_for(cfg, 3)), cfg)
+    assert not opt.defaults["fused"]
+    assert not opt.defaults["foreach"]
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_optimizer_is_fused(grammar_file) -> None:
+    from cfglab.models import build_model
+    from cfglab.runs import model_config_for
+    from cfglab.train import _optimizer
+
+    cfg = _config(grammar_file)
+    opt = _optimizer(build_model(model_config_for(cfg, 3)).cuda(), cfg)
+    assert opt.defaults["fused"]
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_like_eager_and_saves_eager_keys(tmp_path, grammar_file) -> None:
+    eager = train(_config(grammar_file, steps=10), tmp_path / "eager", quiet=True)
+    compiled = train(_config(grammar_file, steps=10, compile=True), tmp_path / "c", quiet=True)
+    a, b = _losses(eager), _losses(compiled)
+    assert [s for s, *_ in a] == [s for s, *_ in b]
+    assert all(abs(x[1] - y[1]) < 1e-3 for x, y in zip(a, b))
+    found = latest_checkpoint(RunDir(compiled))
+    assert found is not None
+    _, state = found
+    assert not any(k.startswith("_orig_mod") for k in state["model"])
+    load_run(compiled)  # the run directory reads back as an ordinary eager model

@@ -68,6 +68,9 @@ from cfglab.grammar.core import Grammar, Tree
 
 GENERAL_MAX_TOKENS = 400  # recursive grammars: the O(n³) chart's bound on one string
 _BATCH_TOKENS = 100_000  # strings per sparse batch are grouped up to this many tokens
+# Repairs: one substitution is first looked for among the last tokens up to where the prefix
+# dies (16: 95 % of one-flip cfg3f strings; the rest take a second, wider pass).
+ONE_EDIT_WINDOW = 16
 
 StringLike = Sequence[int] | np.ndarray
 
@@ -133,7 +136,12 @@ class Chart:
 
         editable[i] = k allows substitutions only among the first k tokens of string i.
         """
-        strings = self._check(strings)
+        return self._min_substitutions(self._check(strings), editable, repaired=True)
+
+    def _min_substitutions(
+        self, strings: list[np.ndarray], editable: Sequence[int] | None, repaired: bool
+    ) -> list[Repair]:
+        """min_substitutions; without `repaired`, the counts only (no tree is read back)."""
         edit = [None] * len(strings) if editable is None else [int(k) for k in editable]
         if len(edit) != len(strings):
             raise ValueError("editable needs one prefix length per string")
@@ -145,9 +153,9 @@ class Chart:
             else:
                 todo.append(i)
         if not self.recursive:
-            todo = self._repairs_within_one(strings, edit, todo, out)
+            todo = self._repairs_within_one(strings, edit, todo, out, repaired)
         for i in todo:
-            out[i] = self._repair(strings[i], edit[i])
+            out[i] = self._repair(strings[i], edit[i], repaired)
         return out  # type: ignore[return-value]
 
     def verify(self, strings: Sequence[StringLike]) -> list[Verdict]:
@@ -159,7 +167,8 @@ class Chart:
             counts = [None if ok else 0 for ok in self.accepts(strings)]
         valid = [c is None or c > 0 for c in counts]
         bad = [i for i, ok in enumerate(valid) if not ok]
-        repairs = dict(zip(bad, self.min_substitutions([strings[i] for i in bad])))
+        costs = self._min_substitutions([strings[i] for i in bad], None, repaired=False)
+        repairs = dict(zip(bad, costs))
         return [
             Verdict(ok, c, 0 if ok else repairs[i].substitutions)
             for i, (ok, c) in enumerate(zip(valid, counts))
@@ -319,33 +328,87 @@ class Chart:
         return chart_window.to_spanset(windows, sr, n, limit)
 
     def _repairs_within_one(
-        self, strings: list[np.ndarray], edit: list[int | None], todo: list[int], out: list
+        self,
+        strings: list[np.ndarray],
+        edit: list[int | None],
+        todo: list[int],
+        out: list,
+        repaired: bool = True,
     ) -> list[int]:
-        """Settle, in one sparse batch, the strings at most one substitution away."""
+        """Settle, in sparse batches, the strings at most one substitution away.
+
+        Where one substitution at position p repairs a string, its tokens before p are a viable
+        prefix, so p <= k, the first position whose token has next-token probability 0 (or the
+        string's length, where only the end is wrong). Substitutions are tried near k first (a
+        window of ONE_EDIT_WINDOW tokens: after a wrong token the prefix usually dies within a
+        few tokens), then anywhere up to k: the same answers as allowing them everywhere, with
+        a min-plus chart barely larger than the plain one.
+        """
         if not todo:
             return todo
+        # a valid string has no dead position (its length): it settles at cost 0 in any pass
+        dead = self._first_dead_positions([strings[i] for i in todo])
+        limits = [len(strings[i]) if (e := edit[i]) is None else e for i in todo]
+        for wide in (False, True):
+            ranges = [
+                (0 if wide else max(d - ONE_EDIT_WINDOW + 1, 0), min(d, limit - 1))
+                for d, limit in zip(dead, limits)
+            ]
+            todo, dead, limits = self._within_one_pass(
+                strings, todo, ranges, out, repaired, dead, limits
+            )
+            if not todo:
+                break
+        return todo
+
+    def _within_one_pass(
+        self,
+        strings: list[np.ndarray],
+        todo: list[int],
+        ranges: list[tuple[int, int]],
+        out: list,
+        repaired: bool,
+        dead: list[int],
+        limits: list[int],
+    ) -> tuple[list[int], list[int], list[int]]:
+        """One budget-1 min-plus batch, substitutions allowed at positions lo..hi of each string;
+        the strings not settled come back (with their dead positions and edit limits)."""
         t = self._sparse
         batch = chart_sparse.Batch.of([strings[i] for i in todo])
         editable = np.concatenate(
             [
-                np.arange(len(strings[i])) < (len(strings[i]) if edit[i] is None else edit[i])
-                for i in todo
+                (np.arange(len(strings[i])) >= lo) & (np.arange(len(strings[i])) <= hi)
+                for i, (lo, hi) in zip(todo, ranges)
             ]
         )
         chart = chart_sparse.inside(t, batch, MIN_PLUS, budget=1, editable=editable)
         hit = chart.find(t.start, batch.base, batch.base + batch.length)
         reader = chart_sparse.TreeReader(t, chart)
-        rest = []
+        rest: tuple[list[int], list[int], list[int]] = ([], [], [])
         for k, (i, h) in enumerate(zip(todo, hit)):
             if h < 0:
-                rest.append(i)
+                for part, value in zip(rest, (i, dead[k], limits[k])):
+                    part.append(value)
                 continue
             cost, b = float(chart.val[h]), int(batch.base[k])
-            tree = next(reader.trees(t.start, b, b + len(strings[i]), cost))
-            out[i] = Repair(int(cost), self.grammar.encode(tree.leaves()).astype(np.int64))
+            fixed = None
+            if repaired:
+                fixed = strings[i].copy()
+                for p, token in reader.substitutions(t.start, b, b + len(strings[i]), cost):
+                    fixed[p - b] = token
+            out[i] = Repair(int(cost), fixed)
         return rest
 
-    def _repair(self, s: np.ndarray, editable: int | None) -> Repair:
+    def _first_dead_positions(self, strings: list[np.ndarray]) -> list[int]:
+        """Per string, the first position whose token has next-token probability 0 given the
+        tokens before it; the string's length when every prefix is viable."""
+        dead = []
+        for s, rows in zip(strings, self.next_token_batch(strings)):
+            zero = np.flatnonzero(rows[np.arange(len(s)), 1 + s] <= 0)
+            dead.append(int(zero[0]) if len(zero) else len(s))
+        return dead
+
+    def _repair(self, s: np.ndarray, editable: int | None, repaired: bool = True) -> Repair:
         if self.recursive:
             self._general_bound(s)
             v = chart_general.inside(self._general, s, MIN_PLUS, editable)
@@ -355,11 +418,16 @@ class Chart:
             cost = float(chart_window.value(windows, self._sparse.start, 0, len(s), MIN_PLUS))
         if not np.isfinite(cost):
             return Repair(None, None)
-        chart = (
-            self._general_spanset(v, len(s), MIN_PLUS, cost)
-            if self.recursive
-            else chart_window.to_spanset(windows, MIN_PLUS, len(s), cost)
-        )
+        if not repaired:
+            return Repair(int(cost), None)
+        if not self.recursive:  # no unit cycles: only the substituted leaves' paths are read
+            chart = chart_window.to_spanset(windows, MIN_PLUS, len(s), cost)
+            reader = chart_sparse.TreeReader(self._reading, chart)
+            fixed = s.copy()
+            for p, token in reader.substitutions(self._reading.start, 0, len(s), cost):
+                fixed[p] = token
+            return Repair(int(cost), fixed)
+        chart = self._general_spanset(v, len(s), MIN_PLUS, cost)
         with _deep_trees(len(s)):
             tree = next(
                 chart_sparse.TreeReader(self._reading, chart).trees(

@@ -449,6 +449,43 @@ class TreeReader:
             for children in self._sequences(r, 0, start, end, budget, path):
                 yield Tree(t.names[sym], children, int(t.rule_index[r]))
 
+    def substitutions(self, sym: int, start: int, end: int, budget: float) -> list[tuple[int, int]]:
+        """(position, terminal) of each leaf of `trees(sym, start, end, budget)`'s first tree
+        that costs a substitution, in a min-plus chart of a grammar without unit cycles.
+
+        The same choices as `trees` (first rule, first child items, each completion checked
+        feasible), but only children that cost something are entered: a child of cost 0 derives
+        its tokens unchanged, so its subtree adds no substitution. One path per substitution
+        instead of the whole tree.
+        """
+        out: list[tuple[int, int]] = []
+        todo = [(sym, start, end, budget)]
+        while todo:
+            sym, start, end, budget = todo.pop()
+            if sym < self.t.n_terminals:
+                out.append((start, sym))
+                continue
+            todo.extend(self._first_children(sym, start, end, budget))
+        return sorted(out)
+
+    def _first_children(
+        self, sym: int, start: int, end: int, budget: float
+    ) -> list[tuple[int, int, int, float]]:
+        """The children (symbol, start, stop, cost) of cost > 0 of the first tree's root rule."""
+        t = self.t
+        for r in range(t.rules_first[sym], t.rules_first[sym + 1]):
+            if not self._feasible(r, 0, start, end, budget):
+                continue
+            costly, pos, rest = [], start, budget
+            for d in range(int(t.rule_len[r])):
+                x, stop, cost = next(self._children(r, d, pos, end, rest))
+                assert cost is not None
+                if cost > 0:
+                    costly.append((x, pos, stop, cost))
+                pos, rest = stop, rest - cost
+            return costly
+        raise ValueError(f"no tree of cost <= {budget} for ({sym}, {start}, {end})")
+
     def _children(
         self, r: int, d: int, start: int, end: int, budget: float | None
     ) -> Iterator[tuple[int, int, float | None]]:

@@ -16,10 +16,12 @@ probabilities through the explicit path, for analysis.
   get c2p/p2c from matmuls against per-distance tables and a skew; cached decoding gathers.
   Causal windows longer than `query_block` (64) run in blocks of query rows, each against its
   key prefix only, which skips most of the masked half (1.58x -> ~1.37x rot's cost on CPU):
-  `causal_blocks` with c2p + p2c as each block's additive bias (without dropout).
+  `causal_blocks` with c2p + p2c as each block's additive bias (without dropout). On CUDA,
+  whole windows without dropout go through FlexAttention instead (models/flex.py).
 - pos: logits are a learned number per (head, distance i - j) — no queries or keys; distances
   beyond the context share the last learned value. Training windows build the (nh, T, T)
-  Toeplitz logits by a skew (no scatter-add in the backward, which is slow on GPUs).
+  Toeplitz logits by a skew (no scatter-add in the backward, which is slow on GPUs); on CUDA,
+  whole windows without dropout go through FlexAttention (models/flex.py).
 - uni: head h = 1..H averages the window of width w_h = 2^h - 1 that ends at, and includes,
   the token itself: positions j with i - w_h < j <= i. Near the start the window is cut at
   position 0 and the average is over the i + 1 tokens there. Heads with w_h >= T therefore average
@@ -38,17 +40,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from cfglab.models import flex
 from cfglab.models.config import PE, ModelConfig
 from cfglab.models.hooks import HookPoint
 from cfglab.models.kernels import (
     QUERY_BLOCK,
-    _Boxes,
     causal_blocks,
     skew_both,
     skew_lower,
     skew_lower_block,
     skew_upper,
-    skew_view,
 )
 
 
@@ -241,13 +242,14 @@ class RelativeAttention(Attention):
         self.rel_emb = (
             rel_emb  # (2k, C), owned by the model; registered here too (like tied weights)
         )
-        self.max_rel = cfg.max_rel
+        self.max_rel = cfg.max_rel or cfg.context  # the config resolves None to the context
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # content q, k, v
         self.c_pos = nn.Linear(cfg.n_embd, 2 * cfg.n_embd, bias=cfg.bias)  # position q, k
         self.scale = 1.0 / math.sqrt(3 * cfg.head_size)
         # Causal training windows longer than this run in blocks of query rows, each against
         # the keys up to its last row only: the masked half of the (T, T) scores is mostly skipped.
         self.query_block = QUERY_BLOCK
+        self.flex: bool | None = None  # whole windows through FlexAttention; None: on CUDA
 
     def qkv(self, x: Tensor) -> tuple[Tensor, ...]:
         """(B, nh, T, hs) each, contiguous: one copy here instead of one per matmul below."""
@@ -259,6 +261,12 @@ class RelativeAttention(Attention):
         q, k, v = self.qkv(x)
         k, v = self.store(k, v, start, cache)
         T = q.size(2)
+        if not self.wants_pattern() and use_flex(
+            self.flex, q, k.size(2), self.training and self.dropout > 0
+        ):
+            qr, kr = self.position_projections()
+            y = flex.relative_attention(q, k, v, qr, kr, self.scale, self.max_rel, self.causal)
+            return self.merge(y)
         if (
             self.causal
             and k.size(2) == T
@@ -279,11 +287,8 @@ class RelativeAttention(Attention):
         ends = [min(T, i0 + self.query_block) for i0 in range(0, T, self.query_block)]
         starts = [0, *ends[:-1]]
         # p2c (B, nh, T, T) = skew_upper(k @ qr_fwd^T) transposed, cut into the blocks' boxes
-        p2c_blocks = _Boxes.apply(
-            k @ qr_fwd.transpose(-2, -1),
-            tuple(zip(starts, ends, ends)),
-            lambda t: skew_view(t, 0, T, T).transpose(-2, -1),
-        )
+        p2c = skew_upper(k @ qr_fwd.transpose(-2, -1)).transpose(-2, -1)
+        p2c_blocks = [p2c[..., i0:i1, :i1] for i0, i1 in zip(starts, ends)]
         biases = []
         for b, qb in enumerate(q.split(self.query_block, dim=2)):
             # (.., rows, i1): c2p of this block's rows against keys 0 .. i1-1
@@ -391,10 +396,17 @@ class DistanceAttention(Attention):
 
     def forward(self, x: Tensor, start: int = 0, cache: LayerCache | None = None) -> Tensor:
         _, v = self.store(None, self.heads(self.c_v(x)), start, cache)  # (B, nh, S, hs)
-        p = self.weights(x.size(1), v.size(2), start, x.device).to(v.dtype)
-        if self.wants_pattern():  # the hook sees one pattern per batch row, as elsewhere
-            p = self.hook_pattern(p.expand(v.size(0), -1, -1, -1))
-        return self.merge(self.mix(p, v))
+        y = None if self.wants_pattern() else self.fused(v, x.size(1))
+        if y is None:
+            p = self.weights(x.size(1), v.size(2), start, x.device).to(v.dtype)
+            if self.wants_pattern():  # the hook sees one pattern per batch row, as elsewhere
+                p = self.hook_pattern(p.expand(v.size(0), -1, -1, -1))
+            y = self.mix(p, v)
+        return self.merge(y)
+
+    def fused(self, v: Tensor, n_query: int) -> Tensor | None:
+        """The output through a fused kernel where one applies, else None."""
+        return None
 
     def probs(self, x: Tensor) -> Tensor:  # (B, nh, T, T)
         B, T, _ = x.shape
@@ -407,6 +419,12 @@ class PositionAttention(DistanceAttention):
     def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None):
         super().__init__(cfg, causal)
         self.distance_weight = nn.Parameter(torch.zeros(cfg.n_head, cfg.context))  # (nh, context)
+        self.flex: bool | None = None  # whole windows through FlexAttention; None: on CUDA
+
+    def fused(self, v: Tensor, n_query: int) -> Tensor | None:
+        if not use_flex(self.flex, v, n_query, self.training and self.dropout > 0):
+            return None
+        return flex.distance_attention(v, self.distance_weight)
 
     def distance_logits(self, d: Tensor, start: int) -> Tensor:
         w = self.distance_weight
@@ -429,6 +447,13 @@ class UniformAttention(DistanceAttention):
         inside = d[None] < self.width[:, None, None]  # (nh, Tq, S)
         zero = torch.zeros((), device=d.device)
         return torch.where(inside, zero, float("-inf"))
+
+
+def use_flex(setting: bool | None, q: Tensor, n_key: int, dropout: bool) -> bool:
+    """FlexAttention for a whole window (queries = keys), without attention dropout (it has
+    none); `setting` None means wherever it trains (CUDA)."""
+    wanted = flex.available(q) if setting is None else setting
+    return wanted and q.size(2) == n_key > 1 and not dropout
 
 
 def uniform_width(h: int) -> int:

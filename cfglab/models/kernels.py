@@ -2,16 +2,13 @@
 computes (the reference, checked in tests/test_models.py for values and gradients); each exists
 because a measurement at the sizes users run showed the plain path slower (benchmarks/RESULTS.md).
 
-skew_*       Music Transformer's skew: per-distance columns -> a Toeplitz matrix, by views, with
-             a backward that writes the gradient once (_Skew)
-_Boxes       several slices of one tensor with one gradient in its own layout (rel's p2c blocks)
+skew_*       Music Transformer's skew: per-distance columns -> a Toeplitz matrix, by views
+             (autograd's own backward: a hand-written one measured no faster, RESULTS.md)
 causal_blocks  causal attention of a whole window in query blocks with a flash-style backward
              over the saved probabilities (bf16 on CPU; rel's blocked path)
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -22,33 +19,11 @@ QUERY_BLOCK = 64
 
 
 def skew_view(x: Tensor, drop: int, width: int, ncols: int) -> Tensor:
-    """(..., R, L) -> (..., R, ncols), no autograd of its own: _Skew's forward (a view when x is
-    contiguous)."""
+    """(..., R, L) -> (..., R, ncols): the rows laid flat, `drop` entries skipped, re-cut into rows
+    of `width`, the first `ncols` columns kept (a view when x is contiguous)."""
     *lead, R, L = x.shape
     flat = x.reshape(*lead, R * L)
     return flat[..., drop : drop + R * width].view(*lead, R, width)[..., :ncols]
-
-
-class _Skew(torch.autograd.Function):
-    """(..., R, L) -> (..., R, ncols): the rows laid flat, `drop` entries skipped, re-cut into rows
-    of `width`, the first `ncols` columns kept (a view). Autograd's own backward for the slices
-    and views zero-fills and copies the whole gradient twice; this one writes it once."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, drop: int, width: int, ncols: int) -> Tensor:
-        ctx.geometry = (drop, width, x.size(-1))
-        return skew_view(x, drop, width, ncols)
-
-    @staticmethod
-    def backward(ctx, g: Tensor) -> tuple[Tensor, None, None, None]:
-        (drop, width, L), (*lead, R, ncols) = ctx.geometry, g.shape
-        out = g.new_empty(*lead, R * L)
-        out[..., :drop].zero_()
-        out[..., drop + R * width :].zero_()
-        region = out[..., drop : drop + R * width].view(*lead, R, width)
-        region[..., :ncols].copy_(g)
-        region[..., ncols:].zero_()
-        return out.view(*lead, R, L), None, None, None
 
 
 def skew_lower(x: Tensor) -> Tensor:
@@ -58,58 +33,26 @@ def skew_lower(x: Tensor) -> Tensor:
     Toeplitz matrix of distances i - j without a gather.
     """
     T = x.size(-2)
-    return _Skew.apply(x, T, T, T)
+    return skew_view(x, T, T, T)
 
 
 def skew_lower_block(x: Tensor) -> Tensor:
     """(..., R, E+1) -> (..., R, E) with out[r, j] = x[r, R - r + j] for j <= E - R + r (junk
     above): skew_lower for the query rows E-R .. E-1 of a causal window, against keys 0 .. E-1."""
     R, E = x.size(-2), x.size(-1) - 1
-    return _Skew.apply(x, R, E, E)
+    return skew_view(x, R, E, E)
 
 
 def skew_upper(x: Tensor) -> Tensor:
     """(..., T, T+1) -> (..., T, T) with out[j, i] = x[j, i - j] for i >= j (junk below)."""
     T = x.size(-2)
-    return _Skew.apply(x, 0, T, T)
+    return skew_view(x, 0, T, T)
 
 
 def skew_both(x: Tensor) -> Tensor:
     """(..., T, 2T) -> (..., T, T) with out[i, j] = x[i, T - i + j] for every i, j."""
     T = x.size(-2)
-    return _Skew.apply(x, T, 2 * T - 1, T)
-
-
-class _Boxes(torch.autograd.Function):
-    """view(x)[..., r0:r1, :c1] for each box (r0, r1, c1), as views; `view` is a view function
-    (e.g. a skew and a transpose) or None. Slicing the same tensor k times costs autograd k
-    full-size zero-filled gradients and k - 1 full-size additions, and a view function's own
-    backward one more full-size copy; this backward writes one gradient, in x's own layout:
-    zeros, with each box's part written (boxes on disjoint rows) or added in."""
-
-    @staticmethod
-    def forward(
-        ctx,
-        x: Tensor,
-        boxes: tuple[tuple[int, int, int], ...],
-        view: Callable[[Tensor], Tensor] | None = None,
-    ) -> tuple[Tensor, ...]:
-        ctx.shape, ctx.boxes, ctx.view = x.shape, boxes, view
-        ctx.disjoint = all(b[0] >= a[1] for a, b in zip(boxes, boxes[1:]))  # rows in order
-        y = view(x) if view else x
-        return tuple(y[..., r0:r1, :c1] for r0, r1, c1 in boxes)
-
-    @staticmethod
-    def backward(ctx, *grads: Tensor | None) -> tuple[Tensor, None, None]:
-        ref = next(g for g in grads if g is not None)
-        out = ref.new_zeros(ctx.shape)
-        region = ctx.view(out) if ctx.view else out
-        for (r0, r1, c1), g in zip(ctx.boxes, grads):
-            if g is not None and ctx.disjoint:
-                region[..., r0:r1, :c1].copy_(g)
-            elif g is not None:
-                region[..., r0:r1, :c1] += g
-        return out, None, None
+    return skew_view(x, T, 2 * T - 1, T)
 
 
 class _CausalBlocks(torch.autograd.Function):
