@@ -25,51 +25,69 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cfglab.errors import CfglabError
-
-PE_NAMES = ("abs", "rel", "rot", "pos", "uni", "mlm")
+from cfglab.models.config import PE, MlmPE
 
 
 class TrainConfig(BaseModel):
-    """Everything that defines one training run (paper defaults where the paper gives them)."""
+    """Everything that defines one training run (paper defaults where the paper gives them).
 
-    model_config = ConfigDict(extra="forbid")
+    Every field is also a `cfglab train` flag (`--field-name`), its description the flag's help.
+    """
 
-    grammar: str = Field(description="grammar file (.cfg); stored as an absolute path")
-    pe: Literal["abs", "rel", "rot", "pos", "uni", "mlm"] = "rot"
-    mlm_pe: Literal["abs", "rel"] = "abs"  # position encoding of the mlm encoder
-    layers: int = Field(2, ge=1)
-    heads: int = Field(2, ge=1)
-    dim: int = Field(64, ge=1)
-    context: int = Field(128, ge=2)
-    batch: int = Field(32, ge=1)
-    steps: int = Field(2000, ge=1)
-    lr: float = Field(3e-4, gt=0)  # peak learning rate, decayed linearly to min_lr
-    min_lr: float = Field(0.0, ge=0)
-    warmup: int = Field(0, ge=0)  # linear warm-up steps
-    weight_decay: float = Field(0.1, ge=0)
-    beta1: float = Field(0.9, gt=0, lt=1)
-    beta2: float = Field(0.98, gt=0, lt=1)
-    grad_clip: float = Field(1.0, ge=0)  # 0 turns clipping off
-    dropout: float = Field(0.0, ge=0, lt=1)
-    noise_fraction: float = Field(0.0, ge=0, le=1)  # share of training strings corrupted
-    noise_rate: float = Field(0.0, ge=0, le=1)  # per-token flip probability in those strings
-    mask_prob: float = Field(0.15, gt=0, lt=1)  # mlm only: BERT masking rate
-    holdout_rule: str | None = None  # e.g. "N18 -> N15 N14 N13": never train on strings using it
-    seed: int = 0
-    threads: int = Field(0, ge=0)  # torch threads; 0 = all cores
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    # auto: bf16 autocast on CUDA, fp32 on CPU. bf16 on a CPU with native bf16 (AVX512-BF16,
-    # AMX): 2.2-2.5x fp32's tokens/s at 4 layers, 128 dims; 1.2-1.3x at 2 layers, 64 dims.
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    checkpoint_every: int = Field(500, ge=1)
-    keep_checkpoints: int = Field(3, ge=1)
-    eval_every: int = Field(100, ge=1)
-    eval_batches: int = Field(4, ge=1)
-    log_every: int = Field(10, ge=1)
-    chunk_strings: int = Field(512, ge=1)  # strings sampled per data chunk
-    # every window starts at a string's BOS, as generation does (cfglab/data/corpus.py); false:
-    # windows cut the stream anywhere
-    align_windows: bool = True
+    model_config = ConfigDict(extra="forbid", use_enum_values=True, validate_default=True)
+
+    grammar: str = Field(description="Grammar file (.cfg); stored as an absolute path.")
+    pe: PE = Field(PE.ROT, description="Position encoding / attention variant.")
+    mlm_pe: MlmPE = Field("abs", description="Position encoding of the mlm encoder.")
+    layers: int = Field(2, ge=1, description="Transformer blocks.")
+    heads: int = Field(2, ge=1, description="Attention heads per block.")
+    dim: int = Field(64, ge=1, description="Residual width (head size is dim / heads).")
+    context: int = Field(128, ge=2, description="Training window in tokens.")
+    batch: int = Field(32, ge=1, description="Windows per optimiser step.")
+    steps: int = Field(2000, ge=1, description="Optimiser steps.")
+    lr: float = Field(3e-4, gt=0, description="Peak learning rate, decayed linearly to min_lr.")
+    min_lr: float = Field(0.0, ge=0, description="Learning rate at the last step.")
+    warmup: int = Field(0, ge=0, description="Linear warm-up steps.")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay.")
+    beta1: float = Field(0.9, gt=0, lt=1, description="AdamW beta1.")
+    beta2: float = Field(0.98, gt=0, lt=1, description="AdamW beta2.")
+    grad_clip: float = Field(1.0, ge=0, description="Gradient norm clip; 0 turns clipping off.")
+    dropout: float = Field(
+        0.0, ge=0, lt=1, description="Dropout on attention probabilities and residual branches."
+    )
+    noise_fraction: float = Field(
+        0.0, ge=0, le=1, description="Share of training strings corrupted."
+    )
+    noise_rate: float = Field(
+        0.0, ge=0, le=1, description="Per-token flip probability in the corrupted strings."
+    )
+    mask_prob: float = Field(0.15, gt=0, lt=1, description="mlm only: BERT masking rate.")
+    holdout_rule: str | None = Field(
+        None,
+        description='A rule never trained on, e.g. "N18 -> N15 N14 N13": strings using it are '
+        "left out.",
+    )
+    seed: int = Field(0, description="Seed of the model's initialisation and the data stream.")
+    threads: int = Field(0, ge=0, description="torch threads (0 = all cores).")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where to train (auto: cuda when available)."
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16 (fast on CPUs "
+        "with native bf16; see benchmarks/RESULTS.md).",
+    )
+    checkpoint_every: int = Field(500, ge=1, description="Steps between checkpoints.")
+    keep_checkpoints: int = Field(3, ge=1, description="Newest checkpoints kept.")
+    eval_every: int = Field(100, ge=1, description="Steps between validation losses.")
+    eval_batches: int = Field(4, ge=1, description="Batches per validation loss.")
+    log_every: int = Field(10, ge=1, description="Steps between metrics lines.")
+    chunk_strings: int = Field(512, ge=1, description="Strings sampled per data chunk.")
+    align_windows: bool = Field(
+        True,
+        description="Start every training window at a string's BOS, as generation does "
+        "(default), or cut the stream anywhere.",
+    )
 
     @field_validator("holdout_rule")
     @classmethod

@@ -233,6 +233,9 @@ def new_grammar_command(
     require_unambiguous: bool = _UNAMBIGUOUS,
     max_ambiguous_fraction: float | None = _AMBIGUOUS_FRACTION,
     ambiguity_strings: int = _AMBIGUITY_STRINGS,
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the file, the seed used and the check report as JSON."
+    ),
 ) -> None:
     """Make a random layered grammar that passes the checks; write OUT_DIR/NAME.cfg."""
     from cfglab.analysis.checks import check_grammar
@@ -265,6 +268,10 @@ def new_grammar_command(
     save_grammar(grammar, path)
     report.file = str(path)
     tries = used - seed + 1
+    if as_json:
+        record = {"file": str(path), "seed": used, "tries": tries}
+        print(json.dumps(record | {"report": report.model_dump(mode="json")}), flush=True)
+        return
     err.print(f"wrote {path} (seed {used}, {tries} {'try' if tries == 1 else 'tries'})")
     render_report(report)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Literal, get_args
 
 from cfglab.errors import CfglabError
 
@@ -21,7 +21,8 @@ class PE(str, Enum):
 
 
 DECODER_PES: tuple[PE, ...] = (PE.ABS, PE.REL, PE.ROT, PE.POS, PE.UNI)
-MLM_PES: tuple[PE, ...] = (PE.ABS, PE.REL)
+MlmPE = Literal["abs", "rel"]  # the encodings an mlm encoder can use
+MLM_PES: tuple[PE, ...] = tuple(PE(name) for name in get_args(MlmPE))
 
 
 @dataclass
