@@ -24,8 +24,9 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cfglab.errors import CfglabError
-from cfglab.models.config import PE, MlmPE
+from cfglab.errors import CfglabError, format_validation_error
+from cfglab.models.config import PE, MlmPE, ModelConfig
+from cfglab.yamlfile import read_mapping, validate
 
 
 class TrainConfig(BaseModel):
@@ -88,6 +89,17 @@ class TrainConfig(BaseModel):
         description="Start every training window at a string's BOS, as generation does "
         "(default), or cut the stream anywhere.",
     )
+    bias: bool = Field(True, description="Biases in Linear and LayerNorm layers (GPT-2 has them).")
+    mlp_ratio: int = Field(4, ge=1, description="MLP hidden width = mlp_ratio * dim.")
+    tie_weights: bool = Field(
+        True, description="Share the token embedding with the output head (GPT-2 does)."
+    )
+    rope_base: float = Field(10000.0, gt=0, description="rot: base of the rotary frequencies.")
+    max_rel: int | None = Field(
+        None,
+        ge=1,
+        description="rel: distances clipped to [-max_rel, max_rel - 1] (default: the context).",
+    )
 
     @field_validator("holdout_rule")
     @classmethod
@@ -97,36 +109,21 @@ class TrainConfig(BaseModel):
         return v
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    """One line per bad field, with its dotted path: what a user needs to fix the file."""
-    lines = [f"{source}: invalid configuration"]
-    for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = "unknown field (not allowed)" if e["type"] == "extra_forbidden" else e["msg"]
-        lines.append(f"  {path}: {msg}")
-    return "\n".join(lines)
-
-
 def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML training config; bad or unknown fields are refused with their path."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, UnicodeDecodeError) as err:
-        raise CfglabError(f"{path}: cannot read: {err}") from None
-    except yaml.YAMLError as err:
-        raise CfglabError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise CfglabError(f"{path}: expected a mapping of fields, got {type(data).__name__}")
-    data.update(overrides or {})
-    return make_train_config(data, str(path))
+    """Read a YAML training config, `overrides` (flags) on top; a bad or unknown field is
+    refused with its file:line, or by name when a flag gave it."""
+    file = read_mapping(path, "a training config is a mapping of TrainConfig fields")
+    given = overrides or {}
+    return validate(TrainConfig, file.data | given, file, not_from_file=frozenset(given))
 
 
 def make_train_config(data: dict[str, Any], source: str = "config") -> TrainConfig:
     try:
         return TrainConfig(**data)
     except ValidationError as err:
-        raise CfglabError(format_validation_error(err, source)) from None
+        raise CfglabError(
+            format_validation_error(err, f"{source}: invalid configuration")
+        ) from None
 
 
 # --- the directory -----------------------------------------------------------------------------
@@ -255,9 +252,8 @@ class LoadedRun:
     step: int
 
 
-def model_config_for(config: TrainConfig, n_terminals: int):  # -> ModelConfig
+def model_config_for(config: TrainConfig, n_terminals: int) -> ModelConfig:
     from cfglab.data.vocab import Vocab
-    from cfglab.models.config import ModelConfig
 
     return ModelConfig(
         vocab_size=Vocab(n_terminals).size,
@@ -268,6 +264,11 @@ def model_config_for(config: TrainConfig, n_terminals: int):  # -> ModelConfig
         pe=config.pe,
         mlm_pe=config.mlm_pe,
         dropout=config.dropout,
+        bias=config.bias,
+        mlp_ratio=config.mlp_ratio,
+        tie_weights=config.tie_weights,
+        rope_base=config.rope_base,
+        max_rel=config.max_rel,
     )
 
 

@@ -47,7 +47,7 @@ TINY = {
 def _options(command: str) -> dict[str, Any]:
     group = typer.main.get_command(app)
     cmd = group.commands[command]  # type: ignore[attr-defined]
-    return {opt: p for p in cmd.params for opt in p.opts}
+    return {opt: p for p in cmd.params for opt in [*p.opts, *p.secondary_opts]}
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +173,30 @@ def test_new_grammar_json(tmp_path: Path) -> None:
 
 def test_sweep_takes_json() -> None:
     assert "--json" in _options("sweep") and "--json" in _options("report")
+
+
+def test_a_bad_train_yaml_names_file_line_and_field(tmp_path: Path, grammar_file: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"grammar: {grammar_file}\npe: rott\nlayrs: 2\nsteps: 5\n")
+    with pytest.raises(CfglabError) as e:
+        resolve_config(config, None, False, {"lr": -1.0})
+    text = str(e.value)
+    assert f"{config}:2:5: pe:" in text and "pe: rott" in text  # the value, then its line
+    assert f"{config}:3:1: layrs: unknown field" in text  # the key of an unknown field
+    assert "\n  lr: " in text  # a flag's mistake has no line in the file
+
+
+def test_model_fields_reach_the_model_from_flags(grammar_file: Path) -> None:
+    from cfglab.models import build_model
+    from cfglab.runs import model_config_for
+
+    given = {"bias": False, "mlp_ratio": 2, "tie_weights": False, "pe": "rel", "max_rel": 5}
+    config = resolve_config(None, None, False, {"grammar": str(grammar_file), **TINY, **given})
+    model = build_model(model_config_for(config, 3))
+    names = [name for name, _ in model.named_parameters()]
+    assert not any(name.endswith(".bias") for name in names)
+    assert model.lm_head.weight is not model.wte.weight
+    assert model.blocks[0].mlp.c_fc.out_features == 2 * TINY["dim"]
+    assert model.rel_emb.num_embeddings == 2 * 5
+    options = _options("train")
+    assert {"--bias", "--no-bias", "--rope-base", "--mlp-ratio", "--max-rel"} <= set(options)

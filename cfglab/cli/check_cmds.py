@@ -21,7 +21,7 @@ from cfglab.analysis.checks import (
     Finding,
 )
 from cfglab.cli.console import err, out
-from cfglab.errors import CfglabError
+from cfglab.errors import CfglabError, format_validation_error
 
 _DIGITS = re.compile(r"[0-9]{1,9}")
 
@@ -306,8 +306,7 @@ def make_knobs(
             no_repeat_symbol=no_repeat_symbol,
         )
     except ValidationError as error:
-        problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
-        raise CfglabError(f"new-grammar: {problems}") from None
+        raise CfglabError(format_validation_error(error, "new-grammar: invalid settings")) from None
 
 
 def parse_range(text: str, flag: str) -> tuple[int, int]:

@@ -83,9 +83,11 @@ def make_options(options: EvalOptions | dict[str, Any] | None) -> EvalOptions:
     try:
         opts = EvalOptions(**(options or {}))
     except ValidationError as err:
-        from cfglab.runs import format_validation_error
+        from cfglab.errors import format_validation_error
 
-        raise CfglabError(format_validation_error(err, "evaluation options")) from None
+        raise CfglabError(
+            format_validation_error(err, "evaluation options: invalid configuration")
+        ) from None
     unknown = sorted(set(opts.sections) - set(SECTIONS))
     if unknown:
         raise CfglabError(
