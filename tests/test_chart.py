@@ -474,3 +474,15 @@ def test_next_token_batch_equals_one_by_one() -> None:
     strings[2] = strings[2][:50]
     for a, s in zip(chart.next_token_batch(strings), strings):
         np.testing.assert_array_equal(a, chart.next_token_distributions(s))
+
+
+@settings(max_examples=40, deadline=None)
+@given(layered_grammars(max_levels=3, max_width=2, max_terminals=2))
+def test_yield_bounds_are_the_shortest_and_longest_strings(g: Grammar) -> None:
+    from cfglab.grammar.core import yield_bounds
+
+    shortest, longest = yield_bounds(g)
+    language = enumerate_language(g, longest[g.start])
+    assume(language is not None)
+    lengths = [len(s) for s in language]
+    assert (shortest[g.start], longest[g.start]) == (min(lengths), max(lengths))

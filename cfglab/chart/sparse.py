@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cfglab.chart.semiring import Semiring
-from cfglab.grammar.core import Grammar, Tree
+from cfglab.grammar.core import Grammar, Tree, yield_bounds
 
 _KEY_LIMIT = 2**62  # item keys (symbol, start, length) packed into one int64
 _INDEX_LIMIT = 8_000_000  # entries of the (symbol, start) -> first item table; beyond, bisect
@@ -97,7 +97,7 @@ class SparseTables:
             rules_first=first,
             levels=tuple(np.flatnonzero(level_of == d) for d in depths),
             level_symbols=ranges,
-            max_yield=_max_yield(g, nts),
+            max_yield=max(yield_bounds(g)[1].values()),
         )
 
     @staticmethod
@@ -123,13 +123,6 @@ class SparseTables:
             level_symbols=(),
             max_yield=0,
         )
-
-
-def _max_yield(g: Grammar, nts_deepest_first: list[str]) -> int:
-    longest: dict[str, int] = dict.fromkeys(g.terminals, 1)
-    for nt in nts_deepest_first:
-        longest[nt] = max(sum(longest[s] for s in r.rhs) for r in g.rules_of(nt))
-    return max(longest.values())
 
 
 @dataclass

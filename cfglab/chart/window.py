@@ -22,6 +22,7 @@ import numpy as np
 
 from cfglab.chart.semiring import Semiring
 from cfglab.chart.sparse import SpanSet, SparseTables
+from cfglab.grammar.core import yield_bounds
 
 
 @dataclass
@@ -37,15 +38,10 @@ class Window:
 
 
 def yield_lengths(t: SparseTables) -> tuple[np.ndarray, np.ndarray]:
-    """Shortest and longest string of every internal symbol (terminals: 1)."""
-    lo = np.full(t.n_symbols, np.iinfo(np.int64).max, dtype=np.int64)
-    hi = np.zeros(t.n_symbols, dtype=np.int64)
-    lo[: t.n_terminals] = hi[: t.n_terminals] = 1
-    for rules in t.levels:  # deepest first: every child is done before its parent
-        for r in rules:
-            kids, a = t.rule_rhs[r, : t.rule_len[r]], t.rule_lhs[r]
-            lo[a] = min(lo[a], lo[kids].sum())
-            hi[a] = max(hi[a], hi[kids].sum())
+    """Shortest and longest string of every internal symbol (terminals: 1), by internal id."""
+    shortest, longest = yield_bounds(t.grammar)
+    lo = np.array([shortest[name] for name in t.names], dtype=np.int64)
+    hi = np.array([longest[name] for name in t.names], dtype=np.int64)
     return lo, hi
 
 

@@ -35,10 +35,9 @@ from lark.exceptions import (
 )
 
 from cfglab.errors import CfglabError, LocatedError, Location
-from cfglab.grammar.core import Grammar, Rule
+from cfglab.grammar.core import MAX_RULES, Grammar, Rule
 
 MAX_BYTES = 1_000_000  # larger grammar files are refused: lark parses ~0.5 MB/s on this machine
-MAX_RULES = 50_000  # alternatives in one grammar; the paper's largest grammar has 444
 MAX_TOKENS = 400_000  # symbols, arrows, bars, weights: bounds parsing at a few seconds
 NAME_RE = re.compile(r"[^\W\d]\w*")  # nonterminal and grammar names (same as dsl.lark's NAME)
 KEYWORDS = ("grammar", "start", "terminals")

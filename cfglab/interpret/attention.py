@@ -175,14 +175,13 @@ def attention_run(
     plots: bool = True,
 ) -> dict[str, Any]:
     """Attention statistics of a run on fresh strings; writes RUN_DIR/attention/attention.json."""
-    import torch
 
     from cfglab.interpret.probes import probe_strings
     from cfglab.progress import work_progress
     from cfglab.runs import load_run
+    from cfglab.threads import set_threads
 
-    if threads > 0:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     started = time.perf_counter()
     loaded = load_run(run_dir, step=step, device=device)
     config = loaded.config

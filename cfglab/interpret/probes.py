@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cfglab.errors import CfglabError
+from cfglab.threads import set_threads
 
 PROBE_STREAM = 0x9B0BE  # seed tag: probe strings are drawn apart from every training stream
 POS_INIT_STD = 0.7  # P init: ⟨P_i, P_i⟩ ≈ 8 against ±2 elsewhere, so training starts near-diagonal
@@ -501,8 +502,7 @@ def probe_run(
     from cfglab.progress import work_progress
     from cfglab.runs import load_run, untrained_model
 
-    if threads > 0:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     cfg = ProbeSettings(
         **{**(settings or {}), "n_train": n_strings, "n_test": n_test, "seed": seed}
     )

@@ -24,7 +24,7 @@ import copy
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import (
     BaseModel,
@@ -35,10 +35,9 @@ from pydantic import (
 )
 
 from cfglab.errors import CfglabError
+from cfglab.models.config import PE, MlmPE
 from cfglab.runs import TrainConfig
 from cfglab.yamlfile import read_mapping, validate
-
-PE = Literal["abs", "rel", "rot", "pos", "uni", "mlm"]
 
 # TrainConfig fields that the sweep sets itself (axes, model section, resources).
 _SET_BY_SWEEP = {
@@ -77,8 +76,10 @@ class ModelSize(_Strict):
 
 
 class ModelSection(_Strict):
-    pe: list[PE] = Field(default_factory=lambda: ["rot"], min_length=1)
-    mlm_pe: Literal["abs", "rel"] = "abs"  # position encoding of mlm encoders
+    model_config = ConfigDict(extra="forbid", use_enum_values=True, validate_default=True)
+
+    pe: list[PE] = Field(default_factory=lambda: [PE.ROT], min_length=1)
+    mlm_pe: MlmPE = "abs"  # position encoding of mlm encoders
     size: list[ModelSize] = Field(default_factory=lambda: [ModelSize()], min_length=1)
     context: int = Field(128, ge=2)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cfglab.models.config import PE
 from cfglab.plotting import pyplot, save
 from cfglab.sweep.report.collect import (
     accuracy,
@@ -15,7 +16,7 @@ from cfglab.sweep.report.collect import (
 )
 
 DPI = 110
-PE_ORDER = ("abs", "rel", "rot", "pos", "uni", "mlm")
+PE_ORDER = tuple(pe.value for pe in PE)
 _COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3")
 
 
