@@ -101,8 +101,8 @@ def check_command(
         else:
             render_report(report)
     if not all_ok:
-        # SystemExit rather than typer.Exit: cfglab.cli.main runs click in non-standalone mode,
-        # where typer.Exit's code is returned instead of becoming the process's exit status.
+        # SystemExit rather than typer.Exit: the status holds when click runs non-standalone too
+        # (`app(args, standalone_mode=False)`), where typer.Exit's code is only returned.
         raise SystemExit(1)
 
 

@@ -97,7 +97,7 @@ def run(
             f"[yellow]interrupted[/yellow]: the sweep's state is saved in "
             f"{outcome.sweep_dir}\n  resume with: [bold]{again}[/bold]"
         )
-        sys.exit(130)  # SystemExit: click would swallow typer.Exit's code (standalone_mode off)
+        sys.exit(130)  # SystemExit: holds non-standalone too, where typer.Exit's code is returned
     err.print(
         f"[bold]sweep[/bold] {len(outcome.statuses)} trials in {outcome.seconds / 60:.1f} min"
     )

@@ -183,13 +183,7 @@ def _compact(live: _Live, keep: Tensor) -> _Live:
     """Drop finished rows from the batch (and from the model's cache)."""
     cache = live.cache
     if cache is not None:
-        if hasattr(cache, "select"):
-            cache = cache.select(keep)
-        else:  # cfglab.models.KVCache: per-layer key/value buffers indexed by row
-            for layer in cache.layers:
-                layer.v = layer.v[keep]
-                if layer.k is not None:
-                    layer.k = layer.k[keep]
+        cache = cache.select(keep)
     return _Live(live.rows[keep], cache, live.seq[keep])
 
 

@@ -156,18 +156,3 @@ def masked_for(
         device=ctx.device,
     )
     return {**result, "seed": seed, "length_limited_to": longest}
-
-
-def mlm_report(
-    run_dir: str,
-    n_strings: int = 20,
-    per_string: int = 4,
-    seed: int = 0,
-    eps: float = EPS,
-    threads: int = 0,
-    device: str = "cpu",
-) -> dict[str, Any]:
-    """Masked-token accuracy and KL of a run (encoder, or decoder on the same footing)."""
-    from cfglab.evaluate.context import open_run
-
-    return masked_for(open_run(run_dir, threads, device), n_strings, per_string, seed, eps)

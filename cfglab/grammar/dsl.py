@@ -37,7 +37,8 @@ from lark.exceptions import (
 from cfglab.errors import CfglabError, LocatedError, Location
 from cfglab.grammar.core import MAX_RULES, Grammar, Rule
 
-MAX_BYTES = 1_000_000  # larger grammar files are refused: lark parses ~0.5 MB/s on this machine
+# larger grammar files are refused: lark's parse time grows linearly (benchmarks/RESULTS.md)
+MAX_BYTES = 1_000_000
 MAX_TOKENS = 400_000  # symbols, arrows, bars, weights: bounds parsing at a few seconds
 NAME_RE = re.compile(r"[^\W\d]\w*")  # nonterminal and grammar names (same as dsl.lark's NAME)
 KEYWORDS = ("grammar", "start", "terminals")

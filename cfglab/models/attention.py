@@ -8,14 +8,14 @@ probabilities through the explicit path, for analysis.
 - abs, rot (and mlm-abs): softmax(q k^T / sqrt(hs)) v through F.scaled_dot_product_attention;
   rot rotates q and k by their absolute positions first (so q.k depends on i - j only).
   Exception: whole causal windows in bf16 on CPU run `causal_blocks` (query blocks, hand-written
-  backward), ~2x faster there than SDPA's CPU flash kernel.
+  backward), faster there than SDPA's CPU flash kernel (benchmarks/RESULTS.md, "Models").
 - rel: DeBERTa's disentangled attention (He et al. 2021, eq. 4), explicit path:
   A_ij = q_i.k_j + q_i.kr[δ(i,j)] + k_j.qr[δ(j,i)], scaled by 1/sqrt(3 hs), with
   δ(i,j) = clip(i - j, -k, k - 1) + k and (qr, kr) this layer's projections of a relative
   embedding table of 2k rows shared by all layers (k = max_rel). Whole windows (training)
   get c2p/p2c from matmuls against per-distance tables and a skew; cached decoding gathers.
   Causal windows longer than `query_block` (64) run in blocks of query rows, each against its
-  key prefix only, which skips most of the masked half (1.58x -> ~1.37x rot's cost on CPU):
+  key prefix only, which skips most of the masked half (cost: benchmarks/RESULTS.md, "Models"):
   `causal_blocks` with c2p + p2c as each block's additive bias (without dropout).
 - pos: logits are a learned number per (head, distance i - j) — no queries or keys; distances
   beyond the context share the last learned value. Training windows build the (nh, T, T)
@@ -154,8 +154,8 @@ class DotProductAttention(Attention):
         return self.merge(y)
 
     def use_blocks(self, q: Tensor, S: int) -> bool:
-        """A whole causal window in bf16 on CPU, without dropout: `causal_blocks` runs ~2x faster
-        than SDPA there. In fp32 on CPU the two are within a few percent; SDPA stays."""
+        """A whole causal window in bf16 on CPU, without dropout: `causal_blocks` runs faster than
+        SDPA there; in fp32 on CPU the two are close and SDPA stays (benchmarks/RESULTS.md)."""
         return (
             self.causal
             and q.size(2) == S > 1

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 # Rows per query block of a causal training window (causal_blocks; rel's blocked path): 64
-# measured best for rel on CPU (32: 1.74x rot's cost, 64: 1.40-1.53x, 128: 1.50-1.52x).
+# measured best for rel on CPU (benchmarks/RESULTS.md, "rel in query blocks").
 QUERY_BLOCK = 64
 
 
@@ -119,7 +119,7 @@ class _CausalBlocks(torch.autograd.Function):
     their gradient is the logits' gradient.
 
     Why: on CPU in bf16 SDPA's flash kernel runs no faster than in fp32, while these batched bf16
-    matmuls run ~4x faster than fp32 ones; and for rel, whose scores SDPA cannot take with a
+    matmuls run several times faster than fp32 ones (benchmarks/RESULTS.md); and for rel, whose scores SDPA cannot take with a
     gradient, this backward is leaner than autograd's through the same ops. Softmax accumulates
     in fp32, as SDPA does; the logits are the matmul's output, as under autocast. Every matmul
     reads its operands without a copy: k and v are transposed once, and the key-side gradients
