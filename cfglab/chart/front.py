@@ -43,11 +43,11 @@ derivations. For a leaking recursive PCFG the rows are normalised but only appro
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -134,7 +134,9 @@ class Chart:
         editable[i] = k allows substitutions only among the first k tokens of string i.
         """
         strings = self._check(strings)
-        edit = [None] * len(strings) if editable is None else [int(k) for k in editable]
+        edit: list[int | None] = (
+            [None] * len(strings) if editable is None else [int(k) for k in editable]
+        )
         if len(edit) != len(strings):
             raise ValueError("editable needs one prefix length per string")
         out: list[Repair | None] = [None] * len(strings)
@@ -275,7 +277,9 @@ class Chart:
         if self.recursive:
             return [self._general_root(s, sr, check_exact) for s in strings]
         out: list = [None] * len(strings)
-        idx = [i for i, s in enumerate(strings) if 0 < len(s) <= self.max_length]
+        limit = self.max_length
+        assert limit is not None  # every non-recursive grammar has a longest string
+        idx = [i for i, s in enumerate(strings) if 0 < len(s) <= limit]
         for chunk in _chunks(idx, key=lambda i: len(strings[i])):
             batch = chart_sparse.Batch.of([strings[i] for i in chunk])
             vals = self._sparse_roots(batch, sr)
@@ -328,7 +332,7 @@ class Chart:
         batch = chart_sparse.Batch.of([strings[i] for i in todo])
         editable = np.concatenate(
             [
-                np.arange(len(strings[i])) < (len(strings[i]) if edit[i] is None else edit[i])
+                np.arange(len(strings[i])) < (len(strings[i]) if (k := edit[i]) is None else k)
                 for i in todo
             ]
         )
@@ -391,9 +395,11 @@ def _normalise(logits: np.ndarray) -> np.ndarray:
     return p
 
 
-def _chunks(items: list, key=len) -> list[list]:
+def _chunks(items: list, key: Callable[[Any], int] = len) -> list[list]:
     """Consecutive groups of at most `_BATCH_TOKENS` tokens (a long string goes alone)."""
-    out, cur, size = [], [], 0
+    out: list[list] = []
+    cur: list = []
+    size = 0
     for x in items:
         n = key(x)
         if cur and size + n > _BATCH_TOKENS:

@@ -199,16 +199,11 @@ class SpanSet:
         key = (sym * self.width + start) * self.stride + (end - start)
         old = len(self.sym)
         spans = SpanSet(
-            *(
-                np.concatenate([a, b])
-                for a, b in (
-                    (self.sym, sym),
-                    (self.start, start),
-                    (self.end, end),
-                    (self.val, val),
-                    (self.key, key),
-                )
-            ),
+            sym=np.concatenate([self.sym, sym]),
+            start=np.concatenate([self.start, start]),
+            end=np.concatenate([self.end, end]),
+            val=np.concatenate([self.val, val]),
+            key=np.concatenate([self.key, key]),
             width=self.width,
             stride=self.stride,
             first=self.first,
@@ -346,12 +341,15 @@ def _aggregate(
 
 
 # --- the forward pass (prefix probabilities) --------------------------------------------------
+Items = tuple[np.ndarray, np.ndarray, np.ndarray]  # (symbol, position, log mass) per item
+
+
 def forward(
     t: SparseTables, batch: Batch, chart: SpanSet
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Log forward mass F(t, p) of every terminal t at every position p: (sym, pos, logF)."""
     width = batch.width
-    pending = [
+    pending: list[Items] = [
         (np.full(len(batch.base), t.start, np.int64), batch.base.copy(), np.zeros(len(batch.base)))
     ]
     for rules, (lo, hi) in zip(t.levels[::-1], t.level_symbols[::-1]):
@@ -361,7 +359,7 @@ def forward(
 
 
 def _take_pending(
-    pending: list[tuple[np.ndarray, ...]], lo: int, hi: int, width: int
+    pending: list[Items], lo: int, hi: int, width: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Remove and log-sum the pending forward items of symbols lo..hi-1, keyed (sym, pos)."""
     parts, keep = [], []
@@ -388,11 +386,11 @@ def _take_pending(
 
 def _predict(
     t: SparseTables, chart: SpanSet, sym: np.ndarray, pos: np.ndarray, val: np.ndarray
-) -> list[tuple[np.ndarray, ...]]:
+) -> list[Items]:
     """Forward items of every child of every rule of the given (lhs, position, mass) items."""
     owner, r = _ragged(t.rules_first[sym], t.rules_first[sym + 1])
     pos, val = pos[owner], val[owner] + np.log(t.rule_prob[r])
-    out = [(t.rule_rhs[r, 0], pos, val)]
+    out: list[Items] = [(t.rule_rhs[r, 0], pos, val)]
     for d in range(1, t.rule_rhs.shape[1]):
         more = t.rule_len[r] > d
         r, pos, val = r[more], pos[more], val[more]
@@ -453,10 +451,12 @@ class TreeReader:
             stop = int(self.chart.end[item])
             if stop > end or (stop == end) != last:
                 continue
-            cost = None if budget is None else float(self.chart.val[item])
-            if cost is not None and cost > budget:
-                continue
-            rest = None if budget is None else budget - cost
+            cost = rest = None
+            if budget is not None:
+                cost = float(self.chart.val[item])
+                if cost > budget:
+                    continue
+                rest = budget - cost
             if last or self._feasible(r, d + 1, stop, end, rest):
                 yield x, stop, cost
 
@@ -476,7 +476,7 @@ class TreeReader:
                 if last:
                     yield [first]
                     continue
-                rest = None if budget is None else budget - cost
+                rest = None if budget is None or cost is None else budget - cost
                 for tail in self._sequences(r, d + 1, stop, end, rest, path):
                     yield [first, *tail]
 

@@ -71,8 +71,8 @@ def inside(
             if lo_len[a] > n:
                 continue
             rows = 1 if a == t.start else n
-            rules = range(t.rules_first[a], t.rules_first[a + 1])
-            parts = [_apply_rule(t, chart, r, rule_val[r], sr, rows, n) for r in rules]
+            alternatives = range(t.rules_first[a], t.rules_first[a + 1])
+            parts = [_apply_rule(t, chart, r, rule_val[r], sr, rows, n) for r in alternatives]
             merged = _merge([p for p in parts if p is not None], sr, rows)
             if merged is not None:
                 chart[int(a)] = merged
@@ -88,9 +88,10 @@ def _apply_rule(
     first = chart[int(kids[0])]
     part = Window(first.lo, sr.times(first.val[:rows], weight))
     for k in kids[1:]:
-        part = _join(part, chart[int(k)], sr, n)
-        if part is None:
+        joined = _join(part, chart[int(k)], sr, n)
+        if joined is None:
             return None
+        part = joined
     return part
 
 
@@ -150,5 +151,5 @@ def to_spanset(chart: dict[int, Window], sr: Semiring, n: int, limit=None) -> Sp
                 w.val[i, c],
             )
         )
-    sym, start, end, val = (np.concatenate(x) for x in zip(*parts))
-    return SpanSet.of(sym, start, end, val, width, stride, max(chart) + 1)
+    syms, starts, ends, vals = (np.concatenate(x) for x in zip(*parts))
+    return SpanSet.of(syms, starts, ends, vals, width, stride, max(chart) + 1)

@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 import typer
 
@@ -80,7 +81,7 @@ def verify_command(
             }
             if as_json:
                 sys.stdout.write(json.dumps(record) + "\n")
-            else:
+            elif table is not None:
                 table.add_row(
                     str(line),
                     str(len(tokens)),
@@ -140,8 +141,9 @@ def _blocks(path: Path, chart, max_tokens: int) -> Iterator[tuple[list[int], lis
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    from contextlib import nullcontext
+    from contextlib import AbstractContextManager, nullcontext
 
+    stream: AbstractContextManager[TextIO]
     if str(path) == "-":
         stream = nullcontext(sys.stdin)
     elif path.is_dir() or not path.exists():

@@ -42,6 +42,7 @@ from cfglab.grammar.dsl_errors import (
     display_line,
     end_token,
     location,
+    position,
     syntax_error,
 )
 
@@ -142,7 +143,7 @@ def _parse_tree(text: str, file: str) -> Tree:
                 what = f"{MAX_RULES:,} rules" if rules > MAX_RULES else f"{MAX_TOKENS:,} symbols"
                 raise LocatedError(
                     f"more than {what}; refusing to parse a grammar this large",
-                    location(text, file, last.line, last.column),
+                    location(text, file, *position(last)),
                     "cfglab bounds the work it takes on; split or shrink the grammar",
                 )
         return parser.feed_eof(last)
@@ -193,7 +194,8 @@ class _Builder:
         self._terminal_cache: dict[str, str | None] = {}
 
     def problem(self, at: Token, explain: Callable[[], tuple[str, str]], offset: int = 0) -> None:
-        self.problems.append(_Problem(at.line, at.column + offset, explain))
+        line, col = position(at)
+        self.problems.append(_Problem(line, col + offset, explain))
 
     # --- statements ----------------------------------------------------------------------
     def build(self, tree: Tree, source: str | None) -> Grammar:
@@ -283,10 +285,7 @@ class _Builder:
             if name in seen:
                 self.problem(
                     tok,
-                    lambda tok=tok: (
-                        f"terminal {tok.value} is declared twice",
-                        "remove the repeated one",
-                    ),
+                    _said(f"terminal {tok.value} is declared twice", "remove the repeated one"),
                 )
                 continue
             seen[name] = tok
@@ -382,7 +381,7 @@ class _Builder:
             if name in nonterminals:
                 self.problem(
                     tok,
-                    lambda name=name: (
+                    _said(
                         f"terminal {_quote(name)} has the same name as the nonterminal {name}",
                         "terminals and nonterminals must have different names; rename one",
                     ),
@@ -420,9 +419,9 @@ class _Builder:
                 first = seen[key]
                 self.problem(
                     where,
-                    lambda key=key, first=first: (
-                        f"duplicate rule {_rule_text(*key, terminals)} (the same rule is on line "
-                        f"{first.line})",
+                    _said(
+                        f"duplicate rule {_rule_text(key[0], key[1], terminals)} (the same rule "
+                        f"is on line {first.line})",
                         "remove one of the two; to make a rule more likely, give "
                         "it a weight like [2]",
                     ),
@@ -516,6 +515,11 @@ def _weight_problem(body: str) -> str | None:
     if value <= 0:
         return f"the weight [{clip(body)}] is not positive"
     return None
+
+
+def _said(message: str, hint: str) -> Callable[[], tuple[str, str]]:
+    """A problem's (message, hint), worded already."""
+    return lambda: (message, hint)
 
 
 def _rule_text(lhs: str, rhs: tuple[str, ...], terminals: tuple[str, ...]) -> str:

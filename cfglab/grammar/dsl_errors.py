@@ -6,6 +6,8 @@ with a caret, and a hint that names what was expected in plain words (never lark
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
@@ -50,13 +52,14 @@ def syntax_error(err: UnexpectedInput, text: str, file: str) -> LocatedError:
     ):
         expected.discard("ARROW")  # `start -> ...` is legal, but not what this line means
     if isinstance(err, UnexpectedCharacters):
-        char = text[err.pos_in_stream] if 0 <= err.pos_in_stream < len(text) else ""
+        pos = err.pos_in_stream
+        char = text[pos] if pos is not None and 0 <= pos < len(text) else ""
         message, hint = _unexpected_char(char, expected, words[:1])
     else:
         token = getattr(err, "token", None)
         if not isinstance(token, Token) or token.type == "$END":
-            end = end_token(text)
-            line, col, token = end.line, end.column, end
+            token = end_token(text)
+            line, col = position(token)
         message = f"unexpected {_describe(token)}; expected {_expected_words(expected, words[:1])}"
         hint = _token_hint(token, expected, _line(text, line))
     if not isinstance(line, int) or not isinstance(col, int) or line < 1 or col < 1:
@@ -79,7 +82,7 @@ def _expected(err: UnexpectedInput) -> set[str]:
     return set(getattr(err, "expected", None) or ())
 
 
-def _expected_words(expected: set[str], first_word: list[str] = ()) -> str:
+def _expected_words(expected: set[str], first_word: Sequence[str] = ()) -> str:
     words: list[str] = []
     if list(first_word) == ["grammar"] and "NAME" in expected:
         words.append("a name for the grammar")
@@ -203,6 +206,12 @@ def display_line(line: str) -> str:
 
 def clip(s: str, n: int = 40) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def position(token: Token) -> tuple[int, int]:
+    """A token's 1-based (line, column): lark's parser sets both on every token it yields."""
+    assert token.line is not None and token.column is not None, token
+    return token.line, token.column
 
 
 def end_token(text: str) -> Token:
