@@ -18,7 +18,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import yaml
@@ -27,6 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cfglab.errors import CfglabError, format_validation_error
 from cfglab.models.config import PE, MlmPE, ModelConfig
 from cfglab.yamlfile import read_mapping, validate
+
+if TYPE_CHECKING:
+    from cfglab.grammar.core import Grammar
+    from cfglab.models.gpt import Transformer
 
 
 class TrainConfig(BaseModel):
@@ -247,8 +251,8 @@ def latest_checkpoint(run: RunDir) -> tuple[Path, dict[str, Any]] | None:
 class LoadedRun:
     run: RunDir
     config: TrainConfig
-    grammar: Any  # cfglab.grammar.core.Grammar
-    model: Any  # torch.nn.Module, in eval mode
+    grammar: Grammar
+    model: Transformer  # in eval mode
     step: int
 
 
@@ -293,7 +297,7 @@ def load_run(path: str | Path, step: int | None = None, device: str = "cpu") -> 
     return LoadedRun(run, config, grammar, model, int(state["step"]))
 
 
-def untrained_model(config: TrainConfig, n_terminals: int, seed: int = 0):
+def untrained_model(config: TrainConfig, n_terminals: int, seed: int = 0) -> Transformer:
     """A freshly initialised model of the run's architecture (the paper's GPT_rand control)."""
     import torch
 

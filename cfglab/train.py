@@ -238,8 +238,8 @@ def _git_commit() -> str:
 
 
 def _batch(t: Trainer, stream: TokenStream) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y, _ = stream.batch(t.config.batch, t.config.context)
-    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    xs, ys, _ = stream.batch(t.config.batch, t.config.context)
+    x, y = torch.from_numpy(xs), torch.from_numpy(ys)
     if t.config.pe == "mlm":
         from cfglab.models.encoder import mask_tokens
 

@@ -168,6 +168,7 @@ def _decoder_sections(
         say(f"cut{cut}: {opts.n} generations")
         cutk = _timed(result, f"cut{cut}", lambda: _generate(ctx, opts, cut, cap))
         lines += _records(cutk, f"cut{cut}", ctx)
+        assert cut0 is not None  # accuracy is among the sections that generate at cut 0
         result["accuracy"] = {"cut0": cut0.summary(), f"cut{cut}": cutk.summary()}
         result["timing"] = _timing([cut0, cutk])
     if "diversity" in secs:

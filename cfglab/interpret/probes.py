@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -46,6 +46,9 @@ from torch import Tensor
 
 from cfglab.errors import CfglabError
 from cfglab.threads import set_threads
+
+if TYPE_CHECKING:
+    from cfglab.models.gpt import Transformer
 
 PROBE_STREAM = 0x9B0BE  # seed tag: probe strings are drawn apart from every training stream
 POS_INIT_STD = 0.7  # P init: ⟨P_i, P_i⟩ ≈ 8 against ±2 elsewhere, so training starts near-diagonal
@@ -378,7 +381,7 @@ def _score(
 
 @torch.no_grad()
 def model_features(
-    model: nn.Module,
+    model: Transformer,
     tokens: np.ndarray,
     offsets: np.ndarray,
     n_terminals: int,
@@ -539,6 +542,7 @@ def probe_run(
             feats = model_features(model, data.tokens, data.offsets, T, layer, device=device)
             result["trained"][str(layer)] = _by_metric(data, fit(feats))
             if controls:
+                assert rand is not None
                 ctrl = _by_metric(data, fit(feats, control, ()))
                 result["control"][str(layer)] = _pick(ctrl, ("ancestor", "boundary"))
                 result["selectivity"][str(layer)] = _difference(result["trained"][str(layer)], ctrl)
@@ -618,7 +622,7 @@ def _difference(
 ) -> dict[str, dict[str, float | None]]:
     return {
         m: {
-            lv: None if a is None or control[m].get(lv) is None else round(a - control[m][lv], 4)
+            lv: None if a is None or (c := control[m].get(lv)) is None else round(a - c, 4)
             for lv, a in real[m].items()
         }
         for m in ("ancestor", "boundary")

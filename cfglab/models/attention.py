@@ -89,6 +89,10 @@ class Attention(nn.Module):
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
+    def probs(self, x: Tensor) -> Tensor:  # (B, nh, T, T)
+        """Attention probabilities through the explicit path (every variant defines it)."""
+        raise NotImplementedError
+
     def heads(self, t: Tensor) -> Tensor:  # (B, T, C) -> (B, nh, T, hs)
         B, T, _ = t.shape
         return t.view(B, T, self.n_head, self.head_size).transpose(1, 2)
@@ -176,6 +180,9 @@ class Rotary(nn.Module):
     t turn by t * base^(-2m/hs). One complex multiply; norm-preserving, and q.k then depends on
     the positions' difference only."""
 
+    inv_freq: Tensor  # buffers, declared for the type checker
+    turns: Tensor
+
     def __init__(self, head_size: int, base: float, context: int) -> None:
         super().__init__()
         inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
@@ -228,7 +235,7 @@ class RelativeAttention(Attention):
         self.rel_emb = (
             rel_emb  # (2k, C), owned by the model; registered here too (like tied weights)
         )
-        self.max_rel = cfg.max_rel
+        self.max_rel = cfg.rel_span
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # content q, k, v
         self.c_pos = nn.Linear(cfg.n_embd, 2 * cfg.n_embd, bias=cfg.bias)  # position q, k
         self.scale = 1.0 / math.sqrt(3 * cfg.head_size)
@@ -403,6 +410,8 @@ class PositionAttention(DistanceAttention):
 
 class UniformAttention(DistanceAttention):
     """uni: head h = 1..nh averages the 2^h - 1 most recent tokens, itself included."""
+
+    width: Tensor  # (nh,) buffer
 
     def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None):
         super().__init__(cfg, causal)

@@ -86,6 +86,11 @@ class ModelConfig(BaseModel):
         return self
 
     @property
+    def rel_span(self) -> int:
+        """rel's clipping distance k: `max_rel`, resolved to the context when not given."""
+        return self.max_rel if self.max_rel is not None else self.context
+
+    @property
     def head_size(self) -> int:
         return self.n_embd // self.n_head
 

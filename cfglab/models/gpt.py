@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cfglab.errors import CfglabError
-from cfglab.models.attention import ATTENTIONS, LayerCache
+from cfglab.models.attention import ATTENTIONS, Attention, LayerCache
 from cfglab.models.config import PE, ModelConfig
 
 IGNORE_INDEX = -100  # targets with this value carry no loss (padding, unmasked mlm positions)
@@ -36,7 +36,7 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """x + attn(ln(x)), then x + mlp(ln(x))."""
 
-    def __init__(self, cfg: ModelConfig, attn: nn.Module) -> None:
+    def __init__(self, cfg: ModelConfig, attn: Attention) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.attn = attn
@@ -73,7 +73,7 @@ class Transformer(nn.Module):
         C, kind = cfg.n_embd, cfg.attention
         self.wte = nn.Embedding(cfg.vocab_size, C)
         self.wpe = nn.Embedding(cfg.context, C) if kind == PE.ABS else None
-        self.rel_emb = nn.Embedding(2 * cfg.max_rel, C) if kind == PE.REL else None
+        self.rel_emb = nn.Embedding(2 * cfg.rel_span, C) if kind == PE.REL else None
         self.drop = nn.Dropout(cfg.dropout)
         build = ATTENTIONS[kind]
         self.blocks = nn.ModuleList(
@@ -87,6 +87,10 @@ class Transformer(nn.Module):
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / (2 * cfg.n_layer) ** 0.5)
+
+    def layers(self) -> list[Block]:
+        """The blocks, typed (nn.ModuleList yields plain Modules)."""
+        return [block for block in self.blocks if isinstance(block, Block)]
 
     def embed(self, idx: Tensor, start: int = 0) -> Tensor:  # (B, T) -> (B, T, C)
         x = self.wte(idx)
@@ -138,7 +142,7 @@ class Transformer(nn.Module):
     def attention_maps(self, idx: Tensor) -> Tensor:
         """Attention probabilities (L, B, nh, T, T) through the explicit path (rows sum to 1)."""
         x, maps = self.embed(idx), []
-        for block in self.blocks:
+        for block in self.layers():
             maps.append(block.attn.probs(block.ln_1(x)))
             x = block(x)
         return torch.stack(maps)
@@ -166,7 +170,7 @@ class GPT(Transformer):
                 f"{capacity} tokens (use rot/rel/pos/uni to run past the training context)"
             )
         p = self.wte.weight
-        layers = [b.attn.new_cache(batch, capacity, p.device, p.dtype) for b in self.blocks]
+        layers = [b.attn.new_cache(batch, capacity, p.device, p.dtype) for b in self.layers()]
         return KVCache(layers=layers, length=0, capacity=capacity)
 
     def step(self, idx_new: Tensor, cache: KVCache) -> Tensor:

@@ -111,7 +111,7 @@ def ray_runtime(
         yield {"address": None, "dashboard_url": None, "local": False}
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    common = {
+    common: dict[str, Any] = {
         "logging_level": logging.INFO if verbose else logging.WARNING,
         "log_to_driver": verbose,
         "configure_logging": True,

@@ -90,14 +90,15 @@ def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> Path | None:
             for n_i, noise in enumerate(noises):
                 for p_i, pe in enumerate(pes):
                     props = [
-                        accuracy(r, cut)
+                        p
                         for r in rows
                         if r["grammar"] == grammar and r["pe"] == pe and noise_tag(r) == noise
+                        if (p := accuracy(r, cut)) and p.get("n")
                     ]
-                    props = [p for p in props if p and p.get("n")]
-                    if not props:
+                    pool = pooled(props)
+                    if pool is None:
                         continue
-                    rate, lo, hi = pooled(props)
+                    rate, lo, hi = pool
                     x = p_i + (n_i - (len(noises) - 1) / 2) * width
                     ax.bar(
                         x,
@@ -188,7 +189,10 @@ def _mode_switch_panel(ax: Any, rows: list[dict[str, Any]]) -> None:
             if r["pe"] == pe and inv:
                 by_noise.setdefault(r["noise_fraction"], []).append(inv)
         for j, (f, props) in enumerate(sorted(by_noise.items())):
-            rate, lo, hi = pooled(props)
+            pool = pooled(props)
+            if pool is None:
+                continue
+            rate, lo, hi = pool
             x = f + (i - (len(pes) - 1) / 2) * 0.01
             ax.errorbar(
                 x,
