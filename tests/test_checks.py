@@ -3,6 +3,7 @@ enumeration of tiny grammars, the authors' grammars' published lengths, and the 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import subprocess
@@ -189,7 +190,7 @@ def test_recursion_reports_the_cycle(rules: str, cycle: list[str]) -> None:
     assert r.depth.levels is None and r.depth.depth is None and not r.depth.layered
     assert "recursive" in codes(r.warnings)
     # each consecutive pair in the cycle is a real edge of the grammar
-    for a, b in zip(cycle, cycle[1:]):
+    for a, b in itertools.pairwise(cycle):
         assert any(b in rule.rhs for rule in G("S", "a b c", rules).rules_of(a))
 
 

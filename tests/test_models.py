@@ -255,7 +255,7 @@ def test_skews_have_exact_gradients(transpose: bool) -> None:
     """The hand-written backward of the skew views (rel's and pos's training path)."""
     for skew, width in ((skew_lower, 6), (skew_upper, 6), (skew_both, 10), (skew_lower_block, 9)):
         x = torch.randn(2, 3, 5, width, dtype=torch.double, requires_grad=True)
-        fn = (lambda t: skew(t).transpose(-2, -1)) if transpose else skew
+        fn = (lambda t, skew=skew: skew(t).transpose(-2, -1)) if transpose else skew
         assert torch.autograd.gradcheck(fn, (x,))
 
 

@@ -37,8 +37,8 @@ RECURSIVE_MAX_LENGTH = 64  # recursive grammars: sampled strings are kept this s
 DEFINITION = (
     "score: mean over the levels l >= 1 whose constituents fit in a window of w tokens, of the "
     "mean over windows of log2 of the number of level-l boundary placements the window's tokens "
-    "admit on their own (inner segments derivable by a level-l nonterminal, edge segments no longer than "
-    "the level's longest constituent); 0 bits = the window fixes the boundaries. "
+    "admit on their own (inner segments derivable by a level-l nonterminal, edge segments no "
+    "longer than the level's longest constituent); 0 bits = the window fixes the boundaries. "
     "readings_per_constituent: level-l spans derivable on their own / level-l nodes of the sampled "
     "trees (1 = no spurious local readings). See docs/ambiguity.md"
 )

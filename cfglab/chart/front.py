@@ -297,7 +297,7 @@ class Chart:
         hit = chart.find(t.start, batch.base, batch.base + batch.length)
         return [chart.val[h] if h >= 0 else None for h in hit]
 
-    def _general_root(self, s: np.ndarray, sr: Semiring, check_exact: bool):
+    def _general_root(self, s: np.ndarray, sr: Semiring, check_exact: bool) -> Any:
         if len(s) == 0:
             return None
         self._general_bound(s)

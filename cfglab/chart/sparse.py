@@ -352,7 +352,7 @@ def forward(
     pending: list[Items] = [
         (np.full(len(batch.base), t.start, np.int64), batch.base.copy(), np.zeros(len(batch.base)))
     ]
-    for rules, (lo, hi) in zip(t.levels[::-1], t.level_symbols[::-1]):
+    for lo, hi in t.level_symbols[::-1]:
         sym, pos, val = _take_pending(pending, lo, hi, width)
         pending.extend(_predict(t, chart, sym, pos, val))
     return _take_pending(pending, 0, t.n_terminals, width)

@@ -17,6 +17,7 @@ is about (#rules) × n × (window width)², all in numpy slices.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,7 @@ def inside(
     """Every symbol's window chart over one string (min-plus: a leaf costs 1 where it differs
     from the token, and only the first `editable` tokens may differ; default all)."""
     n = len(tokens)
-    lo_len, hi_len = lengths
+    lo_len = lengths[0]
     chart: dict[int, Window] = {}
     for x in range(t.n_terminals):
         leaf = sr.full((n, 1), sr.zero)
@@ -80,7 +81,7 @@ def inside(
 
 
 def _apply_rule(
-    t: SparseTables, chart: dict[int, Window], r: int, weight, sr: Semiring, rows: int, n: int
+    t: SparseTables, chart: dict[int, Window], r: int, weight: Any, sr: Semiring, rows: int, n: int
 ) -> Window | None:
     kids = t.rule_rhs[r, : t.rule_len[r]]
     if any(int(k) not in chart for k in kids):
@@ -127,7 +128,7 @@ def _merge(parts: list[Window], sr: Semiring, rows: int) -> Window | None:
     return Window(lo, out)
 
 
-def value(chart: dict[int, Window], sym: int, start: int, end: int, sr: Semiring):
+def value(chart: dict[int, Window], sym: int, start: int, end: int, sr: Semiring) -> Any:
     """The chart value of (sym, start, end); zero where the symbol cannot span it."""
     w = chart.get(sym)
     if w is None or not (w.lo <= end - start <= w.hi) or start >= w.val.shape[0]:
@@ -135,7 +136,9 @@ def value(chart: dict[int, Window], sym: int, start: int, end: int, sr: Semiring
     return w.val[start, end - start - w.lo]
 
 
-def to_spanset(chart: dict[int, Window], sr: Semiring, n: int, limit=None) -> SpanSet:
+def to_spanset(
+    chart: dict[int, Window], sr: Semiring, n: int, limit: float | None = None
+) -> SpanSet:
     """The non-zero entries (min-plus: entries ≤ limit) as a SpanSet, for reading trees back."""
     width, stride = n + 1, n + 1
     parts = []

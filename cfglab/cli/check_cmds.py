@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -22,6 +23,9 @@ from cfglab.analysis.checks import (
 )
 from cfglab.cli.console import err, out
 from cfglab.errors import CfglabError, format_validation_error
+
+if TYPE_CHECKING:
+    from cfglab.grammar.generate import GeneratorKnobs
 
 _DIGITS = re.compile(r"[0-9]{1,9}")
 
@@ -284,7 +288,7 @@ def make_knobs(
     terminals: int,
     distinct_rules: bool,
     no_repeat_symbol: bool,
-):
+) -> GeneratorKnobs:
     """Generator knobs from the flags' text; a bad value is a CfglabError naming its flag."""
     from pydantic import ValidationError
 

@@ -49,7 +49,7 @@ def probe_command(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Probe hidden states for NT ancestors and NT-ends, beside their controls; writes RUN_DIR/probe/."""
+    """Probe hidden states for NT ancestors and NT-ends, with controls; writes RUN_DIR/probe/."""
     from cfglab.interpret.probes import probe_run
 
     result = probe_run(
@@ -136,7 +136,7 @@ def attention_command(
     device: str = _DEVICE,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Attention by distance, and attention beyond distance at NT boundaries; writes RUN_DIR/attention/."""
+    """Attention by distance, and beyond distance at NT boundaries; writes RUN_DIR/attention/."""
     from cfglab.interpret.attention import attention_run
 
     result = attention_run(

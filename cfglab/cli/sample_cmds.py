@@ -5,10 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from cfglab.cli.console import out
+
+if TYPE_CHECKING:
+    from rich.tree import Tree as RichTree
+
+    from cfglab.grammar.core import Tree
 
 
 def register(app: typer.Typer) -> None:
@@ -50,7 +56,7 @@ def sample_record(samples, i: int) -> dict:  # noqa: ANN001 (Samples; kept impor
     }
 
 
-def render_tree(node, parent=None):  # noqa: ANN001
+def render_tree(node: Tree, parent: RichTree | None = None) -> RichTree:
     from rich.tree import Tree as RichTree
 
     label = node.symbol if node.children else f'[green]"{node.symbol}"[/green]'

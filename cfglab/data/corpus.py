@@ -195,7 +195,9 @@ def _powers(n: int) -> np.ndarray:
         ).astype(np.uint64)
 
 
-def _drop_strings(tokens: np.ndarray, offsets: np.ndarray, drop: np.ndarray):
+def _drop_strings(
+    tokens: np.ndarray, offsets: np.ndarray, drop: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     keep_token = np.repeat(~drop, np.diff(offsets))
     lengths = np.diff(offsets)[~drop]
     return tokens[keep_token], np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)

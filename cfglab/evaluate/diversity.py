@@ -19,12 +19,15 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from statistics import NormalDist
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cfglab.data.vocab import Vocab
 from cfglab.evaluate.judge import Judge
+
+if TYPE_CHECKING:
+    from torch import nn
 
 _EXACT_POISSON = 1000  # largest pair count whose Poisson bound is computed exactly
 
@@ -77,7 +80,7 @@ def support_bounds(strings: Sequence[np.ndarray], confidence: float = 0.95) -> d
 
 
 def entropy_gap(
-    model,
+    model: nn.Module,
     judge: Judge,
     strings: Sequence[np.ndarray],
     *,
@@ -108,7 +111,7 @@ def entropy_gap(
 
 
 def diversity_of(
-    model,
+    model: nn.Module,
     judge: Judge,
     strings: Sequence[np.ndarray],
     valid: np.ndarray,

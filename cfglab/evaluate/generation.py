@@ -310,7 +310,7 @@ def accuracy_at_cut(
 
 
 def records(done: Completed, section: str, grammar: Any) -> list[dict[str, Any]]:
-    """generations.jsonl lines: prompt, completion and the whole string as `cfglab verify` reads it."""
+    """generations.jsonl lines: prompt, completion, and the string as `cfglab verify` reads it."""
     from cfglab.evaluate.context import names
 
     g = done.generations
@@ -376,4 +376,4 @@ def accuracy_report(
 
 def default_max_length(longest_sampled: int) -> int:
     """The length cap: half again the longest of 512 fresh strings."""
-    return int(math.ceil(1.5 * longest_sampled))
+    return math.ceil(1.5 * longest_sampled)

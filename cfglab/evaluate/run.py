@@ -20,11 +20,14 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cfglab.errors import CfglabError
+
+if TYPE_CHECKING:
+    from cfglab.evaluate.context import EvalContext
 
 SECTIONS = ("accuracy", "diversity", "kl", "robustness", "memorisation", "masked")
 DEFAULT_CUT = 50  # the paper's cut50
@@ -146,7 +149,7 @@ def _timed(result: dict[str, Any], name: str, fn: Callable[[], Any]) -> Any:
 
 
 def _decoder_sections(
-    ctx,
+    ctx: EvalContext,
     opts: EvalOptions,
     result: dict[str, Any],
     lines: list[dict[str, Any]],
@@ -248,7 +251,7 @@ def _kl(ctx, opts: EvalOptions) -> dict[str, Any]:  # noqa: ANN001
 
 
 def _robustness(
-    ctx,
+    ctx: EvalContext,
     opts: EvalOptions,
     cut: int,
     cap: int,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +221,9 @@ def attention_run(
     return result
 
 
-def _string_maps(model: Any, samples: Any, n_terminals: int, device: str, budget: float = 5e7):
+def _string_maps(
+    model: Any, samples: Any, n_terminals: int, device: str, budget: float = 5e7
+) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (string index, (L, H, n, n) maps among its tokens), batching strings of equal length.
 
     Equal lengths keep padding out of a bidirectional model's attention; batches are sized so a

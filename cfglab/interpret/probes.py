@@ -319,7 +319,9 @@ def _standardise(x: Tensor, n_train_tokens: int) -> Tensor:
     return (x - ref.mean(0)) / (ref.std(0) + 1e-6)
 
 
-def _gather(x_all: Tensor, labels: Tensor, ends: Tensor, idx: Tensor, mask: Tensor):
+def _gather(
+    x_all: Tensor, labels: Tensor, ends: Tensor, idx: Tensor, mask: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     safe = idx.clamp(min=0)
     y = labels[:, safe].masked_fill(~mask, -1)  # (G, B, T)
     return x_all[safe], y, ends[:, safe] & mask, mask

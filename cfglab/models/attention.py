@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import overload
 
 import torch
 import torch.nn as nn
@@ -102,7 +103,19 @@ class Attention(nn.Module):
         y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_size)
         return self.resid_dropout(self.c_proj(y))
 
-    def store(self, k: Tensor | None, v: Tensor, start: int, cache: LayerCache | None):
+    @overload
+    def store(
+        self, k: Tensor, v: Tensor, start: int, cache: LayerCache | None
+    ) -> tuple[Tensor, Tensor]: ...
+
+    @overload
+    def store(
+        self, k: None, v: Tensor, start: int, cache: LayerCache | None
+    ) -> tuple[None, Tensor]: ...
+
+    def store(
+        self, k: Tensor | None, v: Tensor, start: int, cache: LayerCache | None
+    ) -> tuple[Tensor | None, Tensor]:
         """Write the new keys/values at [start, start + T) and return all of them so far."""
         if cache is None:
             return k, v
@@ -113,7 +126,9 @@ class Attention(nn.Module):
             k = cache.k[:, :, :end]
         return k, cache.v[:, :, :end]
 
-    def new_cache(self, batch: int, capacity: int, device: torch.device, dtype: torch.dtype):
+    def new_cache(
+        self, batch: int, capacity: int, device: torch.device, dtype: torch.dtype
+    ) -> LayerCache:
         shape = (batch, self.n_head, capacity, self.head_size)
         k = torch.zeros(shape, device=device, dtype=dtype) if self.has_keys else None
         return LayerCache(k=k, v=torch.zeros(shape, device=device, dtype=dtype))
@@ -128,7 +143,7 @@ class Attention(nn.Module):
 class DotProductAttention(Attention):
     """abs / mlm-abs: plain softmax(q k^T / sqrt(hs)) v through SDPA."""
 
-    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None):
+    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None) -> None:
         super().__init__(cfg, causal)
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # fused q, k, v
         self.query_block = QUERY_BLOCK
@@ -214,7 +229,7 @@ class Rotary(nn.Module):
 class RotaryAttention(DotProductAttention):
     """rot: q and k rotated by their absolute positions, then SDPA; the cache keeps rotated keys."""
 
-    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None):
+    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None) -> None:
         super().__init__(cfg, causal)
         self.rotary = Rotary(cfg.head_size, cfg.rope_base, cfg.context)
 
@@ -229,7 +244,7 @@ class RotaryAttention(DotProductAttention):
 class RelativeAttention(Attention):
     """rel: DeBERTa disentangled attention over a relative embedding table shared by all layers."""
 
-    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None):
+    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None) -> None:
         super().__init__(cfg, causal)
         assert rel_emb is not None, "rel attention needs the shared relative embedding table"
         self.rel_emb = (
@@ -245,7 +260,7 @@ class RelativeAttention(Attention):
 
     def qkv(self, x: Tensor) -> tuple[Tensor, ...]:
         """(B, nh, T, hs) each, contiguous: one copy here instead of one per matmul below."""
-        B, T, C = x.shape
+        B, T, _C = x.shape
         qkv = self.c_attn(x).view(B, T, 3, self.n_head, self.head_size)
         return qkv.permute(2, 0, 3, 1, 4).contiguous().unbind(0)
 
@@ -306,7 +321,9 @@ class RelativeAttention(Attention):
         # bf16 in, bf16 out, fp32 inside: no copies on CPU (CUDA's autocast returns fp32: cast back)
         return F.softmax(logits, dim=-1).to(q.dtype)
 
-    def gathered_terms(self, q, k, qr, kr, d: Tensor, start: int) -> tuple[Tensor, Tensor]:
+    def gathered_terms(
+        self, q: Tensor, k: Tensor, qr: Tensor, kr: Tensor, d: Tensor, start: int
+    ) -> tuple[Tensor, Tensor]:
         """Any window (cached decoding, bidirectional): c2p and p2c by gathering (B, nh, Tq, S)."""
         Tq, S = q.size(2), k.size(2)
         lo, hi = start - (S - 1), start + Tq - 1  # range of i - j
@@ -317,7 +334,7 @@ class RelativeAttention(Attention):
         p2c = self.relative_term(k, qr, -dc.T, -hi, -lo).transpose(-2, -1)  # k_j . qr[δ(j, i)]
         return c2p, p2c
 
-    def skewed_terms(self, q, k, qr, kr) -> tuple[Tensor, Tensor]:
+    def skewed_terms(self, q: Tensor, k: Tensor, qr: Tensor, kr: Tensor) -> tuple[Tensor, Tensor]:
         """Causal (T, T) window: c2p and p2c as matmuls against per-distance tables, then skewed.
 
         skew_lower turns q @ [0; kr[δ(T-1)], ..., kr[δ(0)]]^T into c2p[i, j] = q_i . kr[δ(i - j)]
@@ -338,9 +355,11 @@ class RelativeAttention(Attention):
         qr_fwd = torch.cat((qr[:, (-dist).clamp(min=-k_) + k_], zero), dim=1)
         return kr_rev, qr_fwd
 
-    def skewed_terms_both(self, q, k, qr, kr) -> tuple[Tensor, Tensor]:
+    def skewed_terms_both(
+        self, q: Tensor, k: Tensor, qr: Tensor, kr: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Bidirectional (T, T) window: as skewed_terms over distances T-1 .. -(T-1)."""
-        B, H, T, hs = q.shape
+        _B, H, T, hs = q.shape
         k_ = self.max_rel
         rows = (T - torch.arange(1, 2 * T, device=q.device)).clamp(-k_, k_ - 1) + k_  # δ(T - m)
         zero = q.new_zeros(H, 1, hs)
@@ -370,7 +389,7 @@ class DistanceAttention(Attention):
 
     has_keys = False
 
-    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None):
+    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None) -> None:
         super().__init__(cfg, causal)
         assert causal, "distance-only attention is defined for decoders"
         self.c_v = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)  # values only
@@ -395,7 +414,7 @@ class DistanceAttention(Attention):
 class PositionAttention(DistanceAttention):
     """pos: a learned logit per (head, distance); zeros at init, i.e. uniform causal averaging."""
 
-    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None):
+    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None) -> None:
         super().__init__(cfg, causal)
         self.distance_weight = nn.Parameter(torch.zeros(cfg.n_head, cfg.context))  # (nh, context)
 
@@ -413,7 +432,7 @@ class UniformAttention(DistanceAttention):
 
     width: Tensor  # (nh,) buffer
 
-    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None):
+    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None) -> None:
         super().__init__(cfg, causal)
         widths = [uniform_width(h) for h in range(1, cfg.n_head + 1)]
         self.register_buffer("width", torch.tensor(widths), persistent=False)  # (nh,)

@@ -11,10 +11,15 @@ causal_blocks  causal attention of a whole window in query blocks with a flash-s
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
+
+# autograd's ctx: a namespace on which each Function keeps its own fields between its passes
+Ctx = Any
 
 # Rows per query block of a causal training window (causal_blocks; rel's blocked path): 64
 # measured best for rel on CPU (benchmarks/RESULTS.md, "rel in query blocks").
@@ -35,12 +40,12 @@ class _Skew(torch.autograd.Function):
     and views zero-fills and copies the whole gradient twice; this one writes it once."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, drop: int, width: int, ncols: int) -> Tensor:
+    def forward(ctx: Ctx, x: Tensor, drop: int, width: int, ncols: int) -> Tensor:
         ctx.geometry = (drop, width, x.size(-1))
         return skew_view(x, drop, width, ncols)
 
     @staticmethod
-    def backward(ctx, g: Tensor) -> tuple[Tensor, None, None, None]:
+    def backward(ctx: Ctx, g: Tensor) -> tuple[Tensor, None, None, None]:
         (drop, width, L), (*lead, R, ncols) = ctx.geometry, g.shape
         out = g.new_empty(*lead, R * L)
         out[..., :drop].zero_()
@@ -89,18 +94,18 @@ class _Boxes(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx,
+        ctx: Ctx,
         x: Tensor,
         boxes: tuple[tuple[int, int, int], ...],
         view: Callable[[Tensor], Tensor] | None = None,
     ) -> tuple[Tensor, ...]:
         ctx.shape, ctx.boxes, ctx.view = x.shape, boxes, view
-        ctx.disjoint = all(b[0] >= a[1] for a, b in zip(boxes, boxes[1:]))  # rows in order
+        ctx.disjoint = all(b[0] >= a[1] for a, b in itertools.pairwise(boxes))  # rows in order
         y = view(x) if view else x
         return tuple(y[..., r0:r1, :c1] for r0, r1, c1 in boxes)
 
     @staticmethod
-    def backward(ctx, *grads: Tensor | None) -> tuple[Tensor, None, None]:
+    def backward(ctx: Ctx, *grads: Tensor | None) -> tuple[Tensor, None, None]:
         ref = next(g for g in grads if g is not None)
         out = ref.new_zeros(ctx.shape)
         region = ctx.view(out) if ctx.view else out
@@ -119,15 +124,15 @@ class _CausalBlocks(torch.autograd.Function):
     their gradient is the logits' gradient.
 
     Why: on CPU in bf16 SDPA's flash kernel runs no faster than in fp32, while these batched bf16
-    matmuls run several times faster than fp32 ones (benchmarks/RESULTS.md); and for rel, whose scores SDPA cannot take with a
-    gradient, this backward is leaner than autograd's through the same ops. Softmax accumulates
-    in fp32, as SDPA does; the logits are the matmul's output, as under autocast. Every matmul
-    reads its operands without a copy: k and v are transposed once, and the key-side gradients
-    are accumulated transposed."""
+    matmuls run several times faster than fp32 ones (benchmarks/RESULTS.md); and for rel, whose
+    scores SDPA cannot take with a gradient, this backward is leaner than autograd's through the
+    same ops. Softmax accumulates in fp32, as SDPA does; the logits are the matmul's output, as
+    under autocast. Every matmul reads its operands without a copy: k and v are transposed once,
+    and the key-side gradients are accumulated transposed."""
 
     @staticmethod
     def forward(
-        ctx, q: Tensor, k: Tensor, v: Tensor, block: int, scale: float, *biases: Tensor
+        ctx: Ctx, q: Tensor, k: Tensor, v: Tensor, block: int, scale: float, *biases: Tensor
     ) -> Tensor:
         T = q.size(2)
         q = q * scale  # scale the (T, hs) factor, not the (T, T) logits
@@ -151,7 +156,7 @@ class _CausalBlocks(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx, gy: Tensor) -> tuple[Tensor | None, ...]:
+    def backward(ctx: Ctx, gy: Tensor) -> tuple[Tensor | None, ...]:
         q, k, v, y, *probs = ctx.saved_tensors
         block = ctx.block
         acc = torch.promote_types(q.dtype, torch.float32)  # bf16 sums and rows in fp32

@@ -265,7 +265,7 @@ def _context(sweep: SweepDir, trials: list[TrialPlan]) -> dict[str, Any]:
     }
 
 
-def _trainable(sweep: SweepDir, plan: SweepPlan, trials: list[TrialPlan]):
+def _trainable(sweep: SweepDir, plan: SweepPlan, trials: list[TrialPlan]) -> type[tune.Trainable]:
     r = plan.spec.resources
     return tune.with_resources(
         tune.with_parameters(train_trial, context=_context(sweep, trials)),
@@ -273,7 +273,9 @@ def _trainable(sweep: SweepDir, plan: SweepPlan, trials: list[TrialPlan]):
     )
 
 
-def _tuner(sweep: SweepDir, plan: SweepPlan, trials: list[TrialPlan], restore: bool, verbose: bool):
+def _tuner(
+    sweep: SweepDir, plan: SweepPlan, trials: list[TrialPlan], restore: bool, verbose: bool
+) -> tune.Tuner:
     trainable = _trainable(sweep, plan, trials)
     if restore:
         return tune.Tuner.restore(
