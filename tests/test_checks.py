@@ -336,7 +336,10 @@ def test_authors_grammars_match_the_published_lengths(
 ) -> None:
     data = json.loads((ANCHORS / f"{name}.json").read_text())
     ids = data["idx"]
-    sym = lambda l, i: str(ids[l][i]) if l == len(ids) - 1 else f"N{ids[l][i]}"  # noqa: E731
+
+    def sym(l, i):
+        return str(ids[l][i]) if l == len(ids) - 1 else f"N{ids[l][i]}"
+
     rules = [
         Rule(sym(l, i), tuple(sym(l + 1, c) for c in body))
         for l, level in enumerate(data["all"])

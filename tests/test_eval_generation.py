@@ -91,7 +91,10 @@ def test_generation_is_reproducible_and_seed_dependent() -> None:
     a = generate(model, prompts, vocab, 10, seed=3)
     b = generate(model, prompts, vocab, 10, seed=3)
     c = generate(model, prompts, vocab, 10, seed=4)
-    as_lists = lambda g: [x.tolist() for x in g.completions]  # noqa: E731
+
+    def as_lists(g):
+        return [x.tolist() for x in g.completions]
+
     assert as_lists(a) == as_lists(b) != as_lists(c)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -206,7 +207,10 @@ def naive_rel_probs(attn, x: torch.Tensor, causal: bool) -> torch.Tensor:
     H, hs, k = attn.n_head, attn.head_size, attn.max_rel
     q, key, _ = attn.c_attn(x).split(C, dim=1)
     qr, kr = attn.c_pos(attn.rel_emb.weight).split(C, dim=1)
-    delta = lambda a, b: min(max(a - b, -k), k - 1) + k  # noqa: E731
+
+    def delta(a, b):
+        return min(max(a - b, -k), k - 1) + k
+
     logits = torch.full((H, T, T), float("-inf"))
     for h in range(H):
         sl = slice(h * hs, (h + 1) * hs)
@@ -478,6 +482,10 @@ def _qkv(B: int, H: int, T: int, hs: int, dtype: torch.dtype, seed: int = 0, sca
     ]
 
 
+def _with_bias(fn, bias, q, k, v):
+    return fn(q, k, v, bias)
+
+
 def _outputs_and_grads(fn, qkv, gy):
     y = fn(*qkv)
     y.backward(gy.to(y.dtype))
@@ -519,7 +527,7 @@ def test_causal_blocks_equal_sdpa(
         b = bias.clone().requires_grad_()
         results.append(
             _outputs_and_grads(
-                lambda q, k, v: fn(q, k, v, b),  # noqa: B023
+                functools.partial(_with_bias, fn, b),
                 _qkv(B, H, T, hs, torch.float64, seed),
                 gy,
             )
@@ -556,7 +564,10 @@ def test_causal_blocks_in_bf16_are_about_as_accurate_as_sdpa() -> None:
     so allow up to 2x SDPA's own bf16 error, and at most 2% of the reference's mean size."""
     shape = (4, 2, 128, 16)
     gy = torch.randn(*shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
-    sdpa = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)  # noqa: E731
+
+    def sdpa(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
     ref = _outputs_and_grads(sdpa, _qkv(*shape, torch.float64, scale=1.5), gy)
     for_sdpa = _outputs_and_grads(sdpa, _qkv(*shape, torch.bfloat16, scale=1.5), gy)
     for_blocks = _outputs_and_grads(causal_blocks, _qkv(*shape, torch.bfloat16, scale=1.5), gy)

@@ -371,8 +371,10 @@ class RelativeAttention(Attention):
     def position_projections(self) -> tuple[Tensor, Tensor]:
         qr, kr = self.c_pos(self.rel_emb.weight).chunk(2, dim=1)  # (2k, C) each
         n = qr.size(0)
-        split = lambda t: t.view(n, self.n_head, self.head_size).transpose(0, 1)  # noqa: E731
-        return split(qr), split(kr)
+        return (
+            qr.view(n, self.n_head, self.head_size).transpose(0, 1),
+            kr.view(n, self.n_head, self.head_size).transpose(0, 1),
+        )
 
     def relative_term(self, x: Tensor, table: Tensor, d: Tensor, lo: int, hi: int) -> Tensor:
         """out[b, h, n, m] = x[b, h, n] . table[h, δ(d[n, m])]; only rows δ(lo..hi) are read."""
