@@ -91,7 +91,7 @@ def _cli(*args: str) -> list[str]:
 def _starts(sweep: SweepDir) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     for s in sweep.starts():
-        out.setdefault(s["run"], []).append(s["from_step"])
+        out.setdefault(s.run, []).append(s.from_step)
     return out
 
 
