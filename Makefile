@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-fast demo bench clean
+.PHONY: setup lint test test-fast demo bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,11 +24,17 @@ $(STAMP): $(PY) pyproject.toml
 
 setup: $(STAMP)
 
-test: $(STAMP)
+# Lint, format and types first: CI fails on any of them (config in pyproject.toml).
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+test: lint
 	RAY_USAGE_STATS_ENABLED=0 $(PY) -m pytest -q
 
 # Everything but the slow end-to-end tests (CI runs those too, through `make test`).
-test-fast: $(STAMP)
+test-fast: lint
 	RAY_USAGE_STATS_ENABLED=0 $(PY) -m pytest -q -m "not slow"
 
 demo: $(STAMP)

@@ -231,7 +231,7 @@ def main() -> None:
     torch.manual_seed(0)
     models = make_models(args)
     steps = {name: make_step(m, args) for name, m in models.items()}
-    for name, step in steps.items():  # warm-up (allocator, compile, threads)
+    for step in steps.values():  # warm-up (allocator, compile, threads)
         time_steps(step, 2, args.device)
     rounds: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(args.rounds):

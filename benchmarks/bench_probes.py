@@ -1,4 +1,4 @@
-"""Speed of the probes and attention statistics on a 2-layer model (target: one layer ≤ 60 s on CPU).
+"""Speed of the probes and attention statistics on a 2-layer model (target: a layer ≤ 60 s on CPU).
 
 Timed in one run, on the same strings and hidden states:
   baseline     a plain per-token linear probe (every target, same optimiser steps)
@@ -180,7 +180,7 @@ def main() -> None:
             f"probe_run, layers {r['layers']} + output-only, with plots: {t_run:.1f} s "
             f"(per layer {r['seconds']['per_layer']})"
         )
-        a, t_att, _ = timed(
+        _a, t_att, _ = timed(
             lambda: attention_run(
                 str(args.run), n_strings=64, threads=args.threads, device=args.device
             )

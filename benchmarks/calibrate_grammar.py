@@ -12,6 +12,7 @@ the grammar's own entropy. The recipe flags default to sweeps/quick.yaml's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
 import time
@@ -70,10 +71,8 @@ def calibrate(path: Path, minutes: float, recipe: dict, workdir: Path, seed: int
             raise TimeUp
 
     run_dir = workdir / f"run-{path.stem}-{cfg.pe}-{seed}-{time.time_ns()}"
-    try:
+    with contextlib.suppress(TimeUp):
         train(cfg, run_dir, quiet=True, callback=budget)
-    except TimeUp:
-        pass
     acc = accuracy_report(str(run_dir), cut=0, n=300, threads=1)
     entropy, excess = excess_nats_per_token(run_dir)
     elapsed = round((time.perf_counter() - start) / 60, 2)

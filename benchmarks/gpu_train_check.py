@@ -8,6 +8,7 @@ The baseline in the same run is the GPU's own measured bf16 matmul peak (MFU den
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
 import time
@@ -75,10 +76,8 @@ def main() -> None:
             raise TimeUp
 
     out = Path(tempfile.mkdtemp()) / "run"
-    try:
+    with contextlib.suppress(TimeUp):
         train(cfg, out, quiet=True, callback=stop)
-    except TimeUp:
-        pass
     metrics = [m for m in RunDir(out).metrics() if "tokens_per_s" in m]
     steady = metrics[len(metrics) // 4 :]  # skip warm-up
     tps = sum(m["tokens_per_s"] for m in steady) / len(steady)

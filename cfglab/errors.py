@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class CfglabError(Exception):
@@ -39,3 +44,32 @@ class LocatedError(CfglabError):
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text
+
+
+# Where a pydantic error location came from: (a prefix for its dotted path, its place in a file).
+Locator = Callable[[tuple[Any, ...], bool], tuple[str, Location | None]]
+
+
+def format_validation_error(
+    err: ValidationError, heading: str, locate: Locator | None = None
+) -> str:
+    """`heading`, then one line per bad field with its dotted path: what a user needs to fix it.
+
+    With `locate` (see cfglab.yamlfile), fields found in a file are shown as file:line:col with
+    the line itself, in file order; the others follow by name."""
+    located: list[tuple[int, int, str]] = []
+    named: list[str] = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        unknown = e["type"] == "extra_forbidden"
+        msg = "unknown field (not allowed)" if unknown else e["msg"].removeprefix("Value error, ")
+        prefix, where = locate(loc, unknown) if locate else ("", None)
+        dotted = prefix + ".".join(str(p) for p in loc) or "(top level)"
+        if where is None:
+            named.append(f"  {dotted}: {msg}")
+            continue
+        text = f"  {where}: {dotted}: {msg}"
+        if where.source_line:
+            text += f"\n      {where.source_line}"
+        located.append((where.line, where.col, text))
+    return "\n".join([heading] + [t for _, _, t in sorted(located)] + named)

@@ -10,18 +10,19 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
 )
 
 
 class _Bar:
-    def __init__(self, progress: Progress | None, task: int | None) -> None:
+    def __init__(self, progress: Progress | None, task: TaskID | None) -> None:
         self.progress, self.task = progress, task
-        self.fields: dict[str, str] = {"loss": "   -   ", "speed": "  -  "}
+        self.fields: dict[str, Any] = {"loss": "   -   ", "speed": "  -  "}
 
     def update(self, completed: int, record: dict[str, Any] | None = None) -> None:
-        if self.progress is None:
+        if self.progress is None or self.task is None:
             return
         record = record or {}
         if "loss" in record:

@@ -23,67 +23,101 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cfglab.errors import CfglabError
+from cfglab.errors import CfglabError, format_validation_error
+from cfglab.models.config import PE, MlmPE, ModelConfig
+from cfglab.yamlfile import read_mapping, validate
 
-PE_NAMES = ("abs", "rel", "rot", "pos", "uni", "mlm")
+if TYPE_CHECKING:
+    from cfglab.grammar.core import Grammar
+    from cfglab.models.gpt import Transformer
 
 
 class TrainConfig(BaseModel):
-    """Everything that defines one training run (paper defaults where the paper gives them)."""
+    """Everything that defines one training run (paper defaults where the paper gives them).
 
-    model_config = ConfigDict(extra="forbid")
+    Every field is also a `cfglab train` flag (`--field-name`), its description the flag's help.
+    """
 
-    grammar: str = Field(description="grammar file (.cfg); stored as an absolute path")
-    pe: Literal["abs", "rel", "rot", "pos", "uni", "mlm"] = "rot"
-    mlm_pe: Literal["abs", "rel"] = "abs"  # position encoding of the mlm encoder
-    layers: int = Field(2, ge=1)
-    heads: int = Field(2, ge=1)
-    dim: int = Field(64, ge=1)
-    context: int = Field(128, ge=2)
-    batch: int = Field(32, ge=1)
-    steps: int = Field(2000, ge=1)
-    lr: float = Field(3e-4, gt=0)  # peak learning rate, decayed linearly to min_lr
-    min_lr: float = Field(0.0, ge=0)
-    warmup: int = Field(0, ge=0)  # linear warm-up steps
-    weight_decay: float = Field(0.1, ge=0)
-    beta1: float = Field(0.9, gt=0, lt=1)
-    beta2: float = Field(0.98, gt=0, lt=1)
-    grad_clip: float = Field(1.0, ge=0)  # 0 turns clipping off
-    dropout: float = Field(0.0, ge=0, lt=1)
-    noise_fraction: float = Field(0.0, ge=0, le=1)  # share of training strings corrupted
-    noise_rate: float = Field(0.0, ge=0, le=1)  # per-token flip probability in those strings
-    mask_prob: float = Field(0.15, gt=0, lt=1)  # mlm only: BERT masking rate
-    holdout_rule: str | None = None  # e.g. "N18 -> N15 N14 N13": never train on strings using it
-    seed: int = 0
-    threads: int = Field(0, ge=0)  # torch threads; 0 = all cores
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    # auto: bf16 autocast on CUDA, fp32 on CPU. bf16 on a CPU with native bf16 (AVX512-BF16,
-    # AMX): 2.2-2.5x fp32's tokens/s at 4 layers, 128 dims; 1.2-1.3x at 2 layers, 64 dims.
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    checkpoint_every: int = Field(500, ge=1)
-    keep_checkpoints: int = Field(3, ge=1)
-    eval_every: int = Field(100, ge=1)
-    eval_batches: int = Field(4, ge=1)
-    log_every: int = Field(10, ge=1)
-    chunk_strings: int = Field(512, ge=1)  # strings sampled per data chunk
-    # every window starts at a string's BOS, as generation does (cfglab/data/corpus.py); false:
-    # windows cut the stream anywhere
-    align_windows: bool = True
+    model_config = ConfigDict(extra="forbid", use_enum_values=True, validate_default=True)
+
+    grammar: str = Field(description="Grammar file (.cfg); stored as an absolute path.")
+    pe: PE = Field(PE.ROT, description="Position encoding / attention variant.")
+    mlm_pe: MlmPE = Field("abs", description="Position encoding of the mlm encoder.")
+    layers: int = Field(2, ge=1, description="Transformer blocks.")
+    heads: int = Field(2, ge=1, description="Attention heads per block.")
+    dim: int = Field(64, ge=1, description="Residual width (head size is dim / heads).")
+    context: int = Field(128, ge=2, description="Training window in tokens.")
+    batch: int = Field(32, ge=1, description="Windows per optimiser step.")
+    steps: int = Field(2000, ge=1, description="Optimiser steps.")
+    lr: float = Field(3e-4, gt=0, description="Peak learning rate, decayed linearly to min_lr.")
+    min_lr: float = Field(0.0, ge=0, description="Learning rate at the last step.")
+    warmup: int = Field(0, ge=0, description="Linear warm-up steps.")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay.")
+    beta1: float = Field(0.9, gt=0, lt=1, description="AdamW beta1.")
+    beta2: float = Field(0.98, gt=0, lt=1, description="AdamW beta2.")
+    grad_clip: float = Field(1.0, ge=0, description="Gradient norm clip; 0 turns clipping off.")
+    dropout: float = Field(
+        0.0, ge=0, lt=1, description="Dropout on attention probabilities and residual branches."
+    )
+    noise_fraction: float = Field(
+        0.0, ge=0, le=1, description="Share of training strings corrupted."
+    )
+    noise_rate: float = Field(
+        0.0, ge=0, le=1, description="Per-token flip probability in the corrupted strings."
+    )
+    mask_prob: float = Field(0.15, gt=0, lt=1, description="mlm only: BERT masking rate.")
+    holdout_rule: str | None = Field(
+        None,
+        description='A rule never trained on, e.g. "N18 -> N15 N14 N13": strings using it are '
+        "left out.",
+    )
+    seed: int = Field(0, description="Seed of the model's initialisation and the data stream.")
+    threads: int = Field(0, ge=0, description="torch threads (0 = all cores).")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where to train (auto: cuda when available)."
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16 (fast on CPUs "
+        "with native bf16; see benchmarks/RESULTS.md).",
+    )
+    checkpoint_every: int = Field(500, ge=1, description="Steps between checkpoints.")
+    keep_checkpoints: int = Field(3, ge=1, description="Newest checkpoints kept.")
+    eval_every: int = Field(100, ge=1, description="Steps between validation losses.")
+    eval_batches: int = Field(4, ge=1, description="Batches per validation loss.")
+    log_every: int = Field(10, ge=1, description="Steps between metrics lines.")
+    chunk_strings: int = Field(512, ge=1, description="Strings sampled per data chunk.")
+    align_windows: bool = Field(
+        True,
+        description="Start every training window at a string's BOS, as generation does "
+        "(default), or cut the stream anywhere.",
+    )
+    bias: bool = Field(True, description="Biases in Linear and LayerNorm layers (GPT-2 has them).")
+    mlp_ratio: int = Field(4, ge=1, description="MLP hidden width = mlp_ratio * dim.")
+    tie_weights: bool = Field(
+        True, description="Share the token embedding with the output head (GPT-2 does)."
+    )
+    rope_base: float = Field(10000.0, gt=0, description="rot: base of the rotary frequencies.")
+    max_rel: int | None = Field(
+        None,
+        ge=1,
+        description="rel: distances clipped to [-max_rel, max_rel - 1] (default: the context).",
+    )
     tensorboard: bool = Field(
         False,
-        description="write TensorBoard event files (loss, val_loss, lr, tokens/s; the config "
-        "as hparams) under RUN_DIR/tensorboard",
+        description="Write TensorBoard event files (loss, val_loss, lr, tokens/s; the config "
+        "as hparams) under RUN_DIR/tensorboard.",
     )
     compile: bool = Field(
         False,
         description="torch.compile the model: faster steps on CUDA after a compile of about "
-        "a minute; numerics may differ from eager in the last bits",
+        "a minute; numerics may differ from eager in the last bits.",
     )
 
     @field_validator("holdout_rule")
@@ -94,36 +128,21 @@ class TrainConfig(BaseModel):
         return v
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    """One line per bad field, with its dotted path: what a user needs to fix the file."""
-    lines = [f"{source}: invalid configuration"]
-    for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = "unknown field (not allowed)" if e["type"] == "extra_forbidden" else e["msg"]
-        lines.append(f"  {path}: {msg}")
-    return "\n".join(lines)
-
-
 def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML training config; bad or unknown fields are refused with their path."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, UnicodeDecodeError) as err:
-        raise CfglabError(f"{path}: cannot read: {err}") from None
-    except yaml.YAMLError as err:
-        raise CfglabError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise CfglabError(f"{path}: expected a mapping of fields, got {type(data).__name__}")
-    data.update(overrides or {})
-    return make_train_config(data, str(path))
+    """Read a YAML training config, `overrides` (flags) on top; a bad or unknown field is
+    refused with its file:line, or by name when a flag gave it."""
+    file = read_mapping(path, "a training config is a mapping of TrainConfig fields")
+    given = overrides or {}
+    return validate(TrainConfig, file.data | given, file, not_from_file=frozenset(given))
 
 
 def make_train_config(data: dict[str, Any], source: str = "config") -> TrainConfig:
     try:
         return TrainConfig(**data)
     except ValidationError as err:
-        raise CfglabError(format_validation_error(err, source)) from None
+        raise CfglabError(
+            format_validation_error(err, f"{source}: invalid configuration")
+        ) from None
 
 
 # --- the directory -----------------------------------------------------------------------------
@@ -323,14 +342,13 @@ def latest_checkpoint(run: RunDir) -> tuple[Path, dict[str, Any]] | None:
 class LoadedRun:
     run: RunDir
     config: TrainConfig
-    grammar: Any  # cfglab.grammar.core.Grammar
-    model: Any  # torch.nn.Module, in eval mode
+    grammar: Grammar
+    model: Transformer  # in eval mode
     step: int
 
 
-def model_config_for(config: TrainConfig, n_terminals: int):  # -> ModelConfig
+def model_config_for(config: TrainConfig, n_terminals: int) -> ModelConfig:
     from cfglab.data.vocab import Vocab
-    from cfglab.models.config import ModelConfig
 
     return ModelConfig(
         vocab_size=Vocab(n_terminals).size,
@@ -341,6 +359,11 @@ def model_config_for(config: TrainConfig, n_terminals: int):  # -> ModelConfig
         pe=config.pe,
         mlm_pe=config.mlm_pe,
         dropout=config.dropout,
+        bias=config.bias,
+        mlp_ratio=config.mlp_ratio,
+        tie_weights=config.tie_weights,
+        rope_base=config.rope_base,
+        max_rel=config.max_rel,
     )
 
 
@@ -384,7 +407,7 @@ def _weights_hold(run: RunDir, step: int | None) -> bool:
     return all(checkpoint_step(p) <= saved for p in run.checkpoints())
 
 
-def untrained_model(config: TrainConfig, n_terminals: int, seed: int = 0):
+def untrained_model(config: TrainConfig, n_terminals: int, seed: int = 0) -> Transformer:
     """A freshly initialised model of the run's architecture (the paper's GPT_rand control)."""
     import torch
 

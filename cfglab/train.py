@@ -35,6 +35,7 @@ from cfglab.runs import (
     save_weights,
     write_atomic,
 )
+from cfglab.threads import set_threads
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -65,7 +66,7 @@ def train(
     """Train to `config.steps` (continuing from the last checkpoint when `resume`)."""
     run = RunDir(Path(out).resolve())
     config = _prepare_run_dir(run, config, resume)
-    _set_threads(config.threads)
+    set_threads(config.threads)
     trainer = _build(config, run)
     if resume:
         _restore(trainer)
@@ -98,11 +99,6 @@ def _prepare_run_dir(run: RunDir, config: TrainConfig, resume: bool) -> TrainCon
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_config(config)
     return config
-
-
-def _set_threads(threads: int) -> None:
-    # Ray and pools reuse processes: always set explicitly, never inherit a previous run's value.
-    torch.set_num_threads(threads or os.cpu_count() or 1)
 
 
 def _device(name: str) -> torch.device:

@@ -114,7 +114,7 @@ def _admitted_by_enumeration(derivable: set[tuple[int, int]], a: int, w: int, ma
             total += w <= max_len - 1
             continue
         ok = ends[0] - a + 1 <= max_len and (a + w - 1 - ends[-1]) <= max_len - 1
-        ok &= all((x + 1, y + 1) in derivable for x, y in zip(ends, ends[1:]))
+        ok &= all((x + 1, y + 1) in derivable for x, y in itertools.pairwise(ends))
         total += ok
     return total
 

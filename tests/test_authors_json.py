@@ -56,9 +56,10 @@ def _structure(data: dict) -> tuple:
 
 # --- import and export ---------------------------------------------------------------------
 def test_all_nine_anchors_are_there() -> None:
-    assert sorted(
-        ["cfg3b", "cfg3i", "cfg3h", "cfg3g", "cfg3f", "cfg3e1", "cfg3e2", "cfg3j", "cfg3k"]
-    ) == NAMES
+    assert (
+        sorted(["cfg3b", "cfg3i", "cfg3h", "cfg3g", "cfg3f", "cfg3e1", "cfg3e2", "cfg3j", "cfg3k"])
+        == NAMES
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)

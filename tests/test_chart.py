@@ -28,7 +28,7 @@ SETTINGS = settings(
 )
 
 
-# --- brute force ------------------------------------------------------------------------------
+# --- brute force ----------------------------------------------------------------------------------
 def _shortest(g: Grammar) -> dict[str, int]:
     short = dict.fromkeys(g.terminals, 1)
     changed = True
@@ -101,7 +101,7 @@ def _any_grammar() -> st.SearchStrategy[Grammar]:
     )
 
 
-# --- the inside semirings against enumeration ---------------------------------------------------
+# --- the inside semirings against enumeration -----------------------------------------------------
 @SETTINGS
 @given(_any_grammar(), st.booleans())
 def test_membership_counts_and_probabilities_match_enumeration(g: Grammar, general: bool) -> None:
@@ -161,7 +161,7 @@ def test_substitutions_confined_to_a_prefix(g: Grammar, data: st.DataObject) -> 
         assert tuple(int(x) for x in repaired) in fits
 
 
-# --- next-token distributions --------------------------------------------------------------------
+# --- next-token distributions ---------------------------------------------------------------------
 def _true_rows(
     lang: dict[tuple[int, ...], tuple[int, float]], s: tuple[int, ...], T: int
 ) -> np.ndarray:
@@ -235,7 +235,7 @@ def test_next_token_rows_of_recursive_grammars_obey_the_chain_rule(g: Grammar, s
                     assert np.abs(got[k] - want[k]).max() < 50 * tail + 1e-9
 
 
-# --- trees -----------------------------------------------------------------------------------------
+# --- trees ----------------------------------------------------------------------------------------
 def _check_tree(g: Grammar, node: Tree) -> None:
     if not node.children:
         assert g.is_terminal(node.symbol)
@@ -266,7 +266,7 @@ def test_parse_trees_are_distinct_derivations_as_many_as_counted(g: Grammar, gen
     assert chart.parse_trees(np.array([0] * 5), limit=3) == [] or chart.accepts([[0] * 5])[0]
 
 
-# --- exactness of big counts, bounds, bad input -----------------------------------------------------
+# --- exactness of big counts, bounds, bad input ---------------------------------------------------
 def test_counts_beyond_float_precision_are_exact_big_integers() -> None:
     # N_l and M_l both expand to (N_{l+1} N_{l+1}) or (M_{l+1} M_{l+1}): c_l = 2 c_{l+1}^2.
     depth = 7
@@ -327,7 +327,7 @@ def test_deep_trees_of_recursive_grammars_are_read_back() -> None:
     assert count == 1 and not repaired.any()
 
 
-# --- the paper's grammars: lark, schedules, next-token properties -----------------------------------
+# --- the paper's grammars: lark, schedules, next-token properties ---------------------------------
 def _paper(name: str) -> Grammar:
     from cfglab.grammar.dsl import load_grammar
 
@@ -577,3 +577,15 @@ def test_verify_counts_equal_the_unrestricted_chart_on_paper_strings() -> None:
         if r.repaired is not None:
             assert chart.accepts([r.repaired])[0]
             assert int((r.repaired != s).sum()) == r.substitutions
+
+
+@settings(max_examples=40, deadline=None)
+@given(layered_grammars(max_levels=3, max_width=2, max_terminals=2))
+def test_yield_bounds_are_the_shortest_and_longest_strings(g: Grammar) -> None:
+    from cfglab.grammar.core import yield_bounds
+
+    shortest, longest = yield_bounds(g)
+    language = enumerate_language(g, longest[g.start])
+    assume(language is not None)
+    lengths = [len(s) for s in language]
+    assert (shortest[g.start], longest[g.start]) == (min(lengths), max(lengths))

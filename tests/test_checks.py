@@ -3,6 +3,7 @@ enumeration of tiny grammars, the authors' grammars' published lengths, and the 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import subprocess
@@ -189,7 +190,7 @@ def test_recursion_reports_the_cycle(rules: str, cycle: list[str]) -> None:
     assert r.depth.levels is None and r.depth.depth is None and not r.depth.layered
     assert "recursive" in codes(r.warnings)
     # each consecutive pair in the cycle is a real edge of the grammar
-    for a, b in zip(cycle, cycle[1:]):
+    for a, b in itertools.pairwise(cycle):
         assert any(b in rule.rhs for rule in G("S", "a b c", rules).rules_of(a))
 
 
@@ -335,7 +336,10 @@ def test_authors_grammars_match_the_published_lengths(
 ) -> None:
     data = json.loads((ANCHORS / f"{name}.json").read_text())
     ids = data["idx"]
-    sym = lambda l, i: str(ids[l][i]) if l == len(ids) - 1 else f"N{ids[l][i]}"  # noqa: E731
+
+    def sym(l, i):
+        return str(ids[l][i]) if l == len(ids) - 1 else f"N{ids[l][i]}"
+
     rules = [
         Rule(sym(l, i), tuple(sym(l + 1, c) for c in body))
         for l, level in enumerate(data["all"])

@@ -24,7 +24,7 @@ from cfglab.evaluate.generation import (
 )
 from cfglab.models import DECODER_PES, ModelConfig, build_model
 
-# --- Wilson -------------------------------------------------------------------------------------
+# --- Wilson ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -56,7 +56,7 @@ def test_wilson_contains_the_estimate_and_narrows_with_n(n, data) -> None:
     assert hi4 - lo4 < hi - lo
 
 
-# --- KV cache ------------------------------------------------------------------------------------
+# --- KV cache -------------------------------------------------------------------------------------
 
 
 def _gpt(pe: str, vocab: int = 6, context: int = 32) -> torch.nn.Module:
@@ -91,7 +91,10 @@ def test_generation_is_reproducible_and_seed_dependent() -> None:
     a = generate(model, prompts, vocab, 10, seed=3)
     b = generate(model, prompts, vocab, 10, seed=3)
     c = generate(model, prompts, vocab, 10, seed=4)
-    as_lists = lambda g: [x.tolist() for x in g.completions]  # noqa: E731
+
+    def as_lists(g):
+        return [x.tolist() for x in g.completions]
+
     assert as_lists(a) == as_lists(b) != as_lists(c)
 
 
@@ -118,7 +121,7 @@ def test_abs_model_generation_stays_inside_its_context() -> None:
     assert max(len(c) for c in done.generations.completions) <= 7
 
 
-# --- accuracy of the references --------------------------------------------------------------------
+# --- accuracy of the references -------------------------------------------------------------------
 
 
 def test_oracle_generates_only_valid_strings_at_cut0_and_cutk() -> None:

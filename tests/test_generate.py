@@ -3,6 +3,7 @@ stop at the first passing seed, and the CLI writes, refuses and explains."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import shlex
@@ -41,7 +42,7 @@ def feasible_knobs(draw) -> GeneratorKnobs:
     for _ in range(levels + 1):  # nonterminal levels, then the terminals
         low = length[0] if no_repeat else 1
         sizes.append(draw(st.integers(low, max(low, min(5, sizes[-1] * rules[0] * length[0])))))
-    for above, below in zip(sizes, sizes[1:]):
+    for above, below in itertools.pairwise(sizes):
         assume(below <= above * rules[0] * length[0])
         if distinct:
             assume(_distinct_bodies(below, length[0], no_repeat) >= rules[0])

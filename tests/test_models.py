@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -204,7 +205,10 @@ def naive_rel_probs(attn, x: torch.Tensor, causal: bool) -> torch.Tensor:
     H, hs, k = attn.n_head, attn.head_size, attn.max_rel
     q, key, _ = attn.c_attn(x).split(C, dim=1)
     qr, kr = attn.c_pos(attn.rel_emb.weight).split(C, dim=1)
-    delta = lambda a, b: min(max(a - b, -k), k - 1) + k  # noqa: E731
+
+    def delta(a, b):
+        return min(max(a - b, -k), k - 1) + k
+
     logits = torch.full((H, T, T), float("-inf"))
     for h in range(H):
         sl = slice(h * hs, (h + 1) * hs)
@@ -253,7 +257,7 @@ def test_skews_have_exact_gradients(transpose: bool) -> None:
     """The skew views' gradients (rel's and pos's training path; autograd's own backward)."""
     for skew, width in ((skew_lower, 6), (skew_upper, 6), (skew_both, 10), (skew_lower_block, 9)):
         x = torch.randn(2, 3, 5, width, dtype=torch.double, requires_grad=True)
-        fn = (lambda t: skew(t).transpose(-2, -1)) if transpose else skew
+        fn = (lambda t, skew=skew: skew(t).transpose(-2, -1)) if transpose else skew
         assert torch.autograd.gradcheck(fn, (x,))
 
 
@@ -441,6 +445,10 @@ def _qkv(B: int, H: int, T: int, hs: int, dtype: torch.dtype, seed: int = 0, sca
     ]
 
 
+def _with_bias(fn, bias, q, k, v):
+    return fn(q, k, v, bias)
+
+
 def _outputs_and_grads(fn, qkv, gy):
     y = fn(*qkv)
     y.backward(gy.to(y.dtype))
@@ -482,7 +490,7 @@ def test_causal_blocks_equal_sdpa(
         b = bias.clone().requires_grad_()
         results.append(
             _outputs_and_grads(
-                lambda q, k, v: fn(q, k, v, b),  # noqa: B023
+                functools.partial(_with_bias, fn, b),
                 _qkv(B, H, T, hs, torch.float64, seed),
                 gy,
             )
@@ -519,7 +527,10 @@ def test_causal_blocks_in_bf16_are_about_as_accurate_as_sdpa() -> None:
     so allow up to 2x SDPA's own bf16 error, and at most 2% of the reference's mean size."""
     shape = (4, 2, 128, 16)
     gy = torch.randn(*shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
-    sdpa = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)  # noqa: E731
+
+    def sdpa(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
     ref = _outputs_and_grads(sdpa, _qkv(*shape, torch.float64, scale=1.5), gy)
     for_sdpa = _outputs_and_grads(sdpa, _qkv(*shape, torch.bfloat16, scale=1.5), gy)
     for_blocks = _outputs_and_grads(causal_blocks, _qkv(*shape, torch.bfloat16, scale=1.5), gy)

@@ -116,7 +116,6 @@ def test_bidirectional_probe_reads_the_future_and_the_causal_one_does_not() -> N
     )
     causal = fit_probes(future, data, FAST, causal=True)
     both = fit_probes(future, data, FAST, causal=False)
-    base = majority_scores(data)
     assert both.all[0] > 0.95
     assert causal.all[0] < 0.8  # about half the tokens come before token 11
 
@@ -193,7 +192,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_model_features_match_a_direct_forward(runs: dict[str, Path]) -> None:
     from cfglab.runs import load_run
 
-    for pe, run in runs.items():
+    for _pe, run in runs.items():
         loaded = load_run(run)
         s, _ = probe_strings(loaded.grammar, 12, 64, 0)
         feats = model_features(loaded.model, s.tokens, s.offsets, 3, layer=1, batch=5)

@@ -91,7 +91,7 @@ def _cli(*args: str) -> list[str]:
 def _starts(sweep: SweepDir) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     for s in sweep.starts():
-        out.setdefault(s["run"], []).append(s["from_step"])
+        out.setdefault(s.run, []).append(s.from_step)
     return out
 
 
@@ -295,7 +295,7 @@ def test_interrupted_and_killed_sweeps_resume_without_retraining_finished_trials
     _wait_for(lambda: _trained_to_end(sweep, first, steps), 240, "the first trial", proc)
     _wait_for(lambda: second in _starts(sweep), 120, "the second trial", proc)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     assert "--resume" in err and str(path) in err
     assert sweep.has_tune_state()

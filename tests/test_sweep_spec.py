@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cfglab.errors import CfglabError
+from cfglab.models.config import PE
 from cfglab.runs import TrainConfig
-from cfglab.sweep.spec import PE, expand, load_sweep, resolve_grammar
+from cfglab.sweep.spec import expand, load_sweep, resolve_grammar
 
 REPO = Path(__file__).resolve().parents[1]
 GRAMMAR = 'grammar small\nstart S\nS -> A B | B A A\nA -> "1" "2" | "3"\nB -> "2" "2" "3" | "1"\n'
@@ -165,7 +166,7 @@ def test_duplicate_seeds_and_bad_probabilities_are_refused(project: Path) -> Non
 
 @settings(max_examples=40, deadline=None)
 @given(
-    pes=st.lists(st.sampled_from(PE.__args__), min_size=1, max_size=4, unique=True),
+    pes=st.lists(st.sampled_from([pe.value for pe in PE]), min_size=1, max_size=4, unique=True),
     fractions=st.lists(st.sampled_from([0.0, 0.05, 0.1, 0.5]), min_size=1, max_size=3, unique=True),
     rates=st.lists(st.sampled_from([0.1, 0.15, 0.3]), min_size=1, max_size=2, unique=True),
     seeds=st.lists(st.integers(0, 99), min_size=1, max_size=3, unique=True),

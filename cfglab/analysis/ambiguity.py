@@ -27,7 +27,7 @@ import numpy as np
 from cfglab.chart.front import Chart
 from cfglab.chart.general import InfiniteParsesError
 from cfglab.errors import CfglabError
-from cfglab.grammar.core import Grammar, Tree
+from cfglab.grammar.core import Grammar, Tree, yield_bounds
 from cfglab.grammar.sample import Samples, sample
 
 WINDOW = 12  # tokens per window of the local-ambiguity score
@@ -37,8 +37,8 @@ RECURSIVE_MAX_LENGTH = 64  # recursive grammars: sampled strings are kept this s
 DEFINITION = (
     "score: mean over the levels l >= 1 whose constituents fit in a window of w tokens, of the "
     "mean over windows of log2 of the number of level-l boundary placements the window's tokens "
-    "admit on their own (inner segments derivable by a level-l nonterminal, edge segments no longer than "
-    "the level's longest constituent); 0 bits = the window fixes the boundaries. "
+    "admit on their own (inner segments derivable by a level-l nonterminal, edge segments no "
+    "longer than the level's longest constituent); 0 bits = the window fixes the boundaries. "
     "readings_per_constituent: level-l spans derivable on their own / level-l nodes of the sampled "
     "trees (1 = no spurious local readings). See docs/ambiguity.md"
 )
@@ -162,7 +162,7 @@ def local_ambiguity(chart: Chart, samples: Samples, window: int = WINDOW) -> dic
         out["note"] = "a recursive grammar has no levels"
         return out
     strings = samples.strings()
-    longest = _longest_yield(g)
+    longest = yield_bounds(g)[1]
     spans = chart.derivable_spans(strings)
     level_of_nt = np.array([levels.get(nt, -1) for nt in g.nonterminals])
     found = np.bincount(
@@ -215,14 +215,6 @@ def _window_bits(spans: np.ndarray, n: int, w: int, max_len: int) -> np.ndarray:
     tail_ok = (w - 1 - np.arange(w)) <= max_len - 1
     total = counts[:, tail_ok].sum(axis=1) + float(w <= max_len - 1)
     return np.log2(np.maximum(total, 1.0))
-
-
-def _longest_yield(g: Grammar) -> dict[str, int]:
-    longest = dict.fromkeys(g.terminals, 1)
-    levels = g.levels or {}
-    for nt in sorted(levels, key=lambda x: -levels[x]):
-        longest[nt] = max(sum(longest[s] for s in r.rhs) for r in g.rules_of(nt))
-    return longest
 
 
 # --- flip sensitivity ---------------------------------------------------------------------------

@@ -27,9 +27,8 @@ from collections import Counter, deque
 import numpy as np
 from pydantic import BaseModel, Field, computed_field
 
-from cfglab.grammar.core import Grammar
+from cfglab.grammar.core import MAX_RULES, Grammar
 
-MAX_RULES = 100_000  # beyond this, check refuses instead of grinding (bound the work, say so)
 MAX_RHS_SYMBOLS = 2_000_000
 MAX_COMPONENT = 3_000  # largest recursive component whose mean matrix is solved (dense)
 _EIGEN_MAX = 64  # components up to this size also get their exact spectral radius

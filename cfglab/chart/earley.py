@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import json
 import math
+from typing import TYPE_CHECKING
 
 from cfglab.grammar.core import Grammar
+
+if TYPE_CHECKING:
+    from lark import Lark, Token
+    from lark import Tree as LarkTree
 
 
 def lark_grammar_text(g: Grammar) -> str:
@@ -21,7 +26,7 @@ def lark_grammar_text(g: Grammar) -> str:
     return "\n".join(lines + ['%ignore " "'])
 
 
-def earley_parser(g: Grammar, explicit_ambiguity: bool = False):  # noqa: ANN201 (lark.Lark)
+def earley_parser(g: Grammar, explicit_ambiguity: bool = False) -> Lark:
     """An Earley parser; with explicit ambiguity every parse tree stays in the result."""
     from lark import Lark
 
@@ -37,7 +42,7 @@ def earley_parser(g: Grammar, explicit_ambiguity: bool = False):  # noqa: ANN201
     return Lark(lark_grammar_text(g), start=start, parser="earley")
 
 
-def count_trees(tree) -> int:  # noqa: ANN001 (lark.Tree or token)
+def count_trees(tree: LarkTree | Token) -> int:
     """Parse trees in an explicit-ambiguity lark tree (`_ambig` nodes are alternatives)."""
     from lark import Tree as LarkTree
 

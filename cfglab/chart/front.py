@@ -43,11 +43,11 @@ derivations. For a leaking recursive PCFG the rows are normalised but only appro
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -142,7 +142,9 @@ class Chart:
         self, strings: list[np.ndarray], editable: Sequence[int] | None, repaired: bool
     ) -> list[Repair]:
         """min_substitutions; without `repaired`, the counts only (no tree is read back)."""
-        edit = [None] * len(strings) if editable is None else [int(k) for k in editable]
+        edit: list[int | None] = (
+            [None] * len(strings) if editable is None else [int(k) for k in editable]
+        )
         if len(edit) != len(strings):
             raise ValueError("editable needs one prefix length per string")
         out: list[Repair | None] = [None] * len(strings)
@@ -284,7 +286,9 @@ class Chart:
         if self.recursive:
             return [self._general_root(s, sr, check_exact) for s in strings]
         out: list = [None] * len(strings)
-        idx = [i for i, s in enumerate(strings) if 0 < len(s) <= self.max_length]
+        limit = self.max_length
+        assert limit is not None  # every non-recursive grammar has a longest string
+        idx = [i for i, s in enumerate(strings) if 0 < len(s) <= limit]
         for chunk in _chunks(idx, key=lambda i: len(strings[i])):
             batch = chart_sparse.Batch.of([strings[i] for i in chunk])
             vals = self._sparse_roots(batch, sr)
@@ -302,7 +306,7 @@ class Chart:
         hit = chart.find(t.start, batch.base, batch.base + batch.length)
         return [chart.val[h] if h >= 0 else None for h in hit]
 
-    def _general_root(self, s: np.ndarray, sr: Semiring, check_exact: bool):
+    def _general_root(self, s: np.ndarray, sr: Semiring, check_exact: bool) -> Any:
         if len(s) == 0:
             return None
         self._general_bound(s)
@@ -459,9 +463,11 @@ def _normalise(logits: np.ndarray) -> np.ndarray:
     return p
 
 
-def _chunks(items: list, key=len) -> list[list]:
+def _chunks(items: list, key: Callable[[Any], int] = len) -> list[list]:
     """Consecutive groups of at most `_BATCH_TOKENS` tokens (a long string goes alone)."""
-    out, cur, size = [], [], 0
+    out: list[list] = []
+    cur: list = []
+    size = 0
     for x in items:
         n = key(x)
         if cur and size + n > _BATCH_TOKENS:

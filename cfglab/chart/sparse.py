@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cfglab.chart.semiring import Semiring
-from cfglab.grammar.core import Grammar, Tree
+from cfglab.grammar.core import Grammar, Tree, yield_bounds
 
 _KEY_LIMIT = 2**62  # item keys (symbol, start, length) packed into one int64
 _INDEX_LIMIT = 8_000_000  # entries of the (symbol, start) -> first item table; beyond, bisect
@@ -97,7 +97,7 @@ class SparseTables:
             rules_first=first,
             levels=tuple(np.flatnonzero(level_of == d) for d in depths),
             level_symbols=ranges,
-            max_yield=_max_yield(g, nts),
+            max_yield=max(yield_bounds(g)[1].values()),
         )
 
     @staticmethod
@@ -123,13 +123,6 @@ class SparseTables:
             level_symbols=(),
             max_yield=0,
         )
-
-
-def _max_yield(g: Grammar, nts_deepest_first: list[str]) -> int:
-    longest: dict[str, int] = dict.fromkeys(g.terminals, 1)
-    for nt in nts_deepest_first:
-        longest[nt] = max(sum(longest[s] for s in r.rhs) for r in g.rules_of(nt))
-    return max(longest.values())
 
 
 @dataclass
@@ -206,16 +199,11 @@ class SpanSet:
         key = (sym * self.width + start) * self.stride + (end - start)
         old = len(self.sym)
         spans = SpanSet(
-            *(
-                np.concatenate([a, b])
-                for a, b in (
-                    (self.sym, sym),
-                    (self.start, start),
-                    (self.end, end),
-                    (self.val, val),
-                    (self.key, key),
-                )
-            ),
+            sym=np.concatenate([self.sym, sym]),
+            start=np.concatenate([self.start, start]),
+            end=np.concatenate([self.end, end]),
+            val=np.concatenate([self.val, val]),
+            key=np.concatenate([self.key, key]),
             width=self.width,
             stride=self.stride,
             first=self.first,
@@ -353,22 +341,25 @@ def _aggregate(
 
 
 # --- the forward pass (prefix probabilities) --------------------------------------------------
+Items = tuple[np.ndarray, np.ndarray, np.ndarray]  # (symbol, position, log mass) per item
+
+
 def forward(
     t: SparseTables, batch: Batch, chart: SpanSet
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Log forward mass F(t, p) of every terminal t at every position p: (sym, pos, logF)."""
     width = batch.width
-    pending = [
+    pending: list[Items] = [
         (np.full(len(batch.base), t.start, np.int64), batch.base.copy(), np.zeros(len(batch.base)))
     ]
-    for rules, (lo, hi) in zip(t.levels[::-1], t.level_symbols[::-1]):
+    for lo, hi in t.level_symbols[::-1]:
         sym, pos, val = _take_pending(pending, lo, hi, width)
         pending.extend(_predict(t, chart, sym, pos, val))
     return _take_pending(pending, 0, t.n_terminals, width)
 
 
 def _take_pending(
-    pending: list[tuple[np.ndarray, ...]], lo: int, hi: int, width: int
+    pending: list[Items], lo: int, hi: int, width: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Remove and log-sum the pending forward items of symbols lo..hi-1, keyed (sym, pos)."""
     parts, keep = [], []
@@ -395,11 +386,11 @@ def _take_pending(
 
 def _predict(
     t: SparseTables, chart: SpanSet, sym: np.ndarray, pos: np.ndarray, val: np.ndarray
-) -> list[tuple[np.ndarray, ...]]:
+) -> list[Items]:
     """Forward items of every child of every rule of the given (lhs, position, mass) items."""
     owner, r = _ragged(t.rules_first[sym], t.rules_first[sym + 1])
     pos, val = pos[owner], val[owner] + np.log(t.rule_prob[r])
-    out = [(t.rule_rhs[r, 0], pos, val)]
+    out: list[Items] = [(t.rule_rhs[r, 0], pos, val)]
     for d in range(1, t.rule_rhs.shape[1]):
         more = t.rule_len[r] > d
         r, pos, val = r[more], pos[more], val[more]
@@ -497,10 +488,12 @@ class TreeReader:
             stop = int(self.chart.end[item])
             if stop > end or (stop == end) != last:
                 continue
-            cost = None if budget is None else float(self.chart.val[item])
-            if cost is not None and cost > budget:
-                continue
-            rest = None if budget is None else budget - cost
+            cost = rest = None
+            if budget is not None:
+                cost = float(self.chart.val[item])
+                if cost > budget:
+                    continue
+                rest = budget - cost
             if last or self._feasible(r, d + 1, stop, end, rest):
                 yield x, stop, cost
 
@@ -520,7 +513,7 @@ class TreeReader:
                 if last:
                     yield [first]
                     continue
-                rest = None if budget is None else budget - cost
+                rest = None if budget is None or cost is None else budget - cost
                 for tail in self._sequences(r, d + 1, stop, end, rest, path):
                     yield [first, *tail]
 

@@ -17,11 +17,13 @@ is about (#rules) × n × (window width)², all in numpy slices.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from cfglab.chart.semiring import Semiring
 from cfglab.chart.sparse import SpanSet, SparseTables
+from cfglab.grammar.core import yield_bounds
 
 
 @dataclass
@@ -37,15 +39,10 @@ class Window:
 
 
 def yield_lengths(t: SparseTables) -> tuple[np.ndarray, np.ndarray]:
-    """Shortest and longest string of every internal symbol (terminals: 1)."""
-    lo = np.full(t.n_symbols, np.iinfo(np.int64).max, dtype=np.int64)
-    hi = np.zeros(t.n_symbols, dtype=np.int64)
-    lo[: t.n_terminals] = hi[: t.n_terminals] = 1
-    for rules in t.levels:  # deepest first: every child is done before its parent
-        for r in rules:
-            kids, a = t.rule_rhs[r, : t.rule_len[r]], t.rule_lhs[r]
-            lo[a] = min(lo[a], lo[kids].sum())
-            hi[a] = max(hi[a], hi[kids].sum())
+    """Shortest and longest string of every internal symbol (terminals: 1), by internal id."""
+    shortest, longest = yield_bounds(t.grammar)
+    lo = np.array([shortest[name] for name in t.names], dtype=np.int64)
+    hi = np.array([longest[name] for name in t.names], dtype=np.int64)
     return lo, hi
 
 
@@ -59,7 +56,7 @@ def inside(
     """Every symbol's window chart over one string (min-plus: a leaf costs 1 where it differs
     from the token, and only the first `editable` tokens may differ; default all)."""
     n = len(tokens)
-    lo_len, hi_len = lengths
+    lo_len = lengths[0]
     chart: dict[int, Window] = {}
     for x in range(t.n_terminals):
         leaf = sr.full((n, 1), sr.zero)
@@ -75,8 +72,8 @@ def inside(
             if lo_len[a] > n:
                 continue
             rows = 1 if a == t.start else n
-            rules = range(t.rules_first[a], t.rules_first[a + 1])
-            parts = [_apply_rule(t, chart, r, rule_val[r], sr, rows, n) for r in rules]
+            alternatives = range(t.rules_first[a], t.rules_first[a + 1])
+            parts = [_apply_rule(t, chart, r, rule_val[r], sr, rows, n) for r in alternatives]
             merged = _merge([p for p in parts if p is not None], sr, rows)
             if merged is not None:
                 chart[int(a)] = merged
@@ -84,7 +81,7 @@ def inside(
 
 
 def _apply_rule(
-    t: SparseTables, chart: dict[int, Window], r: int, weight, sr: Semiring, rows: int, n: int
+    t: SparseTables, chart: dict[int, Window], r: int, weight: Any, sr: Semiring, rows: int, n: int
 ) -> Window | None:
     kids = t.rule_rhs[r, : t.rule_len[r]]
     if any(int(k) not in chart for k in kids):
@@ -92,9 +89,10 @@ def _apply_rule(
     first = chart[int(kids[0])]
     part = Window(first.lo, sr.times(first.val[:rows], weight))
     for k in kids[1:]:
-        part = _join(part, chart[int(k)], sr, n)
-        if part is None:
+        joined = _join(part, chart[int(k)], sr, n)
+        if joined is None:
             return None
+        part = joined
     return part
 
 
@@ -130,7 +128,7 @@ def _merge(parts: list[Window], sr: Semiring, rows: int) -> Window | None:
     return Window(lo, out)
 
 
-def value(chart: dict[int, Window], sym: int, start: int, end: int, sr: Semiring):
+def value(chart: dict[int, Window], sym: int, start: int, end: int, sr: Semiring) -> Any:
     """The chart value of (sym, start, end); zero where the symbol cannot span it."""
     w = chart.get(sym)
     if w is None or not (w.lo <= end - start <= w.hi) or start >= w.val.shape[0]:
@@ -138,7 +136,9 @@ def value(chart: dict[int, Window], sym: int, start: int, end: int, sr: Semiring
     return w.val[start, end - start - w.lo]
 
 
-def to_spanset(chart: dict[int, Window], sr: Semiring, n: int, limit=None) -> SpanSet:
+def to_spanset(
+    chart: dict[int, Window], sr: Semiring, n: int, limit: float | None = None
+) -> SpanSet:
     """The non-zero entries (min-plus: entries ≤ limit) as a SpanSet, for reading trees back."""
     width, stride = n + 1, n + 1
     parts = []
@@ -154,5 +154,5 @@ def to_spanset(chart: dict[int, Window], sr: Semiring, n: int, limit=None) -> Sp
                 w.val[i, c],
             )
         )
-    sym, start, end, val = (np.concatenate(x) for x in zip(*parts))
-    return SpanSet.of(sym, start, end, val, width, stride, max(chart) + 1)
+    syms, starts, ends, vals = (np.concatenate(x) for x in zip(*parts))
+    return SpanSet.of(syms, starts, ends, vals, width, stride, max(chart) + 1)

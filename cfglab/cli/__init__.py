@@ -17,9 +17,33 @@ app = typer.Typer(
     name="cfglab",
     help="A lab for studying how transformers learn context-free grammars.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"cfglab {version('cfglab')}")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            print("cfglab (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print cfglab's version and exit.",
+    ),
+) -> None:
+    """A lab for studying how transformers learn context-free grammars."""
+
 
 _COMMAND_MODULES = (
     "cfglab.cli.dsl_cmds",  # import-json, export-json
@@ -48,7 +72,8 @@ _register_all()
 def main() -> None:
     """Console entry point: user mistakes become one red message and exit 1, never a traceback.
 
-    Click's standalone mode handles usage errors, `typer.Exit` codes and Ctrl-C itself.
+    `app()` runs click in standalone mode, which turns usage errors, `typer.Exit` codes and
+    Ctrl-C into exit codes itself; a CfglabError passes through it and is printed here.
     """
     from rich.console import Console
 

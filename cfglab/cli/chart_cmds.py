@@ -12,11 +12,19 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 import typer
 
 from cfglab.cli.console import out
 from cfglab.errors import CfglabError, LocatedError, Location
+
+if TYPE_CHECKING:
+    import numpy as np
+    from rich.table import Table
+
+    from cfglab.chart.front import Chart
+    from cfglab.grammar.core import Grammar
 
 MAX_TOKENS = 4096  # default bound on one input line
 _BLOCK = 2000  # lines answered together (one batched chart call)
@@ -80,7 +88,7 @@ def verify_command(
             }
             if as_json:
                 sys.stdout.write(json.dumps(record) + "\n")
-            else:
+            elif table is not None:
                 table.add_row(
                     str(line),
                     str(len(tokens)),
@@ -108,14 +116,16 @@ def next_token_command(
 
 
 # --- input -------------------------------------------------------------------------------------
-def _chart(path: Path):  # noqa: ANN202 - cfglab.chart.front.Chart
+def _chart(path: Path) -> Chart:
     from cfglab.chart.front import Chart
     from cfglab.grammar.dsl import load_grammar
 
     return Chart(load_grammar(path))
 
 
-def _blocks(path: Path, chart, max_tokens: int) -> Iterator[tuple[list[int], list]]:  # noqa: ANN001
+def _blocks(
+    path: Path, chart: Chart, max_tokens: int
+) -> Iterator[tuple[list[int], list[np.ndarray]]]:
     """(line numbers, terminal-id arrays) per block of input lines; bad lines raise."""
     from cfglab.chart.front import GENERAL_MAX_TOKENS
 
@@ -140,8 +150,9 @@ def _blocks(path: Path, chart, max_tokens: int) -> Iterator[tuple[list[int], lis
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    from contextlib import nullcontext
+    from contextlib import AbstractContextManager, nullcontext
 
+    stream: AbstractContextManager[TextIO]
     if str(path) == "-":
         stream = nullcontext(sys.stdin)
     elif path.is_dir() or not path.exists():
@@ -153,7 +164,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
             yield number, text.rstrip("\r\n")
 
 
-def _encode(g, text: str, file: str, line: int, bound: int):  # noqa: ANN001, ANN202
+def _encode(g: Grammar, text: str, file: str, line: int, bound: int) -> np.ndarray:
     import numpy as np
 
     words = text.split()
@@ -205,7 +216,7 @@ def _or_dash(x: int | None) -> str:
     return "-" if x is None else str(x)
 
 
-def _verify_table():  # noqa: ANN202
+def _verify_table() -> Table:
     from rich.table import Table
 
     table = Table(show_edge=False)
@@ -214,7 +225,7 @@ def _verify_table():  # noqa: ANN202
     return table
 
 
-def _next_table(line: int, words: list[str], names: list[str], rows):  # noqa: ANN001, ANN202
+def _next_table(line: int, words: list[str], names: list[str], rows: np.ndarray) -> Table:
     from rich.table import Table
 
     table = Table(title=f"line {line}", show_edge=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -21,7 +22,10 @@ from cfglab.analysis.checks import (
     Finding,
 )
 from cfglab.cli.console import err, out
-from cfglab.errors import CfglabError
+from cfglab.errors import CfglabError, format_validation_error
+
+if TYPE_CHECKING:
+    from cfglab.grammar.generate import GeneratorKnobs
 
 _DIGITS = re.compile(r"[0-9]{1,9}")
 
@@ -101,8 +105,8 @@ def check_command(
         else:
             render_report(report)
     if not all_ok:
-        # SystemExit rather than typer.Exit: cfglab.cli.main runs click in non-standalone mode,
-        # where typer.Exit's code is returned instead of becoming the process's exit status.
+        # SystemExit rather than typer.Exit: the status holds when click runs non-standalone too
+        # (`app(args, standalone_mode=False)`), where typer.Exit's code is only returned.
         raise SystemExit(1)
 
 
@@ -233,6 +237,9 @@ def new_grammar_command(
     require_unambiguous: bool = _UNAMBIGUOUS,
     max_ambiguous_fraction: float | None = _AMBIGUOUS_FRACTION,
     ambiguity_strings: int = _AMBIGUITY_STRINGS,
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the file, the seed used and the check report as JSON."
+    ),
 ) -> None:
     """Make a random layered grammar that passes the checks; write OUT_DIR/NAME.cfg."""
     from cfglab.analysis.checks import check_grammar
@@ -265,6 +272,10 @@ def new_grammar_command(
     save_grammar(grammar, path)
     report.file = str(path)
     tries = used - seed + 1
+    if as_json:
+        record = {"file": str(path), "seed": used, "tries": tries}
+        print(json.dumps(record | {"report": report.model_dump(mode="json")}), flush=True)
+        return
     err.print(f"wrote {path} (seed {used}, {tries} {'try' if tries == 1 else 'tries'})")
     render_report(report)
 
@@ -277,7 +288,7 @@ def make_knobs(
     terminals: int,
     distinct_rules: bool,
     no_repeat_symbol: bool,
-):
+) -> GeneratorKnobs:
     """Generator knobs from the flags' text; a bad value is a CfglabError naming its flag."""
     from pydantic import ValidationError
 
@@ -299,8 +310,7 @@ def make_knobs(
             no_repeat_symbol=no_repeat_symbol,
         )
     except ValidationError as error:
-        problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
-        raise CfglabError(f"new-grammar: {problems}") from None
+        raise CfglabError(format_validation_error(error, "new-grammar: invalid settings")) from None
 
 
 def parse_range(text: str, flag: str) -> tuple[int, int]:

@@ -11,6 +11,9 @@ import typer
 from cfglab.cli.console import err, out
 from cfglab.errors import CfglabError
 
+_STEP = typer.Option(None, "--step", help="Checkpoint step to read (default: the newest).")
+_DEVICE = typer.Option("cpu", "--device", help="torch device to run the model on (cpu, cuda).")
+
 
 def register(app: typer.Typer) -> None:
     app.command("probe")(probe_command)
@@ -39,12 +42,14 @@ def probe_command(
     n_test: int = typer.Option(192, "--n-test", min=8, help="Held-out strings to score on."),
     seed: int = typer.Option(0, "--seed", help="Seed of the probe strings and probe init."),
     threads: int = typer.Option(0, "--threads", help="torch threads (0 = all cores)."),
+    step: int | None = _STEP,
+    device: str = _DEVICE,
     no_controls: bool = typer.Option(
         False, "--no-controls", help="Skip untrained model, control task, output-only."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Probe hidden states for NT ancestors and NT-ends, beside their controls; writes RUN_DIR/probe/."""
+    """Probe hidden states for NT ancestors and NT-ends, with controls; writes RUN_DIR/probe/."""
     from cfglab.interpret.probes import probe_run
 
     result = probe_run(
@@ -56,6 +61,8 @@ def probe_command(
         threads=threads,
         quiet=quiet or as_json,
         controls=not no_controls,
+        step=step,
+        device=device,
     )
     if as_json:
         out.print_json(json.dumps(result))
@@ -125,13 +132,21 @@ def attention_command(
     n: int = typer.Option(64, "--n", min=1, help="Fresh strings to average over."),
     seed: int = typer.Option(0, "--seed", help="Seed of the strings."),
     threads: int = typer.Option(0, "--threads", help="torch threads (0 = all cores)."),
+    step: int | None = _STEP,
+    device: str = _DEVICE,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Attention by distance, and attention beyond distance at NT boundaries; writes RUN_DIR/attention/."""
+    """Attention by distance, and beyond distance at NT boundaries; writes RUN_DIR/attention/."""
     from cfglab.interpret.attention import attention_run
 
     result = attention_run(
-        str(run_dir), n_strings=n, seed=seed, threads=threads, quiet=quiet or as_json
+        str(run_dir),
+        n_strings=n,
+        seed=seed,
+        threads=threads,
+        quiet=quiet or as_json,
+        step=step,
+        device=device,
     )
     if as_json:
         out.print_json(json.dumps(result))

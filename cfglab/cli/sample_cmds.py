@@ -5,10 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from cfglab.cli.console import out
+
+if TYPE_CHECKING:
+    from rich.tree import Tree as RichTree
+
+    from cfglab.grammar.core import Tree
+    from cfglab.grammar.sample import Samples
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +46,7 @@ def sample_command(
             sys.stdout.write(" ".join(g.decode(samples.string(i))) + "\n")
 
 
-def sample_record(samples, i: int) -> dict:  # noqa: ANN001 (Samples; kept import-free)
+def sample_record(samples: Samples, i: int) -> dict[str, Any]:
     """The JSON shape of one sampled string: tokens and per-depth labels."""
     g = samples.grammar
     ancestors, boundaries = samples.labels(i)
@@ -50,7 +57,7 @@ def sample_record(samples, i: int) -> dict:  # noqa: ANN001 (Samples; kept impor
     }
 
 
-def render_tree(node, parent=None):  # noqa: ANN001
+def render_tree(node: Tree, parent: RichTree | None = None) -> RichTree:
     from rich.tree import Tree as RichTree
 
     label = node.symbol if node.children else f'[green]"{node.symbol}"[/green]'

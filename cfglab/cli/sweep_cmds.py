@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from collections.abc import Callable
@@ -12,6 +13,10 @@ import typer
 
 from cfglab.cli.console import err, out
 from cfglab.errors import CfglabError
+
+_JSON = typer.Option(
+    False, "--json", help="Print the sweep directory, report files and result rows as JSON."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -44,14 +49,15 @@ def sweep_command(
         True, "--dashboard/--no-dashboard", help="Start the Ray dashboard with a local Ray."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Ray's and the trials' logs too."),
+    as_json: bool = _JSON,
 ) -> None:
     """Train every point of a grid on Ray Tune, evaluate each run as a Ray task, write a report."""
     from cfglab.sweep.spec import load_sweep
 
     loaded = load_sweep(file, smoke)  # a bad file fails here, before Ray starts
-    sweep = run(loaded, file, address, resume, smoke, dashboard, verbose)
+    sweep = run(loaded, file, address, resume, smoke, dashboard, verbose, as_json)
     if sweep is not None:
-        _report(sweep)
+        _report(sweep, as_json)
 
 
 def resume_command(file: Path, smoke: bool, address: str | None) -> str:
@@ -71,6 +77,7 @@ def run(
     smoke: bool,
     dashboard: bool,
     verbose: bool,
+    as_json: bool = False,
 ) -> Path | None:
     """Run the sweep; the sweep directory when every trial finished, None when interrupted."""
     from cfglab.sweep.tune import run_sweep
@@ -90,14 +97,14 @@ def run(
             f"[yellow]interrupted[/yellow]: the sweep's state is saved in "
             f"{outcome.sweep_dir}\n  resume with: [bold]{again}[/bold]"
         )
-        sys.exit(130)  # SystemExit: click would swallow typer.Exit's code (standalone_mode off)
+        sys.exit(130)  # SystemExit: holds non-standalone too, where typer.Exit's code is returned
     err.print(
         f"[bold]sweep[/bold] {len(outcome.statuses)} trials in {outcome.seconds / 60:.1f} min"
     )
     for key, message in sorted(outcome.task_errors.items()):
         err.print(f"[red]task failed[/red] {key}: {message}")
     if outcome.failed or outcome.task_errors:
-        _report(outcome.sweep_dir)
+        _report(outcome.sweep_dir, as_json)
         what = []
         if outcome.failed:
             what.append(
@@ -123,11 +130,20 @@ def _task_progress(total: int) -> Callable[[int], None]:
     return advance
 
 
-def _report(sweep_dir: Path) -> None:
+def _report(sweep_dir: Path, as_json: bool = False) -> None:
     from cfglab.sweep.report import collect, rich_table, write_report
 
     files = write_report(sweep_dir)
     spec, rows = collect(sweep_dir)
+    if as_json:
+        record = {
+            "sweep_dir": str(sweep_dir),
+            "results_csv": str(files.csv),
+            "report_html": str(files.html),
+            "rows": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
+        }
+        print(json.dumps(record, default=str))
+        return
     out.print(rich_table(rows, title=f"sweep {spec.get('name', sweep_dir.name)}"))
     out.print(f"results: {files.csv}")
     out.print(f"report:  {files.html}")
@@ -135,8 +151,9 @@ def _report(sweep_dir: Path) -> None:
 
 def report_command(
     sweep_dir: Path = typer.Argument(..., help="A sweep directory (STORAGE/NAME)."),
+    as_json: bool = _JSON,
 ) -> None:
     """Tables, results.csv, plots and report.html of a sweep (finished or still running)."""
     if not sweep_dir.is_dir():
         raise CfglabError(f"{sweep_dir}: no such directory")
-    _report(sweep_dir)
+    _report(sweep_dir, as_json)

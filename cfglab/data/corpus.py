@@ -8,8 +8,8 @@ Windows are consecutive pieces of the stream. With `aligned` (the training defau
 starts at a string's BOS, and the string the window's end cuts is not continued in the next
 window: generation and every evaluation start a string at position 0 after BOS, and windows cut
 anywhere almost never show that (a mini string starts at position 0 in ~1 window of 35).
-Measured on mini (benchmarks/RESULTS.md): unaligned training left a 2-layer model 2-3x further
-from the true distribution at position 0 than after a preceding string.
+Measured on mini (benchmarks/RESULTS.md): unaligned training left a 2-layer model further from
+the true distribution at position 0 than after a preceding string.
 """
 
 from __future__ import annotations
@@ -195,7 +195,9 @@ def _powers(n: int) -> np.ndarray:
         ).astype(np.uint64)
 
 
-def _drop_strings(tokens: np.ndarray, offsets: np.ndarray, drop: np.ndarray):
+def _drop_strings(
+    tokens: np.ndarray, offsets: np.ndarray, drop: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     keep_token = np.repeat(~drop, np.diff(offsets))
     lengths = np.diff(offsets)[~drop]
     return tokens[keep_token], np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)

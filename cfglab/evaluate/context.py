@@ -7,7 +7,6 @@ figures whether it runs alone or inside `evaluate_run`.
 
 from __future__ import annotations
 
-import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from cfglab.errors import CfglabError
 from cfglab.evaluate.judge import Judge
 from cfglab.grammar.core import Grammar
 from cfglab.grammar.sample import sample
+from cfglab.threads import set_threads
 
 _MAX_ROUNDS = 50  # rounds of drawing strings before a length filter is declared hopeless
 
@@ -52,13 +52,6 @@ class EvalContext:
             return self.max_tokens
         pe = self.config.mlm_pe if self.config.pe == "mlm" else self.config.pe
         return self.config.context if pe == "abs" else None
-
-
-def set_threads(threads: int) -> None:
-    """Set torch's thread count explicitly: Ray reuses worker processes between tasks."""
-    import torch
-
-    torch.set_num_threads(threads or os.cpu_count() or 1)
 
 
 def resolve_device(device: str) -> str:

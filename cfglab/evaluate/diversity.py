@@ -19,12 +19,15 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from statistics import NormalDist
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cfglab.data.vocab import Vocab
 from cfglab.evaluate.judge import Judge
+
+if TYPE_CHECKING:
+    from torch import nn
 
 _EXACT_POISSON = 1000  # largest pair count whose Poisson bound is computed exactly
 
@@ -77,7 +80,7 @@ def support_bounds(strings: Sequence[np.ndarray], confidence: float = 0.95) -> d
 
 
 def entropy_gap(
-    model,
+    model: nn.Module,
     judge: Judge,
     strings: Sequence[np.ndarray],
     *,
@@ -108,7 +111,7 @@ def entropy_gap(
 
 
 def diversity_of(
-    model,
+    model: nn.Module,
     judge: Judge,
     strings: Sequence[np.ndarray],
     valid: np.ndarray,
@@ -123,33 +126,3 @@ def diversity_of(
         "valid": support_bounds(all_valid),
         "entropy": entropy_gap(model, judge, all_valid, batch_size=batch_size, device=device),
     }
-
-
-def diversity_report(
-    run_dir: str,
-    n: int = 200,
-    seed: int = 0,
-    max_length: int | None = None,
-    batch_size: int = 256,
-    threads: int = 0,
-    device: str = "cpu",
-) -> dict[str, Any]:
-    """Diversity of n cut0 generations at temperature 1, from plain arguments."""
-    from cfglab.evaluate.context import longest_string, open_run
-    from cfglab.evaluate.generation import accuracy_at_cut, default_max_length
-
-    ctx = open_run(run_dir, threads, device)
-    cap = max_length or default_max_length(longest_string(ctx.grammar, seed))
-    done = accuracy_at_cut(
-        ctx.model,
-        ctx.judge,
-        n,
-        0,
-        temperature=1.0,
-        max_length=cap,
-        seed=seed,
-        batch_size=batch_size,
-        device=ctx.device,
-        context_limit=ctx.context_limit,
-    )
-    return diversity_of(ctx.model, ctx.judge, done.strings, done.valid, device=ctx.device)

@@ -183,13 +183,7 @@ def _compact(live: _Live, keep: Tensor) -> _Live:
     """Drop finished rows from the batch (and from the model's cache)."""
     cache = live.cache
     if cache is not None:
-        if hasattr(cache, "select"):
-            cache = cache.select(keep)
-        else:  # cfglab.models.KVCache: per-layer key/value buffers indexed by row
-            for layer in cache.layers:
-                layer.v = layer.v[keep]
-                if layer.k is not None:
-                    layer.k = layer.k[keep]
+        cache = cache.select(keep)
     return _Live(live.rows[keep], cache, live.seq[keep])
 
 
@@ -316,7 +310,7 @@ def accuracy_at_cut(
 
 
 def records(done: Completed, section: str, grammar: Any) -> list[dict[str, Any]]:
-    """generations.jsonl lines: prompt, completion and the whole string as `cfglab verify` reads it."""
+    """generations.jsonl lines: prompt, completion, and the string as `cfglab verify` reads it."""
     from cfglab.evaluate.context import names
 
     g = done.generations
@@ -382,4 +376,4 @@ def accuracy_report(
 
 def default_max_length(longest_sampled: int) -> int:
     """The length cap: half again the longest of 512 fresh strings."""
-    return int(math.ceil(1.5 * longest_sampled))
+    return math.ceil(1.5 * longest_sampled)

@@ -7,12 +7,16 @@ so a change of the chart's API touches one file. Strings are terminal-id arrays 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cfglab.grammar.core import Grammar
+from cfglab.grammar.core import Grammar, Tree
+
+if TYPE_CHECKING:
+    from cfglab.chart.front import Chart
 
 Strings = Sequence[np.ndarray]
 TREE_LIMIT = 64  # parse trees read per string when asking whether any uses a rule
@@ -26,7 +30,7 @@ class Judge:
         self.n_terminals = len(grammar.terminals)
 
     @cached_property
-    def chart(self):  # noqa: ANN201 - cfglab.chart.front.Chart
+    def chart(self) -> Chart:
         from cfglab.chart.front import Chart
 
         return Chart(self.grammar)
@@ -92,12 +96,14 @@ class Judge:
         return any(_tree_uses(t, rule) for t in trees)
 
 
-def _count(result) -> int:  # noqa: ANN001 - a count, or (count, repaired)
+def _count(result: Any) -> int:  # a count, or (count, repaired)
     count = result[0] if isinstance(result, tuple) else result
     return -1 if count is None else int(count)
 
 
-def _by_nonempty(strings: Strings, empty_value, run) -> np.ndarray:  # noqa: ANN001
+def _by_nonempty(
+    strings: Strings, empty_value: Any, run: Callable[[list[np.ndarray]], Any]
+) -> np.ndarray:
     """Apply a batched chart call to the non-empty strings; the empty string gets `empty_value`."""
     keep = [i for i, s in enumerate(strings) if len(s)]
     values = run([np.asarray(strings[i]) for i in keep]) if keep else np.zeros(0)
@@ -107,7 +113,7 @@ def _by_nonempty(strings: Strings, empty_value, run) -> np.ndarray:  # noqa: ANN
     return out
 
 
-def _tree_uses(tree, rule: int) -> bool:  # noqa: ANN001 - cfglab.grammar.sample.Tree
+def _tree_uses(tree: Tree, rule: int) -> bool:
     stack = [tree]
     while stack:
         node = stack.pop()

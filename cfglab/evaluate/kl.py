@@ -9,12 +9,17 @@ The curve by position averages over the strings long enough to have that positio
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cfglab.data.vocab import Vocab
 from cfglab.evaluate.judge import Judge
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from cfglab.evaluate.context import EvalContext
 
 EPS = 1e-5
 
@@ -62,7 +67,7 @@ def summarise(curves: Sequence[np.ndarray], eps: float = EPS) -> dict[str, Any]:
 
 
 def kl_to_truth(
-    model,
+    model: nn.Module,
     judge: Judge,
     strings: Sequence[np.ndarray],
     *,
@@ -102,7 +107,7 @@ def kl_report(
 
 
 def kl_for(
-    ctx,
+    ctx: EvalContext,
     n_strings: int,
     seed: int,
     eps: float = EPS,

@@ -12,7 +12,7 @@ KL(true ‖ model) with the KL's ε-smoothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,6 +22,11 @@ from cfglab.data.vocab import Vocab
 from cfglab.evaluate.generation import proportion
 from cfglab.evaluate.judge import Judge
 from cfglab.evaluate.kl import EPS, kl_rows
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from cfglab.evaluate.context import EvalContext
 
 
 def variants(string: np.ndarray, positions: np.ndarray, n_terminals: int) -> list[np.ndarray]:
@@ -49,7 +54,7 @@ def _normalise(logp: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def encoder_conditionals(
-    model,
+    model: nn.Module,
     string: np.ndarray,
     positions: np.ndarray,
     vocab: Vocab,
@@ -66,7 +71,7 @@ def encoder_conditionals(
 
 
 def decoder_conditionals(
-    model,
+    model: nn.Module,
     string: np.ndarray,
     positions: np.ndarray,
     vocab: Vocab,
@@ -91,7 +96,7 @@ def choose_positions(strings: Sequence[np.ndarray], per_string: int, seed: int) 
 
 
 def masked_token(
-    model,
+    model: nn.Module,
     judge: Judge,
     strings: Sequence[np.ndarray],
     per_string: int,
@@ -132,7 +137,7 @@ def masked_token(
 
 
 def masked_for(
-    ctx,
+    ctx: EvalContext,
     n_strings: int,
     per_string: int,
     seed: int,
@@ -156,18 +161,3 @@ def masked_for(
         device=ctx.device,
     )
     return {**result, "seed": seed, "length_limited_to": longest}
-
-
-def mlm_report(
-    run_dir: str,
-    n_strings: int = 20,
-    per_string: int = 4,
-    seed: int = 0,
-    eps: float = EPS,
-    threads: int = 0,
-    device: str = "cpu",
-) -> dict[str, Any]:
-    """Masked-token accuracy and KL of a run (encoder, or decoder on the same footing)."""
-    from cfglab.evaluate.context import open_run
-
-    return masked_for(open_run(run_dir, threads, device), n_strings, per_string, seed, eps)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from cfglab.data.corrupt import flip_tokens
-from cfglab.evaluate.generation import Completed, complete, proportion
+from cfglab.evaluate.generation import Completed, Decoder, complete, proportion
 from cfglab.evaluate.judge import Judge
 
 TEMPERATURES = (0.1, 0.2, 0.5, 1.0)
@@ -73,7 +73,7 @@ def judge_corrupted(judge: Judge, done: Completed, clean: np.ndarray) -> dict[st
 
 
 def robustness_sweep(
-    model,
+    model: Decoder,
     judge: Judge,
     clean: np.ndarray,
     *,

@@ -28,6 +28,7 @@ from cfglab.errors import CfglabError
 
 if TYPE_CHECKING:
     from cfglab.evaluate.context import EvalContext
+    from cfglab.evaluate.generation import Completed
 
 SECTIONS = ("accuracy", "diversity", "kl", "robustness", "memorisation", "masked")
 DEFAULT_CUT = 50  # the paper's cut50
@@ -86,9 +87,11 @@ def make_options(options: EvalOptions | dict[str, Any] | None) -> EvalOptions:
     try:
         opts = EvalOptions(**(options or {}))
     except ValidationError as err:
-        from cfglab.runs import format_validation_error
+        from cfglab.errors import format_validation_error
 
-        raise CfglabError(format_validation_error(err, "evaluation options")) from None
+        raise CfglabError(
+            format_validation_error(err, "evaluation options: invalid configuration")
+        ) from None
     unknown = sorted(set(opts.sections) - set(SECTIONS))
     if unknown:
         raise CfglabError(
@@ -129,7 +132,7 @@ def evaluate_run(
     return result
 
 
-def _header(ctx, opts: EvalOptions) -> dict[str, Any]:  # noqa: ANN001 - EvalContext
+def _header(ctx: EvalContext, opts: EvalOptions) -> dict[str, Any]:
     return {
         "run_dir": str(ctx.run_dir),
         "step": ctx.step,
@@ -151,7 +154,7 @@ def _timed(result: dict[str, Any], name: str, fn: Callable[[], Any]) -> Any:
 
 
 def _decoder_sections(
-    ctx,
+    ctx: EvalContext,
     opts: EvalOptions,
     result: dict[str, Any],
     lines: list[dict[str, Any]],
@@ -164,7 +167,7 @@ def _decoder_sections(
     cap = opts.max_length or default_max_length(longest_string(ctx.grammar, opts.seed))
     cut = opts.cut or _default_cut(ctx, opts.seed)
     result.update(max_length=cap, cut=cut)
-    cut0 = None
+    cut0: Completed | None = None  # set whenever a section that reads it runs
     if secs & {"accuracy", "diversity", "memorisation", "robustness"}:
         say(f"cut0: {opts.n} generations")
         cut0 = _timed(result, "cut0", lambda: _generate(ctx, opts, 0, cap))
@@ -173,27 +176,31 @@ def _decoder_sections(
         say(f"cut{cut}: {opts.n} generations")
         cutk = _timed(result, f"cut{cut}", lambda: _generate(ctx, opts, cut, cap))
         lines += _records(cutk, f"cut{cut}", ctx)
+        assert cut0 is not None
         result["accuracy"] = {"cut0": cut0.summary(), f"cut{cut}": cutk.summary()}
         result["timing"] = _timing([cut0, cutk])
     if "diversity" in secs:
+        assert cut0 is not None
         say("diversity")
         result["diversity"] = _timed(result, "diversity", lambda: _diversity(ctx, opts, cut0))
     if "kl" in secs:
         say(f"KL along {counts['kl_strings']} strings")
         result["kl"] = _timed(result, "kl", lambda: _kl(ctx, opts))
     if "robustness" in secs:
+        assert cut0 is not None
         say(f"robustness: {counts['robust_n']} prompts x {len(opts.temperatures)} temperatures")
         result["robustness"] = _timed(
             result, "robustness", lambda: _robustness(ctx, opts, cut, cap, cut0, lines)
         )
     if "memorisation" in secs:
+        assert cut0 is not None
         say("memorisation")
         result["memorisation"] = _timed(
             result, "memorisation", lambda: _memorisation(ctx, opts, cut0)
         )
 
 
-def _default_cut(ctx, seed: int) -> int:  # noqa: ANN001
+def _default_cut(ctx: EvalContext, seed: int) -> int:
     """50, unless the grammar's strings are shorter: then half the shortest of 512 samples."""
     from cfglab.grammar.sample import sample
 
@@ -201,7 +208,7 @@ def _default_cut(ctx, seed: int) -> int:  # noqa: ANN001
     return DEFAULT_CUT if shortest > DEFAULT_CUT else max(1, shortest // 2)
 
 
-def _generate(ctx, opts: EvalOptions, cut: int, cap: int):  # noqa: ANN001, ANN202
+def _generate(ctx: EvalContext, opts: EvalOptions, cut: int, cap: int) -> Completed:
     from cfglab.evaluate.generation import accuracy_at_cut
 
     return accuracy_at_cut(
@@ -218,7 +225,7 @@ def _generate(ctx, opts: EvalOptions, cut: int, cap: int):  # noqa: ANN001, ANN2
     )
 
 
-def _records(done, section: str, ctx) -> list[dict[str, Any]]:  # noqa: ANN001
+def _records(done: Completed, section: str, ctx: EvalContext) -> list[dict[str, Any]]:
     from cfglab.evaluate.generation import records
 
     return records(done, section, ctx.grammar)
@@ -238,25 +245,25 @@ def _timing(runs: list) -> dict[str, Any]:
     }
 
 
-def _diversity(ctx, opts: EvalOptions, cut0) -> dict[str, Any]:  # noqa: ANN001
+def _diversity(ctx: EvalContext, opts: EvalOptions, cut0: Completed) -> dict[str, Any]:
     from cfglab.evaluate.diversity import diversity_of
 
     out = diversity_of(ctx.model, ctx.judge, cut0.strings, cut0.valid, device=ctx.device)
     return {**out, "temperature": cut0.temperature}
 
 
-def _kl(ctx, opts: EvalOptions) -> dict[str, Any]:  # noqa: ANN001
+def _kl(ctx: EvalContext, opts: EvalOptions) -> dict[str, Any]:
     from cfglab.evaluate.kl import kl_for
 
     return kl_for(ctx, opts.counts()["kl_strings"], opts.seed, opts.eps)
 
 
 def _robustness(
-    ctx,
+    ctx: EvalContext,
     opts: EvalOptions,
     cut: int,
     cap: int,
-    cut0,  # noqa: ANN001
+    cut0: Completed,
     lines: list[dict[str, Any]],
 ) -> dict[str, Any]:
     from cfglab.evaluate.robustness import mode_switch, robust_prompts, robustness_sweep
@@ -279,7 +286,7 @@ def _robustness(
     return {**report, "mode_switch": mode_switch(ctx.judge, cut0, ctx.config)}
 
 
-def _memorisation(ctx, opts: EvalOptions, cut0) -> dict[str, Any]:  # noqa: ANN001
+def _memorisation(ctx: EvalContext, opts: EvalOptions, cut0: Completed) -> dict[str, Any]:
     from cfglab.evaluate.memorisation import memorisation_of
     from cfglab.runs import RunDir
 
@@ -295,7 +302,7 @@ def _memorisation(ctx, opts: EvalOptions, cut0) -> dict[str, Any]:  # noqa: ANN0
     )
 
 
-def _masked(ctx, opts: EvalOptions) -> dict[str, Any]:  # noqa: ANN001
+def _masked(ctx: EvalContext, opts: EvalOptions) -> dict[str, Any]:
     from cfglab.evaluate.mlm import masked_for
 
     return masked_for(

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from cfglab.data.vocab import Vocab
 
@@ -36,7 +37,7 @@ def _inputs(
 
 @torch.no_grad()
 def next_token_probs(
-    model,
+    model: nn.Module,
     strings: Sequence[np.ndarray],
     vocab: Vocab,
     batch_size: int = 64,
@@ -59,7 +60,7 @@ def next_token_probs(
 
 @torch.no_grad()
 def sequence_log_probs(
-    model,
+    model: nn.Module,
     strings: Sequence[np.ndarray],
     vocab: Vocab,
     batch_size: int = 64,

@@ -81,19 +81,19 @@ def from_authors_json(data: Any, name: str, file: str = "<json>") -> Grammar:
     obj = reader.object(data, "")
     sizes = reader.sizes(obj)
     idx = reader.ids(obj, sizes)
-    levels = reader.list(reader.key(obj, "all"), "all", len(sizes))
+    levels = reader.as_list(reader.key(obj, "all"), "all", len(sizes))
     rules: list[Rule] = []
     for l in range(len(sizes) - 1):
         names = [f"N{i}" for i in idx[l]]
         below = (
             [f"N{i}" for i in idx[l + 1]] if l + 2 < len(sizes) else [str(i) for i in idx[l + 1]]
         )
-        nodes = reader.list(levels[l], f"all[{l}]", sizes[l])
+        nodes = reader.as_list(levels[l], f"all[{l}]", sizes[l])
         for i, node in enumerate(nodes):
             rules += reader.rules(node, f"all[{l}][{i}]", names[i], below)
             if len(rules) > MAX_RULES:
                 raise CfglabError(f"{file}: more than {MAX_RULES:,} rules; refusing to import")
-    reader.list(levels[-1], f"all[{len(sizes) - 1}]", sizes[-1])
+    reader.as_list(levels[-1], f"all[{len(sizes) - 1}]", sizes[-1])
     terminals = tuple(str(i) for i in idx[-1])
     g = Grammar(name, f"N{idx[0][0]}", terminals, tuple(rules))
     return Grammar(g.name, g.start, g.terminals, g.rules, header=(summarise(g, sizes),))
@@ -140,14 +140,14 @@ class _Reader:
             raise self.fail("", f"missing the key {key!r}")
         return obj[key]
 
-    def list(self, value: Any, path: str, length: int | None = None) -> list:
+    def as_list(self, value: Any, path: str, length: int | None = None) -> list[Any]:
         if not isinstance(value, list):
             raise self.fail(path, f"expected a list, found {_kind(value)}")
         if length is not None and len(value) != length:
             raise self.fail(path, f"expected {length} entries (from sizes), found {len(value)}")
         return value
 
-    def int(self, value: Any, path: str, low: int) -> int:
+    def as_int(self, value: Any, path: str, low: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(path, f"expected a whole number, found {_kind(value)}")
         if value < low:
@@ -156,8 +156,8 @@ class _Reader:
 
     def sizes(self, obj: dict) -> list[int]:
         sizes = [
-            self.int(v, f"sizes[{l}]", 1)
-            for l, v in enumerate(self.list(self.key(obj, "sizes"), "sizes"))
+            self.as_int(v, f"sizes[{l}]", 1)
+            for l, v in enumerate(self.as_list(self.key(obj, "sizes"), "sizes"))
         ]
         if len(sizes) < 2:
             raise self.fail(
@@ -170,18 +170,18 @@ class _Reader:
         if sum(sizes) > 4 * MAX_RULES:
             raise self.fail("sizes", f"{sum(sizes):,} symbols; refusing a grammar this large")
         num_sym = obj.get("num_sym")
-        if num_sym is not None and self.int(num_sym, "num_sym", 1) != sizes[-1]:
+        if num_sym is not None and self.as_int(num_sym, "num_sym", 1) != sizes[-1]:
             raise self.fail(
                 "num_sym", f"{num_sym} terminals, but the last level of sizes has {sizes[-1]}"
             )
         return sizes
 
     def ids(self, obj: dict, sizes: list[int]) -> list[list[int]]:
-        idx = self.list(self.key(obj, "idx"), "idx", len(sizes))
+        idx = self.as_list(self.key(obj, "idx"), "idx", len(sizes))
         ids = [
             [
-                self.int(v, f"idx[{l}][{i}]", 1)
-                for i, v in enumerate(self.list(row, f"idx[{l}]", sizes[l]))
+                self.as_int(v, f"idx[{l}][{i}]", 1)
+                for i, v in enumerate(self.as_list(row, f"idx[{l}]", sizes[l]))
             ]
             for l, row in enumerate(idx)
         ]
@@ -197,7 +197,7 @@ class _Reader:
         node = self.object(node, path)
         if "children" not in node:
             raise self.fail(path, "missing the key 'children' (the rules of this nonterminal)")
-        children = self.list(node["children"], f"{path}.children")
+        children = self.as_list(node["children"], f"{path}.children")
         if not children:
             raise self.fail(f"{path}.children", "a nonterminal with no rules")
         rules: list[Rule] = []
@@ -206,7 +206,7 @@ class _Reader:
             rpath = f"{path}.children[{k}]"
             rhs = tuple(
                 below[self.index(j, f"{rpath}[{m}]", len(below))]
-                for m, j in enumerate(self.list(rule, rpath))
+                for m, j in enumerate(self.as_list(rule, rpath))
             )
             if not rhs:
                 raise self.fail(rpath, "an empty rule (ε-rules are not supported)")
@@ -217,7 +217,7 @@ class _Reader:
         return rules
 
     def index(self, value: Any, path: str, n: int) -> int:
-        j = self.int(value, path, 0)
+        j = self.as_int(value, path, 0)
         if j >= n:
             raise self.fail(
                 path,

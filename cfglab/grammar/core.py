@@ -17,6 +17,10 @@ from functools import cached_property
 
 import numpy as np
 
+# Rules (alternatives) in one grammar, the bound every reader, the generator and `check` share:
+# a grammar `check` accepts can always be saved and loaded again. The paper's largest has 444.
+MAX_RULES = 50_000
+
 
 @dataclass
 class Tree:
@@ -229,6 +233,22 @@ def _topological_order(g: Grammar) -> list[str] | None:
             state[nt] = 2
             post.append(nt)
     return post[::-1]
+
+
+def yield_bounds(g: Grammar) -> tuple[dict[str, int], dict[str, int]]:
+    """(shortest, longest) string every reachable symbol derives (terminals: 1), for a grammar
+    without recursion; nonterminals children first (deepest level first). Recursive grammars
+    (`g.levels is None`) have no such table: cfglab.analysis.checks bounds their lengths."""
+    levels = g.levels
+    if levels is None:
+        raise ValueError(f"grammar {g.name} is recursive: its strings have no longest length table")
+    shortest = dict.fromkeys(g.terminals, 1)
+    longest = dict.fromkeys(g.terminals, 1)
+    for nt in sorted(levels, key=lambda x: -levels[x]):
+        rules = g.rules_of(nt)
+        shortest[nt] = min(sum(shortest[s] for s in r.rhs) for r in rules)
+        longest[nt] = max(sum(longest[s] for s in r.rhs) for r in rules)
+    return shortest, longest
 
 
 def find_rule(grammar: Grammar, text: str) -> int:

@@ -29,28 +29,27 @@ from pathlib import Path
 from lark import Lark, Token, Tree
 from lark.exceptions import (
     LarkError,
-    UnexpectedCharacters,
     UnexpectedInput,
     UnexpectedToken,
 )
 
 from cfglab.errors import CfglabError, LocatedError, Location
-from cfglab.grammar.core import Grammar, Rule
+from cfglab.grammar.core import MAX_RULES, Grammar, Rule
+from cfglab.grammar.dsl_errors import (
+    ESCAPE_HINT,
+    SYNTAX_HINT,
+    clip,
+    display_line,
+    end_token,
+    location,
+    position,
+    syntax_error,
+)
 
-MAX_BYTES = 1_000_000  # larger grammar files are refused: lark parses ~0.5 MB/s on this machine
-MAX_RULES = 50_000  # alternatives in one grammar; the paper's largest grammar has 444
+# larger grammar files are refused: lark's parse time grows linearly (benchmarks/RESULTS.md)
+MAX_BYTES = 1_000_000
 MAX_TOKENS = 400_000  # symbols, arrows, bars, weights: bounds parsing at a few seconds
 NAME_RE = re.compile(r"[^\W\d]\w*")  # nonterminal and grammar names (same as dsl.lark's NAME)
-KEYWORDS = ("grammar", "start", "terminals")
-
-SYNTAX_HINT = (
-    "a grammar file has a `grammar NAME` line, a `start S` line, an optional "
-    '`terminals "a" "b"` line, and rules like `S -> A "a" [0.5] | "b"`'
-)
-ESCAPE_HINT = (
-    'inside a terminal write \\" for a quote and \\\\ for a backslash; '
-    "\\n \\t \\r \\xHH \\uHHHH \\UHHHHHHHH are the other escapes"
-)
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -65,7 +64,7 @@ def load_grammar(path: str | Path) -> Grammar:
 
 
 def parse_grammar(text: str, file: str = "<string>") -> Grammar:
-    """Parse grammar text; raises LocatedError (file:line:col) for every syntax or semantic error."""
+    """Parse grammar text; a LocatedError (file:line:col) for every syntax or semantic error."""
     return _parse(text, file, source=None)
 
 
@@ -105,7 +104,7 @@ def _not_utf8(p: Path, data: bytes, err: UnicodeDecodeError, what: str) -> Locat
     line = data[line_start : len(data) if line_end < 0 else line_end]
     col = len(data[line_start:start].decode("utf-8", "replace")) + 1
     where = Location(
-        str(p), data.count(b"\n", 0, start) + 1, col, _display_line(line.decode("utf-8", "replace"))
+        str(p), data.count(b"\n", 0, start) + 1, col, display_line(line.decode("utf-8", "replace"))
     )
     return LocatedError(
         f"not UTF-8 text (byte 0x{data[start]:02x})",
@@ -123,7 +122,7 @@ def _parse(text: str, file: str, source: str | None) -> Grammar:
     try:
         tree = _parse_tree(text, file)
     except UnexpectedInput as err:
-        raise _syntax_error(err, text, file) from None
+        raise syntax_error(err, text, file) from None
     except LarkError as err:  # not expected from LALR, but never a traceback
         raise LocatedError(
             f"cannot parse this file ({type(err).__name__})", Location(file, 1, 1), SYNTAX_HINT
@@ -144,7 +143,7 @@ def _parse_tree(text: str, file: str) -> Tree:
                 what = f"{MAX_RULES:,} rules" if rules > MAX_RULES else f"{MAX_TOKENS:,} symbols"
                 raise LocatedError(
                     f"more than {what}; refusing to parse a grammar this large",
-                    _location(text, file, last.line, last.column),
+                    location(text, file, *position(last)),
                     "cfglab bounds the work it takes on; split or shrink the grammar",
                 )
         return parser.feed_eof(last)
@@ -195,7 +194,8 @@ class _Builder:
         self._terminal_cache: dict[str, str | None] = {}
 
     def problem(self, at: Token, explain: Callable[[], tuple[str, str]], offset: int = 0) -> None:
-        self.problems.append(_Problem(at.line, at.column + offset, explain))
+        line, col = position(at)
+        self.problems.append(_Problem(line, col + offset, explain))
 
     # --- statements ----------------------------------------------------------------------
     def build(self, tree: Tree, source: str | None) -> Grammar:
@@ -285,10 +285,7 @@ class _Builder:
             if name in seen:
                 self.problem(
                     tok,
-                    lambda tok=tok: (
-                        f"terminal {tok.value} is declared twice",
-                        "remove the repeated one",
-                    ),
+                    _said(f"terminal {tok.value} is declared twice", "remove the repeated one"),
                 )
                 continue
             seen[name] = tok
@@ -311,7 +308,7 @@ class _Builder:
     def _check_declarations(self) -> None:
         at = self.first_statement
         if self.name is None:
-            where = at or _end_token(self.text)
+            where = at or end_token(self.text)
             self.problem(
                 where,
                 lambda: (
@@ -320,7 +317,7 @@ class _Builder:
                 ),
             )
         if self.start is None:
-            where = self.grammar_keyword or at or _end_token(self.text)
+            where = self.grammar_keyword or at or end_token(self.text)
             first_lhs = self.alternatives[0].lhs.value if self.alternatives else "S"
             self.problem(
                 where,
@@ -332,7 +329,7 @@ class _Builder:
             )
         if not self.alternatives:
             self.problem(
-                _end_token(self.text),
+                end_token(self.text),
                 lambda: ("the grammar has no rules", 'add rules like `S -> A "a" | "b"`'),
             )
 
@@ -384,7 +381,7 @@ class _Builder:
             if name in nonterminals:
                 self.problem(
                     tok,
-                    lambda name=name: (
+                    _said(
                         f"terminal {_quote(name)} has the same name as the nonterminal {name}",
                         "terminals and nonterminals must have different names; rename one",
                     ),
@@ -422,9 +419,9 @@ class _Builder:
                 first = seen[key]
                 self.problem(
                     where,
-                    lambda key=key, first=first: (
-                        f"duplicate rule {_rule_text(*key, terminals)} (the same rule is on line "
-                        f"{first.line})",
+                    _said(
+                        f"duplicate rule {_rule_text(key[0], key[1], terminals)} (the same rule "
+                        f"is on line {first.line})",
                         "remove one of the two; to make a rule more likely, give "
                         "it a weight like [2]",
                     ),
@@ -504,25 +501,30 @@ class _Builder:
         return self._located(first.line, first.col, (message, hint))
 
     def _located(self, line: int, col: int, what: tuple[str, str]) -> LocatedError:
-        return LocatedError(what[0], _location(self.text, self.file, line, col), what[1])
+        return LocatedError(what[0], location(self.text, self.file, line, col), what[1])
 
 
 def _weight_problem(body: str) -> str | None:
     if not body:
         return "an empty weight []"
     if not re.fullmatch(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", body):
-        return f"the weight [{_clip(body)}] is not a number"
+        return f"the weight [{clip(body)}] is not a number"
     value = float(body)
     if not math.isfinite(value):
-        return f"the weight [{_clip(body)}] is too large"
+        return f"the weight [{clip(body)}] is too large"
     if value <= 0:
-        return f"the weight [{_clip(body)}] is not positive"
+        return f"the weight [{clip(body)}] is not positive"
     return None
+
+
+def _said(message: str, hint: str) -> Callable[[], tuple[str, str]]:
+    """A problem's (message, hint), worded already."""
+    return lambda: (message, hint)
 
 
 def _rule_text(lhs: str, rhs: tuple[str, ...], terminals: tuple[str, ...]) -> str:
     tset = set(terminals)
-    return _clip(f"{lhs} -> " + " ".join(_quote(s) if s in tset else s for s in rhs), 80)
+    return clip(f"{lhs} -> " + " ".join(_quote(s) if s in tset else s for s in rhs), 80)
 
 
 def _header(text: str) -> tuple[str, ...]:
@@ -537,13 +539,6 @@ def _header(text: str) -> tuple[str, ...]:
         body = stripped[1:]
         header.append(body[1:] if body.startswith(" ") else body)
     return tuple(header)
-
-
-def _end_token(text: str) -> Token:
-    """A stand-in token at the end of the text (for errors about something missing)."""
-    line = text.count("\n") + 1
-    col = len(text) - (text.rfind("\n") + 1) + 1
-    return Token("$END", "", line=line, column=col)
 
 
 # --- terminals: quoting and escapes --------------------------------------------------------
@@ -594,188 +589,6 @@ def _escape(ch: str) -> str:
         if code < 0x10000
         else f"\\U{code:08x}"
     )
-
-
-# --- syntax errors in words ----------------------------------------------------------------
-_WORDS = {  # lark's token names → what a person would call them (never print the names)
-    "NAME": "a nonterminal name",
-    "TERMINAL": "a quoted terminal",
-    "ARROW": '"->"',
-    "BAR": '"|"',
-    "WEIGHT": "a weight in brackets like [0.5]",
-    "GRAMMAR": '"grammar"',
-    "START": '"start"',
-    "TERMINALS": '"terminals"',
-    "_NL": "the end of the line",
-    "$END": "the end of the line",
-}
-_STATEMENT_START = {"GRAMMAR", "START", "TERMINALS"}
-
-
-def _syntax_error(err: UnexpectedInput, text: str, file: str) -> LocatedError:
-    line, col = err.line, err.column
-    expected = _expected(err)
-    words = _line(text, line).split() if isinstance(line, int) else []
-    if (
-        words
-        and words[0] in KEYWORDS
-        and not (isinstance(err, UnexpectedToken) and err.token.type == "ARROW")
-    ):
-        expected.discard("ARROW")  # `start -> ...` is legal, but not what this line means
-    if isinstance(err, UnexpectedCharacters):
-        char = text[err.pos_in_stream] if 0 <= err.pos_in_stream < len(text) else ""
-        message, hint = _unexpected_char(char, expected, words[:1])
-    else:
-        token = getattr(err, "token", None)
-        if not isinstance(token, Token) or token.type == "$END":
-            end = _end_token(text)
-            line, col, token = end.line, end.column, end
-        message = f"unexpected {_describe(token)}; expected {_expected_words(expected, words[:1])}"
-        hint = _token_hint(token, expected, _line(text, line))
-    if not isinstance(line, int) or not isinstance(col, int) or line < 1 or col < 1:
-        line, col = 1, 1  # lark could not say; never a bogus location
-    return LocatedError(message, _location(text, file, line, col), hint)
-
-
-def _expected(err: UnexpectedInput) -> set[str]:
-    if isinstance(err, UnexpectedCharacters):
-        allowed = set(err.allowed or ())
-        if allowed == {"NAME", "_NL"}:  # a statement's start: the keywords lex as NAME there
-            allowed |= _STATEMENT_START
-        return allowed
-    if isinstance(err, UnexpectedToken):
-        try:
-            accepts = err.accepts
-        except Exception:
-            accepts = None
-        return set(accepts or err.expected or ())
-    return set(getattr(err, "expected", None) or ())
-
-
-def _expected_words(expected: set[str], first_word: list[str] = ()) -> str:
-    words: list[str] = []
-    if list(first_word) == ["grammar"] and "NAME" in expected:
-        words.append("a name for the grammar")
-        expected = expected - {"NAME"}
-    if expected >= _STATEMENT_START:
-        words.append("a rule (`A -> ...`) or a `grammar`, `start` or `terminals` line")
-        expected = expected - _STATEMENT_START - {"NAME", "_NL", "$END"}
-    order = list(_WORDS)
-    for name in sorted(expected, key=lambda n: order.index(n) if n in order else len(order)):
-        word = _WORDS.get(name)
-        if word and word not in words:
-            words.append(word)
-    if not words:
-        return "something else"
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
-
-
-def _unexpected_char(char: str, expected: set[str], first_word: list[str]) -> tuple[str, str]:
-    words = _expected_words(expected, first_word)
-    if char == '"' and "TERMINAL" in expected:
-        return "this terminal has no closing quote", "close it on the same line; " + ESCAPE_HINT
-    if char == "[" and "WEIGHT" in expected:
-        return (
-            "this weight has no closing bracket",
-            "write a weight as [0.5] at the end of an alternative, on one line",
-        )
-    message = f"unexpected character {_describe_char(char)}; expected {words}"
-    if char and not char.isprintable() and char not in "\t\n\r\f":
-        return message, "this does not look like a grammar file (binary or control characters)"
-    if char == "'":
-        return message, 'terminals are quoted with double quotes, as in "a"'
-    if char in "{[" and expected >= _STATEMENT_START:
-        return message, (
-            "this looks like JSON, not a grammar file; `cfglab import-json` "
-            "converts the authors' JSON grammars"
-        )
-    if char in ("=", ":", "-", ">") or expected == {"ARROW"}:
-        return message, 'a rule is written `A -> B C | "a"`'
-    if char.isdigit() and list(first_word) == ["grammar"]:
-        return message, 'a name starts with a letter or "_", as in `grammar cfg3b`'
-    if char.isdigit() and "NAME" in expected:
-        return message, ('names start with a letter or "_"; a terminal must be quoted, as in "1"')
-    if char == "[":
-        return message, "a weight goes at the end of an alternative, as in `A -> B C [0.5]`"
-    return message, SYNTAX_HINT
-
-
-def _token_hint(token: Token, expected: set[str], line_text: str) -> str:
-    first_word = line_text.split()[0] if line_text.split() else ""
-    if token.type == "TERMINAL" and expected >= _STATEMENT_START:
-        return (
-            "a rule's left side must be a nonterminal name; quoted terminals appear only on "
-            "right sides"
-        )
-    if token.type == "ARROW" and "BAR" in expected:
-        return 'one rule per line: is a line break missing before this "->"?'
-    if token.type == "WEIGHT":
-        return "a weight goes at the end of an alternative, as in `A -> B C [0.5]`"
-    if first_word == "grammar" and token.type != "ARROW":
-        return "name the grammar on its first line: `grammar NAME` (a name like cfg3b)"
-    if first_word == "start" and token.type != "ARROW":
-        return "name the start nonterminal: `start S`"
-    if first_word == "terminals" and token.type != "ARROW":
-        return 'list the terminals in token order: `terminals "a" "b" "c"`'
-    if expected == {"ARROW"}:
-        return 'a rule is written `A -> B C | "a"`'
-    return SYNTAX_HINT
-
-
-def _describe(token: Token) -> str:
-    kind, value = token.type, str(token.value)
-    if kind == "$END":
-        return "end of file"
-    if kind == "_NL":  # newlines and comments are one token; either way the line ended
-        return "end of line"
-    if kind in _STATEMENT_START:
-        return f'keyword "{value}"'
-    if kind == "NAME":
-        return f"name {_clip(value)}"
-    if kind == "TERMINAL":
-        return f"terminal {_clip(value)}"
-    if kind == "WEIGHT":
-        return f"weight {_clip(value)}"
-    return f'"{_clip(value)}"'
-
-
-def _describe_char(char: str) -> str:
-    if not char:
-        return "end of file"
-    if char.isprintable() and not char.isspace():
-        return repr(char)
-    return f"U+{ord(char):04X} (a control or space character)"
-
-
-# --- locations -----------------------------------------------------------------------------
-_LONG_LINE = 300  # longer source lines are not echoed (a caret under them would not help)
-
-
-def _location(text: str, file: str, line: int, col: int) -> Location:
-    return Location(file, line, col, _display_line(_line(text, line)))
-
-
-def _line(text: str, line: int) -> str:
-    start = 0
-    for _ in range(line - 1):
-        start = text.find("\n", start) + 1
-        if start == 0:
-            return ""
-    end = text.find("\n", start)
-    return text[start : len(text) if end < 0 else end]
-
-
-def _display_line(line: str) -> str:
-    """The line as shown under an error: one printable character per character, so the caret
-    lines up (tabs become spaces, control characters become '?')."""
-    if len(line) > _LONG_LINE:
-        return ""
-    line = line.rstrip("\r")
-    return "".join(" " if ch == "\t" else ch if ch.isprintable() else "?" for ch in line)
-
-
-def _clip(s: str, n: int = 40) -> str:
-    return s if len(s) <= n else s[: n - 1] + "…"
 
 
 # --- writing -------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
     from cfglab.grammar.core import Grammar
+    from cfglab.models.attention import Attention, DotProductAttention
     from cfglab.runs import LoadedRun
 
 EXPORTABLE_PES = ("abs", "rot")
@@ -83,6 +84,7 @@ def _gpt2(loaded: LoadedRun) -> PreTrainedModel:
         eos_token_id=vocab.eos,
         pad_token_id=vocab.eos,
     )
+    assert m.wpe is not None  # abs
     sd = {
         "transformer.wte.weight": m.wte.weight,
         "transformer.wpe.weight": m.wpe.weight,
@@ -90,20 +92,28 @@ def _gpt2(loaded: LoadedRun) -> PreTrainedModel:
         "transformer.ln_f.bias": m.ln_f.bias,
         "lm_head.weight": m.lm_head.weight,
     }
-    for i, b in enumerate(m.blocks):
-        p = f"transformer.h.{i}."
+    for i, b in enumerate(m.layers()):
+        p, attn = f"transformer.h.{i}.", _dot_product(b.attn)
         for ln in ("ln_1", "ln_2"):
             sd[p + ln + ".weight"] = getattr(b, ln).weight
             sd[p + ln + ".bias"] = getattr(b, ln).bias
         for name, lin in (
-            ("attn.c_attn", b.attn.c_attn),
-            ("attn.c_proj", b.attn.c_proj),
+            ("attn.c_attn", attn.c_attn),
+            ("attn.c_proj", attn.c_proj),
             ("mlp.c_fc", b.mlp.c_fc),
             ("mlp.c_proj", b.mlp.c_proj),
         ):
             sd[p + name + ".weight"] = lin.weight.t()  # Linear (out, in) -> Conv1D (in, out)
             sd[p + name + ".bias"] = lin.bias
     return _filled(GPT2LMHeadModel(config), sd)
+
+
+def _dot_product(attn: Attention) -> DotProductAttention:
+    """abs's and rot's attention (rot's subclasses abs's): fused q, k, v in c_attn."""
+    from cfglab.models.attention import DotProductAttention
+
+    assert isinstance(attn, DotProductAttention), type(attn)
+    return attn
 
 
 def rotate_half_order(head_size: int) -> list[int]:
@@ -117,6 +127,7 @@ def _neox(loaded: LoadedRun) -> PreTrainedModel:
 
     m, cfg = loaded.model, loaded.model.cfg
     vocab = _vocab(loaded.grammar)
+    legacy: dict[str, Any] = {"rotary_pct": 1.0, "rotary_emb_base": cfg.rope_base}
     config = GPTNeoXConfig(
         vocab_size=cfg.vocab_size,
         hidden_size=cfg.n_embd,
@@ -139,7 +150,7 @@ def _neox(loaded: LoadedRun) -> PreTrainedModel:
         bos_token_id=vocab.bos,
         eos_token_id=vocab.eos,
         pad_token_id=vocab.eos,
-        **{"rotary_pct": 1.0, "rotary_emb_base": cfg.rope_base},  # transformers 4's names
+        **legacy,  # transformers 4's names
     )
     H, hs, C = cfg.n_head, cfg.head_size, cfg.n_embd
     order = torch.tensor(rotate_half_order(hs))
@@ -156,15 +167,15 @@ def _neox(loaded: LoadedRun) -> PreTrainedModel:
         "gpt_neox.final_layer_norm.bias": m.ln_f.bias,
         "lm_head.weight": m.lm_head.weight,
     }
-    for i, b in enumerate(m.blocks):
-        p = f"gpt_neox.layers.{i}."
+    for i, b in enumerate(m.layers()):
+        p, attn = f"gpt_neox.layers.{i}.", _dot_product(b.attn)
         for ours, theirs in (("ln_1", "input_layernorm"), ("ln_2", "post_attention_layernorm")):
             sd[p + theirs + ".weight"] = getattr(b, ours).weight
             sd[p + theirs + ".bias"] = getattr(b, ours).bias
-        sd[p + "attention.query_key_value.weight"] = per_head(b.attn.c_attn.weight)
-        sd[p + "attention.query_key_value.bias"] = per_head(b.attn.c_attn.bias)
+        sd[p + "attention.query_key_value.weight"] = per_head(attn.c_attn.weight)
+        sd[p + "attention.query_key_value.bias"] = per_head(attn.c_attn.bias)
         for theirs, lin in (
-            ("attention.dense", b.attn.c_proj),
+            ("attention.dense", attn.c_proj),
             ("mlp.dense_h_to_4h", b.mlp.c_fc),
             ("mlp.dense_4h_to_h", b.mlp.c_proj),
         ):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -175,14 +175,13 @@ def attention_run(
     plots: bool = True,
 ) -> dict[str, Any]:
     """Attention statistics of a run on fresh strings; writes RUN_DIR/attention/attention.json."""
-    import torch
 
     from cfglab.interpret.probes import probe_strings
     from cfglab.progress import work_progress
     from cfglab.runs import load_run
+    from cfglab.threads import set_threads
 
-    if threads > 0:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     started = time.perf_counter()
     loaded = load_run(run_dir, step=step, device=device)
     config = loaded.config
@@ -222,7 +221,9 @@ def attention_run(
     return result
 
 
-def _string_maps(model: Any, samples: Any, n_terminals: int, device: str, budget: float = 5e7):
+def _string_maps(
+    model: Any, samples: Any, n_terminals: int, device: str, budget: float = 5e7
+) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (string index, (L, H, n, n) maps among its tokens), batching strings of equal length.
 
     Equal lengths keep padding out of a bidirectional model's attention; batches are sized so a

@@ -27,7 +27,7 @@ PROBE_ROWS = {
 }
 
 
-def _figure(nrows: int, ncols: int):
+def _figure(nrows: int, ncols: int) -> tuple[Any, np.ndarray]:
     fig, axes = pyplot().subplots(
         nrows, ncols, figsize=(ncols * PANEL[0], nrows * PANEL[1]), dpi=DPI, squeeze=False
     )

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -45,6 +45,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cfglab.errors import CfglabError
+from cfglab.threads import set_threads
+
+if TYPE_CHECKING:
+    from cfglab.models.gpt import Transformer
 
 PROBE_STREAM = 0x9B0BE  # seed tag: probe strings are drawn apart from every training stream
 POS_INIT_STD = 0.7  # P init: ⟨P_i, P_i⟩ ≈ 8 against ±2 elsewhere, so training starts near-diagonal
@@ -315,7 +319,9 @@ def _standardise(x: Tensor, n_train_tokens: int) -> Tensor:
     return (x - ref.mean(0)) / (ref.std(0) + 1e-6)
 
 
-def _gather(x_all: Tensor, labels: Tensor, ends: Tensor, idx: Tensor, mask: Tensor):
+def _gather(
+    x_all: Tensor, labels: Tensor, ends: Tensor, idx: Tensor, mask: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     safe = idx.clamp(min=0)
     y = labels[:, safe].masked_fill(~mask, -1)  # (G, B, T)
     return x_all[safe], y, ends[:, safe] & mask, mask
@@ -377,7 +383,7 @@ def _score(
 
 @torch.no_grad()
 def model_features(
-    model: nn.Module,
+    model: Transformer,
     tokens: np.ndarray,
     offsets: np.ndarray,
     n_terminals: int,
@@ -501,8 +507,7 @@ def probe_run(
     from cfglab.progress import work_progress
     from cfglab.runs import load_run, untrained_model
 
-    if threads > 0:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     cfg = ProbeSettings(
         **{**(settings or {}), "n_train": n_strings, "n_test": n_test, "seed": seed}
     )
@@ -539,6 +544,7 @@ def probe_run(
             feats = model_features(model, data.tokens, data.offsets, T, layer, device=device)
             result["trained"][str(layer)] = _by_metric(data, fit(feats))
             if controls:
+                assert rand is not None
                 ctrl = _by_metric(data, fit(feats, control, ()))
                 result["control"][str(layer)] = _pick(ctrl, ("ancestor", "boundary"))
                 result["selectivity"][str(layer)] = _difference(result["trained"][str(layer)], ctrl)
@@ -618,7 +624,7 @@ def _difference(
 ) -> dict[str, dict[str, float | None]]:
     return {
         m: {
-            lv: None if a is None or control[m].get(lv) is None else round(a - control[m][lv], 4)
+            lv: None if a is None or (c := control[m].get(lv)) is None else round(a - c, 4)
             for lv, a in real[m].items()
         }
         for m in ("ancestor", "boundary")

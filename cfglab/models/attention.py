@@ -8,14 +8,14 @@ probabilities through the explicit path, for analysis.
 - abs, rot (and mlm-abs): softmax(q k^T / sqrt(hs)) v through F.scaled_dot_product_attention;
   rot rotates q and k by their absolute positions first (so q.k depends on i - j only).
   Exception: whole causal windows in bf16 on CPU run `causal_blocks` (query blocks, hand-written
-  backward), ~2x faster there than SDPA's CPU flash kernel.
+  backward), faster there than SDPA's CPU flash kernel (benchmarks/RESULTS.md, "Models").
 - rel: DeBERTa's disentangled attention (He et al. 2021, eq. 4), explicit path:
   A_ij = q_i.k_j + q_i.kr[δ(i,j)] + k_j.qr[δ(j,i)], scaled by 1/sqrt(3 hs), with
   δ(i,j) = clip(i - j, -k, k - 1) + k and (qr, kr) this layer's projections of a relative
   embedding table of 2k rows shared by all layers (k = max_rel). Whole windows (training)
   get c2p/p2c from matmuls against per-distance tables and a skew; cached decoding gathers.
   Causal windows longer than `query_block` (64) run in blocks of query rows, each against its
-  key prefix only, which skips most of the masked half (1.58x -> ~1.37x rot's cost on CPU):
+  key prefix only, which skips most of the masked half (cost: benchmarks/RESULTS.md, "Models"):
   `causal_blocks` with c2p + p2c as each block's additive bias (without dropout). On CUDA,
   whole windows without dropout go through FlexAttention instead (models/flex.py).
 - pos: logits are a learned number per (head, distance i - j) — no queries or keys; distances
@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import overload
 
 import torch
 import torch.nn as nn
@@ -97,6 +98,10 @@ class Attention(nn.Module):
         """Whether the probabilities must exist: a hook reads or patches them."""
         return self.explicit or self.hook_pattern.hooked()
 
+    def probs(self, x: Tensor) -> Tensor:  # (B, nh, T, T)
+        """Attention probabilities through the explicit path (every variant defines it)."""
+        raise NotImplementedError
+
     def heads(self, t: Tensor) -> Tensor:  # (B, T, C) -> (B, nh, T, hs)
         B, T, _ = t.shape
         return t.view(B, T, self.n_head, self.head_size).transpose(1, 2)
@@ -106,7 +111,19 @@ class Attention(nn.Module):
         y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_size)
         return self.resid_dropout(self.c_proj(y))
 
-    def store(self, k: Tensor | None, v: Tensor, start: int, cache: LayerCache | None):
+    @overload
+    def store(
+        self, k: Tensor, v: Tensor, start: int, cache: LayerCache | None
+    ) -> tuple[Tensor, Tensor]: ...
+
+    @overload
+    def store(
+        self, k: None, v: Tensor, start: int, cache: LayerCache | None
+    ) -> tuple[None, Tensor]: ...
+
+    def store(
+        self, k: Tensor | None, v: Tensor, start: int, cache: LayerCache | None
+    ) -> tuple[Tensor | None, Tensor]:
         """Write the new keys/values at [start, start + T) and return all of them so far."""
         if cache is None:
             return k, v
@@ -117,7 +134,9 @@ class Attention(nn.Module):
             k = cache.k[:, :, :end]
         return k, cache.v[:, :, :end]
 
-    def new_cache(self, batch: int, capacity: int, device: torch.device, dtype: torch.dtype):
+    def new_cache(
+        self, batch: int, capacity: int, device: torch.device, dtype: torch.dtype
+    ) -> LayerCache:
         shape = (batch, self.n_head, capacity, self.head_size)
         k = torch.zeros(shape, device=device, dtype=dtype) if self.has_keys else None
         return LayerCache(k=k, v=torch.zeros(shape, device=device, dtype=dtype))
@@ -132,7 +151,7 @@ class Attention(nn.Module):
 class DotProductAttention(Attention):
     """abs / mlm-abs: plain softmax(q k^T / sqrt(hs)) v through SDPA."""
 
-    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None):
+    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None) -> None:
         super().__init__(cfg, causal)
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # fused q, k, v
         self.query_block = QUERY_BLOCK
@@ -164,8 +183,8 @@ class DotProductAttention(Attention):
         return self.merge(y)
 
     def use_blocks(self, q: Tensor, S: int) -> bool:
-        """A whole causal window in bf16 on CPU, without dropout: `causal_blocks` runs ~2x faster
-        than SDPA there. In fp32 on CPU the two are within a few percent; SDPA stays."""
+        """A whole causal window in bf16 on CPU, without dropout: `causal_blocks` runs faster than
+        SDPA there; in fp32 on CPU the two are close and SDPA stays (benchmarks/RESULTS.md)."""
         return (
             self.causal
             and q.size(2) == S > 1
@@ -189,6 +208,9 @@ class Rotary(nn.Module):
     """Rotary position embedding (Su et al. 2021): feature pairs (2m, 2m+1) of a head at position
     t turn by t * base^(-2m/hs). One complex multiply; norm-preserving, and q.k then depends on
     the positions' difference only."""
+
+    inv_freq: Tensor  # buffers, declared for the type checker
+    turns: Tensor
 
     def __init__(self, head_size: int, base: float, context: int) -> None:
         super().__init__()
@@ -221,7 +243,7 @@ class Rotary(nn.Module):
 class RotaryAttention(DotProductAttention):
     """rot: q and k rotated by their absolute positions, then SDPA; the cache keeps rotated keys."""
 
-    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None):
+    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None) -> None:
         super().__init__(cfg, causal)
         self.rotary = Rotary(cfg.head_size, cfg.rope_base, cfg.context)
 
@@ -236,13 +258,13 @@ class RotaryAttention(DotProductAttention):
 class RelativeAttention(Attention):
     """rel: DeBERTa disentangled attention over a relative embedding table shared by all layers."""
 
-    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None):
+    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None) -> None:
         super().__init__(cfg, causal)
         assert rel_emb is not None, "rel attention needs the shared relative embedding table"
         self.rel_emb = (
             rel_emb  # (2k, C), owned by the model; registered here too (like tied weights)
         )
-        self.max_rel = cfg.max_rel or cfg.context  # the config resolves None to the context
+        self.max_rel = cfg.rel_span
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # content q, k, v
         self.c_pos = nn.Linear(cfg.n_embd, 2 * cfg.n_embd, bias=cfg.bias)  # position q, k
         self.scale = 1.0 / math.sqrt(3 * cfg.head_size)
@@ -253,7 +275,7 @@ class RelativeAttention(Attention):
 
     def qkv(self, x: Tensor) -> tuple[Tensor, ...]:
         """(B, nh, T, hs) each, contiguous: one copy here instead of one per matmul below."""
-        B, T, C = x.shape
+        B, T, _C = x.shape
         qkv = self.c_attn(x).view(B, T, 3, self.n_head, self.head_size)
         return qkv.permute(2, 0, 3, 1, 4).contiguous().unbind(0)
 
@@ -318,7 +340,9 @@ class RelativeAttention(Attention):
         # bf16 in, bf16 out, fp32 inside: no copies on CPU (CUDA's autocast returns fp32: cast back)
         return F.softmax(logits, dim=-1).to(q.dtype)
 
-    def gathered_terms(self, q, k, qr, kr, d: Tensor, start: int) -> tuple[Tensor, Tensor]:
+    def gathered_terms(
+        self, q: Tensor, k: Tensor, qr: Tensor, kr: Tensor, d: Tensor, start: int
+    ) -> tuple[Tensor, Tensor]:
         """Any window (cached decoding, bidirectional): c2p and p2c by gathering (B, nh, Tq, S)."""
         Tq, S = q.size(2), k.size(2)
         lo, hi = start - (S - 1), start + Tq - 1  # range of i - j
@@ -329,7 +353,7 @@ class RelativeAttention(Attention):
         p2c = self.relative_term(k, qr, -dc.T, -hi, -lo).transpose(-2, -1)  # k_j . qr[δ(j, i)]
         return c2p, p2c
 
-    def skewed_terms(self, q, k, qr, kr) -> tuple[Tensor, Tensor]:
+    def skewed_terms(self, q: Tensor, k: Tensor, qr: Tensor, kr: Tensor) -> tuple[Tensor, Tensor]:
         """Causal (T, T) window: c2p and p2c as matmuls against per-distance tables, then skewed.
 
         skew_lower turns q @ [0; kr[δ(T-1)], ..., kr[δ(0)]]^T into c2p[i, j] = q_i . kr[δ(i - j)]
@@ -350,9 +374,11 @@ class RelativeAttention(Attention):
         qr_fwd = torch.cat((qr[:, (-dist).clamp(min=-k_) + k_], zero), dim=1)
         return kr_rev, qr_fwd
 
-    def skewed_terms_both(self, q, k, qr, kr) -> tuple[Tensor, Tensor]:
+    def skewed_terms_both(
+        self, q: Tensor, k: Tensor, qr: Tensor, kr: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Bidirectional (T, T) window: as skewed_terms over distances T-1 .. -(T-1)."""
-        B, H, T, hs = q.shape
+        _B, H, T, hs = q.shape
         k_ = self.max_rel
         rows = (T - torch.arange(1, 2 * T, device=q.device)).clamp(-k_, k_ - 1) + k_  # δ(T - m)
         zero = q.new_zeros(H, 1, hs)
@@ -364,8 +390,10 @@ class RelativeAttention(Attention):
     def position_projections(self) -> tuple[Tensor, Tensor]:
         qr, kr = self.c_pos(self.rel_emb.weight).chunk(2, dim=1)  # (2k, C) each
         n = qr.size(0)
-        split = lambda t: t.view(n, self.n_head, self.head_size).transpose(0, 1)  # noqa: E731
-        return split(qr), split(kr)
+        return (
+            qr.view(n, self.n_head, self.head_size).transpose(0, 1),
+            kr.view(n, self.n_head, self.head_size).transpose(0, 1),
+        )
 
     def relative_term(self, x: Tensor, table: Tensor, d: Tensor, lo: int, hi: int) -> Tensor:
         """out[b, h, n, m] = x[b, h, n] . table[h, δ(d[n, m])]; only rows δ(lo..hi) are read."""
@@ -382,7 +410,7 @@ class DistanceAttention(Attention):
 
     has_keys = False
 
-    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None):
+    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None) -> None:
         super().__init__(cfg, causal)
         assert causal, "distance-only attention is defined for decoders"
         self.c_v = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)  # values only
@@ -416,7 +444,7 @@ class DistanceAttention(Attention):
 class PositionAttention(DistanceAttention):
     """pos: a learned logit per (head, distance); zeros at init, i.e. uniform causal averaging."""
 
-    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None):
+    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None) -> None:
         super().__init__(cfg, causal)
         self.distance_weight = nn.Parameter(torch.zeros(cfg.n_head, cfg.context))  # (nh, context)
         self.flex: bool | None = None  # whole windows through FlexAttention; None: on CUDA
@@ -438,7 +466,9 @@ class PositionAttention(DistanceAttention):
 class UniformAttention(DistanceAttention):
     """uni: head h = 1..nh averages the 2^h - 1 most recent tokens, itself included."""
 
-    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None):
+    width: Tensor  # (nh,) buffer
+
+    def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None) -> None:
         super().__init__(cfg, causal)
         widths = [uniform_width(h) for h in range(1, cfg.n_head + 1)]
         self.register_buffer("width", torch.tensor(widths), persistent=False)  # (nh,)

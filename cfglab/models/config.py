@@ -1,16 +1,18 @@
-"""The one options object for every model variant (nanoGPT style: a dataclass, a comment per field)."""
+"""The list of position encodings (`PE`, the registry every other module takes them from) and
+the model's options (`ModelConfig`). No torch here: the CLI and the run directory read both."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Literal, get_args
 
-from cfglab.errors import CfglabError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cfglab.errors import CfglabError, format_validation_error
 
 
 class PE(str, Enum):
-    """Position encodings of the paper (Allen-Zhu & Li, Part 1, section 5) plus the encoder contrast."""
+    """Position encodings of the paper (Allen-Zhu & Li, Part 1, section 5) and the encoder."""
 
     ABS = "abs"  # learned absolute position embeddings added to the token embeddings (GPT)
     REL = "rel"  # DeBERTa disentangled relative attention (GPT_rel)
@@ -21,49 +23,72 @@ class PE(str, Enum):
 
 
 DECODER_PES: tuple[PE, ...] = (PE.ABS, PE.REL, PE.ROT, PE.POS, PE.UNI)
-MLM_PES: tuple[PE, ...] = (PE.ABS, PE.REL)
+MlmPE = Literal["abs", "rel"]  # the encodings an mlm encoder can use
+MLM_PES: tuple[PE, ...] = tuple(PE(name) for name in get_args(MlmPE))
 
 
-@dataclass
-class ModelConfig:
-    vocab_size: int  # number of token ids, including BOS/EOS (and [MASK] for mlm)
-    context: int = 256  # training window; abs position embeddings stop here
-    n_layer: int = 4  # transformer blocks
-    n_head: int = 4  # attention heads per block
-    n_embd: int = 128  # residual width d; head size is n_embd // n_head
-    pe: PE | str = PE.ROT  # position encoding / attention variant: abs rel rot pos uni mlm
-    mlm_pe: PE | str = PE.ABS  # position encoding of the mlm encoder: abs or rel
-    dropout: float = 0.0  # dropout on attention probabilities and residual branches
-    bias: bool = True  # biases in Linear and LayerNorm layers (GPT-2 has them)
-    max_rel: int | None = None  # rel: distances clipped to [-max_rel, max_rel - 1]; None: context
-    rope_base: float = 10000.0  # rot: base of the rotary frequencies
-    mlp_ratio: int = 4  # MLP hidden width = mlp_ratio * n_embd
-    tie_weights: bool = True  # share the token embedding with the output head (GPT-2 does)
+class ModelConfig(BaseModel):
+    """The one options object for every model variant, with the same names as GPT-2/nanoGPT.
 
-    def __post_init__(self) -> None:
-        self.pe = _as_pe(self.pe, "pe", tuple(PE))
-        self.mlm_pe = _as_pe(self.mlm_pe, "mlm_pe", MLM_PES)
+    Built from a TrainConfig by `cfglab.runs.model_config_for`; every field a user sets is a
+    TrainConfig field too. A bad value is a CfglabError naming the field.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    vocab_size: int = Field(description="Token ids, including BOS/EOS (and [MASK] for mlm).")
+    context: int = Field(256, description="Training window; abs position embeddings stop here.")
+    n_layer: int = Field(4, description="Transformer blocks.")
+    n_head: int = Field(4, description="Attention heads per block.")
+    n_embd: int = Field(128, description="Residual width d; head size is n_embd // n_head.")
+    pe: PE = Field(PE.ROT, description="Position encoding / attention variant.")
+    mlm_pe: PE = Field(PE.ABS, description="Position encoding of the mlm encoder: abs or rel.")
+    dropout: float = Field(0.0, description="Dropout on attention probabilities and residuals.")
+    bias: bool = Field(True, description="Biases in Linear and LayerNorm layers (GPT-2 has them).")
+    max_rel: int | None = Field(
+        None, description="rel: distances clipped to [-max_rel, max_rel - 1]; None: the context."
+    )
+    rope_base: float = Field(10000.0, description="rot: base of the rotary frequencies.")
+    mlp_ratio: int = Field(4, description="MLP hidden width = mlp_ratio * n_embd.")
+    tie_weights: bool = Field(
+        True, description="Share the token embedding with the output head (GPT-2 does)."
+    )
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise CfglabError(format_validation_error(err, "model config: invalid")) from None
+
+    @field_validator("pe", mode="before")
+    @classmethod
+    def _known_pe(cls, value: Any) -> PE:
+        return _as_pe(value, "pe", tuple(PE))
+
+    @field_validator("mlm_pe", mode="before")
+    @classmethod
+    def _encoder_pe(cls, value: Any) -> PE:
+        return _as_pe(value, "mlm_pe", MLM_PES)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelConfig:
         if self.max_rel is None:  # DeBERTa's default span: the whole window, clipped only past it
             self.max_rel = self.context
-        for name in (
-            "vocab_size",
-            "context",
-            "n_layer",
-            "n_head",
-            "n_embd",
-            "max_rel",
-            "mlp_ratio",
-        ):
+        for name in _POSITIVE:
             if getattr(self, name) < 1:
-                raise CfglabError(f"model config: {name} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.n_embd % self.n_head:
-            raise CfglabError(
-                f"model config: n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})"
-            )
+            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
         if self.attention == PE.ROT and self.head_size % 2:
-            raise CfglabError(f"model config: rot needs an even head size, got {self.head_size}")
+            raise ValueError(f"rot needs an even head size, got {self.head_size}")
         if not 0.0 <= self.dropout < 1.0:
-            raise CfglabError(f"model config: dropout must be in [0, 1), got {self.dropout}")
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        return self
+
+    @property
+    def rel_span(self) -> int:
+        """rel's clipping distance k: `max_rel`, resolved to the context when not given."""
+        return self.max_rel if self.max_rel is not None else self.context
 
     @property
     def head_size(self) -> int:
@@ -80,25 +105,22 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (enums as their names)."""
-        d = asdict(self)
-        d["pe"], d["mlm_pe"] = PE(self.pe).value, PE(self.mlm_pe).value
-        return d
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise CfglabError(f"model config: unknown field(s) {', '.join(unknown)}")
         return cls(**d)
 
 
-def _as_pe(value: PE | str, field: str, allowed: tuple[PE, ...]) -> PE:
+_POSITIVE = ("vocab_size", "context", "n_layer", "n_head", "n_embd", "max_rel", "mlp_ratio")
+
+
+def _as_pe(value: Any, field: str, allowed: tuple[PE, ...]) -> PE:
     try:
         pe = PE(value)
     except ValueError:
         pe = None
     if pe not in allowed:
         names = " ".join(p.value for p in allowed)
-        raise CfglabError(f"model config: {field} must be one of {names}, got {value!r}")
+        raise ValueError(f"{field} must be one of {names}, got {value!r}")
     return pe

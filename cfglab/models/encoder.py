@@ -38,7 +38,10 @@ def mask_tokens(
     [0, random_vocab) with p 0.1 (it may equal the original, as in BERT), or stays with p 0.1.
     targets hold the original token at selected positions and -100 elsewhere.
     """
-    draw = lambda: torch.rand(idx.shape, generator=generator, device=idx.device)  # noqa: E731
+
+    def draw() -> Tensor:
+        return torch.rand(idx.shape, generator=generator, device=idx.device)
+
     selected = draw() < rate
     if maskable is not None:
         selected &= maskable

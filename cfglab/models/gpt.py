@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cfglab.errors import CfglabError
-from cfglab.models.attention import ATTENTIONS, LayerCache
+from cfglab.models.attention import ATTENTIONS, Attention, LayerCache
 from cfglab.models.config import PE, ModelConfig
 from cfglab.models.hooks import HookPoint, capture
 
@@ -37,7 +37,7 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """x + attn(ln(x)), then x + mlp(ln(x))."""
 
-    def __init__(self, cfg: ModelConfig, attn: nn.Module) -> None:
+    def __init__(self, cfg: ModelConfig, attn: Attention) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.attn = attn
@@ -78,7 +78,7 @@ class Transformer(nn.Module):
         C, kind = cfg.n_embd, cfg.attention
         self.wte = nn.Embedding(cfg.vocab_size, C)
         self.wpe = nn.Embedding(cfg.context, C) if kind == PE.ABS else None
-        self.rel_emb = nn.Embedding(2 * cfg.max_rel, C) if kind == PE.REL else None
+        self.rel_emb = nn.Embedding(2 * cfg.rel_span, C) if kind == PE.REL else None
         self.drop = nn.Dropout(cfg.dropout)
         self.hook_embed = HookPoint()
         build = ATTENTIONS[kind]
@@ -93,6 +93,10 @@ class Transformer(nn.Module):
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / (2 * cfg.n_layer) ** 0.5)
+
+    def layers(self) -> list[Block]:
+        """The blocks, typed (nn.ModuleList yields plain Modules)."""
+        return [block for block in self.blocks if isinstance(block, Block)]
 
     def embed(self, idx: Tensor, start: int = 0) -> Tensor:  # (B, T) -> (B, T, C)
         x = self.wte(idx)
@@ -157,7 +161,7 @@ class Transformer(nn.Module):
         """Route every attention layer through its explicit path (and so through
         `hook_pattern`) even with no torch hook attached: what nnsight needs to read or patch
         the pattern."""
-        for block in self.blocks:
+        for block in self.layers():
             block.attn.explicit = on
 
     def num_params(self, non_embedding: bool = False) -> int:
@@ -183,7 +187,7 @@ class GPT(Transformer):
                 f"{capacity} tokens (use rot/rel/pos/uni to run past the training context)"
             )
         p = self.wte.weight
-        layers = [b.attn.new_cache(batch, capacity, p.device, p.dtype) for b in self.blocks]
+        layers = [b.attn.new_cache(batch, capacity, p.device, p.dtype) for b in self.layers()]
         return KVCache(layers=layers, length=0, capacity=capacity)
 
     def step(self, idx_new: Tensor, cache: KVCache) -> Tensor:

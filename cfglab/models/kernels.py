@@ -10,11 +10,16 @@ causal_blocks  causal attention of a whole window in query blocks with a flash-s
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
+# autograd's ctx: a namespace on which each Function keeps its own fields between its passes
+Ctx = Any
+
 # Rows per query block of a causal training window (causal_blocks; rel's blocked path): 64
-# measured best for rel on CPU (32: 1.74x rot's cost, 64: 1.40-1.53x, 128: 1.50-1.52x).
+# measured best for rel on CPU (benchmarks/RESULTS.md, "rel in query blocks").
 QUERY_BLOCK = 64
 
 
@@ -62,15 +67,15 @@ class _CausalBlocks(torch.autograd.Function):
     their gradient is the logits' gradient.
 
     Why: on CPU in bf16 SDPA's flash kernel runs no faster than in fp32, while these batched bf16
-    matmuls run ~4x faster than fp32 ones; and for rel, whose scores SDPA cannot take with a
-    gradient, this backward is leaner than autograd's through the same ops. Softmax accumulates
-    in fp32, as SDPA does; the logits are the matmul's output, as under autocast. Every matmul
-    reads its operands without a copy: k and v are transposed once, and the key-side gradients
-    are accumulated transposed."""
+    matmuls run several times faster than fp32 ones (benchmarks/RESULTS.md); and for rel, whose
+    scores SDPA cannot take with a gradient, this backward is leaner than autograd's through the
+    same ops. Softmax accumulates in fp32, as SDPA does; the logits are the matmul's output, as
+    under autocast. Every matmul reads its operands without a copy: k and v are transposed once,
+    and the key-side gradients are accumulated transposed."""
 
     @staticmethod
     def forward(
-        ctx, q: Tensor, k: Tensor, v: Tensor, block: int, scale: float, *biases: Tensor
+        ctx: Ctx, q: Tensor, k: Tensor, v: Tensor, block: int, scale: float, *biases: Tensor
     ) -> Tensor:
         T = q.size(2)
         q = q * scale  # scale the (T, hs) factor, not the (T, T) logits
@@ -94,7 +99,7 @@ class _CausalBlocks(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx, gy: Tensor) -> tuple[Tensor | None, ...]:
+    def backward(ctx: Ctx, gy: Tensor) -> tuple[Tensor | None, ...]:
         q, k, v, y, *probs = ctx.saved_tensors
         block = ctx.block
         acc = torch.promote_types(q.dtype, torch.float32)  # bf16 sums and rows in fp32

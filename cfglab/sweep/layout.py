@@ -31,6 +31,16 @@ TUNE_NAME = "tune"
 
 
 @dataclass(frozen=True)
+class TrialStart:
+    """One line of trial_starts.jsonl: a trial's training (re)started at `from_step`."""
+
+    run: str
+    from_step: int
+    pid: int
+    time: str
+
+
+@dataclass(frozen=True)
 class SweepDir:
     path: Path
 
@@ -120,25 +130,17 @@ class SweepDir:
 
     def log_start(self, name: str, from_step: int) -> None:
         """Append one line per (re)start; O_APPEND keeps concurrent writers' lines whole."""
-        line = (
-            json.dumps(
-                {
-                    "run": name,
-                    "from_step": from_step,
-                    "pid": os.getpid(),
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                }
-            )
-            + "\n"
-        )
+        start = TrialStart(name, from_step, os.getpid(), time.strftime("%Y-%m-%dT%H:%M:%S"))
+        line = json.dumps(asdict(start)) + "\n"
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.starts_path, "a") as f:
             f.write(line)
 
-    def starts(self) -> list[dict[str, Any]]:
+    def starts(self) -> list[TrialStart]:
         if not self.starts_path.exists():
             return []
-        return [json.loads(x) for x in self.starts_path.read_text().splitlines() if x.strip()]
+        lines = self.starts_path.read_text().splitlines()
+        return [TrialStart(**json.loads(x)) for x in lines if x.strip()]
 
 
 def _jsonable(x: Any) -> Any:

@@ -24,22 +24,20 @@ import copy
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     create_model,
     field_validator,
 )
 
 from cfglab.errors import CfglabError
+from cfglab.models.config import PE, MlmPE
 from cfglab.runs import TrainConfig
-
-PE = Literal["abs", "rel", "rot", "pos", "uni", "mlm"]
+from cfglab.yamlfile import read_mapping, validate
 
 # TrainConfig fields that the sweep sets itself (axes, model section, resources).
 _SET_BY_SWEEP = {
@@ -78,8 +76,10 @@ class ModelSize(_Strict):
 
 
 class ModelSection(_Strict):
-    pe: list[PE] = Field(default_factory=lambda: ["rot"], min_length=1)
-    mlm_pe: Literal["abs", "rel"] = "abs"  # position encoding of mlm encoders
+    model_config = ConfigDict(extra="forbid", use_enum_values=True, validate_default=True)
+
+    pe: list[PE] = Field(default_factory=lambda: [PE.ROT], min_length=1)
+    mlm_pe: MlmPE = "abs"  # position encoding of mlm encoders
     size: list[ModelSize] = Field(default_factory=lambda: [ModelSize()], min_length=1)
     context: int = Field(128, ge=2)
 
@@ -90,7 +90,7 @@ class ModelSection(_Strict):
 
 def _train_section() -> type[BaseModel]:
     """TrainConfig's own fields and checks, minus what the sweep sets: one source of truth."""
-    fields = {
+    fields: dict[str, Any] = {
         name: (info.annotation, info)
         for name, info in TrainConfig.model_fields.items()
         if name not in _SET_BY_SWEEP
@@ -98,7 +98,10 @@ def _train_section() -> type[BaseModel]:
     return create_model("TrainSection", __config__=ConfigDict(extra="forbid"), **fields)
 
 
-TrainSection = _train_section()
+if TYPE_CHECKING:  # a model built at import time: to the type checker, some BaseModel
+    TrainSection = BaseModel
+else:
+    TrainSection = _train_section()
 
 
 class NoiseSection(_Strict):
@@ -275,7 +278,7 @@ class SweepSpec(_Strict):
     description: str = ""
     grammars: list[str] = Field(min_length=1)
     model: ModelSection = Field(default_factory=ModelSection)
-    train: TrainSection = Field(default_factory=TrainSection)  # type: ignore[valid-type]
+    train: TrainSection = Field(default_factory=TrainSection)
     noise: NoiseSection = Field(default_factory=NoiseSection)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
@@ -302,6 +305,7 @@ class SweepSpec(_Strict):
 
     def task_kinds(self) -> list[str]:
         """The Ray tasks each finished trial gets, in submission order."""
+        sections: dict[str, EvaluateSection | RobustnessSection | ProbesSection | AttentionSection]
         sections = {
             "evaluate": self.evaluate,
             "robustness": self.robustness,
@@ -330,35 +334,23 @@ class LoadedSweep:
 def load_sweep(path: str | Path, smoke: bool = False) -> LoadedSweep:
     """Read and validate a sweep file (its smoke section too, whether or not it is used)."""
     path = Path(path)
-    text = _read(path)
-    root, data = _parse_yaml(text, path)
-    base = _validate(data, root, None, path)
+    if not path.exists():
+        raise CfglabError(f"{path}: no such sweep file")
+    file = read_mapping(path, "a sweep file is a mapping of fields (name, grammars, ...)")
+    base = validate(SweepSpec, file.data, file, "invalid sweep file")
     merged = base
     if base.smoke is not None:
-        merged = _validate(_deep_merge(data, base.smoke), root, _smoke_node(root), path)
+        smoke_node = file.node(("smoke",))[1]
+        merged = validate(
+            SweepSpec,
+            _deep_merge(file.data, base.smoke),
+            file,
+            "invalid sweep file (in its smoke section)",
+            overlay=("smoke", smoke_node),
+        )
     if smoke and base.smoke is None:
         raise CfglabError(f"{path}: --smoke needs a `smoke:` section of overrides in the file")
     return LoadedSweep(merged if smoke else base, path.resolve(), smoke)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CfglabError(f"{path}: no such sweep file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise CfglabError(f"{path}: cannot read: {err}") from None
-
-
-def _parse_yaml(text: str, path: Path) -> tuple[yaml.Node, dict[str, Any]]:
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise CfglabError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(data, dict) or root is None:
-        raise CfglabError(f"{path}: a sweep file is a mapping of fields (name, grammars, ...)")
-    return root, data
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -369,79 +361,6 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = copy.deepcopy(value)
     return out
-
-
-def _validate(
-    data: dict[str, Any], root: yaml.Node, smoke: yaml.Node | None, path: Path
-) -> SweepSpec:
-    try:
-        return SweepSpec(**data)
-    except ValidationError as err:
-        raise CfglabError(_format_errors(err, root, smoke, path)) from None
-    except TypeError as err:  # non-string keys at the top level
-        raise CfglabError(f"{path}: {err}") from None
-
-
-def _format_errors(
-    err: ValidationError, root: yaml.Node, smoke: yaml.Node | None, path: Path
-) -> str:
-    lines = [f"{path}: invalid sweep file" + (" (in its smoke section)" if smoke else "")]
-    source = _source_lines(root)
-    found = []
-    for e in err.errors():
-        loc = tuple(e["loc"])
-        unknown = e["type"] == "extra_forbidden"
-        prefix, node = _locate(loc, root, smoke, unknown)
-        dotted = ".".join(str(p) for p in prefix + loc) or "(top level)"
-        msg = "unknown field (not allowed)" if unknown else e["msg"]
-        found.append((node.start_mark.line + 1, node.start_mark.column + 1, dotted, msg))
-    for line, col, dotted, msg in sorted(found):
-        lines.append(f"  {path}:{line}:{col}: {dotted}: {msg}")
-        if 0 < line <= len(source):
-            lines.append(f"      {source[line - 1].strip()}")
-    return "\n".join(lines)
-
-
-def _source_lines(root: yaml.Node) -> list[str]:
-    buffer = root.start_mark.buffer
-    return buffer.rstrip("\0").splitlines() if buffer else []
-
-
-def _smoke_node(root: yaml.Node) -> yaml.Node | None:
-    found, node = _descend(root, ("smoke",))
-    return node if found else None
-
-
-def _locate(
-    loc: tuple[Any, ...], root: yaml.Node, smoke: yaml.Node | None, at_key: bool = False
-) -> tuple[tuple[str, ...], yaml.Node]:
-    """The YAML node an error location points at: in the smoke overrides if it came from there."""
-    if smoke is not None:
-        found, node = _descend(smoke, loc, at_key)
-        if found:
-            return ("smoke",), node
-    return (), _descend(root, loc, at_key)[1]
-
-
-def _descend(node: yaml.Node, loc: tuple[Any, ...], at_key: bool = False) -> tuple[bool, yaml.Node]:
-    """Follow `loc` down the node tree; (whether all of it matched, the deepest node reached).
-    `at_key`: end at the last key rather than its value (an unknown field is shown by name)."""
-    for i, part in enumerate(loc):
-        child = _child(node, part, at_key and i == len(loc) - 1)
-        if child is None:
-            return False, node
-        node = child
-    return True, node
-
-
-def _child(node: yaml.Node, part: Any, key_node: bool) -> yaml.Node | None:
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            if key.value == str(part):
-                return key if key_node else value
-    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-        return node.value[part]
-    return None
 
 
 # --- the grid ----------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ the driver never pays for torch-heavy evaluation modules it does not run.
 from __future__ import annotations
 
 import importlib
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -136,10 +135,9 @@ def run_task(
     target: str | None = None,
 ) -> dict[str, Any]:
     """Run one evaluation of one run: {"kind", "seconds", "result"}. `target` overrides TASKS."""
-    import torch
+    from cfglab.threads import set_threads
 
-    # Ray reuses worker processes: never inherit the previous task's thread count.
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    set_threads(threads)
     fn = load_target(target or TASKS[kind])
     started = time.perf_counter()
     result = _CALLS[kind](fn, run_dir, section, threads, device)

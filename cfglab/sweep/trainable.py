@@ -107,9 +107,9 @@ def restore_from(source: Path, run: RunDir) -> None:
     if have and _step_of(have[-1]) >= _step_of(saved[-1]):
         return
     run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    for f in _RUN_FILES:
-        if (source / f).exists():
-            shutil.copy2(source / f, run.path / f)
+    for name in _RUN_FILES:
+        if (source / name).exists():
+            shutil.copy2(source / name, run.path / name)
     for f in (source / "checkpoints").iterdir():
         shutil.copy2(f, run.checkpoint_dir / f.name)
 
@@ -127,7 +127,7 @@ class Reporter:
     def __call__(self, event: dict[str, Any]) -> None:
         from ray import tune
 
-        metrics = {k: event[k] for k in ("step", "loss", "val_loss") if k in event}
+        metrics: dict[str, Any] = {k: event[k] for k in ("step", "loss", "val_loss") if k in event}
         metrics["done"] = bool(event["done"])
         if "checkpoint" in event:
             with tempfile.TemporaryDirectory(prefix="cfglab-ckpt-") as staging:
@@ -140,9 +140,9 @@ class Reporter:
 
     def _stage(self, checkpoint: Path, staging: Path) -> None:
         (staging / "checkpoints").mkdir()
-        for f in _RUN_FILES:
-            if (self.run_dir / f).exists():
-                _link_or_copy(self.run_dir / f, staging / f)
+        for name in _RUN_FILES:
+            if (self.run_dir / name).exists():
+                _link_or_copy(self.run_dir / name, staging / name)
         for f in (checkpoint, checkpoint.with_name(checkpoint.name + ".sha256")):
             if f.exists():
                 _link_or_copy(f, staging / "checkpoints" / f.name)

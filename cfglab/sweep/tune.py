@@ -300,7 +300,7 @@ def param_space(trials: list[TrialPlan]) -> dict[str, Any]:
     return space
 
 
-def _trainable(sweep: SweepDir, plan: SweepPlan, trials: list[TrialPlan]):
+def _trainable(sweep: SweepDir, plan: SweepPlan, trials: list[TrialPlan]) -> type[tune.Trainable]:
     r = plan.spec.resources
     return tune.with_resources(
         named_trainable(tune.with_parameters(train_trial, context=_context(sweep, trials))),
@@ -332,7 +332,7 @@ def _tuner(
     restore: bool,
     verbose: bool,
     loaded: LoadedSweep,
-):
+) -> tune.Tuner:
     trainable = _trainable(sweep, plan, trials)
     callbacks = callbacks_for(loaded, str(sweep.path))  # also on restore: sets Tune's env
     if restore:

@@ -110,7 +110,7 @@ def collect(sweep_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]
     kinds = _task_kinds(spec["spec"])
     starts: dict[str, int] = {}
     for s in sweep.starts():
-        starts[s["run"]] = starts.get(s["run"], 0) + 1
+        starts[s.run] = starts.get(s.run, 0) + 1
     rows = []
     for trial in sweep.read_plan():
         row: dict[str, Any] = {"run": trial.name, **trial.coordinates}

@@ -7,7 +7,7 @@ import csv
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cfglab.errors import CfglabError
 from cfglab.sweep.layout import SweepDir
@@ -22,6 +22,9 @@ from cfglab.sweep.report.collect import (
     robustness_rows,
 )
 from cfglab.sweep.report.plots import write_plots
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def _fmt_rate(p: dict[str, Any] | None) -> str:
@@ -92,7 +95,7 @@ def headline(
     return [columns[i] for i in keep], [[line[i] for i in keep] for line in body]
 
 
-def rich_table(rows: list[dict[str, Any]], title: str = ""):  # -> rich.table.Table
+def rich_table(rows: list[dict[str, Any]], title: str = "") -> Table:
     """The terminal summary: one row per run; a run that did not finish shows `step/steps *`."""
     from rich.table import Table
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cfglab.models.config import PE
 from cfglab.plotting import pyplot, save
 from cfglab.sweep.report.collect import (
     accuracy,
@@ -15,7 +16,7 @@ from cfglab.sweep.report.collect import (
 )
 
 DPI = 110
-PE_ORDER = ("abs", "rel", "rot", "pos", "uni", "mlm")
+PE_ORDER = tuple(pe.value for pe in PE)
 _COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3")
 
 
@@ -89,14 +90,15 @@ def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> Path | None:
             for n_i, noise in enumerate(noises):
                 for p_i, pe in enumerate(pes):
                     props = [
-                        accuracy(r, cut)
+                        p
                         for r in rows
                         if r["grammar"] == grammar and r["pe"] == pe and noise_tag(r) == noise
+                        if (p := accuracy(r, cut)) and p.get("n")
                     ]
-                    props = [p for p in props if p and p.get("n")]
-                    if not props:
+                    pool = pooled(props)
+                    if pool is None:
                         continue
-                    rate, lo, hi = pooled(props)
+                    rate, lo, hi = pool
                     x = p_i + (n_i - (len(noises) - 1) / 2) * width
                     ax.bar(
                         x,
@@ -187,7 +189,10 @@ def _mode_switch_panel(ax: Any, rows: list[dict[str, Any]]) -> None:
             if r["pe"] == pe and inv:
                 by_noise.setdefault(r["noise_fraction"], []).append(inv)
         for j, (f, props) in enumerate(sorted(by_noise.items())):
-            rate, lo, hi = pooled(props)
+            pool = pooled(props)
+            if pool is None:
+                continue
+            rate, lo, hi = pool
             x = f + (i - (len(pes) - 1) / 2) * 0.01
             ax.errorbar(
                 x,
