@@ -13,7 +13,7 @@ from collections.abc import Callable
 from cfglab.models.attention import ATTENTIONS, LayerCache, uniform_width
 from cfglab.models.config import DECODER_PES, MLM_PES, PE, ModelConfig
 from cfglab.models.encoder import MASK_RATE, MaskedLM, mask_tokens
-from cfglab.models.gpt import GPT, IGNORE_INDEX, KVCache, Transformer, sample_next
+from cfglab.models.gpt import GPT, IGNORE_INDEX, KVCache, Transformer
 
 MODEL_BUILDERS: dict[PE, Callable[[ModelConfig], Transformer]] = {
     PE.ABS: GPT,
@@ -75,6 +75,5 @@ __all__ = [
     "build_model",
     "describe",
     "mask_tokens",
-    "sample_next",
     "uniform_width",
 ]
