@@ -54,7 +54,11 @@ class TrainConfig(BaseModel):
     noise_fraction: float = Field(0.0, ge=0, le=1)  # share of training strings corrupted
     noise_rate: float = Field(0.0, ge=0, le=1)  # per-token flip probability in those strings
     mask_prob: float = Field(0.15, gt=0, lt=1)  # mlm only: BERT masking rate
-    holdout_rule: str | None = None  # e.g. "N18 -> N15 N14 N13": never train on strings using it
+    holdout_rule: str | None = Field(
+        None,
+        description='a rule "LHS -> SYM ..." no training string may use (in any of its parse '
+        "trees; cfglab.chart.rules)",
+    )
     seed: int = 0
     threads: int = Field(0, ge=0)  # torch threads; 0 = all cores
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -67,9 +71,11 @@ class TrainConfig(BaseModel):
     eval_batches: int = Field(4, ge=1)
     log_every: int = Field(10, ge=1)
     chunk_strings: int = Field(512, ge=1)  # strings sampled per data chunk
-    # every window starts at a string's BOS, as generation does (cfglab/data/corpus.py); false:
-    # windows cut the stream anywhere
-    align_windows: bool = True
+    align_windows: bool = Field(
+        True,
+        description="every training window starts at a string's BOS; false: windows are cut "
+        "anywhere in the packed stream, as the paper does",
+    )
 
     @field_validator("holdout_rule")
     @classmethod
