@@ -12,7 +12,8 @@
     storage: runs/sweeps                 # absolute, or relative to where cfglab runs
     smoke: {train: {steps: 20}}          # overrides for `cfglab sweep --smoke`
 
-The grid is the product grammars × sizes × pe × noise (fraction, rate) × seeds; a fraction of 0
+The grid is the product grammars × sizes × pe × noise (fraction, rate) × data (align_windows,
+holdout_rules: `data: {align_windows: [true, false]}`) × seeds; a fraction of 0
 makes the rate meaningless, so clean data appears once per (grammar, size, pe, seed). A run's
 name spells its coordinates: `mini-rot-f0.1r0.15-s0`. Mistakes are refused with the field's
 dotted path and its line in the file.
@@ -123,6 +124,50 @@ class NoiseSection(_Strict):
             pair = (0.0, 0.0) if f == 0 or r == 0 else (f, r)
             if pair not in out:
                 out.append(pair)
+        return out
+
+
+class DataSection(_Strict):
+    """Axes of the training data. Unset: the `train` section's single value (and no name part).
+
+    align_windows   [true, false]: windows starting at a string's BOS, or cut anywhere in the
+                    packed stream as the paper does (run names gain `bos` / `any`)
+    holdout_rules   [null, "A -> B C", ...]: the held-out-rule intervention (run names gain
+                    `full` / `ho1`, `ho2`, ... by position in the list)
+    """
+
+    align_windows: list[bool] | None = Field(None, min_length=1)
+    holdout_rules: list[str | None] | None = Field(None, min_length=1)
+
+    coerce_lists = field_validator("align_windows", "holdout_rules", mode="before")(
+        classmethod(lambda cls, v: _listify(v))
+    )
+
+    @field_validator("holdout_rules")
+    @classmethod
+    def _rule_syntax(cls, v: list[str | None] | None) -> list[str | None] | None:
+        if v is not None and any(r is not None and "->" not in r for r in v):
+            raise ValueError('write each rule as "LHS -> SYM SYM ..." (or null for none)')
+        return v
+
+    def points(
+        self, train: dict[str, Any]
+    ) -> list[tuple[dict[str, Any], dict[str, Any], list[str]]]:
+        """(TrainConfig overrides, coordinates of the axes set, run-name parts) per combination."""
+        aligns = self.align_windows or [train["align_windows"]]
+        rules = self.holdout_rules or [train["holdout_rule"]]
+        out = []
+        for align, (i, rule) in itertools.product(aligns, enumerate(rules)):
+            parts = (["bos" if align else "any"] if len(aligns) > 1 else []) + (
+                [f"ho{i}" if rule else "full"] if len(rules) > 1 else []
+            )
+            values = {"align_windows": align, "holdout_rule": rule}
+            coords = {
+                k: v
+                for k, v in values.items()
+                if (self.align_windows if k == "align_windows" else self.holdout_rules)
+            }
+            out.append((values, coords, parts))
         return out
 
 
@@ -252,6 +297,7 @@ class SweepSpec(_Strict):
     model: ModelSection = Field(default_factory=ModelSection)
     train: TrainSection = Field(default_factory=TrainSection)  # type: ignore[valid-type]
     noise: NoiseSection = Field(default_factory=NoiseSection)
+    data: DataSection = Field(default_factory=DataSection)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
     robustness: RobustnessSection = Field(default_factory=RobustnessSection)
@@ -490,13 +536,19 @@ def expand(sweep: LoadedSweep) -> SweepPlan:
         grammars[p.stem] = p
     sizes = spec.model.size
     trials = []
-    for (gname, gpath), size, pe, (frac, rate), seed in itertools.product(
-        grammars.items(), sizes, spec.model.pe, spec.noise.pairs(), spec.seeds
+    base = spec.train.model_dump()
+    for (gname, gpath), size, pe, (frac, rate), (data, axes, data_parts), seed in itertools.product(
+        grammars.items(),
+        sizes,
+        spec.model.pe,
+        spec.noise.pairs(),
+        spec.data.points(base),
+        spec.seeds,
     ):
         parts = (
             [gname]
             + ([size.tag] if len(sizes) > 1 else [])
-            + [pe, _noise_tag(frac, rate), f"s{seed}"]
+            + [pe, _noise_tag(frac, rate), *data_parts, f"s{seed}"]
         )
         coords = {
             "grammar": gname,
@@ -507,10 +559,12 @@ def expand(sweep: LoadedSweep) -> SweepPlan:
             "pe": pe,
             "noise_fraction": frac,
             "noise_rate": rate,
+            **axes,
             "seed": seed,
         }
         train = {
-            **spec.train.model_dump(),
+            **base,
+            **data,
             "grammar": str(gpath),
             "pe": pe,
             "mlm_pe": spec.model.mlm_pe,
