@@ -41,17 +41,23 @@ def next_token_probs(
     vocab: Vocab,
     batch_size: int = 64,
     device: str = "cpu",
+    stray: bool = False,
 ) -> list[np.ndarray]:
     """Per string, (len+1, 1+T): the model's p(EOS), p(t0..) after each prefix (full softmax).
 
-    The columns follow the chart's next-token rows; mass the model puts on BOS or MASK is left
-    out (the KL's smoothing renormalises).
+    The columns follow the chart's next-token rows. `stray`: one more column, the mass the model
+    puts on BOS and MASK (tokens the grammar never emits), so the rows sum to 1.
     """
     cols = [vocab.eos, *range(vocab.n_terminals)]
     out: list[np.ndarray] = [np.zeros(0)] * len(strings)
     for rows in _batches(strings, batch_size):
         inp = _inputs(strings, rows, vocab, device)[:, :-1]  # BOS x (padded): predicts x EOS
-        probs = F.softmax(model(inp)[0].float(), dim=-1)[:, :, cols].double().cpu().numpy()
+        full = F.softmax(model(inp)[0].float(), dim=-1).double()
+        probs = full[:, :, cols]
+        if stray:
+            off = full[:, :, [vocab.bos, vocab.mask]].sum(dim=-1, keepdim=True)
+            probs = torch.cat([probs, off], dim=-1)
+        probs = probs.cpu().numpy()
         for j, i in enumerate(rows):
             out[i] = probs[j, : len(strings[i]) + 1]
     return out
