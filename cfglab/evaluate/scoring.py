@@ -57,9 +57,9 @@ def next_token_probs(
         if stray:
             off = full[:, :, [vocab.bos, vocab.mask]].sum(dim=-1, keepdim=True)
             probs = torch.cat([probs, off], dim=-1)
-        probs = probs.cpu().numpy()
+        rows_np = probs.cpu().numpy()
         for j, i in enumerate(rows):
-            out[i] = probs[j, : len(strings[i]) + 1]
+            out[i] = rows_np[j, : len(strings[i]) + 1]
     return out
 
 
