@@ -21,6 +21,11 @@ from cfglab.sweep.report.collect import (
     probe_summary,
     robustness_rows,
 )
+from cfglab.sweep.report.generation import (
+    MODE_SWITCH_COLUMNS,
+    diversity_cell,
+    mode_switch_rows,
+)
 from cfglab.sweep.report.plots import write_plots
 
 
@@ -56,6 +61,7 @@ def headline(
     columns += ["masked" if compact else "masked-token acc"]
     columns += [
         "KL",
+        "H m/t" if compact else "H(model) [95% CI] / H(true)",
         "repair" if compact else "repaired (T=1)",
         "inval" if compact else "invalid at cut0",
         "probe" if compact else "probe (untrained)",
@@ -79,6 +85,7 @@ def headline(
         trained, untrained = probe_summary(row), probe_summary(row, "untrained")
         line += [
             _fmt(kl, ".3f" if compact else ".4f"),
+            diversity_cell(row, compact),
             " ".join(_fmt((r["repaired"] or {}).get("rate"), ".2f") for r in rob) or "-",
             rate(mode_switch(row)),
             "-"
@@ -259,8 +266,20 @@ def render_html(
         "accuracy: one masked token at a time, filled in by the model (an mlm encoder sees "
         "both sides; a decoder is scored on the same footing). Probe: mean "
         "ancestor-probe accuracy over levels at the last layer, the untrained model of the "
-        "same architecture in brackets.</p>",
+        "same architecture in brackets. H: the model's entropy over its T=1 cut0 "
+        "generations (nats per string, from its own log-probabilities, 95% interval) beside "
+        "the language's exact entropy.</p>",
     ]
+    switch = mode_switch_rows(rows)
+    if switch:
+        parts += [
+            "<h2>Mode switch across temperatures</h2>",
+            "<p>Invalid cut0 generations (1 − accuracy) at the highest and the lowest "
+            "temperature measured, beside the share of corrupted training strings: the "
+            "paper's mode switch has noisy-trained runs generate invalid strings at T = 1 "
+            "about as often as their data was corrupted, and recover at low T.</p>",
+            _table_html(MODE_SWITCH_COLUMNS, switch),
+        ]
     for p in plots:
         parts += [f"<h2>{html.escape(p.stem.replace('_', ' ').capitalize())}</h2>", _img(p, p.stem)]
     parts.append(_run_plots(rows, sweep))
