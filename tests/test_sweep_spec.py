@@ -286,3 +286,11 @@ def test_data_axes_multiply_the_grid_and_name_the_runs(project: Path) -> None:
 def test_a_bad_holdout_rule_in_the_data_axis_is_located(project: Path) -> None:
     with pytest.raises(CfglabError, match="holdout_rules"):
         load_sweep(_write(project, GOOD + "data: {holdout_rules: [S A B]}\n"))
+
+
+def test_holdout_rules_can_be_given_per_grammar(project: Path) -> None:
+    text = GOOD + 'data: {holdout_rules: {small: [null, "S -> A B"], other: ["X -> Y"]}}\n'
+    plan = expand(load_sweep(_write(project, text)))
+    assert len(plan.trials) == 12 * 2
+    assert plan.trial("small-rot-clean-ho1-s0").config().holdout_rule == "S -> A B"
+    assert plan.trial("small-rot-clean-full-s0").coordinates["holdout_rule"] is None

@@ -133,29 +133,43 @@ class DataSection(_Strict):
     align_windows   [true, false]: windows starting at a string's BOS, or cut anywhere in the
                     packed stream as the paper does (run names gain `bos` / `any`)
     holdout_rules   [null, "A -> B C", ...]: the held-out-rule intervention (run names gain
-                    `full` / `ho1`, `ho2`, ... by position in the list)
+                    `full` / `ho1`, `ho2`, ... by position in the list); or one such list per
+                    grammar, `{mini: [null, "N14 -> N10 N12"], tiny: [...]}`, since rules
+                    belong to a grammar
     """
 
     align_windows: list[bool] | None = Field(None, min_length=1)
-    holdout_rules: list[str | None] | None = Field(None, min_length=1)
+    holdout_rules: list[str | None] | dict[str, list[str | None]] | None = None
 
-    coerce_lists = field_validator("align_windows", "holdout_rules", mode="before")(
+    coerce_lists = field_validator("align_windows", mode="before")(
         classmethod(lambda cls, v: _listify(v))
     )
 
-    @field_validator("holdout_rules")
+    @field_validator("holdout_rules", mode="before")
     @classmethod
-    def _rule_syntax(cls, v: list[str | None] | None) -> list[str | None] | None:
-        if v is not None and any(r is not None and "->" not in r for r in v):
-            raise ValueError('write each rule as "LHS -> SYM SYM ..." (or null for none)')
-        return v
+    def _rule_syntax(cls, v: Any) -> Any:
+        lists = v.values() if isinstance(v, dict) else [] if v is None else [_listify(v)]
+        for rules in lists:
+            rules = _listify(rules)
+            if not rules:
+                raise ValueError("give at least one rule (or null for none)")
+            if any(r is not None and (not isinstance(r, str) or "->" not in r) for r in rules):
+                raise ValueError('write each rule as "LHS -> SYM SYM ..." (or null for none)')
+        if isinstance(v, dict):
+            return {k: _listify(r) for k, r in v.items()}
+        return None if v is None else _listify(v)
+
+    def rules_for(self, grammar: str) -> list[str | None] | None:
+        if isinstance(self.holdout_rules, dict):
+            return self.holdout_rules.get(grammar)
+        return self.holdout_rules
 
     def points(
-        self, train: dict[str, Any]
+        self, train: dict[str, Any], grammar: str
     ) -> list[tuple[dict[str, Any], dict[str, Any], list[str]]]:
         """(TrainConfig overrides, coordinates of the axes set, run-name parts) per combination."""
         aligns = self.align_windows or [train["align_windows"]]
-        rules = self.holdout_rules or [train["holdout_rule"]]
+        rules = self.rules_for(grammar) or [train["holdout_rule"]]
         out = []
         for align, (i, rule) in itertools.product(aligns, enumerate(rules)):
             parts = (["bos" if align else "any"] if len(aligns) > 1 else []) + (
@@ -165,7 +179,7 @@ class DataSection(_Strict):
             coords = {
                 k: v
                 for k, v in values.items()
-                if (self.align_windows if k == "align_windows" else self.holdout_rules)
+                if (self.align_windows if k == "align_windows" else self.holdout_rules is not None)
             }
             out.append((values, coords, parts))
         return out
@@ -297,7 +311,7 @@ class SweepSpec(_Strict):
     model: ModelSection = Field(default_factory=ModelSection)
     train: TrainSection = Field(default_factory=TrainSection)  # type: ignore[valid-type]
     noise: NoiseSection = Field(default_factory=NoiseSection)
-    data: DataSection = Field(default_factory=DataSection)
+    data: DataSection = DataSection()
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
     robustness: RobustnessSection = Field(default_factory=RobustnessSection)
@@ -537,14 +551,14 @@ def expand(sweep: LoadedSweep) -> SweepPlan:
     sizes = spec.model.size
     trials = []
     base = spec.train.model_dump()
-    for (gname, gpath), size, pe, (frac, rate), (data, axes, data_parts), seed in itertools.product(
-        grammars.items(),
-        sizes,
-        spec.model.pe,
-        spec.noise.pairs(),
-        spec.data.points(base),
-        spec.seeds,
-    ):
+    combos = [
+        (g, size, pe, noise, point, seed)
+        for g in grammars.items()
+        for size, pe, noise, point, seed in itertools.product(
+            sizes, spec.model.pe, spec.noise.pairs(), spec.data.points(base, g[0]), spec.seeds
+        )
+    ]
+    for (gname, gpath), size, pe, (frac, rate), (data, axes, data_parts), seed in combos:
         parts = (
             [gname]
             + ([size.tag] if len(sizes) > 1 else [])
