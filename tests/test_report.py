@@ -244,3 +244,20 @@ def test_report_reads_temperatures_diversity_and_the_mode_switch(sweep: SweepDir
     col = columns.index("H(model) [95% CI] / H(true)")
     assert body[0][col] == "11.00 [10.70,11.30] / 11.9"
     assert rows[0]["evaluate.accuracy_by_temperature.0.cut0.accuracy.k"] == 49  # in the CSV
+
+
+def test_report_sets_held_out_rule_usage_beside_its_true_frequency(sweep: SweepDir) -> None:
+    for t in sweep.read_plan():
+        ev = _evaluate(45, 45)
+        novelty = {"novel_valid": proportion(44, 50), "in_training": proportion(1, 50)}
+        holdout = {
+            "rule": "N14 -> N10 N12",
+            "generated_using": proportion(11, 45),
+            "true_frequency": proportion(1140, 4000),
+        }
+        ev["memorisation"] = {"novelty": novelty, "holdout": holdout}
+        sweep.write_result(t.name, "evaluate", {"result": ev})
+    page = html.unescape(write_report(sweep.path).html.read_text())
+    assert "Memorisation: the held-out rule" in page and "N14 -> N10 N12" in page
+    lo, hi = wilson(11, 45)
+    assert f"0.244 [{lo:.3f},{hi:.3f}] (n=45)" in page and "0.285 [" in page

@@ -75,6 +75,44 @@ def mode_switch_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     return out
 
 
+def _ci(p: dict[str, Any] | None) -> str:
+    if not p or p.get("rate") is None:
+        return "-"
+    lo, hi = p["ci95"]
+    return f"{p['rate']:.3f} [{lo:.3f},{hi:.3f}] (n={p['n']})"
+
+
+def memorisation_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """Per run: the held-out rule, how often its valid generations use it against the rule's
+    true frequency (both with 95% intervals), and novelty."""
+    out = []
+    for row in rows:
+        m = _evaluate(row).get("memorisation")
+        if not m:
+            continue
+        h, nov = m.get("holdout") or {}, m["novelty"]
+        out.append(
+            [
+                row["run"],
+                h.get("rule") or "(none)",
+                _ci(h.get("generated_using")),
+                _ci(h.get("true_frequency")),
+                _ci(nov.get("novel_valid")),
+                _ci(nov.get("in_training")),
+            ]
+        )
+    return out
+
+
+MEMORISATION_COLUMNS = [
+    "run",
+    "held-out rule",
+    "valid generations using it",
+    "fresh strings using it",
+    "novel and valid",
+    "seen in training",
+]
+
 MODE_SWITCH_COLUMNS = ["run", "corrupted training share", "invalid cut0, high T", "at low T"]
 
 

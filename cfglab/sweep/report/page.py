@@ -22,8 +22,10 @@ from cfglab.sweep.report.collect import (
     robustness_rows,
 )
 from cfglab.sweep.report.generation import (
+    MEMORISATION_COLUMNS,
     MODE_SWITCH_COLUMNS,
     diversity_cell,
+    memorisation_rows,
     mode_switch_rows,
 )
 from cfglab.sweep.report.plots import write_plots
@@ -279,6 +281,18 @@ def render_html(
             "paper's mode switch has noisy-trained runs generate invalid strings at T = 1 "
             "about as often as their data was corrupted, and recover at low T.</p>",
             _table_html(MODE_SWITCH_COLUMNS, switch),
+        ]
+    memo = memorisation_rows(rows)
+    if any(line[1] != "(none)" for line in memo):
+        parts += [
+            "<h2>Memorisation: the held-out rule</h2>",
+            "<p>A run trained without any string that has some parse using the rule: how "
+            "often its valid cut0 generations use the rule (some parse), beside how often "
+            "fresh strings of the grammar do (95% Wilson intervals). A model that only "
+            "reproduced its training distribution would score 0; one that learned the "
+            "grammar, the true frequency. Novelty: valid generations not among the training "
+            "strings.</p>",
+            _table_html(MEMORISATION_COLUMNS, memo),
         ]
     for p in plots:
         parts += [f"<h2>{html.escape(p.stem.replace('_', ' ').capitalize())}</h2>", _img(p, p.stem)]
