@@ -261,3 +261,13 @@ def test_report_sets_held_out_rule_usage_beside_its_true_frequency(sweep: SweepD
     assert "Memorisation: the held-out rule" in page and "N14 -> N10 N12" in page
     lo, hi = wilson(11, 45)
     assert f"0.244 [{lo:.3f},{hi:.3f}] (n=45)" in page and "0.285 [" in page
+
+
+def test_paper_table_opens_the_page_when_the_sweep_asks(sweep: SweepDir) -> None:
+    assert "The paper's results at this budget" not in write_report(sweep.path).html.read_text()
+    record = json.loads(sweep.spec_path.read_text())
+    record["spec"]["report"] = {"paper_table": True}
+    sweep.spec_path.write_text(json.dumps(record))
+    page = html.unescape(write_report(sweep.path).html.read_text())
+    assert page.index("The paper's results at this budget") < page.index("<h2>Budget</h2>")
+    assert "12 mode switch" in page and "seed Q2" in page

@@ -289,6 +289,13 @@ class AttentionSection(_Strict):
         return _check_options(v, "attention", {"seed"})
 
 
+class ReportSection(_Strict):
+    """What the report opens with: `paper_table` — one row per paper result, claim, measured
+    figure and verdict (cfglab.sweep.report.paper), for sweeps that reproduce the paper."""
+
+    paper_table: bool = False
+
+
 class Resources(_Strict):
     cpu: float = Field(1, gt=0)  # per trial; its torch thread count is max(1, int(cpu))
     gpu: float = Field(0, ge=0)  # per trial; > 0 trains on CUDA
@@ -318,6 +325,7 @@ class SweepSpec(_Strict):
     probes: ProbesSection = Field(default_factory=ProbesSection)
     attention: AttentionSection = Field(default_factory=AttentionSection)
     resources: Resources = Field(default_factory=Resources)
+    report: ReportSection = ReportSection()
     max_concurrent: int | None = Field(None, ge=1)  # None: as many as resources allow
     max_failures: int = Field(2, ge=0)  # retries of a crashed trial, from its last checkpoint
     storage: str = "runs/sweeps"  # the sweep lives in STORAGE/NAME

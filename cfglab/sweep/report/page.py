@@ -257,6 +257,15 @@ def render_html(
         + "".join(f"<li>{html.escape(x)}</li>" for x in budget_lines(rows))
         + "</ul>",
     ]
+    if (spec.get("spec") or {}).get("report", {}).get("paper_table"):
+        from cfglab.sweep.report.paper import COLUMNS, paper_table
+
+        parts[2:2] = [
+            "<h2>The paper's results at this budget</h2>",
+            _table_html(COLUMNS, paper_table(rows)),
+            "<p>Verdicts are mechanical (thresholds in cfglab/sweep/report/paper.py); the "
+            "paper's figures are for its cfg3 grammars and GPT-2-small budgets.</p>",
+        ]
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in _caveats(rows)]
     parts += [
         "<h2>Results</h2>",
