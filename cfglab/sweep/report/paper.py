@@ -59,6 +59,13 @@ def _cut0(rows: list[Row], temperature: float = 1.0) -> tuple[float, float, floa
     return _pool([accuracy_by_temperature(r).get(temperature) for r in rows])
 
 
+def _learned(rows: list[Row]) -> bool:
+    """Some rot/rel/pos run on clean, full data generates valid strings (cut0 >= 0.9 at T=1):
+    below that, a missing effect says more about the budget than about the paper."""
+    by = _by_pe(_reference(rows))
+    return any((a := _cut0(rs)) and a[0] >= 0.9 for pe, rs in by.items() if pe in RELATIVE)
+
+
 def result_1(rows: list[Row]) -> tuple[str, str]:
     by = _by_pe(_reference(rows))
     acc = {pe: _cut0(rs) for pe, rs in by.items()}
@@ -94,6 +101,8 @@ def result_2(rows: list[Row]) -> tuple[str, str]:
     best = [r for r in ratios if r]
     if not best:
         return text, NOT_MEASURED
+    if not _learned(rows):
+        return text, NOT_AT_BUDGET
     if any(covered or abs(q - 1) <= 0.05 for q, covered in best):
         return text, REPRODUCED
     return text, CONTRADICTED if all(q < 0.8 for q, _ in best) else NOT_AT_BUDGET
@@ -131,7 +140,8 @@ def result_4(rows: list[Row]) -> tuple[str, str]:
         text += f" vs untrained twin {untrained:.2f}"
     if trained >= 0.9 and (untrained is None or trained - untrained >= 0.1):
         return text, REPRODUCED
-    return text, CONTRADICTED if untrained is not None and trained <= untrained else NOT_AT_BUDGET
+    contradicted = _learned(rows) and untrained is not None and trained <= untrained
+    return text, CONTRADICTED if contradicted else NOT_AT_BUDGET
 
 
 def _probe_at_end(row: Row, key: str) -> float | None:
