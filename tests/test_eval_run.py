@@ -177,3 +177,26 @@ def test_cli_refuses_bad_temperatures(evaluated) -> None:
     res = CliRunner().invoke(app, ["evaluate", str(run), "--temperatures", "hot"])
     assert res.exit_code != 0
     assert "temperatures" in str(res.exception) + res.output
+
+
+def test_cli_measures_accuracy_at_several_temperatures(evaluated) -> None:
+    run, _ = evaluated
+    args = ["evaluate", str(run), "--n", "6", "--cut", "4", "--threads", "1", "--max-length", "24"]
+    args += ["--sections", "accuracy,diversity", "--accuracy-temperatures", "0.1,0.5", "--no-write"]
+    res = CliRunner().invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert [r["temperature"] for r in data["accuracy_by_temperature"]] == [0.1, 0.5]
+    assert data["accuracy"]["cut0"]["temperature"] == 1.0  # the single-temperature option stays
+    from rich.console import Console
+
+    from cfglab.cli.eval_cmds import summary_table
+
+    console = Console(width=200, record=True)
+    console.print(summary_table(data))
+    text = console.export_text()
+    assert "cut0 at T=0.1" in text and "cut4 at T=0.5" in text
+    has_h = data["diversity"]["h"]["model"]["h"] is not None  # a 30-step model rarely ends
+    assert ("H(model) vs H(true)" in text) == has_h
+    bad = CliRunner().invoke(app, [*args, "--accuracy-temperatures", "cold"])
+    assert bad.exit_code != 0

@@ -22,9 +22,9 @@ by the evaluation's `diversity_n`.
 
 Per level. The paper also reads diversity at the nonterminal levels: for each level l, the
 sequence of level-l symbols of a valid generation's parse tree (its first tree, for an ambiguous
-string) gets the same distinct fraction and birthday bound, beside those of fresh samples of the
-grammar (their sampled trees). Which statistic the paper plots per level we could not confirm;
-these are cfglab's.
+string) gets the same distinct fraction and birthday bound, beside those of as many fresh samples
+of the grammar (their sampled trees); at most LEVEL_STRINGS generations are parsed for it. Which
+statistic the paper plots per level we could not confirm; these are cfglab's.
 
 Entropy gap (kept, beyond the paper). On the valid generations x, mean −log p_model(x) against
 mean −log p_true(x): E_model[log p_model − log p_true] is KL(model ‖ true) when every generation
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from cfglab.evaluate.generation import Decoder
 
 Z95 = 1.959963984540054
+LEVEL_STRINGS = 1000  # per-level support reads at most this many valid generations (a parse each)
 
 _EXACT_POISSON = 1000  # largest pair count whose Poisson bound is computed exactly
 
@@ -210,9 +211,9 @@ def level_diversity(
     depth = judge.grammar.depth
     if depth is None or depth < 2:
         return None
-    kept = [np.asarray(s) for s, v in zip(strings, valid) if v]
+    kept = [np.asarray(s) for s, v in zip(strings, valid) if v][:LEVEL_STRINGS]
     trees = [judge.chart.parse_trees(s, limit=1)[0] for s in kept]
-    ref = sample(judge.grammar, max(n_reference, 1), seed)
+    ref = sample(judge.grammar, max(min(n_reference, LEVEL_STRINGS), 1), seed)
     ref_trees = [ref.tree(i) for i in range(len(ref))]
     out = {}
     for level in range(1, depth):
