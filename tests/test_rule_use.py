@@ -83,3 +83,19 @@ def test_training_chunks_hold_no_string_that_can_use_the_rule() -> None:
     assert len(strings) > 50  # most strings can use the rule: fewer than 300 are left
     assert not Judge(g).uses_rule(strings, rule).any()
     assert all(x.tolist() != [0, 0] for x in strings)  # "a a" (ids 0 0) is gone entirely
+
+
+def test_holdout_rule_is_read_from_a_train_yaml(tmp_path) -> None:
+    import pytest
+
+    from cfglab.errors import CfglabError
+    from cfglab.runs import TrainConfig, load_train_config
+
+    path = tmp_path / "t.yaml"
+    path.write_text('grammar: g.cfg\nholdout_rule: "N14 -> N10 N12"\nalign_windows: false\n')
+    config = load_train_config(path)
+    assert config.holdout_rule == "N14 -> N10 N12" and config.align_windows is False
+    assert TrainConfig.model_fields["holdout_rule"].description  # the generated flag's help
+    path.write_text("grammar: g.cfg\nholdout_rule: N14 N10 N12\n")
+    with pytest.raises(CfglabError, match="holdout_rule"):
+        load_train_config(path)
