@@ -1,5 +1,6 @@
-"""Diversity of generations (the paper's Result 2, Section 3): the model's entropy beside the
-language's, a birthday-paradox bound on the support, and the same per level of the tree.
+"""Diversity of generations (the paper's Result 2, in its generation section — section number
+unconfirmed): the model's entropy beside the language's, a birthday-paradox bound on the
+support, and the same per level of the tree.
 
 H(model) against H(true). The paper sets the entropy of the model's distribution over generated
 strings beside the true CFG's. H(model) = E_{x ~ model}[−log p_model(x EOS | BOS)] is estimated

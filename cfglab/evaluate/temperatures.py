@@ -1,6 +1,8 @@
 """Generation accuracy across sampling temperatures, and the mode switch read off it.
 
-The paper's Results 12–13 (Section 6, robustness): a model trained on partly corrupted data
+The paper's Results 12–13 (its robustness section; we could not read the paper's text itself,
+only a third-party reproduction's notes and the project's fidelity review, so section numbers
+and exact figures are unconfirmed): a model trained on partly corrupted data
 generates corrupted strings at T = 1 about as often as its training data was corrupted (the
 mode switch: γ of the cut0 generations are invalid), yet clean prompts are completed correctly
 and low temperatures (τ ≈ 0.1–0.2) restore valid generations. So cut0 and cutK accuracy are
