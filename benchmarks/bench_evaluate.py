@@ -7,7 +7,8 @@ on 2 cores) so that generations are cfg3b-sized strings. Measured in the same ru
   evaluate     n cut0 generations (KV cache, finished rows dropped from the batch) + the chart's
                verdicts: the target is <= 120 s for n = 1000 on 2 CPU cores
   baselines    on the first --baseline-n prompts with the same seed: the same loop without the
-               cache (every step re-runs the whole prefix), and GPT.generate (cache, no compaction)
+               cache (every step re-runs the whole prefix). (GPT.generate, once a second loop
+               compared here, is gone: cfglab.evaluate.generation.generate is the only one.)
 """
 
 from __future__ import annotations
@@ -53,23 +54,6 @@ def train_small(out: Path, steps: int, threads: int) -> Path:
 def tokens_per_s(model, prompts: np.ndarray, vocab: Vocab, max_new: int, **kw) -> tuple[float, int]:
     g = generate(model, prompts, vocab, max_new, seed=11, **kw)
     return g.sampled / g.seconds, g.sampled
-
-
-def gpt_generate_tokens_per_s(
-    model,
-    prompts: np.ndarray,
-    vocab: Vocab,
-    max_new: int,
-    batch_size: int,
-) -> float:
-    gen = torch.Generator().manual_seed(11)
-    start, tokens = time.perf_counter(), 0
-    for lo in range(0, len(prompts), batch_size):
-        idx = torch.as_tensor(prompts[lo : lo + batch_size])
-        out = model.generate(idx, max_new, generator=gen, stop_token=vocab.eos)[:, 1:]
-        stopped = (out == vocab.eos).int().cumsum(dim=1) <= 1  # tokens up to the first EOS
-        tokens += int(stopped.sum())
-    return tokens / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -124,15 +108,9 @@ def main() -> None:
     nocache, _ = tokens_per_s(
         ctx.model, prompts, vocab, cap + 1, batch_size=bs, use_cache=False, device=ctx.device
     )
-    plain = (
-        gpt_generate_tokens_per_s(ctx.model, torch.as_tensor(prompts).numpy(), vocab, cap + 1, bs)
-        if args.device == "cpu"
-        else float("nan")
-    )
     print(f"\nbaselines on {m} prompts (tokens/s):")
     print(f"  KV cache + compaction   {ours:10,.0f}")
     print(f"  no cache (re-run all)   {nocache:10,.0f}   ratio {ours / nocache:6.1f}x")
-    print(f"  GPT.generate (cache)    {plain:10,.0f}   ratio {ours / plain:6.2f}x")
 
 
 if __name__ == "__main__":

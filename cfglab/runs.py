@@ -74,8 +74,8 @@ class TrainConfig(BaseModel):
     mask_prob: float = Field(0.15, gt=0, lt=1, description="mlm only: BERT masking rate.")
     holdout_rule: str | None = Field(
         None,
-        description='A rule never trained on, e.g. "N18 -> N15 N14 N13": strings using it are '
-        "left out.",
+        description='A rule "LHS -> SYM ..." no training string may use, in any of its parse '
+        'trees (cfglab.chart.rules), e.g. "N18 -> N15 N14 N13".',
     )
     seed: int = Field(0, description="Seed of the model's initialisation and the data stream.")
     threads: int = Field(0, ge=0, description="torch threads (0 = all cores).")
@@ -96,7 +96,7 @@ class TrainConfig(BaseModel):
     align_windows: bool = Field(
         True,
         description="Start every training window at a string's BOS, as generation does "
-        "(default), or cut the stream anywhere.",
+        "(default), or cut windows anywhere in the packed stream, as the paper does.",
     )
     bias: bool = Field(True, description="Biases in Linear and LayerNorm layers (GPT-2 has them).")
     mlp_ratio: int = Field(4, ge=1, description="MLP hidden width = mlp_ratio * dim.")

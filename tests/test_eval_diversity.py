@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from eval_support import TINY, judge
 
+from cfglab.data.vocab import Vocab
 from cfglab.evaluate.baselines import OracleModel, UniformModel
 from cfglab.evaluate.context import fresh_strings
 from cfglab.evaluate.diversity import entropy_gap, poisson_upper, support_bounds
@@ -78,3 +79,63 @@ def test_entropy_gap_skips_invalid_strings() -> None:
     j = judge(TINY)
     gap = entropy_gap(UniformModel(3), j, [np.array([0, 0, 0]), np.array([], dtype=np.int64)])
     assert gap["n"] == 0 and gap["gap"] is None
+
+
+# --- H(model) beside H(true), per-level support --------------------------------------------------
+
+
+def test_oracle_entropy_equals_the_languages_within_the_interval() -> None:
+    """An oracle sampling the chart's law: its estimated H(model) covers the exact H(true)."""
+    from eval_support import LONGER
+
+    from cfglab.evaluate.diversity import diversity_of
+    from cfglab.evaluate.generation import accuracy_at_cut
+
+    j = judge(LONGER)
+    done = accuracy_at_cut(OracleModel(j), j, 400, 0, max_length=40, seed=5, batch_size=200)
+    d = diversity_of(
+        OracleModel(j), j, done.strings, done.valid, ended=done.generations.ended, levels=True
+    )
+    h = d["h"]
+    lo, hi = h["model"]["ci95"]
+    assert h["model"]["n"] == 400 and hi - lo < 0.5  # a real interval, not a vacuous one
+    assert h["true_in_model_ci"] and lo <= h["true"]["h"] <= hi
+    assert h["ratio"] == pytest.approx(1.0, abs=0.05)
+    levels = d["levels"]
+    assert set(levels) == {"1", "2"}
+    for lv in levels.values():  # the oracle's level-l sequences are as diverse as the truth's
+        assert lv["generated"]["n"] == 400 and lv["true"]["n"] == 400
+        assert (
+            abs(lv["generated"]["distinct"] - lv["true"]["distinct"])
+            <= 0.25 * lv["true"]["distinct"]
+        )
+
+
+def test_a_peaked_model_has_lower_entropy_than_the_language() -> None:
+    """At T = 1 a sharpened oracle is another model: its H(model) falls below H(true)."""
+    from eval_support import LONGER
+
+    from cfglab.evaluate.diversity import entropies, model_entropy, true_entropy
+    from cfglab.evaluate.generation import accuracy_at_cut
+
+    class Sharp(OracleModel):
+        def next_rows(self, tokens: list[int]) -> np.ndarray:
+            rows = super().next_rows(tokens) * 4.0  # p^4, renormalised by the softmax
+            return rows - np.logaddexp.reduce(rows, axis=1, keepdims=True)
+
+    j = judge(LONGER)
+    done = accuracy_at_cut(Sharp(j), j, 200, 0, max_length=40, seed=1, batch_size=200)
+    m = model_entropy(Sharp(j), Vocab(j.n_terminals), done.strings, done.generations.ended)
+    h = entropies(m, true_entropy(j.grammar))
+    assert h["model"]["ci95"][1] < h["true"]["h"] and not h["true_in_model_ci"]
+
+
+def test_level_sequences_read_the_tree_by_depth() -> None:
+    from cfglab.evaluate.diversity import level_sequences
+    from cfglab.grammar.core import Tree
+
+    leaf = Tree("a", [])
+    tree = Tree("S", [Tree("A", [leaf, leaf]), Tree("B", [leaf])])
+    assert level_sequences(tree, 0) == ("S",)
+    assert level_sequences(tree, 1) == ("A", "B")
+    assert level_sequences(tree, 2) == ("a", "a", "a")

@@ -29,8 +29,14 @@ def test_uniform_model_kl_on_a_single_string_grammar_by_hand() -> None:
     j = judge(SINGLE)
     got = kl_to_truth(UniformModel(3), j, [np.array([0, 1, 2])])
     assert got["n_positions"] == 4
-    assert got["mean"] == pytest.approx(by_hand, rel=1e-9)
-    assert got["by_position"] == pytest.approx([by_hand] * 4, rel=1e-6)
+    assert got["mean_support_only"] == pytest.approx(by_hand, rel=1e-9)
+    # With the stray outcome (BOS/MASK, probability 0 for both): 5 outcomes after smoothing.
+    q1, q0, m = (1 + e) / (1 + 5 * e), e / (1 + 5 * e), 1 / (1 + 5 * e)
+    with_stray = q1 * math.log(q1 / (m / 4 + q0)) + 3 * q0 * math.log(q0 / (m / 4 + q0))
+    with_stray += q0 * math.log(q0 / q0)  # the stray outcome: eps on both sides
+    assert got["mean"] == pytest.approx(with_stray, rel=1e-6)
+    assert got["by_position"] == pytest.approx([with_stray] * 4, rel=1e-6)
+    assert got["stray_mass"]["mean"] == 0.0
 
 
 def test_oracle_kl_is_zero_and_uniform_kl_is_positive() -> None:
@@ -44,7 +50,27 @@ def test_oracle_kl_is_zero_and_uniform_kl_is_positive() -> None:
     # uniform: the KL of each truth row against 1/4, recomputed here row by row
     truth = np.concatenate([j.next_token(s) for s in strings])
     p = smooth(truth)
-    assert uniform["mean"] == pytest.approx(float((p * np.log(4 * p)).sum(axis=1).mean()))
+    assert uniform["mean_support_only"] == pytest.approx(
+        float((p * np.log(4 * p)).sum(axis=1).mean())
+    )
+    assert uniform["mean"] == pytest.approx(uniform["mean_support_only"], abs=1e-4)
+
+
+def test_stray_mass_is_reported_and_paid_for() -> None:
+    """A model leaking s of its mass onto BOS pays about −log(1 − s) nats per position."""
+    j, leak = judge(TINY), 0.2
+
+    class Leaky(OracleModel):
+        def next_rows(self, tokens: list[int]) -> np.ndarray:
+            rows = super().next_rows(tokens) + math.log(1 - leak)
+            rows[:, self.vocab.bos] = math.log(leak)
+            return rows
+
+    strings = fresh_strings(j.grammar, 20, seed=0)
+    got = kl_to_truth(Leaky(j), j, strings)
+    assert got["stray_mass"]["mean"] == pytest.approx(leak, rel=1e-5)
+    assert got["mean_support_only"] < 1e-5  # dropping the leak hides it entirely
+    assert got["mean"] == pytest.approx(-math.log(1 - leak), rel=0.01)
 
 
 @given(

@@ -25,6 +25,9 @@ SMALL = {
     "masked_strings": 3,
     "masked_per_string": 2,
     "reference_n": 50,
+    "accuracy_temperatures": [0.1, 1.0],
+    "temperature_n": 4,
+    "diversity_n": 16,
 }
 
 
@@ -47,7 +50,14 @@ def test_eval_json_has_every_section_with_its_counts(evaluated) -> None:
     assert rb["mode_switch"]["invalid"]["n"] == 12
     assert result["memorisation"]["holdout"]["rule"] == 'X -> Z "b"'
     assert result["memorisation"]["holdout"]["true_frequency"]["n"] == 50
-    assert result["diversity"]["all"]["n"] == 12
+    div = result["diversity"]
+    assert div["all"]["n"] == 16 and div["n"] == 16  # 12 cut0 generations + 4 more
+    assert div["h"]["model"]["n"] + div["h"]["model"]["unended"] == 16
+    assert div["h"]["true"]["h"] > 0 and set(div["levels"]) == {"1", "2"}
+    by_t = result["accuracy_by_temperature"]
+    assert [r["temperature"] for r in by_t] == [0.1, 1.0]
+    assert all(r["cut0"]["accuracy"]["n"] == 4 and r["cut4"]["accuracy"]["n"] == 4 for r in by_t)
+    assert [s["temperature"] for s in rb["mode_switch"]["by_temperature"]] == [0.1, 1.0]
     assert result["masked"]["model"] == "decoder" and result["masked"]["n_positions"] == 6
     assert result["timing"]["generations"] == 24 and result["seconds"]["total"] > 0
 
@@ -55,8 +65,10 @@ def test_eval_json_has_every_section_with_its_counts(evaluated) -> None:
 def test_generations_jsonl_can_be_rechecked(evaluated) -> None:
     run, result = evaluated
     lines = [json.loads(x) for x in (run / "eval" / "generations.jsonl").read_text().splitlines()]
-    assert len(lines) == 12 + 12 + 6 * 2
-    assert {x["section"] for x in lines} == {"cut0", "cut4", "robustness"}
+    assert len(lines) == 12 + 12 + 6 * 2 + 2 * 2 * 4
+    sections = {"cut0", "cut4", "robustness"}
+    sections |= {f"temperature{t}-cut{c}" for t in ("0.1", "1") for c in (0, 4)}
+    assert {x["section"] for x in lines} == sections
     j = judge(LONGER)
     for x in lines:
         tokens = np.array(j.grammar.encode(x["string"].split()), dtype=np.int64)
@@ -99,6 +111,8 @@ def test_options_are_validated() -> None:
         "kl_strings": 10,
         "masked_strings": 4,
         "reference_n": 400,
+        "temperature_n": 20,
+        "diversity_n": 40,
     }
 
 
@@ -163,3 +177,26 @@ def test_cli_refuses_bad_temperatures(evaluated) -> None:
     res = CliRunner().invoke(app, ["evaluate", str(run), "--temperatures", "hot"])
     assert res.exit_code != 0
     assert "temperatures" in str(res.exception) + res.output
+
+
+def test_cli_measures_accuracy_at_several_temperatures(evaluated) -> None:
+    run, _ = evaluated
+    args = ["evaluate", str(run), "--n", "6", "--cut", "4", "--threads", "1", "--max-length", "24"]
+    args += ["--sections", "accuracy,diversity", "--accuracy-temperatures", "0.1,0.5", "--no-write"]
+    res = CliRunner().invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert [r["temperature"] for r in data["accuracy_by_temperature"]] == [0.1, 0.5]
+    assert data["accuracy"]["cut0"]["temperature"] == 1.0  # the single-temperature option stays
+    from rich.console import Console
+
+    from cfglab.cli.eval_cmds import summary_table
+
+    console = Console(width=200, record=True)
+    console.print(summary_table(data))
+    text = console.export_text()
+    assert "cut0 at T=0.1" in text and "cut4 at T=0.5" in text
+    has_h = data["diversity"]["h"]["model"]["h"] is not None  # a 30-step model rarely ends
+    assert ("H(model) vs H(true)" in text) == has_h
+    bad = CliRunner().invoke(app, [*args, "--accuracy-temperatures", "cold"])
+    assert bad.exit_code != 0

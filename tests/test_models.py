@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cfglab.data.vocab import Vocab
 from cfglab.errors import CfglabError
+from cfglab.evaluate.generation import generate
 from cfglab.models import (
     DECODER_PES,
     MODEL_BUILDERS,
@@ -31,6 +33,7 @@ from cfglab.models.kernels import (
 )
 
 VOCAB, CONTEXT = 11, 16
+VOCAB_OF = Vocab(VOCAB - 3)  # 8 terminals, then BOS, EOS, MASK
 VARIANTS = [(pe.value, "abs") for pe in DECODER_PES] + [("mlm", "abs"), ("mlm", "rel")]
 VARIANT_IDS = [pe if pe != "mlm" else f"mlm-{m}" for pe, m in VARIANTS]
 DECODERS = [pe.value for pe in DECODER_PES]
@@ -306,7 +309,7 @@ def test_abs_refuses_positions_past_the_context() -> None:
     with pytest.raises(CfglabError, match="16 positions"):
         model(tokens(1, CONTEXT + 1))
     with pytest.raises(CfglabError, match="16 positions"):
-        model.generate(tokens(1, 4), CONTEXT)
+        generate(model, tokens(1, 4).numpy(), VOCAB_OF, CONTEXT)
 
 
 @pytest.mark.parametrize("pe", ["rel", "rot", "pos", "uni"])
@@ -331,32 +334,32 @@ def test_incremental_steps_equal_the_full_forward(pe: str) -> None:
     assert torch.allclose(torch.cat(pieces, dim=1), full, atol=1e-5)
 
 
+def _sample(model: torch.nn.Module, prompt: torch.Tensor, new: int, **kw) -> list[list[int]]:
+    """Completions by the one generation loop (stops on EOS, BOS or MASK: VOCAB_OF's specials)."""
+    out = generate(model, prompt.cpu().numpy(), VOCAB_OF, new, device=str(prompt.device), **kw)
+    return [c.tolist() for c in out.completions]
+
+
 @pytest.mark.parametrize("pe", DECODERS)
 def test_cached_generation_equals_uncached(pe: str) -> None:
-    model, prompt = tiny_model(pe), tokens(3, 4)
+    model, prompt = tiny_model(pe), tokens(3, 4) % VOCAB_OF.n_terminals
     new = CONTEXT - 4 if pe == "abs" else 2 * CONTEXT  # relative variants run past the context
-    runs = []
-    for use_cache in (True, False):
-        g = torch.Generator().manual_seed(7)
-        runs.append(model.generate(prompt, new, temperature=1.0, generator=g, use_cache=use_cache))
-    assert runs[0].shape == (3, 4 + new)
-    assert torch.equal(runs[0][:, :4], prompt)
-    assert torch.equal(runs[0], runs[1])
-    g = torch.Generator().manual_seed(8)
-    assert not torch.equal(model.generate(prompt, new, generator=g), runs[0])  # seed matters
+    runs = [_sample(model, prompt, new, seed=7, use_cache=use_cache) for use_cache in (True, False)]
+    assert runs[0] == runs[1]
+    assert all(len(c) <= new for c in runs[0])
+    assert _sample(model, prompt, new, seed=8) != runs[0]  # the seed matters
 
 
-def test_generate_stops_and_pads_with_the_stop_token() -> None:
-    model, prompt = tiny_model("rot"), tokens(4, 3)
-    stop = int(model(prompt)[0][0, -1].argmax())  # row 0's greedy next token
-    out = model.generate(prompt, 10, temperature=0, stop_token=stop)
-    assert out[0, 3] == stop and (out[0, 3:] == stop).all()
-    for row in out[:, 3:]:
-        hits = (row == stop).nonzero()
-        if len(hits):
-            assert (row[hits[0, 0] :] == stop).all()
-    if all((row == stop).any() for row in out[:, 3:]):
-        assert out.size(1) < 13 or (out[:, -1] == stop).all()
+def test_greedy_generation_follows_the_argmax() -> None:
+    model, prompt = tiny_model("rot"), tokens(4, 3) % VOCAB_OF.n_terminals
+    completions = _sample(model, prompt, 10, temperature=0)
+    for row, completion in zip(prompt, completions):
+        seq = row.tolist()
+        for tok in completion:  # every emitted token is the greedy choice after its prefix
+            assert tok == int(model(torch.tensor([seq]))[0][0, -1].argmax())
+            seq.append(tok)
+        if len(completion) < 10:  # it stopped: on a special token
+            assert int(model(torch.tensor([seq]))[0][0, -1].argmax()) >= VOCAB_OF.n_terminals
 
 
 def test_cache_select_keeps_rows() -> None:
@@ -404,11 +407,12 @@ def test_bf16_training_step_and_generation(pe: str, mlm_pe: str, device: str) ->
     assert abs(loss.item() - fp32_loss.item()) < 0.02 * fp32_loss.item()
     if pe != "mlm":
         model.eval()
-        runs = []
-        for use_cache in (True, False):
-            g = torch.Generator(device=device).manual_seed(3)
-            runs.append(model.generate(idx[:, :3], CONTEXT - 3, generator=g, use_cache=use_cache))
-        assert torch.equal(runs[0], runs[1])
+        prompt = idx[:, :3] % VOCAB_OF.n_terminals
+        runs = [
+            _sample(model, prompt, CONTEXT - 3, seed=3, use_cache=use_cache)
+            for use_cache in (True, False)
+        ]
+        assert runs[0] == runs[1]
 
 
 @pytest.mark.parametrize("pe", DECODERS)

@@ -209,3 +209,65 @@ def test_flatten() -> None:
         "a.c.1": 2,
         "d": None,
     }
+
+
+def _generation_results(k_high: int, k_low: int, h_model: float, n: int = 50) -> dict:
+    ev = _evaluate(k_high, k_high)
+    ev["accuracy_by_temperature"] = [
+        {
+            "temperature": 0.1,
+            "cut0": {"accuracy": proportion(k_low, n)},
+            "cut20": {"accuracy": proportion(k_low, n)},
+        }
+    ]
+    ev["diversity"] = {
+        "all": {"distinct": 48, "n": n, "support_lower_bound": 400.0},
+        "h": {"model": {"h": h_model, "ci95": [h_model - 0.3, h_model + 0.3]}, "true": {"h": 11.9}},
+    }
+    return ev
+
+
+def test_report_reads_temperatures_diversity_and_the_mode_switch(sweep: SweepDir) -> None:
+    for i, t in enumerate(sweep.read_plan()):
+        noisy = t.coordinates["noise_fraction"] > 0
+        result = _generation_results(40 if noisy else 49, 49, 11.0 + i / 10)
+        sweep.write_result(t.name, "evaluate", {"result": result})
+    files = write_report(sweep.path)
+    names = sorted(p.name for p in files.plots)
+    assert "temperatures.png" in names and "diversity.png" in names
+    page = html.unescape(files.html.read_text())
+    assert "Mode switch across temperatures" in page
+    # a noisy run: 10 of 50 invalid at T = 1, 1 of 50 at T = 0.1
+    assert "0.200 [" in page and "(T=1)" in page and "0.020 [" in page and "(T=0.1)" in page
+    _, rows = collect(sweep.path)
+    columns, body = headline(rows)
+    col = columns.index("H(model) [95% CI] / H(true)")
+    assert body[0][col] == "11.00 [10.70,11.30] / 11.9"
+    assert rows[0]["evaluate.accuracy_by_temperature.0.cut0.accuracy.k"] == 49  # in the CSV
+
+
+def test_report_sets_held_out_rule_usage_beside_its_true_frequency(sweep: SweepDir) -> None:
+    for t in sweep.read_plan():
+        ev = _evaluate(45, 45)
+        novelty = {"novel_valid": proportion(44, 50), "in_training": proportion(1, 50)}
+        holdout = {
+            "rule": "N14 -> N10 N12",
+            "generated_using": proportion(11, 45),
+            "true_frequency": proportion(1140, 4000),
+        }
+        ev["memorisation"] = {"novelty": novelty, "holdout": holdout}
+        sweep.write_result(t.name, "evaluate", {"result": ev})
+    page = html.unescape(write_report(sweep.path).html.read_text())
+    assert "Memorisation: the held-out rule" in page and "N14 -> N10 N12" in page
+    lo, hi = wilson(11, 45)
+    assert f"0.244 [{lo:.3f},{hi:.3f}] (n=45)" in page and "0.285 [" in page
+
+
+def test_paper_table_opens_the_page_when_the_sweep_asks(sweep: SweepDir) -> None:
+    assert "The paper's results at this budget" not in write_report(sweep.path).html.read_text()
+    record = json.loads(sweep.spec_path.read_text())
+    record["spec"]["report"] = {"paper_table": True}
+    sweep.spec_path.write_text(json.dumps(record))
+    page = html.unescape(write_report(sweep.path).html.read_text())
+    assert page.index("The paper's results at this budget") < page.index("<h2>Budget</h2>")
+    assert "12 mode switch" in page and "seed Q2" in page

@@ -268,3 +268,30 @@ def test_resume_accepts_a_plan_written_before_a_field_existed(project: Path) -> 
     sweep.plan_path.write_text(json.dumps(plan))
     with pytest.raises(CfglabError, match="sweep file changed"):
         prepare(load_sweep(path), resume=True, say=print)
+
+
+def test_data_axes_multiply_the_grid_and_name_the_runs(project: Path) -> None:
+    text = GOOD + 'data: {align_windows: [true, false], holdout_rules: [null, "S -> A B"]}\n'
+    plan = expand(load_sweep(_write(project, text)))
+    assert len(plan.trials) == 2 * 3 * 2 * 4
+    t = plan.trial("small-rot-clean-any-ho1-s0")
+    assert t.coordinates["align_windows"] is False and t.coordinates["holdout_rule"] == "S -> A B"
+    config = t.config()
+    assert config.align_windows is False and config.holdout_rule == "S -> A B"
+    assert plan.trial("small-rot-clean-bos-full-s0").config().holdout_rule is None
+    one = expand(load_sweep(_write(project, GOOD + "data: {align_windows: false}\n")))
+    assert len(one.trials) == 12 and not one.trials[0].config().align_windows
+    assert "any" not in one.trials[0].name  # a single value names nothing
+
+
+def test_a_bad_holdout_rule_in_the_data_axis_is_located(project: Path) -> None:
+    with pytest.raises(CfglabError, match="holdout_rules"):
+        load_sweep(_write(project, GOOD + "data: {holdout_rules: [S A B]}\n"))
+
+
+def test_holdout_rules_can_be_given_per_grammar(project: Path) -> None:
+    text = GOOD + 'data: {holdout_rules: {small: [null, "S -> A B"], other: ["X -> Y"]}}\n'
+    plan = expand(load_sweep(_write(project, text)))
+    assert len(plan.trials) == 12 * 2
+    assert plan.trial("small-rot-clean-ho1-s0").config().holdout_rule == "S -> A B"
+    assert plan.trial("small-rot-clean-full-s0").coordinates["holdout_rule"] is None

@@ -14,6 +14,9 @@
   local_ambiguity      {window, score, per_level, readings_per_constituent, definition}: bits of
                        boundary uncertainty a window of w tokens leaves, and locally derivable
                        spans per real constituent, by level (docs/ambiguity.md)
+  tree_given_string    E[H(tree | string)] in nats over the sampled strings, with its 95%
+                       interval: the mean entropy of the exact posterior over parse trees
+                       (cfglab.analysis.entropy; 0 for an unambiguous sample)
   flip_sensitivity     fraction of random single-token substitutions (several per string) whose
                        result is still in the language
 A grammar with a unit-rule cycle has strings with infinitely many parse trees: the report then
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cfglab.analysis.entropy import conditional_entropy
 from cfglab.chart.front import Chart
 from cfglab.chart.general import InfiniteParsesError
 from cfglab.errors import CfglabError
@@ -69,6 +73,8 @@ def ambiguity_report(
     if counts is not None:
         report.update(_count_stats(counts))
         report["witness"] = _witness(chart, strings, counts)
+        if not chart.recursive:  # a recursive grammar's strings here are truncated samples
+            report["tree_given_string"] = conditional_entropy(chart, strings, counts)
     report["local_ambiguity"] = local_ambiguity(chart, samples, window)
     report["flip_sensitivity"] = flip_sensitivity(chart, strings, flips_per_string, rng)
     return report

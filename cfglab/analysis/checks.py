@@ -95,6 +95,7 @@ class CheckReport(BaseModel):
     depth: DepthReport | None = None
     lengths: LengthReport | None = None
     ambiguity: dict | None = None  # filled by cfglab.analysis.ambiguity
+    entropy: dict | None = None  # cfglab.analysis.entropy: H(trees) exact, H(strings) with CI
     errors: list[Finding] = []
     warnings: list[Finding] = []
     violations: list[Finding] = []
@@ -145,6 +146,8 @@ def check_grammar(
     report.warnings += length_warnings
     if ambiguity_strings > 0 and not report.errors:
         report.ambiguity = _ambiguity(grammar, ambiguity_strings, seed)
+    if not report.errors and not report.lengths.expected_infinite:
+        report.entropy = _entropy(grammar, report.ambiguity)
     report.violations += _violations(report, constraints)
     return report
 
@@ -639,6 +642,16 @@ def _ambiguity(g: Grammar, n_strings: int, seed: int) -> dict:
     )
 
     return ambiguity_report(g, n_strings=n_strings, seed=seed)
+
+
+def _entropy(g: Grammar, ambiguity: dict | None) -> dict:
+    """Exact H(trees); H(strings) when the ambiguity pass estimated E[H(tree | string)]."""
+    from cfglab.analysis.entropy import entropy_report
+
+    cond = (ambiguity or {}).get("tree_given_string")
+    if cond is None:
+        cond = {"n_strings": 0, "mean": None, "note": "no ambiguity analysis"}
+    return entropy_report(g, conditional=cond)
 
 
 # --- constraints ---------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any, NamedTuple
 
@@ -124,9 +124,15 @@ class Chart:
         counts = self._root_values(strings, COUNTING, check_exact=True)
         return [0 if c is None else int(c) for c in counts]
 
-    def log_inside(self, strings: Sequence[StringLike]) -> np.ndarray:
-        """log P(string) under the PCFG (rule weights normalised per left side); -inf outside."""
-        vals = self._root_values(strings, LOG_INSIDE)
+    def log_inside(self, strings: Sequence[StringLike], power: float = 1.0) -> np.ndarray:
+        """log P(string) under the PCFG (rule weights normalised per left side); -inf outside.
+
+        With `power` β: log Σ_t P(t)^β over the string's parse trees t (β = 1: log P(string)).
+        Its derivative in β at 1 is E[log P(t) | string], which gives the entropy of the posterior
+        over trees (cfglab.analysis.entropy).
+        """
+        sr = LOG_INSIDE if power == 1.0 else replace(LOG_INSIDE, power=power)
+        vals = self._root_values(strings, sr)
         return np.array([-np.inf if v is None else float(v) for v in vals])
 
     def min_substitutions(

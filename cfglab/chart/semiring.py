@@ -38,11 +38,14 @@ class Semiring:
     zero: Any
     one: Any
     mismatch: Any = None  # a leaf whose token differs from the string's: None = no leaf at all
+    power: float = (
+        1.0  # log_inside only: rules weigh p^power, so a string's value is Σ_t p(t)^power
+    )
 
     def rule_values(self, rule_prob: np.ndarray) -> np.ndarray:
         """How each rule's probability enters a derivation's product."""
         if self.name == "log_inside":
-            return np.log(rule_prob)
+            return self.power * np.log(rule_prob)
         return np.full(len(rule_prob), self.one, dtype=self.dtype)
 
     def full(self, shape: int | tuple[int, ...], value: Any) -> np.ndarray:

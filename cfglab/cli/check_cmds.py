@@ -180,7 +180,25 @@ def _facts_table(report: CheckReport) -> Table:
         )
         table.add_row("parse trees (language)", trees)
     table.add_row("ambiguity", _ambiguity_text(report.ambiguity))
+    if report.entropy is not None:
+        table.add_row("entropy", _entropy_text(report.entropy))
     return table
+
+
+def _entropy_text(ent: dict) -> str:
+    """H(strings) in nats per string and per token (exact, or with its 95% interval)."""
+    h, trees = ent.get("h_strings"), ent.get("h_trees")
+    if trees is None:
+        return ent.get("note", "not computed")
+    if h is None:
+        return f"H(trees) = {trees:.4g} nats (an upper bound on H(strings); not estimated)"
+    if ent["exact"]:
+        return f"{h:.4g} nats/string, {ent['per_token']:.4g} nats/token (exact if unambiguous)"
+    lo, hi = ent["h_strings_ci95"]
+    return (
+        f"{h:.4g} nats/string [{lo:.4g}, {hi:.4g}], {ent['per_token']:.4g} nats/token "
+        f"(H(trees) {trees:.4g} − E[H(tree | string)], Monte Carlo)"
+    )
 
 
 def _opt(value: int | None, missing: str) -> str:

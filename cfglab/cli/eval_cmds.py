@@ -42,6 +42,15 @@ def evaluate_command(
     temperatures: str = typer.Option(
         "0.1,0.2,0.5,1.0", "--temperatures", help="Robustness sweep, comma-separated."
     ),
+    accuracy_temperatures: str = typer.Option(
+        "",
+        "--accuracy-temperatures",
+        help="Also cut0/cutK accuracy on clean prompts at each of these, comma-separated "
+        "(e.g. 0.1,0.2,1.0).",
+    ),
+    diversity_n: int | None = typer.Option(
+        None, "--diversity-n", min=1, help="cut0 generations for diversity (default --n)."
+    ),
     corruption_rate: float = typer.Option(
         0.15,
         "--corruption-rate",
@@ -82,6 +91,10 @@ def evaluate_command(
         "cut": cut,
         "temperature": temperature,
         "temperatures": _floats(temperatures, "--temperatures"),
+        "accuracy_temperatures": _floats(accuracy_temperatures, "--accuracy-temperatures")
+        if accuracy_temperatures.strip()
+        else [],
+        "diversity_n": diversity_n,
         "corruption_rate": corruption_rate,
         "max_length": max_length,
         "step": step,
@@ -145,6 +158,10 @@ def summary_table(r: dict[str, Any]) -> Table:
     t.add_column("value", justify="right")
     for name, acc in (r.get("accuracy") or {}).items():
         t.add_row(f"accuracy {name} (T={acc['temperature']})", _rate(acc["accuracy"]))
+    for row in r.get("accuracy_by_temperature") or []:
+        for name, acc in row.items():
+            if name != "temperature":
+                t.add_row(f"  {name} at T={row['temperature']:g}", _rate(acc["accuracy"]))
     if "timing" in r:
         tm = r["timing"]
         t.add_row(
@@ -172,6 +189,15 @@ def _diversity_rows(t: Table, d: dict[str, Any] | None) -> None:
     if not d:
         return
     a, e = d["all"], d["entropy"]
+    h = d.get("h") or {}
+    if h.get("model", {}).get("h") is not None:
+        m, tr = h["model"], h["true"]
+        lo, hi = m["ci95"]
+        true_h = "-" if tr["h"] is None else f"{tr['h']:.2f}"
+        t.add_row(
+            "entropy H(model) vs H(true) (nats/string)",
+            f"{m['h']:.2f} [{lo:.2f}, {hi:.2f}] vs {true_h}  (n={m['n']})",
+        )
     t.add_row("distinct generations", f"{a['distinct']}/{a['n']}")
     t.add_row("support ≥ (birthday, 95%)", f"{a['support_lower_bound']:,.0f}")
     if e["n"]:

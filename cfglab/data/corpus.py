@@ -56,7 +56,7 @@ class TokenStream:
     seed: int
     worker: int = 0
     noise: NoiseConfig = field(default_factory=NoiseConfig)
-    holdout_rule: int | None = None  # drop every string whose tree uses this rule index
+    holdout_rule: int | None = None  # drop every string with some parse using this rule index
     chunk_strings: int = 512
     aligned: bool = False  # batch(): every window starts at a BOS (see the module docstring)
     state: StreamState = field(default_factory=StreamState)
@@ -135,8 +135,10 @@ def make_chunk(
     rng = np.random.default_rng(np.random.SeedSequence([seed, worker + 1, k]))
     s = sample(grammar, n_strings, rng)
     tokens, offsets = s.tokens, s.offsets
-    if holdout_rule is not None:
-        tokens, offsets = _drop_strings(tokens, offsets, s.uses_rule(holdout_rule))
+    if holdout_rule is not None:  # some parse uses the rule: cfglab.chart.rules says why
+        from cfglab.chart.rules import samples_using
+
+        tokens, offsets = _drop_strings(tokens, offsets, samples_using(grammar, s, holdout_rule))
     noisy = tokens
     if noise.fraction > 0 and noise.rate > 0:
         noisy, _ = corrupt_strings(

@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cfglab.grammar.core import Grammar, Tree
+from cfglab.grammar.core import Grammar
 
 if TYPE_CHECKING:
     from cfglab.chart.front import Chart
 
 Strings = Sequence[np.ndarray]
-TREE_LIMIT = 64  # parse trees read per string when asking whether any uses a rule
 
 
 class Judge:
@@ -85,15 +84,12 @@ class Judge:
     def uses_rule(self, strings: Strings, rule: int) -> np.ndarray:
         """(n,) bool: some parse tree of the (valid) string expands a node with `rule`.
 
-        Of an ambiguous string only the first TREE_LIMIT trees are read.
+        Exact for any number of parses (cfglab.chart.rules: the definition training and the
+        reference frequency use too).
         """
-        return np.array([self._uses_rule(np.asarray(s), rule) for s in strings], dtype=bool)
+        from cfglab.chart.rules import rule_use
 
-    def _uses_rule(self, string: np.ndarray, rule: int) -> bool:
-        if not len(string):
-            return False
-        trees = self.chart.parse_trees(string, limit=TREE_LIMIT)
-        return any(_tree_uses(t, rule) for t in trees)
+        return rule_use(self.grammar, rule).uses(strings)
 
 
 def _count(result: Any) -> int:  # a count, or (count, repaired)
@@ -111,13 +107,3 @@ def _by_nonempty(
     if keep:
         out[keep] = values
     return out
-
-
-def _tree_uses(tree: Tree, rule: int) -> bool:
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if node.rule == rule:
-            return True
-        stack.extend(node.children)
-    return False

@@ -4,6 +4,13 @@ The authors' convention: at every position of every string (after BOS and after 
 up to and including the position where EOS is due), both distributions over {EOS} ∪ terminals get
 ε = 1e-5 added and are renormalised; the figure is the mean over all positions of KL(true ‖ model).
 The curve by position averages over the strings long enough to have that position.
+
+Stray mass. The model also has BOS and MASK in its vocabulary, which the grammar never emits.
+Their mass is kept as one more outcome (true probability 0) before smoothing, so a model that
+leaks mass there pays for it in `mean` (about −log(1 − s) nats for a leak s), and `stray_mass`
+reports the leak itself (mean and max over positions). `mean_support_only` is the KL with that
+mass dropped before smoothing (cfglab's earlier figure), for comparison. Whether the paper's KL
+ran over the model's whole vocabulary we could not confirm.
 """
 
 from __future__ import annotations
@@ -80,8 +87,20 @@ def kl_to_truth(
 
     vocab = Vocab(judge.n_terminals)
     truth = judge.next_tokens(strings)
-    model_rows = next_token_probs(model, strings, vocab, batch_size, device)
-    return summarise(kl_curves(truth, model_rows, eps), eps)
+    rows = next_token_probs(model, strings, vocab, batch_size, device, stray=True)
+    with_stray = [np.concatenate([t, np.zeros((len(t), 1))], axis=1) for t in truth]
+    out = summarise(kl_curves(with_stray, rows, eps), eps)
+    support = summarise(kl_curves(truth, [r[:, :-1] for r in rows], eps), eps)
+    leak = np.concatenate([r[:, -1] for r in rows]) if rows else np.zeros(0)
+    return {
+        **out,
+        "mean_support_only": support["mean"],
+        "stray_mass": {
+            "mean": float(leak.mean()) if leak.size else None,
+            "max": float(leak.max()) if leak.size else None,
+            "tokens": "BOS, MASK",
+        },
+    }
 
 
 def kl_report(

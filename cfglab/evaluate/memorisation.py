@@ -2,9 +2,12 @@
 
 Novelty: the share of generated strings that occur among the strings the run trained on (the
 run directory records their 64-bit hashes; a generation is hashed the same way).
-Held-out pattern: a run trained with `holdout_rule` never saw a string whose tree uses that rule.
-How often do its valid generations use the rule (in some parse tree), against how often fresh
-strings of the grammar do?
+Held-out pattern: a run trained with `holdout_rule` never saw a string that uses that rule. How
+often do its valid generations use the rule, against how often fresh strings of the grammar do?
+"Uses" means the same everywhere — in the training filter, the true frequency and the verdict on
+generations: some parse tree of the string expands a node with the rule (cfglab.chart.rules says
+why some-parse). Both rates come with 95% Wilson intervals; a model that only reproduced its
+training distribution would score 0, one that learned the grammar the true frequency.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from cfglab.chart.rules import samples_using
 from cfglab.data.corpus import hash_token_strings
 from cfglab.evaluate.generation import proportion
 from cfglab.evaluate.judge import Judge
@@ -55,7 +59,7 @@ def holdout_usage(
     kept = [s for s, v in zip(strings, valid) if v]
     used = judge.uses_rule(kept, index) if kept else np.zeros(0, dtype=bool)
     reference = sample(judge.grammar, n_reference, derive_seed(seed, "holdout-reference"))
-    truth = reference.uses_rule(index)
+    truth = samples_using(judge.grammar, reference, index)
     return {
         "rule": rule,
         "rule_index": index,

@@ -7,7 +7,10 @@
 
 Sections (a decoder run has all but the encoder's; an mlm run has only `masked`):
   accuracy      cut0 and cutK generation accuracy          generation.py
-  diversity     distinct fraction, birthday bound, entropy gap   diversity.py
+                (+ accuracy_by_temperature: the same on clean prompts at each of
+                `accuracy_temperatures`)                    temperatures.py
+  diversity     H(model) beside H(true), distinct fraction, birthday bound (also per
+                level), entropy gap                          diversity.py
   kl            KL(true ‖ model) along fresh strings        kl.py
   robustness    corrupted prompts × temperatures, mode switch   robustness.py
   memorisation  novelty, held-out rule usage                 memorisation.py
@@ -70,6 +73,23 @@ class EvalOptions(BaseModel):
     step: int | None = None
     sections: list[str] = Field(list(SECTIONS))
     write: bool = True  # write RUN_DIR/eval/
+    accuracy_temperatures: list[float] = Field(
+        [],
+        description="cut0/cutK accuracy on clean prompts also at each of these temperatures "
+        "(accuracy_by_temperature; the mode switch's recovery at low T)",
+    )
+    temperature_n: int | None = Field(
+        None, ge=1, description="generations per temperature and cut (n / 2)"
+    )
+    diversity_n: int | None = Field(
+        None,
+        ge=1,
+        description="cut0 generations the diversity reads (default n; more are drawn when "
+        "larger: the paper's birthday bound uses about 20k)",
+    )
+    diversity_levels: bool = Field(
+        True, description="diversity of the level-l nonterminal sequences too (parses each)"
+    )
 
     def counts(self) -> dict[str, int]:
         n = self.n
@@ -78,6 +98,8 @@ class EvalOptions(BaseModel):
             "kl_strings": self.kl_strings or max(1, n // 4),
             "masked_strings": self.masked_strings or max(1, n // 10),
             "reference_n": self.reference_n or 10 * n,
+            "temperature_n": self.temperature_n or max(1, n // 2),
+            "diversity_n": self.diversity_n or n,
         }
 
 
@@ -179,10 +201,17 @@ def _decoder_sections(
         assert cut0 is not None
         result["accuracy"] = {"cut0": cut0.summary(), f"cut{cut}": cutk.summary()}
         result["timing"] = _timing([cut0, cutk])
+    if "accuracy" in secs and opts.accuracy_temperatures:
+        say(f"accuracy at temperatures {opts.accuracy_temperatures}")
+        result["accuracy_by_temperature"] = _timed(
+            result, "temperatures", lambda: _temperatures(ctx, opts, cut, cap, lines)
+        )
     if "diversity" in secs:
         assert cut0 is not None
         say("diversity")
-        result["diversity"] = _timed(result, "diversity", lambda: _diversity(ctx, opts, cut0))
+        result["diversity"] = _timed(
+            result, "diversity", lambda: _diversity(ctx, opts, cut0, cap, lines)
+        )
     if "kl" in secs:
         say(f"KL along {counts['kl_strings']} strings")
         result["kl"] = _timed(result, "kl", lambda: _kl(ctx, opts))
@@ -190,7 +219,7 @@ def _decoder_sections(
         assert cut0 is not None
         say(f"robustness: {counts['robust_n']} prompts x {len(opts.temperatures)} temperatures")
         result["robustness"] = _timed(
-            result, "robustness", lambda: _robustness(ctx, opts, cut, cap, cut0, lines)
+            result, "robustness", lambda: _robustness(ctx, opts, cut, cap, cut0, lines, result)
         )
     if "memorisation" in secs:
         assert cut0 is not None
@@ -208,7 +237,9 @@ def _default_cut(ctx: EvalContext, seed: int) -> int:
     return DEFAULT_CUT if shortest > DEFAULT_CUT else max(1, shortest // 2)
 
 
-def _generate(ctx: EvalContext, opts: EvalOptions, cut: int, cap: int) -> Completed:
+def _generate(
+    ctx: EvalContext, opts: EvalOptions, cut: int, cap: int, seed: int | None = None
+) -> Completed:
     from cfglab.evaluate.generation import accuracy_at_cut
 
     return accuracy_at_cut(
@@ -218,7 +249,7 @@ def _generate(ctx: EvalContext, opts: EvalOptions, cut: int, cap: int) -> Comple
         cut,
         temperature=opts.temperature,
         max_length=cap,
-        seed=opts.seed,
+        seed=opts.seed if seed is None else seed,
         batch_size=opts.batch_size,
         device=ctx.device,
         context_limit=ctx.context_limit,
@@ -245,11 +276,66 @@ def _timing(runs: list) -> dict[str, Any]:
     }
 
 
-def _diversity(ctx: EvalContext, opts: EvalOptions, cut0: Completed) -> dict[str, Any]:
+def _temperatures(
+    ctx: EvalContext,
+    opts: EvalOptions,
+    cut: int,
+    cap: int,
+    lines: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    from cfglab.evaluate.temperatures import accuracy_by_temperature, summarise
+
+    runs = accuracy_by_temperature(
+        ctx.model,
+        ctx.judge,
+        opts.accuracy_temperatures,
+        (0, cut),
+        n=opts.counts()["temperature_n"],
+        max_length=cap,
+        seed=opts.seed,
+        batch_size=opts.batch_size,
+        device=ctx.device,
+        context_limit=ctx.context_limit,
+    )
+    for done in runs:
+        lines += _records(done, f"temperature{done.temperature:g}-cut{done.cut}", ctx)
+    return summarise(runs)
+
+
+def _diversity(
+    ctx: EvalContext, opts: EvalOptions, cut0: Completed, cap: int, lines: list[dict[str, Any]]
+) -> dict[str, Any]:
+    import numpy as np
+
+    from cfglab.evaluate.context import derive_seed
     from cfglab.evaluate.diversity import diversity_of
 
-    out = diversity_of(ctx.model, ctx.judge, cut0.strings, cut0.valid, device=ctx.device)
-    return {**out, "temperature": cut0.temperature}
+    strings, valid, ended = cut0.strings, cut0.valid, cut0.generations.ended
+    extra_n = opts.counts()["diversity_n"] - len(strings)
+    if extra_n > 0:  # more cut0 generations than the accuracy drew, with their own seed
+        more = _generate(
+            ctx,
+            opts.model_copy(update={"n": extra_n}),
+            0,
+            cap,
+            seed=derive_seed(opts.seed, "diversity"),
+        )
+        strings = strings + more.strings
+        valid = np.concatenate([valid, more.valid])
+        ended = np.concatenate([ended, more.generations.ended])
+    out = diversity_of(
+        ctx.model,
+        ctx.judge,
+        strings,
+        valid,
+        ended=ended,
+        temperature=cut0.temperature,
+        levels=opts.diversity_levels,
+        seed=derive_seed(opts.seed, "diversity-levels"),
+        batch_size=min(opts.batch_size, 64),
+        device=ctx.device,
+    )
+    return {**out, "temperature": cut0.temperature, "n": len(strings)}
 
 
 def _kl(ctx: EvalContext, opts: EvalOptions) -> dict[str, Any]:
@@ -265,6 +351,7 @@ def _robustness(
     cap: int,
     cut0: Completed,
     lines: list[dict[str, Any]],
+    result: dict[str, Any],
 ) -> dict[str, Any]:
     from cfglab.evaluate.robustness import mode_switch, robust_prompts, robustness_sweep
 
@@ -283,7 +370,12 @@ def _robustness(
     )
     for done in runs:
         lines += _records(done, "robustness", ctx)
-    return {**report, "mode_switch": mode_switch(ctx.judge, cut0, ctx.config)}
+    switch = mode_switch(ctx.judge, cut0, ctx.config)
+    if "accuracy_by_temperature" in result:
+        from cfglab.evaluate.temperatures import mode_switch_by_temperature
+
+        switch["by_temperature"] = mode_switch_by_temperature(result["accuracy_by_temperature"])
+    return {**report, "mode_switch": switch}
 
 
 def _memorisation(ctx: EvalContext, opts: EvalOptions, cut0: Completed) -> dict[str, Any]:

@@ -7,13 +7,19 @@ model's predictions at earlier positions never see the padding.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from cfglab.data.vocab import Vocab
+
+
+class Scorer(Protocol):
+    """What teacher-forced scoring needs of a model: logits (B, T, V) first in its output."""
+
+    def __call__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
 
 def _batches(strings: Sequence[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
@@ -37,30 +43,36 @@ def _inputs(
 
 @torch.no_grad()
 def next_token_probs(
-    model: nn.Module,
+    model: Scorer,
     strings: Sequence[np.ndarray],
     vocab: Vocab,
     batch_size: int = 64,
     device: str = "cpu",
+    stray: bool = False,
 ) -> list[np.ndarray]:
     """Per string, (len+1, 1+T): the model's p(EOS), p(t0..) after each prefix (full softmax).
 
-    The columns follow the chart's next-token rows; mass the model puts on BOS or MASK is left
-    out (the KL's smoothing renormalises).
+    The columns follow the chart's next-token rows. `stray`: one more column, the mass the model
+    puts on BOS and MASK (tokens the grammar never emits), so the rows sum to 1.
     """
     cols = [vocab.eos, *range(vocab.n_terminals)]
     out: list[np.ndarray] = [np.zeros(0)] * len(strings)
     for rows in _batches(strings, batch_size):
         inp = _inputs(strings, rows, vocab, device)[:, :-1]  # BOS x (padded): predicts x EOS
-        probs = F.softmax(model(inp)[0].float(), dim=-1)[:, :, cols].double().cpu().numpy()
+        full = F.softmax(model(inp)[0].float(), dim=-1).double()
+        probs = full[:, :, cols]
+        if stray:
+            off = full[:, :, [vocab.bos, vocab.mask]].sum(dim=-1, keepdim=True)
+            probs = torch.cat([probs, off], dim=-1)
+        rows_np = probs.cpu().numpy()
         for j, i in enumerate(rows):
-            out[i] = probs[j, : len(strings[i]) + 1]
+            out[i] = rows_np[j, : len(strings[i]) + 1]
     return out
 
 
 @torch.no_grad()
 def sequence_log_probs(
-    model: nn.Module,
+    model: Scorer,
     strings: Sequence[np.ndarray],
     vocab: Vocab,
     batch_size: int = 64,

@@ -19,13 +19,13 @@ if TYPE_CHECKING:
     from cfglab.models.attention import ATTENTIONS, LayerCache, uniform_width
     from cfglab.models.build import MODEL_BUILDERS, build_model, describe
     from cfglab.models.encoder import MASK_RATE, MaskedLM, mask_tokens
-    from cfglab.models.gpt import GPT, IGNORE_INDEX, KVCache, Transformer, sample_next
+    from cfglab.models.gpt import GPT, IGNORE_INDEX, KVCache, Transformer
 
 _LAZY = {
     "attention": ("ATTENTIONS", "LayerCache", "uniform_width"),
     "build": ("MODEL_BUILDERS", "build_model", "describe"),
     "encoder": ("MASK_RATE", "MaskedLM", "mask_tokens"),
-    "gpt": ("GPT", "IGNORE_INDEX", "KVCache", "Transformer", "sample_next"),
+    "gpt": ("GPT", "IGNORE_INDEX", "KVCache", "Transformer"),
 }
 _MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
 
@@ -55,6 +55,5 @@ __all__ = [
     "build_model",
     "describe",
     "mask_tokens",
-    "sample_next",
     "uniform_width",
 ]

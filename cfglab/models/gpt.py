@@ -173,7 +173,10 @@ class Transformer(nn.Module):
 
 
 class GPT(Transformer):
-    """The decoder: causal attention, next-token logits, KV-cached sampling."""
+    """The decoder: causal attention, next-token logits, a KV cache (`init_cache`, `step`).
+
+    Sampling lives in one place, `cfglab.evaluate.generation.generate`, for every caller.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg, causal=True)
@@ -198,45 +201,6 @@ class GPT(Transformer):
         logits = self.logits(self.trunk(idx_new, start, cache))
         cache.length = end
         return logits
-
-    @torch.no_grad()
-    def generate(
-        self,
-        idx: Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-        stop_token: int | None = None,
-        use_cache: bool = True,
-    ) -> Tensor:
-        """Sample up to max_new_tokens after idx (B, T0); returns (B, T0 + n).
-
-        temperature 0 means greedy. Rows that produced `stop_token` are padded with it; the loop
-        ends early once every row has. use_cache=False recomputes the whole prefix each step
-        (same random draws, so the same tokens).
-        """
-        B, T0 = idx.shape
-        cache = self.init_cache(B, T0 + max_new_tokens) if use_cache else None
-        logits = self.step(idx, cache) if cache else self(idx)[0]
-        out, done = idx, torch.zeros(B, dtype=torch.bool, device=idx.device)
-        for i in range(max_new_tokens):
-            nxt = sample_next(logits[:, -1], temperature, generator)  # (B, 1)
-            if stop_token is not None:
-                nxt = nxt.masked_fill(done[:, None], stop_token)
-                done = done | (nxt[:, 0] == stop_token)
-            out = torch.cat((out, nxt), dim=1)
-            if i + 1 == max_new_tokens or (stop_token is not None and bool(done.all())):
-                break
-            logits = self.step(nxt, cache) if cache else self(out)[0]
-        return out
-
-
-def sample_next(logits: Tensor, temperature: float, generator: torch.Generator | None) -> Tensor:
-    """(B, V) logits -> (B, 1) token ids; temperature 0 is argmax."""
-    if temperature == 0:
-        return logits.argmax(dim=-1, keepdim=True)
-    probs = F.softmax(logits.float() / temperature, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator)
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -12,7 +12,8 @@
     storage: runs/sweeps                 # absolute, or relative to where cfglab runs
     smoke: {train: {steps: 20}}          # overrides for `cfglab sweep --smoke`
 
-The grid is the product grammars × sizes × pe × noise (fraction, rate) × seeds; a fraction of 0
+The grid is the product grammars × sizes × pe × noise (fraction, rate) × data (align_windows,
+holdout_rules: `data: {align_windows: [true, false]}`) × seeds; a fraction of 0
 makes the rate meaningless, so clean data appears once per (grammar, size, pe, seed). A run's
 name spells its coordinates: `mini-rot-f0.1r0.15-s0`. Mistakes are refused with the field's
 dotted path and its line in the file.
@@ -129,6 +130,64 @@ class NoiseSection(_Strict):
         return out
 
 
+class DataSection(_Strict):
+    """Axes of the training data. Unset: the `train` section's single value (and no name part).
+
+    align_windows   [true, false]: windows starting at a string's BOS, or cut anywhere in the
+                    packed stream as the paper does (run names gain `bos` / `any`)
+    holdout_rules   [null, "A -> B C", ...]: the held-out-rule intervention (run names gain
+                    `full` / `ho1`, `ho2`, ... by position in the list); or one such list per
+                    grammar, `{mini: [null, "N14 -> N10 N12"], tiny: [...]}`, since rules
+                    belong to a grammar
+    """
+
+    align_windows: list[bool] | None = Field(None, min_length=1)
+    holdout_rules: list[str | None] | dict[str, list[str | None]] | None = None
+
+    coerce_lists = field_validator("align_windows", mode="before")(
+        classmethod(lambda cls, v: _listify(v))
+    )
+
+    @field_validator("holdout_rules", mode="before")
+    @classmethod
+    def _rule_syntax(cls, v: Any) -> Any:
+        lists = v.values() if isinstance(v, dict) else [] if v is None else [_listify(v)]
+        for rules in lists:
+            rules = _listify(rules)
+            if not rules:
+                raise ValueError("give at least one rule (or null for none)")
+            if any(r is not None and (not isinstance(r, str) or "->" not in r) for r in rules):
+                raise ValueError('write each rule as "LHS -> SYM SYM ..." (or null for none)')
+        if isinstance(v, dict):
+            return {k: _listify(r) for k, r in v.items()}
+        return None if v is None else _listify(v)
+
+    def rules_for(self, grammar: str) -> list[str | None] | None:
+        if isinstance(self.holdout_rules, dict):
+            return self.holdout_rules.get(grammar)
+        return self.holdout_rules
+
+    def points(
+        self, train: dict[str, Any], grammar: str
+    ) -> list[tuple[dict[str, Any], dict[str, Any], list[str]]]:
+        """(TrainConfig overrides, coordinates of the axes set, run-name parts) per combination."""
+        aligns = self.align_windows or [train["align_windows"]]
+        rules = self.rules_for(grammar) or [train["holdout_rule"]]
+        out = []
+        for align, (i, rule) in itertools.product(aligns, enumerate(rules)):
+            parts = (["bos" if align else "any"] if len(aligns) > 1 else []) + (
+                [f"ho{i}" if rule else "full"] if len(rules) > 1 else []
+            )
+            values = {"align_windows": align, "holdout_rule": rule}
+            coords = {
+                k: v
+                for k, v in values.items()
+                if (self.align_windows if k == "align_windows" else self.holdout_rules is not None)
+            }
+            out.append((values, coords, parts))
+        return out
+
+
 def _check_options(options: dict[str, Any], target: str, reserved: set[str]) -> dict[str, Any]:
     """Pass-through options must be parameters of the evaluation function (checked at load time,
     not an hour later in a Ray task)."""
@@ -233,6 +292,13 @@ class AttentionSection(_Strict):
         return _check_options(v, "attention", {"seed"})
 
 
+class ReportSection(_Strict):
+    """What the report opens with: `paper_table` — one row per paper result, claim, measured
+    figure and verdict (cfglab.sweep.report.paper), for sweeps that reproduce the paper."""
+
+    paper_table: bool = False
+
+
 class Resources(_Strict):
     cpu: float = Field(1, gt=0)  # per trial; its torch thread count is max(1, int(cpu))
     gpu: float = Field(0, ge=0)  # per trial; > 0 trains on CUDA
@@ -280,6 +346,7 @@ class SweepSpec(_Strict):
     model: ModelSection = Field(default_factory=ModelSection)
     train: TrainSection = Field(default_factory=TrainSection)
     noise: NoiseSection = Field(default_factory=NoiseSection)
+    data: DataSection = Field(default_factory=DataSection)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
     robustness: RobustnessSection = Field(default_factory=RobustnessSection)
@@ -287,6 +354,7 @@ class SweepSpec(_Strict):
     attention: AttentionSection = Field(default_factory=AttentionSection)
     resources: Resources = Field(default_factory=Resources)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
+    report: ReportSection = Field(default_factory=ReportSection)
     max_concurrent: int | None = Field(None, ge=1)  # None: as many as resources allow
     max_failures: int = Field(2, ge=0)  # retries of a crashed trial, from its last checkpoint
     storage: str = "runs/sweeps"  # the sweep lives in STORAGE/NAME
@@ -435,13 +503,19 @@ def expand(sweep: LoadedSweep) -> SweepPlan:
         grammars[p.stem] = p
     sizes = spec.model.size
     trials = []
-    for (gname, gpath), size, pe, (frac, rate), seed in itertools.product(
-        grammars.items(), sizes, spec.model.pe, spec.noise.pairs(), spec.seeds
-    ):
+    base = spec.train.model_dump()
+    combos = [
+        (g, size, pe, noise, point, seed)
+        for g in grammars.items()
+        for size, pe, noise, point, seed in itertools.product(
+            sizes, spec.model.pe, spec.noise.pairs(), spec.data.points(base, g[0]), spec.seeds
+        )
+    ]
+    for (gname, gpath), size, pe, (frac, rate), (data, axes, data_parts), seed in combos:
         parts = (
             [gname]
             + ([size.tag] if len(sizes) > 1 else [])
-            + [pe, _noise_tag(frac, rate), f"s{seed}"]
+            + [pe, _noise_tag(frac, rate), *data_parts, f"s{seed}"]
         )
         coords = {
             "grammar": gname,
@@ -452,10 +526,12 @@ def expand(sweep: LoadedSweep) -> SweepPlan:
             "pe": pe,
             "noise_fraction": frac,
             "noise_rate": rate,
+            **axes,
             "seed": seed,
         }
         train = {
-            **spec.train.model_dump(),
+            **base,
+            **data,
             "grammar": str(gpath),
             "pe": pe,
             "mlm_pe": spec.model.mlm_pe,

@@ -20,6 +20,8 @@ COORDINATES = (
     "dim",
     "noise_fraction",
     "noise_rate",
+    "align_windows",
+    "holdout_rule",
     "seed",
 )
 TRAINING = (

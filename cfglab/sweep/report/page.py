@@ -21,6 +21,13 @@ from cfglab.sweep.report.collect import (
     probe_summary,
     robustness_rows,
 )
+from cfglab.sweep.report.generation import (
+    MEMORISATION_COLUMNS,
+    MODE_SWITCH_COLUMNS,
+    diversity_cell,
+    memorisation_rows,
+    mode_switch_rows,
+)
 from cfglab.sweep.report.plots import write_plots
 
 if TYPE_CHECKING:
@@ -59,6 +66,7 @@ def headline(
     columns += ["masked" if compact else "masked-token acc"]
     columns += [
         "KL",
+        "H m/t" if compact else "H(model) [95% CI] / H(true)",
         "repair" if compact else "repaired (T=1)",
         "inval" if compact else "invalid at cut0",
         "probe" if compact else "probe (untrained)",
@@ -82,6 +90,7 @@ def headline(
         trained, untrained = probe_summary(row), probe_summary(row, "untrained")
         line += [
             _fmt(kl, ".3f" if compact else ".4f"),
+            diversity_cell(row, compact),
             " ".join(_fmt((r["repaired"] or {}).get("rate"), ".2f") for r in rob) or "-",
             rate(mode_switch(row)),
             "-"
@@ -251,6 +260,15 @@ def render_html(
         + "".join(f"<li>{html.escape(x)}</li>" for x in budget_lines(rows))
         + "</ul>",
     ]
+    if (spec.get("spec") or {}).get("report", {}).get("paper_table"):
+        from cfglab.sweep.report.paper import COLUMNS, paper_table
+
+        parts[2:2] = [
+            "<h2>The paper's results at this budget</h2>",
+            _table_html(COLUMNS, paper_table(rows)),
+            "<p>Verdicts are mechanical (thresholds in cfglab/sweep/report/paper.py); the "
+            "paper's figures are for its cfg3 grammars and GPT-2-small budgets.</p>",
+        ]
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in _caveats(rows)]
     parts += [
         "<h2>Results</h2>",
@@ -262,8 +280,32 @@ def render_html(
         "accuracy: one masked token at a time, filled in by the model (an mlm encoder sees "
         "both sides; a decoder is scored on the same footing). Probe: mean "
         "ancestor-probe accuracy over levels at the last layer, the untrained model of the "
-        "same architecture in brackets.</p>",
+        "same architecture in brackets. H: the model's entropy over its T=1 cut0 "
+        "generations (nats per string, from its own log-probabilities, 95% interval) beside "
+        "the language's exact entropy.</p>",
     ]
+    switch = mode_switch_rows(rows)
+    if switch:
+        parts += [
+            "<h2>Mode switch across temperatures</h2>",
+            "<p>Invalid cut0 generations (1 − accuracy) at the highest and the lowest "
+            "temperature measured, beside the share of corrupted training strings: the "
+            "paper's mode switch has noisy-trained runs generate invalid strings at T = 1 "
+            "about as often as their data was corrupted, and recover at low T.</p>",
+            _table_html(MODE_SWITCH_COLUMNS, switch),
+        ]
+    memo = memorisation_rows(rows)
+    if any(line[1] != "(none)" for line in memo):
+        parts += [
+            "<h2>Memorisation: the held-out rule</h2>",
+            "<p>A run trained without any string that has some parse using the rule: how "
+            "often its valid cut0 generations use the rule (some parse), beside how often "
+            "fresh strings of the grammar do (95% Wilson intervals). A model that only "
+            "reproduced its training distribution would score 0; one that learned the "
+            "grammar, the true frequency. Novelty: valid generations not among the training "
+            "strings.</p>",
+            _table_html(MEMORISATION_COLUMNS, memo),
+        ]
     for p in plots:
         parts += [f"<h2>{html.escape(p.stem.replace('_', ' ').capitalize())}</h2>", _img(p, p.stem)]
     parts.append(_run_plots(rows, sweep))

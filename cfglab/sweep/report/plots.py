@@ -31,9 +31,13 @@ def _ordered(values: set[Any], order: tuple = ()) -> list[Any]:
 
 def write_plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     """Every plot the rows can support (a plot with no data is skipped, not drawn empty)."""
+    from cfglab.sweep.report.generation import plot_diversity, plot_temperatures
+
     makers = (
         ("training", plot_training),
         ("accuracy", plot_accuracy),
+        ("temperatures", plot_temperatures),
+        ("diversity", plot_diversity),
         ("robustness", plot_robustness),
         ("probes", plot_probes),
     )
