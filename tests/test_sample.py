@@ -68,7 +68,7 @@ def test_b_sharp_and_ancestor_index_follow_the_tree(g: Grammar, seed: int) -> No
         lo, n = int(s.offsets[i]), len(s.string(i))
         want_sharp = np.full(n, -1)
         want_index = np.full((s.depth, n), -1)
-        for depth, first, last, _ in sorted(spans, reverse=True):  # shallow nodes written last
+        for depth, _first, last, _ in sorted(spans, reverse=True):  # shallow nodes written last
             want_sharp[last] = depth
         for depth, first, last, _ in spans:
             left = sum(1 for d, f, _, _ in spans if d == depth and f < first)
