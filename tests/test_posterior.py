@@ -61,7 +61,7 @@ def _labels(g: Grammar, tree: object, n: int, depth: int) -> tuple[np.ndarray, n
     """One tree's one-hot ancestors (depth, n, N) and boundaries (depth, n)."""
     nts = {nt: k for k, nt in enumerate(g.nonterminals)}
     anc = np.zeros((depth, n, len(nts)))
-    bnd = np.zeros((depth, n))
+    ends = np.zeros((depth, n, len(nts)))
 
     def walk(node: object, s: int, d: int) -> int:
         if isinstance(node, str):
@@ -71,24 +71,24 @@ def _labels(g: Grammar, tree: object, n: int, depth: int) -> tuple[np.ndarray, n
         for k in kids:
             e = walk(k, e, d + 1)
         anc[d, s:e, nts[sym]] = 1
-        bnd[d, e - 1] = 1
+        ends[d, e - 1, nts[sym]] = 1
         return e
 
     walk(tree, 0, 0)
-    return anc, bnd
+    return anc, ends
 
 
 def _expected(g: Grammar, weighted: list[tuple[float, object]], n: int, prefix: int | None = None):
     depth = int(g.depth or 1)
     z = sum(p for p, _ in weighted)
     anc = np.zeros((depth, n, len(g.nonterminals)))
-    bnd = np.zeros((depth, n))
+    ends = np.zeros((depth, n, len(g.nonterminals)))
     for p, tree in weighted:
         a, b = _labels(g, tree, _length(tree), depth)
         k = n if prefix is None else prefix
         anc[:, :k] += p / z * a[:, :k]
-        bnd[:, :k] += p / z * b[:, :k]
-    return anc, bnd
+        ends[:, :k] += p / z * b[:, :k]
+    return anc, ends
 
 
 def _length(tree: object) -> int:
@@ -114,9 +114,10 @@ def _check_whole(g: Grammar, strings: list[np.ndarray]) -> None:
             assert post is None
             continue
         assert post is not None
-        anc, bnd = _expected(g, weighted, len(s))
+        anc, ends = _expected(g, weighted, len(s))
         np.testing.assert_allclose(post.ancestors, anc, atol=TOL, rtol=0)
-        np.testing.assert_allclose(post.boundaries, bnd, atol=TOL, rtol=0)
+        np.testing.assert_allclose(post.ends, ends, atol=TOL, rtol=0)
+        np.testing.assert_allclose(post.boundaries, ends.sum(-1), atol=TOL, rtol=0)
 
 
 @SETTINGS
@@ -182,9 +183,10 @@ def _check_prefix(g: Grammar, seed: int) -> None:
         assert post is not None
         for i in range(len(words)):
             given = [(p, t) for p, t in language if _leaves(t)[: i + 1] == words[: i + 1]]
-            anc, bnd = _expected(g, given, len(words), prefix=i + 1)
+            anc, ends = _expected(g, given, len(words), prefix=i + 1)
             np.testing.assert_allclose(post.ancestors[:, i], anc[:, i], atol=TOL, rtol=0)
-            np.testing.assert_allclose(post.boundaries[:, i], bnd[:, i], atol=TOL, rtol=0)
+            np.testing.assert_allclose(post.ends[:, i], ends[:, i], atol=TOL, rtol=0)
+            np.testing.assert_allclose(post.boundaries[:, i], ends[:, i].sum(-1), atol=TOL)
 
 
 @SETTINGS
@@ -278,9 +280,10 @@ def test_whole_string_posterior_matches_lark_forest_on_cfg3f() -> None:
         forest = _lark_trees(parser.parse(" ".join(g.decode(s))))
         weighted = [rename(t) for t in forest]
         n_ambiguous += len(weighted) > 1
-        anc, bnd = _expected(g, weighted, len(s))
+        anc, ends = _expected(g, weighted, len(s))
         np.testing.assert_allclose(post.ancestors, anc, atol=TOL, rtol=0)
-        np.testing.assert_allclose(post.boundaries, bnd, atol=TOL, rtol=0)
+        np.testing.assert_allclose(post.ends, ends, atol=TOL, rtol=0)
+        np.testing.assert_allclose(post.boundaries, ends.sum(-1), atol=TOL, rtol=0)
     assert n_ambiguous >= 1  # the test exercised a forest, not only single trees
 
 

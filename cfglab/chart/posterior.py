@@ -53,10 +53,12 @@ class Posterior:
 
     ancestors[d, i, A]  P(s_d(i) = A), A a nonterminal index into `grammar.nonterminals`
                         (each (d, i) row sums to P(token i's path reaches depth d) ≤ 1)
-    boundaries[d, i]    P(b_d(i) = 1)
+    ends[d, i, A]       P(s_d(i) = A and b_d(i) = 1): token i ends a depth-d A
+    boundaries[d, i]    P(b_d(i) = 1) = Σ_A ends[d, i, A]
     """
 
     ancestors: np.ndarray  # (depth, len, N) float64
+    ends: np.ndarray  # (depth, len, N) float64
     boundaries: np.ndarray  # (depth, len) float64
 
 
@@ -131,10 +133,15 @@ def whole_string(pt: PosteriorTables, strings: Sequence[np.ndarray]) -> list[Pos
     owner, pos = _ragged(s, e)  # every (node, token inside its span)
     flat = (d[owner] * W + pos) * N + a[owner]
     anc_all = _clip(np.bincount(flat, weights=g[owner], minlength=D * W * N).reshape(D, W, N))
-    bnd_all = _clip(np.bincount(d * W + e - 1, weights=g, minlength=D * W).reshape(D, W))
+    end_flat = (d * W + e - 1) * N + a
+    ends_all = np.bincount(end_flat, weights=g, minlength=D * W * N).reshape(D, W, N)
+    bnd_all = _clip(ends_all.sum(axis=2))
+    ends_all = _clip(ends_all)
     out: list[Posterior | None] = []
     for b, n, found in zip(batch.base, batch.length, ok):
-        out.append(Posterior(anc_all[:, b : b + n], bnd_all[:, b : b + n]) if found else None)
+        cut = slice(b, b + n)
+        post = Posterior(anc_all[:, cut], ends_all[:, cut], bnd_all[:, cut])
+        out.append(post if found else None)
     return out
 
 
@@ -249,12 +256,14 @@ def prefixes(pt: PosteriorTables, strings: Sequence[np.ndarray]) -> list[Posteri
         use = (post > 0) & (m < W)
         idx = (fw.depth[nodes_nt][:, None] * W + m) * N + pt.own[fw.sym[nodes_nt]][:, None]
         anc += np.bincount(idx[use], weights=post[use], minlength=D * W * N)
-    bnd = _prefix_boundaries(pt, chart, fw, log_z, f_scaled, nt, W)
-    anc_all, bnd = _clip(anc.reshape(D, W, N)), _clip(bnd)
+    ends = _prefix_ends(pt, chart, fw, log_z, f_scaled, nt, W)
+    bnd = _clip(ends.sum(axis=2))
+    anc_all, ends = _clip(anc.reshape(D, W, N)), _clip(ends)
     out: list[Posterior | None] = []
     for b, n in zip(batch.base, batch.length):
+        cut = slice(b, b + n)
         valid = np.isfinite(log_z[b + n])
-        out.append(Posterior(anc_all[:, b : b + n], bnd[:, b : b + n]) if valid else None)
+        out.append(Posterior(anc_all[:, cut], ends[:, cut], bnd[:, cut]) if valid else None)
     return out
 
 
@@ -383,7 +392,7 @@ def _backward(
     return [by_level[level] for level in range(pt.n_levels)]
 
 
-def _prefix_boundaries(
+def _prefix_ends(
     pt: PosteriorTables,
     chart: SpanSet,
     fw: _Forward,
@@ -392,7 +401,7 @@ def _prefix_boundaries(
     nt: np.ndarray,
     width: int,
 ) -> np.ndarray:
-    """bnd[d, m-1] = Σ F(A, t, d) β(A, t, m) / Z_m over forward nodes and complete items."""
+    """ends[d, m-1, A] = Σ_t F(A, t, d) β(A, t, m) / Z_m over forward nodes and complete items."""
     nodes = np.flatnonzero(nt)
     lo, hi = chart.starting(fw.sym[nodes], fw.pos[nodes])
     owner, item = _ragged(lo, hi)
@@ -400,7 +409,7 @@ def _prefix_boundaries(
     end = chart.end[item]
     post = f_scaled[n] * np.exp(chart.val[item] + log_z[fw.pos[n]] - log_z[end])
     ok = np.isfinite(post) & (post > 0)
-    D = pt.depth
-    flat = fw.depth[n][ok] * width + end[ok] - 1
-    counts = np.bincount(flat, weights=post[ok], minlength=D * width)
-    return counts.astype(np.float64, copy=False).reshape(D, width)
+    D, N = pt.depth, pt.n_nonterminals
+    flat = (fw.depth[n][ok] * width + end[ok] - 1) * N + pt.own[fw.sym[n][ok]]
+    counts = np.bincount(flat, weights=post[ok], minlength=D * width * N)
+    return counts.astype(np.float64, copy=False).reshape(D, width, N)
