@@ -43,8 +43,14 @@ def probe_command(
         False, "--no-controls", help="Skip untrained model, control task, output-only."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    scope: str = typer.Option(
+        "whole",
+        "--scope",
+        help="whole: the paper's probe, Σ over every position of the string; prefix: k ≤ i only.",
+    ),
 ) -> None:
-    """Probe hidden states for NT ancestors and NT-ends, beside their controls; writes RUN_DIR/probe/."""
+    """Probe hidden states for NT ancestors and NT-ends, beside exact ceilings and controls;
+    writes RUN_DIR/probe/."""
     from cfglab.interpret.probes import probe_run
 
     result = probe_run(
@@ -56,6 +62,7 @@ def probe_command(
         threads=threads,
         quiet=quiet or as_json,
         controls=not no_controls,
+        scope=scope,
     )
     if as_json:
         out.print_json(json.dumps(result))
@@ -66,41 +73,70 @@ def probe_command(
 def render_probe(result: dict[str, Any]) -> None:
     from rich.table import Table
 
+    from cfglab.grammar.levels import level_label
+
     titles = {
         "ancestor": "ancestor NT (all positions)",
         "ancestor_at_end": "ancestor NT at NT-ends (multi-head probe)",
-        "diagonal_at_end": "ancestor NT at NT-ends (diagonal probe)",
+        "diagonal_at_end": "ancestor NT at NT-ends (diagonal probe, δ = 0)",
+        "tridiagonal_at_end": "ancestor NT at NT-ends (tridiagonal probe, |k − i| ≤ 1)",
         "boundary": "NT-end bit (all positions)",
     }
+    scope = result.get("scope", "prefix" if not result.get("bidirectional") else "whole")
+    out.print(f"[bold]{result.get('probe', scope + ' probe')}[/bold]")
     has_controls = bool(result["untrained"])
     for metric, title in titles.items():
         kind = "boundary" if metric == "boundary" else "ancestor"
         levels = [str(v) for v in result["levels"][kind]]
-        table = Table(title=f"{title} — accuracy %", title_justify="left")
+        if not any((result["trained"].get(str(l)) or {}).get(metric) for l in result["layers"]):
+            continue
+        table = Table(title=f"{title}, {scope} probe — accuracy %", title_justify="left")
         table.add_column("hidden states")
         for v in levels:
-            table.add_column(f"level {v}", justify="right")
+            table.add_column(level_label(int(v)), justify="right")
         for layer in map(str, result["layers"]):
             name = "embedding" if layer == "0" else f"layer {layer}"
             for family, label in _families(metric, has_controls):
                 scores = (result[family].get(layer) or {}).get(metric)
                 if scores is None:
                     continue
-                cells = [_pct(scores.get(v), family == "selectivity") for v in levels]
+                ci = (result[family].get(layer) or {}).get(f"{metric}_ci95") or {}
+                cells = [
+                    _pct(scores.get(v), family == "selectivity") + _ci(ci.get(v)) for v in levels
+                ]
                 if label:
                     table.add_row(f"[dim]  {label}[/dim]", *[f"[dim]{c}[/dim]" for c in cells])
                 else:
                     table.add_row(name, *cells)
             table.add_section()
-        for name, label in (("majority", "majority"), ("output_only", "output only")):
+        for name, label in _SUMMARY_ROWS:
             scores = (result.get(name) or {}).get(metric)
             if scores:
                 table.add_row(label, *[_pct(scores.get(v)) for v in levels])
         out.print(table)
     out.print(
+        "ceiling: Bayes accuracy of the ideal reader of the whole string (exact, from the "
+        "grammar's posterior on the same held-out strings); prefix ceiling: of the tokens up to "
+        "i. ± is a 95% interval over strings."
+    )
+    out.print(
         f"written: {Path(result['run']) / 'probe' / 'probe.json'}"
         + "".join(f", {p}" for p in result.get("plots", []))
     )
+
+
+_SUMMARY_ROWS = (
+    ("ceiling", "ceiling (whole string)"),
+    ("prefix_ceiling", "ceiling (prefix)"),
+    ("majority", "majority"),
+    ("output_only", "output only (log-probs)"),
+    ("output_tokens", "token ⊕ model log-probs"),
+    ("true_output_tokens", "token ⊕ true next-token rows"),
+)
+
+
+def _ci(x: float | None) -> str:
+    return "" if x is None else f" ±{100 * x:.1f}"
 
 
 def _families(metric: str, controls: bool) -> list[tuple[str, str]]:

@@ -23,8 +23,17 @@ PROBE_ROWS = {
     "ancestor": "ancestor NT, all positions",
     "ancestor_at_end": "ancestor NT, at NT-ends",
     "diagonal_at_end": "ancestor NT, diagonal probe at NT-ends",
+    "tridiagonal_at_end": "ancestor NT, tridiagonal probe at NT-ends",
     "boundary": "NT-end bit, all positions",
 }
+PROBE_BASELINES = (  # rows under the trained model's layers
+    ("ceiling", "ceiling (whole)"),
+    ("prefix_ceiling", "ceiling (prefix)"),
+    ("majority", "majority"),
+    ("output_only", "output only"),
+    ("output_tokens", "token+log-probs"),
+    ("true_output_tokens", "token+true rows"),
+)
 
 
 def _figure(nrows: int, ncols: int):
@@ -58,8 +67,8 @@ def plot_probe(result: dict[str, Any], path: str | Path) -> Path:
             axes[row, 0],
             grid,
             labels,
-            levels,
-            f"{title}\ntrained model",
+            [_level_tick(v) for v in levels],
+            f"{title}\ntrained model, {_scope(result)}",
             0.0,
             1.0,
             n_layers=len(layers),
@@ -72,8 +81,8 @@ def plot_probe(result: dict[str, Any], path: str | Path) -> Path:
             axes[row, 1],
             grid,
             labels,
-            levels,
-            f"{title}\nuntrained model (GPT_rand)",
+            [_level_tick(v) for v in levels],
+            f"{title}\nuntrained model (GPT_rand), {_scope(result)}",
             0.0,
             1.0,
         )
@@ -84,7 +93,7 @@ def plot_probe(result: dict[str, Any], path: str | Path) -> Path:
                 axes[row, 2],
                 grid,
                 labels,
-                levels,
+                [_level_tick(v) for v in levels],
                 f"{title}\nselectivity (trained − control task)",
                 -1.0,
                 1.0,
@@ -124,12 +133,24 @@ def _probe_rows(
         rows.append([_nan(scores.get(v)) for v in levels])
         labels.append("embedding" if l == "0" else f"layer {l}")
     if baselines:
-        for name, label in (("majority", "majority"), ("output_only", "output only")):
+        for name, label in PROBE_BASELINES:
             scores = (result.get(name) or {}).get(metric)
             if scores:
                 rows.append([_nan(scores.get(v)) for v in levels])
                 labels.append(label)
     return np.array(rows, dtype=float).reshape(len(rows), len(levels)), labels
+
+
+def _scope(result: dict[str, Any]) -> str:
+    scope = result.get("scope") or ("whole" if result.get("bidirectional") else "prefix")
+    return f"{scope}-string probe" if scope == "whole" else "prefix probe (k ≤ i)"
+
+
+def _level_tick(level: str) -> str:
+    """cfglab's level beside the paper's name: `2\nNT3`."""
+    from cfglab.grammar.levels import level_name
+
+    return f"{level}\n{level_name(int(level))}"
 
 
 def _nan(x: float | None) -> float:
@@ -152,7 +173,7 @@ def _heatmap(
     im = ax.imshow(grid, vmin=vmin, vmax=vmax, cmap=cmap, aspect="auto")
     ax.set_xticks(range(len(levels)), levels)
     ax.set_yticks(range(len(ylabels)), ylabels)
-    ax.set_xlabel("tree level")
+    ax.set_xlabel("tree level (cfglab depth / the paper's NT name)")
     ax.set_ylabel("hidden states")
     ax.set_title(title, fontsize=9)
     for (r, c), v in np.ndenumerate(grid):
