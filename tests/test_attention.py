@@ -214,10 +214,10 @@ def test_b_sharp_offsets_and_end_to_end_match_their_definitions(seed: int, causa
     r = stats.result()
     abar = np.nan_to_num(stats.mean_by_distance())
 
-    def b(A, i, k):  # noqa: ANN001, ANN202
+    def b(A, i, k):
         return A[0, :, i, k] - abar[0, :, i - k + max_len - 1]
 
-    def ok(i, k):  # noqa: ANN001, ANN202
+    def ok(i, k):
         return k <= i if causal else True
 
     rs = list(range(0 if causal else -R, R + 1))
