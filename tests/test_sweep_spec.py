@@ -267,3 +267,16 @@ def test_resume_accepts_a_plan_written_before_a_field_existed(project: Path) -> 
     sweep.plan_path.write_text(json.dumps(plan))
     with pytest.raises(CfglabError, match="sweep file changed"):
         prepare(load_sweep(path), resume=True, say=print)
+
+
+def test_the_encoder_position_encoding_is_a_grid_axis_of_the_mlm_trials(project: Path) -> None:
+    text = "name: enc\ngrammars: [small]\nmodel: {pe: [rot, mlm], mlm_pe: [rel, abs]}\n"
+    plan = expand(load_sweep(_write(project, text)))
+    got = {t.name: (t.coordinates["pe"], t.config().mlm_pe) for t in plan.trials}
+    assert got == {
+        "small-rot-clean-s0": ("rot", "rel"),
+        "small-mlm_rel-clean-s0": ("mlm", "rel"),
+        "small-mlm_abs-clean-s0": ("mlm", "abs"),
+    }
+    one = expand(load_sweep(_write(project, text.replace("[rel, abs]", "rel"), "one.yaml")))
+    assert [t.name for t in one.trials] == ["small-rot-clean-s0", "small-mlm-clean-s0"]

@@ -145,8 +145,9 @@ def fit_probes(
     scored at their NT-end positions.
     """
     torch.manual_seed(settings.seed)
-    labels_t = torch.from_numpy(data.labels if labels is None else labels)  # (G, total)
-    ends_t = torch.from_numpy(data.ends)
+    dev = features.device  # probes train where the features are (a GPU in paper-scale sweeps)
+    labels_t = torch.from_numpy(data.labels if labels is None else labels).to(dev)  # (G, total)
+    ends_t = torch.from_numpy(data.ends).to(dev)
     x_all = _standardise(features.float(), data.train_tokens)
     n = len(data.offsets) - 1
     n_fit = data.n_train - min(settings.val_strings, data.n_train // 2)
@@ -156,8 +157,9 @@ def fit_probes(
     max_len = int(np.diff(data.offsets).max())
     probe = MultiHeadProbe(
         x_all.size(1), data.classes, settings.heads, settings.pos_dim, max_len, causal
-    )
+    ).to(dev)
     local = LocalProbes(x_all.size(1), [data.classes[g] for g in diagonal], diagonal, causal)
+    local = local.to(dev)
     params = list(probe.parameters()) + list(local.parameters())
     opt = torch.optim.Adam(params, lr=settings.lr)
     total = probe_steps(settings, len(train.idx))
@@ -253,7 +255,7 @@ class LocalProbes(nn.Module):
 
     def loss(self, x: Tensor, mask: Tensor, y: Tensor, end: Tensor) -> Tensor:
         if not self.rows:
-            return torch.zeros(())
+            return x.new_zeros(())
         diag, tri = self(x, mask)
         at_end = _only_ends(y, end, self.rows)
         return _loss(diag, at_end) + _loss(tri, at_end)
@@ -268,7 +270,7 @@ def _standardise(x: Tensor, n_train_tokens: int) -> Tensor:
 def _gather(
     x_all: Tensor, labels: Tensor, ends: Tensor, idx: Tensor, mask: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    safe = idx.clamp(min=0)
+    safe, mask = idx.clamp(min=0).to(x_all.device), mask.to(x_all.device)
     y = labels[:, safe].masked_fill(~mask, -1)  # (G, B, T)
     return x_all[safe], y, ends[:, safe] & mask, mask
 
@@ -276,7 +278,7 @@ def _gather(
 def _only_ends(y: Tensor, end: Tensor, rows: Sequence[int]) -> Tensor:
     if not rows:
         return y[:0]
-    rows_t = torch.tensor(list(rows))
+    rows_t = torch.tensor(list(rows), device=y.device)
     return y[rows_t].masked_fill(~end[rows_t], -1)
 
 
@@ -285,7 +287,7 @@ def _split(logits: Tensor, classes: Sequence[int]) -> list[Tensor]:
 
 
 def _loss(outs: list[Tensor], y: Tensor) -> Tensor:
-    total = torch.zeros(())
+    total = y.new_zeros((), dtype=torch.float32)
     for out, yg in zip(outs, y):
         keep = yg >= 0
         if keep.any():
@@ -310,9 +312,9 @@ def _score(
     counts = np.zeros((4, G, n))
 
     def add(row: int, g: int, right: Tensor, where: Tensor, string: np.ndarray) -> None:
-        w = where.numpy().reshape(-1)
+        w = where.cpu().numpy().reshape(-1)
         s = string.reshape(-1)[w]
-        hits[row, g] += np.bincount(s, weights=right.numpy().reshape(-1)[w], minlength=n)
+        hits[row, g] += np.bincount(s, weights=right.cpu().numpy().reshape(-1)[w], minlength=n)
         counts[row, g] += np.bincount(s, minlength=n)
 
     for idx, mask in zip(test.idx, test.mask):

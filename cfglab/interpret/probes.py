@@ -201,7 +201,7 @@ def probe_run(
         def fit(
             features: Tensor, labels: np.ndarray | None = None, diag: Sequence[int] = ancestors
         ) -> ProbeScores:
-            return fit_probes(features, data, cfg, causal, labels, diag, advance)
+            return fit_probes(features.to(device), data, cfg, causal, labels, diag, advance)
 
         for layer in layers:
             t0 = time.perf_counter()

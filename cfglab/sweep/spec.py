@@ -77,15 +77,34 @@ class ModelSize(_Strict):
         return f"L{self.layers}H{self.heads}D{self.dim}"
 
 
+MlmPE = Literal["abs", "rel"]
+
+
+def _bert_only() -> list[MlmPE]:
+    return ["abs"]
+
+
 class ModelSection(_Strict):
     pe: list[PE] = Field(default_factory=lambda: ["rot"], min_length=1)
-    mlm_pe: Literal["abs", "rel"] = "abs"  # position encoding of mlm encoders
+    # position encoding of mlm encoders: abs (BERT-style) or rel (DeBERTa-style); a list is a
+    # grid axis of the mlm trials only
+    mlm_pe: list[MlmPE] = Field(default_factory=_bert_only, min_length=1)
     size: list[ModelSize] = Field(default_factory=lambda: [ModelSize()], min_length=1)
     context: int = Field(128, ge=2)
 
-    coerce_lists = field_validator("pe", "size", mode="before")(
+    coerce_lists = field_validator("pe", "size", "mlm_pe", mode="before")(
         classmethod(lambda cls, v: _listify(v))
     )
+
+    def variants(self) -> list[tuple[str, str, str]]:
+        """(name part, pe, mlm_pe) of every model variant: mlm once per encoder PE."""
+        out = []
+        for pe in self.pe:
+            encoders = self.mlm_pe if pe == "mlm" else self.mlm_pe[:1]
+            for mlm_pe in encoders:
+                many = pe == "mlm" and len(self.mlm_pe) > 1
+                out.append((f"mlm_{mlm_pe}" if many else pe, pe, mlm_pe))
+        return out
 
 
 def _train_section() -> type[BaseModel]:
@@ -490,13 +509,13 @@ def expand(sweep: LoadedSweep) -> SweepPlan:
         grammars[p.stem] = p
     sizes = spec.model.size
     trials = []
-    for (gname, gpath), size, pe, (frac, rate), seed in itertools.product(
-        grammars.items(), sizes, spec.model.pe, spec.noise.pairs(), spec.seeds
+    for (gname, gpath), size, (tag, pe, mlm_pe), (frac, rate), seed in itertools.product(
+        grammars.items(), sizes, spec.model.variants(), spec.noise.pairs(), spec.seeds
     ):
         parts = (
             [gname]
             + ([size.tag] if len(sizes) > 1 else [])
-            + [pe, _noise_tag(frac, rate), f"s{seed}"]
+            + [tag, _noise_tag(frac, rate), f"s{seed}"]
         )
         coords = {
             "grammar": gname,
@@ -505,6 +524,7 @@ def expand(sweep: LoadedSweep) -> SweepPlan:
             "heads": size.heads,
             "dim": size.dim,
             "pe": pe,
+            **({"mlm_pe": mlm_pe} if pe == "mlm" else {}),
             "noise_fraction": frac,
             "noise_rate": rate,
             "seed": seed,
@@ -513,7 +533,7 @@ def expand(sweep: LoadedSweep) -> SweepPlan:
             **spec.train.model_dump(),
             "grammar": str(gpath),
             "pe": pe,
-            "mlm_pe": spec.model.mlm_pe,
+            "mlm_pe": mlm_pe,
             "layers": size.layers,
             "heads": size.heads,
             "dim": size.dim,
