@@ -18,6 +18,7 @@ from cfglab.sweep.report.collect import (
     collect,
     cut_name,
     mode_switch,
+    probe_scope,
     probe_summary,
     robustness_rows,
 )
@@ -58,7 +59,7 @@ def headline(
         "KL",
         "repair" if compact else "repaired (T=1)",
         "inval" if compact else "invalid at cut0",
-        "probe" if compact else "probe (untrained)",
+        "probe" if compact else "probe: scope (untrained) / ceiling",
     ]
     body = []
     for row in rows:
@@ -77,6 +78,7 @@ def headline(
         line += [rate((evaluate.get("masked") or {}).get("accuracy"))]
         kl = (evaluate.get("kl") or {}).get("mean")
         trained, untrained = probe_summary(row), probe_summary(row, "untrained")
+        ceiling, scope = probe_summary(row, "ceiling"), probe_scope(row)
         line += [
             _fmt(kl, ".3f" if compact else ".4f"),
             " ".join(_fmt((r["repaired"] or {}).get("rate"), ".2f") for r in rob) or "-",
@@ -85,7 +87,7 @@ def headline(
             if trained is None
             else f"{trained:.2f}"
             if compact
-            else f"{trained:.2f} ({_fmt(untrained, '.2f')})",
+            else f"{trained:.2f} {scope} ({_fmt(untrained, '.2f')}) / {_fmt(ceiling, '.2f')}",
         ]
         body.append(line)
     keep = [i for i, c in enumerate(columns) if i < 2 or any(line[i] != "-" for line in body)]
@@ -258,8 +260,12 @@ def render_html(
         "corrupted at rate r that make the <em>original</em> prompt valid. Masked-token "
         "accuracy: one masked token at a time, filled in by the model (an mlm encoder sees "
         "both sides; a decoder is scored on the same footing). Probe: mean "
-        "ancestor-probe accuracy over levels at the last layer, the untrained model of the "
-        "same architecture in brackets.</p>",
+        "ancestor-probe accuracy over levels at the last layer, with its scope: "
+        "<em>whole</em> is the paper's probe (Σ over every position of the string, for a "
+        "GPT as for an encoder), <em>prefix</em> reads only positions k ≤ i; the untrained "
+        "model of the same architecture in brackets; after the slash the ceiling, the Bayes "
+        "accuracy of the ideal reader of the whole string (exact, from the grammar's "
+        "posterior on the same held-out strings; 1 on an unambiguous grammar).</p>",
     ]
     for p in plots:
         parts += [f"<h2>{html.escape(p.stem.replace('_', ' ').capitalize())}</h2>", _img(p, p.stem)]
