@@ -163,7 +163,8 @@ def attention_command(
     threads: int = typer.Option(0, "--threads", help="torch threads (0 = all cores)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Attention by distance, and attention beyond distance at NT boundaries; writes RUN_DIR/attention/."""
+    """Attention by distance, and attention beyond distance at NT boundaries (b♯ classes,
+    end→end across levels); writes RUN_DIR/attention/."""
     from cfglab.interpret.attention import attention_run
 
     result = attention_run(
@@ -194,6 +195,9 @@ def render_attention(result: dict[str, Any]) -> None:
     for d in near:
         table.add_column(f"Ā p={d}", justify="right")
     table.add_column("B at NT-end (δ=0)", justify="right")
+    sharp = result.get("offset_sharp")
+    if sharp:
+        table.add_column("B at b♯ NT-end (δ=0)", justify="right")
     table.add_column("B to previous NT-end (r=1)", justify="right")
     for l, heads in enumerate(result["distance"]["mean"]):
         for h, curve in enumerate(heads):
@@ -204,7 +208,13 @@ def render_attention(result: dict[str, Any]) -> None:
                 if r_col is not None
                 else None
             )
-            table.add_row(str(l + 1), str(h), *cells, _num(off, sign=True), _num(adj, sign=True))
+            extra = []
+            if sharp:
+                col = sharp["delta"].index(0)
+                extra = [_num(_mean(row[col] for row in sharp["mean_B"][l][h]), sign=True)]
+            table.add_row(
+                str(l + 1), str(h), *cells, _num(off, sign=True), *extra, _num(adj, sign=True)
+            )
     out.print(table)
     out.print(
         f"written: {Path(result['run']) / 'attention' / 'attention.json'}"
