@@ -56,3 +56,17 @@ def test_bad_token_gets_the_located_error_of_verify(tmp_path: Path) -> None:
     assert result.exit_code != 0
     message = str(result.exception) + result.output
     assert f"{f}:2:5" in message and "zz" in message
+
+
+def test_posterior_never_imports_torch_or_ray() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from typer.testing import CliRunner; from cfglab.cli import app; "
+        f"r = CliRunner().invoke(app, ['posterior', {str(ROOT / 'grammars' / 'mini.cfg')!r}, "
+        "'--json'], input='2 1 3\\n'); assert r.exit_code == 0, r.output; "
+        "print('torch' in sys.modules, 'ray' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
