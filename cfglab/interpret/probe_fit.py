@@ -10,7 +10,8 @@ linear, so G is linear in the hidden states E_k of one layer. K(i) is the scope:
 Local probes at NT-ends (§4, "NT-end" probing; trained and scored where b_l(i) = 1):
   diagonal     G_i = f(E_i)                                  (δ = 0)
   tridiagonal  G_i = f_-1(E_{i-1}) + f_0(E_i) + f_+1(E_{i+1}) (|k − i| ≤ 1; with the prefix
-               scope k ∈ {i−1, i} only)
+               scope k ∈ {i−1, i} only) [the exact form of the paper's tridiagonal variant,
+               one linear map per offset, is not confirmed here against the paper's text]
 Every target has its own probe (its own P and f); they are trained together only because their
 parameters are disjoint, which makes that the same as training them one by one.
 
