@@ -2,9 +2,10 @@
 
 Timed in one run, on the same strings and hidden states:
   baseline     a plain per-token linear probe (every target, same optimiser steps)
-  probe        the paper's multi-head probe + the diagonal probe, one layer (real targets)
+  probe        the paper's whole-string multi-head probe + the NT-end local probes, one layer
   layer        everything `probe_run` does per layer: probe, control task, untrained model
-  probe_run    the whole `probe_run` (all layers + output-only baseline), and `attention_run`
+  probe_run    the whole `probe_run` (all layers, ceilings, the three output baselines), and
+               `attention_run`
 
     .venv/bin/python benchmarks/bench_probes.py                    # trains a cfg3b model first
     .venv/bin/python benchmarks/bench_probes.py --run RUN_DIR --threads 2
@@ -141,14 +142,14 @@ def main() -> None:
         )
     )
     base_acc, t_base, c_base = timed(lambda: linear_baseline(feats, data, cfg))
-    scores, t_probe, c_probe = timed(lambda: fit_probes(feats, data, cfg, True, diagonal=anc))
+    scores, t_probe, c_probe = timed(lambda: fit_probes(feats, data, cfg, False, diagonal=anc))
     ctrl = control_labels(data, cfg.control_ngram, 0)
-    _, t_ctrl, c_ctrl = timed(lambda: fit_probes(feats, data, cfg, True, ctrl, ()))
+    _, t_ctrl, c_ctrl = timed(lambda: fit_probes(feats, data, cfg, False, ctrl, ()))
     rand = untrained_model(loaded.config, T, seed=1).to(args.device)
     rfeats, t_rfeat, _ = timed(
         lambda: model_features(rand, data.tokens, data.offsets, T, args.layer, device=args.device)
     )
-    _, t_rand, c_rand = timed(lambda: fit_probes(rfeats, data, cfg, True, diagonal=anc))
+    _, t_rand, c_rand = timed(lambda: fit_probes(rfeats, data, cfg, False, diagonal=anc))
     layer_total = t_feat + t_probe + t_ctrl + t_rfeat + t_rand
 
     print(f"hidden states of one layer        {t_feat:7.1f} s")
@@ -165,6 +166,22 @@ def main() -> None:
     print(
         f"one layer, probe + all controls   {layer_total:7.1f} s  (target ≤ 60 s for the "
         f"probe: {'OK' if t_feat + t_probe <= 60 else 'OVER'})"
+    )
+    _, t_one, _ = timed(
+        lambda: probe_run(
+            str(args.run),
+            layers=[args.layer],
+            n_strings=args.n,
+            n_test=args.n_test,
+            threads=args.threads,
+            device=args.device,
+            plots=False,
+        )
+    )
+    print(
+        f"probe_run, layer {args.layer} only, whole-string probe with every control (untrained, "
+        f"control task, ceilings, 3 output baselines): {t_one:.1f} s  (target ≤ 60 s: "
+        f"{'OK' if t_one <= 60 else 'OVER'})"
     )
     if not args.skip_full:
         r, t_run, _ = timed(

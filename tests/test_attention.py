@@ -186,3 +186,63 @@ def test_position_only_heads_get_a_sentence_not_numbers(runs: dict[str, Path]) -
     assert res.exit_code == 0 and "not meaningful" in res.output
     res = CliRunner().invoke(app, ["attention", str(runs["rot"]), "--n", "4", "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)["meaningful"] is True
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**16), st.booleans())
+def test_b_sharp_offsets_and_end_to_end_match_their_definitions(seed: int, causal: bool) -> None:
+    """offset_sharp and end_to_end against the definitions, pair by pair, on sampled trees."""
+    from cfglab.grammar.dsl import parse_grammar
+    from cfglab.grammar.sample import sample
+
+    s = sample(parse_grammar(GRAMMAR), 4, seed)
+    rng = np.random.default_rng(seed)
+    levels, offsets, R = [1, 2], [-1, 0, 1], 2
+    max_len = int(s.lengths.max())
+    stats = AttentionStats(1, 2, max_len, levels, causal, offsets, max_adjacency=R)
+    strings = []
+    for i in range(len(s)):
+        lo, hi = s.offsets[i], s.offsets[i + 1]
+        n = hi - lo
+        A = rng.random((1, 2, n, n))
+        if causal:
+            A = np.tril(A)
+        A /= A.sum(-1, keepdims=True)
+        sharp, index = s.b_sharp[lo:hi], s.ancestor_index[:, lo:hi]
+        stats.add(A, s.boundaries[:, lo:hi], sharp, index)
+        strings.append((A, sharp, index))
+    r = stats.result()
+    abar = np.nan_to_num(stats.mean_by_distance())
+
+    def b(A, i, k):
+        return A[0, :, i, k] - abar[0, :, i - k + max_len - 1]
+
+    def ok(i, k):
+        return k <= i if causal else True
+
+    rs = list(range(0 if causal else -R, R + 1))
+    for a, lv in enumerate(levels):
+        for o, delta in enumerate(offsets):
+            vals = [
+                b(A, i, k)
+                for A, sharp, _ in strings
+                for k in range(len(sharp))
+                if 0 <= k - delta < len(sharp) and sharp[k - delta] == lv
+                for i in range(len(sharp))
+                if ok(i, k)
+            ]
+            want = np.mean(vals, axis=0) if vals else [None, None]
+            got = [r["offset_sharp"]["mean_B"][0][h][a][o] for h in range(2)]
+            assert nan_equal(got, want)
+        for c, lk in enumerate(levels):
+            for j, rr in enumerate(rs):
+                vals = [
+                    b(A, i, k)
+                    for A, sharp, index in strings
+                    for i in np.flatnonzero(sharp == lv)
+                    for k in np.flatnonzero(sharp == lk)
+                    if ok(i, k) and index[lk, i] - index[lk, k] == rr
+                ]
+                want = np.mean(vals, axis=0) if vals else [None, None]
+                got = [r["end_to_end"]["mean_B"][0][h][a][c][j] for h in range(2)]
+                assert nan_equal(got, want), (lv, lk, rr)

@@ -79,7 +79,7 @@ def probe_result(controls: bool) -> dict:
 def test_probe_heatmap(tmp_path: Path, controls: bool) -> None:
     result = probe_result(controls)
     path = plot_probe(result, tmp_path / "sub" / "probe.png")
-    assert probe_grid(result) == (4, 3 if controls else 1)
+    assert probe_grid(result) == (5, 3 if controls else 1)  # five metrics, tridiagonal included
     check_image(path, probe_grid(result))
 
 

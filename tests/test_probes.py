@@ -228,6 +228,15 @@ def test_probe_run_in_a_fresh_process_writes_json_and_png(runs: dict[str, Path])
                 abs=2e-4,
             )
         assert set(result["output_only"]) >= {"ancestor", "boundary", "diagonal_at_end"}
+        # the paper's whole-string probe by default, named; ceilings and both output baselines
+        assert result["scope"] == "whole" and "whole-string" in result["probe"]
+        for key in ("ceiling", "prefix_ceiling", "output_tokens", "true_output_tokens"):
+            anc = result[key]["ancestor"]
+            assert set(anc) == {str(v) for v in result["levels"]["ancestor"]}, key
+        for lv, c in result["ceiling"]["ancestor"].items():
+            assert result["prefix_ceiling"]["ancestor"][lv] <= c + 1e-9
+        assert result["level_names"]["1"] == "NT2"
+        assert "tridiagonal_at_end" in result["trained"]["1"]
         assert Path(result["plots"][0]).stat().st_size > 10_000
 
 
@@ -257,5 +266,28 @@ def test_probe_cli_json_and_bad_layers(runs: dict[str, Path]) -> None:
     assert res.exit_code == 0, res.output
     result = json.loads(res.stdout)
     assert result["layers"] == [1] and result["untrained"] == {}
+    res = runner.invoke(
+        app,
+        [
+            "probe",
+            str(runs["rot"]),
+            "--layers",
+            "1",
+            "--json",
+            "--n",
+            "16",
+            "--n-test",
+            "8",
+            "--threads",
+            "1",
+            "--no-controls",
+            "--scope",
+            "prefix",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["scope"] == "prefix"
+    res = runner.invoke(app, ["probe", str(runs["rot"]), "--scope", "future", "--n", "16"])
+    assert res.exit_code != 0 and "scope" in str(res.exception) + res.output
     res = runner.invoke(app, ["probe", str(runs["rot"]), "--layers", "5", "--n", "16"])
     assert res.exit_code != 0 and "0..1" in str(res.exception)

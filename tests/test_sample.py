@@ -56,6 +56,27 @@ def test_trees_are_derivations_and_labels_match_them(g: Grammar, seed: int) -> N
         assert (boundaries == expect_bnd).all()
 
 
+@settings(max_examples=60, deadline=None)
+@given(small_grammars(recursive=True), st.integers(0, 2**16))
+def test_b_sharp_and_ancestor_index_follow_the_tree(g: Grammar, seed: int) -> None:
+    """b♯(i) = the shallowest node that i ends; p_d(i) = how many depth-d nodes lie left of i's."""
+    s = sample(g, 6, seed, max_length=200, max_depth=30)
+    b_sharp, index = s.b_sharp, s.ancestor_index
+    for i in range(len(s)):
+        spans: list = []
+        _node_spans(s.tree(i), 0, 0, spans)
+        lo, n = int(s.offsets[i]), len(s.string(i))
+        want_sharp = np.full(n, -1)
+        want_index = np.full((s.depth, n), -1)
+        for depth, _first, last, _ in sorted(spans, reverse=True):  # shallow nodes written last
+            want_sharp[last] = depth
+        for depth, first, last, _ in spans:
+            left = sum(1 for d, f, _, _ in spans if d == depth and f < first)
+            want_index[depth, first : last + 1] = left
+        assert b_sharp[lo : lo + n].tolist() == want_sharp.tolist()
+        assert index[:, lo : lo + n].tolist() == want_index.tolist()
+
+
 @settings(max_examples=40, deadline=None)
 @given(layered_grammars(), st.integers(0, 2**16))
 def test_layered_grammars_label_every_level(g: Grammar, seed: int) -> None:

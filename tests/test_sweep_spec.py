@@ -295,3 +295,16 @@ def test_holdout_rules_can_be_given_per_grammar(project: Path) -> None:
     assert len(plan.trials) == 12 * 2
     assert plan.trial("small-rot-clean-ho1-s0").config().holdout_rule == "S -> A B"
     assert plan.trial("small-rot-clean-full-s0").coordinates["holdout_rule"] is None
+
+
+def test_the_encoder_position_encoding_is_a_grid_axis_of_the_mlm_trials(project: Path) -> None:
+    text = "name: enc\ngrammars: [small]\nmodel: {pe: [rot, mlm], mlm_pe: [rel, abs]}\n"
+    plan = expand(load_sweep(_write(project, text)))
+    got = {t.name: (t.coordinates["pe"], t.config().mlm_pe) for t in plan.trials}
+    assert got == {
+        "small-rot-clean-s0": ("rot", "rel"),
+        "small-mlm_rel-clean-s0": ("mlm", "rel"),
+        "small-mlm_abs-clean-s0": ("mlm", "abs"),
+    }
+    one = expand(load_sweep(_write(project, text.replace("[rel, abs]", "rel"), "one.yaml")))
+    assert [t.name for t in one.trials] == ["small-rot-clean-s0", "small-mlm-clean-s0"]

@@ -219,6 +219,33 @@ class Chart:
         logits[1:, 0] = log_in[t.start, 0, 1 : len(s) + 1]
         return _normalise(logits)
 
+    # --- label posteriors ---------------------------------------------------------------------
+    def posteriors(self, strings: Sequence[StringLike], prefix: bool = False) -> list:
+        """Exact posteriors of every token's ancestors and NT-ends (`chart.posterior.Posterior`).
+
+        Given each whole string, or with prefix=True given the tokens up to each token (every
+        valid completion weighed in). None where the string is not in the language (with
+        prefix=True: not a prefix of any string). Non-recursive grammars only.
+        """
+        from cfglab.chart import posterior
+
+        if self.recursive:
+            raise CfglabError(
+                f"grammar {self.grammar.name} is recursive: label posteriors need a "
+                "non-recursive grammar (its nonterminals have levels)"
+            )
+        tables = self.__dict__.get("_posterior_tables")
+        if tables is None:
+            tables = self.__dict__["_posterior_tables"] = posterior.PosteriorTables(self._sparse)
+        strings = self._check(strings)
+        run = posterior.prefixes if prefix else posterior.whole_string
+        out: list = [None] * len(strings)
+        idx = [i for i, s in enumerate(strings) if 0 < len(s) <= (self.max_length or 0)]
+        for chunk in _chunks(idx, key=lambda i: len(strings[i]), limit=posterior.BATCH_TOKENS):
+            for i, post in zip(chunk, run(tables, [strings[i] for i in chunk])):
+                out[i] = post
+        return out
+
     # --- trees ---------------------------------------------------------------------------------
     def parse_trees(self, string: StringLike, limit: int = 2) -> list[Tree]:
         """Up to `limit` distinct parse trees of the string (none if it is not in the language)."""
@@ -469,14 +496,14 @@ def _normalise(logits: np.ndarray) -> np.ndarray:
     return p
 
 
-def _chunks(items: list, key: Callable[[Any], int] = len) -> list[list]:
-    """Consecutive groups of at most `_BATCH_TOKENS` tokens (a long string goes alone)."""
+def _chunks(items: list, key: Callable[[Any], int] = len, limit: int = _BATCH_TOKENS) -> list[list]:
+    """Consecutive groups of at most `limit` tokens (a long string goes alone)."""
     out: list[list] = []
     cur: list = []
     size = 0
     for x in items:
         n = key(x)
-        if cur and size + n > _BATCH_TOKENS:
+        if cur and size + n > limit:
             out.append(cur)
             cur, size = [], 0
         cur.append(x)

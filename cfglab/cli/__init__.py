@@ -50,6 +50,7 @@ _COMMAND_MODULES = (
     "cfglab.cli.check_cmds",  # check, new-grammar
     "cfglab.cli.sample_cmds",  # sample
     "cfglab.cli.chart_cmds",  # verify, next-token
+    "cfglab.cli.posterior_cmds",  # posterior
     "cfglab.cli.train_cmds",
     "cfglab.cli.eval_cmds",  # evaluate
     "cfglab.cli.interop_cmds",  # export

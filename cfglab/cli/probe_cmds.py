@@ -48,8 +48,14 @@ def probe_command(
         False, "--no-controls", help="Skip untrained model, control task, output-only."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    scope: str = typer.Option(
+        "whole",
+        "--scope",
+        help="whole: the paper's probe, Σ over every position of the string; prefix: k ≤ i only.",
+    ),
 ) -> None:
-    """Probe hidden states for NT ancestors and NT-ends, with controls; writes RUN_DIR/probe/."""
+    """Probe hidden states for NT ancestors and NT-ends, beside exact ceilings and controls;
+    writes RUN_DIR/probe/."""
     from cfglab.interpret.probes import probe_run
 
     result = probe_run(
@@ -63,6 +69,7 @@ def probe_command(
         controls=not no_controls,
         step=step,
         device=device,
+        scope=scope,
     )
     if as_json:
         out.print_json(json.dumps(result))
@@ -73,41 +80,70 @@ def probe_command(
 def render_probe(result: dict[str, Any]) -> None:
     from rich.table import Table
 
+    from cfglab.grammar.levels import level_label
+
     titles = {
         "ancestor": "ancestor NT (all positions)",
         "ancestor_at_end": "ancestor NT at NT-ends (multi-head probe)",
-        "diagonal_at_end": "ancestor NT at NT-ends (diagonal probe)",
+        "diagonal_at_end": "ancestor NT at NT-ends (diagonal probe, δ = 0)",
+        "tridiagonal_at_end": "ancestor NT at NT-ends (tridiagonal probe, |k − i| ≤ 1)",
         "boundary": "NT-end bit (all positions)",
     }
+    scope = result.get("scope", "prefix" if not result.get("bidirectional") else "whole")
+    out.print(f"[bold]{result.get('probe', scope + ' probe')}[/bold]")
     has_controls = bool(result["untrained"])
     for metric, title in titles.items():
         kind = "boundary" if metric == "boundary" else "ancestor"
         levels = [str(v) for v in result["levels"][kind]]
-        table = Table(title=f"{title} — accuracy %", title_justify="left")
+        if not any((result["trained"].get(str(l)) or {}).get(metric) for l in result["layers"]):
+            continue
+        table = Table(title=f"{title}, {scope} probe — accuracy %", title_justify="left")
         table.add_column("hidden states")
         for v in levels:
-            table.add_column(f"level {v}", justify="right")
+            table.add_column(level_label(int(v)), justify="right")
         for layer in map(str, result["layers"]):
             name = "embedding" if layer == "0" else f"layer {layer}"
             for family, label in _families(metric, has_controls):
                 scores = (result[family].get(layer) or {}).get(metric)
                 if scores is None:
                     continue
-                cells = [_pct(scores.get(v), family == "selectivity") for v in levels]
+                ci = (result[family].get(layer) or {}).get(f"{metric}_ci95") or {}
+                cells = [
+                    _pct(scores.get(v), family == "selectivity") + _ci(ci.get(v)) for v in levels
+                ]
                 if label:
                     table.add_row(f"[dim]  {label}[/dim]", *[f"[dim]{c}[/dim]" for c in cells])
                 else:
                     table.add_row(name, *cells)
             table.add_section()
-        for name, label in (("majority", "majority"), ("output_only", "output only")):
+        for name, label in _SUMMARY_ROWS:
             scores = (result.get(name) or {}).get(metric)
             if scores:
                 table.add_row(label, *[_pct(scores.get(v)) for v in levels])
         out.print(table)
     out.print(
+        "ceiling: Bayes accuracy of the ideal reader of the whole string (exact, from the "
+        "grammar's posterior on the same held-out strings); prefix ceiling: of the tokens up to "
+        "i. ± is a 95% interval over strings."
+    )
+    out.print(
         f"written: {Path(result['run']) / 'probe' / 'probe.json'}"
         + "".join(f", {p}" for p in result.get("plots", []))
     )
+
+
+_SUMMARY_ROWS = (
+    ("ceiling", "ceiling (whole string)"),
+    ("prefix_ceiling", "ceiling (prefix)"),
+    ("majority", "majority"),
+    ("output_only", "output only (log-probs)"),
+    ("output_tokens", "token ⊕ model log-probs"),
+    ("true_output_tokens", "token ⊕ true next-token rows"),
+)
+
+
+def _ci(x: float | None) -> str:
+    return "" if x is None else f" ±{100 * x:.1f}"
 
 
 def _families(metric: str, controls: bool) -> list[tuple[str, str]]:
@@ -136,7 +172,8 @@ def attention_command(
     device: str = _DEVICE,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Attention by distance, and beyond distance at NT boundaries; writes RUN_DIR/attention/."""
+    """Attention by distance, and attention beyond distance at NT boundaries (b♯ classes,
+    end→end across levels); writes RUN_DIR/attention/."""
     from cfglab.interpret.attention import attention_run
 
     result = attention_run(
@@ -173,6 +210,9 @@ def render_attention(result: dict[str, Any]) -> None:
     for d in near:
         table.add_column(f"Ā p={d}", justify="right")
     table.add_column("B at NT-end (δ=0)", justify="right")
+    sharp = result.get("offset_sharp")
+    if sharp:
+        table.add_column("B at b♯ NT-end (δ=0)", justify="right")
     table.add_column("B to previous NT-end (r=1)", justify="right")
     for l, heads in enumerate(result["distance"]["mean"]):
         for h, curve in enumerate(heads):
@@ -183,7 +223,13 @@ def render_attention(result: dict[str, Any]) -> None:
                 if r_col is not None
                 else None
             )
-            table.add_row(str(l + 1), str(h), *cells, _num(off, sign=True), _num(adj, sign=True))
+            extra = []
+            if sharp:
+                col = sharp["delta"].index(0)
+                extra = [_num(_mean(row[col] for row in sharp["mean_B"][l][h]), sign=True)]
+            table.add_row(
+                str(l + 1), str(h), *cells, _num(off, sign=True), *extra, _num(adj, sign=True)
+            )
     out.print(table)
     out.print(
         f"written: {Path(result['run']) / 'attention' / 'attention.json'}"

@@ -47,13 +47,20 @@ def sample_command(
 
 
 def sample_record(samples: Samples, i: int) -> dict[str, Any]:
-    """The JSON shape of one sampled string: tokens and per-depth labels."""
+    """The JSON shape of one sampled string: tokens and per-depth labels.
+
+    b_sharp: per token, the most ancestral level at which it ends a nonterminal (-1: none);
+    ancestor_index: per level and token, the index of its ancestor among that level's nodes.
+    """
     g = samples.grammar
     ancestors, boundaries = samples.labels(i)
+    lo, hi = samples.offsets[i], samples.offsets[i + 1]
     return {
         "tokens": g.decode(samples.string(i)),
         "ancestors": [[g.nonterminals[a] if a >= 0 else None for a in row] for row in ancestors],
         "boundaries": boundaries.astype(int).tolist(),
+        "b_sharp": samples.b_sharp[lo:hi].tolist(),
+        "ancestor_index": samples.ancestor_index[:, lo:hi].tolist(),
     }
 
 

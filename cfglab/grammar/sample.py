@@ -10,6 +10,12 @@ token i at depth d:
                    or -1 where the token's path ended above depth d (a terminal reached early)
   boundaries[d, i] True iff token i is the last token of its depth-d ancestor (b_l(i) in the paper)
   rules[d, i]      the rule index (into `grammar.rules`) that ancestor expanded with, or -1
+Derived (Part 1 §5, the attention statistics):
+  b_sharp[i]       b♯(i), the most ancestral depth d at which token i ends a nonterminal
+                   (the smallest d with boundaries[d, i]), -1 where i ends none: the disjoint
+                   classes of NT-ends
+  ancestor_index[d, i]  p_d(i), the index (0, 1, ...) of i's depth-d ancestor among the string's
+                   depth-d nodes from the left, -1 where the token's path ended above depth d
 
 Recursive grammars: a derivation is abandoned once its frontier passes `max_length` tokens or
 its tree passes `max_depth` rounds, and the string is drawn again (rejection). The samples then
@@ -44,6 +50,22 @@ class Samples:
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
+
+    @property
+    def b_sharp(self) -> np.ndarray:
+        """(total,) int32: the most ancestral depth at which each token ends a nonterminal."""
+        ends = self.boundaries
+        first = ends.argmax(axis=0).astype(np.int32)
+        return np.where(ends.any(axis=0), first, np.int32(-1))
+
+    @property
+    def ancestor_index(self) -> np.ndarray:
+        """(depth, total) int32: p_d(i), counted within each string (-1 where no ancestor)."""
+        ends = self.boundaries.astype(np.int64)
+        before = np.cumsum(ends, axis=1) - ends  # depth-d ends strictly before each token
+        string_of = np.repeat(np.arange(len(self)), self.lengths)
+        start = before[:, self.offsets[:-1]][:, string_of]
+        return np.where(self.ancestors >= 0, before - start, -1).astype(np.int32)
 
     @property
     def depth(self) -> int:

@@ -4,11 +4,22 @@ For layer l, head h and distance p = i − k (query i, key k; string tokens only
 
     Ā_{l,h,p}  mean attention at distance p over every string and query
     B = A − Ā  attention not explained by distance
-    offset     mean B over (i, k) with k − δ a level-ℓ NT-end, δ ∈ [−2, 2], queries i all
-               positions that may attend to k: a spike at δ = 0 means heads seek NT-ends
+    offset     mean B over (i, k) with k − δ a level-ℓ NT-end (b_ℓ, nested sets: every
+               level-2 end is also a level-3 end), δ ∈ [−2, 2], queries i all positions that
+               may attend to k: a spike at δ = 0 means heads seek NT-ends
+    offset_sharp  the same with k − δ an NT-end of class b♯ = ℓ (Part 1, §5: b♯(i) is the most
+               ancestral level at which i ends a nonterminal, so the classes are disjoint) —
+               the paper's conditioning
     adjacency  mean B over pairs of level-ℓ NT-ends (i, k), k the r-th level-ℓ NT-end before i
                (r < 0: after i, bidirectional models only): r = 1 large means an NT-end attends
                to the previous NT-end of its level, the paper's "adjacent NT-end" finding
+    end_to_end B^{end→end}_{ℓ'→ℓ, r} (§5): mean B over pairs (query i, key k) with b♯(i) = ℓ',
+               b♯(k) = ℓ and r = p_ℓ(i) − p_ℓ(k), p_ℓ the index of a token's level-ℓ ancestor
+               (so r counts the level-ℓ nodes from k's to i's); shown as (ℓ', ℓ) heat maps
+               per r. r = 0 pairs a query with an end of its own level-ℓ node (for a causal
+               model, only k = i when ℓ' ≤ ℓ). [The paper's exact range of r and whether it
+               averages heads is not confirmed here: the heat maps show the head mean and
+               the JSON keeps every head.]
 
 Means of B over a set S need no second pass: mean_S B = (Σ_S A − Σ_p n_S(p) Ā_p) / |S|, with
 n_S(p) the number of pairs of S at distance p. `AttentionStats` accumulates Σ_S A and n_S string
@@ -27,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cfglab.grammar.levels import level_name
 
 OFFSETS = (-2, -1, 0, 1, 2)  # δ: key k sits δ tokens after a level-ℓ NT-end
 MAX_ADJACENCY = 4  # r = 0..4 (and −4..−1 for bidirectional models)
@@ -61,10 +74,23 @@ class AttentionStats:
         self.off_diff = np.zeros(shape_o + (P + 1,))  # difference arrays of n_S(p)
         self.adj_sum = np.zeros((n_layers, n_heads) + shape_a)
         self.adj_count = np.zeros(shape_a + (P,))
+        self.sharp_sum = np.zeros((n_layers, n_heads) + shape_o)
+        self.sharp_diff = np.zeros(shape_o + (P + 1,))
+        shape_e = (len(self.levels), len(self.levels), len(self.adjacency))
+        self.e2e_sum = np.zeros((n_layers, n_heads) + shape_e)
+        self.e2e_count = np.zeros(shape_e + (P,))
         self.strings = 0
 
-    def add(self, maps: np.ndarray, boundaries: np.ndarray) -> None:
-        """maps (L, H, n, n) attention among one string's n tokens; boundaries (depth, n) bool."""
+    def add(
+        self,
+        maps: np.ndarray,
+        boundaries: np.ndarray,
+        b_sharp: np.ndarray | None = None,
+        ancestor_index: np.ndarray | None = None,
+    ) -> None:
+        """maps (L, H, n, n) attention among one string's n tokens; boundaries (depth, n) bool;
+        b♯ (n,) and p_ℓ (depth, n) as the sampler gives them (by default derived from
+        boundaries, which is exact for a layered grammar)."""
         n = maps.shape[-1]
         if n > self.max_len:
             raise ValueError(f"string of {n} tokens, but max_len is {self.max_len}")
@@ -78,6 +104,11 @@ class AttentionStats:
             )
             self._add_offsets(a, ends, colsum, n)
             self._add_adjacency(a, ends, A)
+        sharp, index = _sharp_and_index(boundaries, b_sharp, ancestor_index)
+        for a, level in enumerate(self.levels):
+            ends = np.flatnonzero(sharp == level)
+            self._add_offsets(a, ends, colsum, n, self.sharp_sum, self.sharp_diff)
+        self._add_end_to_end(A, sharp, index)
         self.strings += 1
 
     def _add_distances(self, A: np.ndarray, allowed: np.ndarray) -> None:
@@ -89,18 +120,55 @@ class AttentionStats:
                 self.dist_sum[l, h] += np.bincount(d, weights=A[l, h].ravel(), minlength=P)
         self.dist_count += np.bincount(d[allowed.ravel()], minlength=len(self.dist_count))
 
-    def _add_offsets(self, a: int, ends: np.ndarray, colsum: np.ndarray, n: int) -> None:
+    def _add_offsets(
+        self,
+        a: int,
+        ends: np.ndarray,
+        colsum: np.ndarray,
+        n: int,
+        sums: np.ndarray | None = None,
+        diff: np.ndarray | None = None,
+    ) -> None:
+        sums = self.off_sum if sums is None else sums
+        diff = self.off_diff if diff is None else diff
         for o, delta in enumerate(self.offsets):
             keys = ends + delta
             keys = keys[(keys >= 0) & (keys < n)]
             if len(keys) == 0:
                 continue
-            self.off_sum[:, :, a, o] += colsum[:, :, keys].sum(-1)
+            sums[:, :, a, o] += colsum[:, :, keys].sum(-1)
             # queries that may attend to key k: i ≥ k (causal) or every i; distances i − k
             lo = np.zeros_like(keys) if self.causal else -keys
             hi = n - 1 - keys
-            np.add.at(self.off_diff[a, o], lo + self.max_len - 1, 1)
-            np.add.at(self.off_diff[a, o], hi + self.max_len, -1)
+            np.add.at(diff[a, o], lo + self.max_len - 1, 1)
+            np.add.at(diff[a, o], hi + self.max_len, -1)
+
+    def _add_end_to_end(self, A: np.ndarray, sharp: np.ndarray, index: np.ndarray) -> None:
+        r_lo = self.adjacency[0]
+        for q, lq in enumerate(self.levels):
+            queries = np.flatnonzero(sharp == lq)
+            for c, lk in enumerate(self.levels):
+                keys = np.flatnonzero(sharp == lk)
+                if not len(queries) or not len(keys) or lk >= len(index):
+                    continue
+                grid_i, grid_k = np.meshgrid(queries, keys, indexing="ij")
+                i, k = grid_i.ravel(), grid_k.ravel()
+                r = index[lk, i] - index[lk, k]
+                keep = (r >= r_lo) & (r <= self.adjacency[-1]) & (index[lk, i] >= 0)
+                keep &= index[lk, k] >= 0
+                if self.causal:
+                    keep &= k <= i
+                i, k, r = i[keep], k[keep], r[keep] - r_lo
+                if not len(i):
+                    continue
+                P = self.e2e_count.shape[-1]
+                flat = r * P + (i - k + self.max_len - 1)
+                self.e2e_count[q, c] += np.bincount(
+                    flat, minlength=self.e2e_count[q, c].size
+                ).reshape(self.e2e_count[q, c].shape)
+                w = A[:, :, i, k]  # (L, H, pairs)
+                for j in np.unique(r):
+                    self.e2e_sum[:, :, q, c, j] += w[:, :, r == j].sum(-1)
 
     def _add_adjacency(self, a: int, ends: np.ndarray, A: np.ndarray) -> None:
         for j, r in enumerate(self.adjacency):
@@ -122,6 +190,9 @@ class AttentionStats:
         off_n = np.cumsum(self.off_diff, axis=-1)[..., :-1]  # (levels, δ, P)
         off = _mean_b(self.off_sum, off_n, abar0)
         adj = _mean_b(self.adj_sum, self.adj_count, abar0)
+        sharp_n = np.cumsum(self.sharp_diff, axis=-1)[..., :-1]
+        sharp = _mean_b(self.sharp_sum, sharp_n, abar0)
+        e2e = _mean_b(self.e2e_sum, self.e2e_count, abar0)
         return {
             "strings": self.strings,
             "distance": {
@@ -140,7 +211,34 @@ class AttentionStats:
                 "mean_B": _round(adj),
                 "pairs": self.adj_count.sum(-1).astype(int).tolist(),
             },
+            "level_names": {str(v): level_name(v) for v in self.levels},
+            "offset_sharp": {
+                "delta": self.offsets,
+                "mean_B": _round(sharp),
+                "pairs": sharp_n.sum(-1).astype(int).tolist(),
+                "classes": "key − δ is an NT-end of class b♯ = level (disjoint)",
+            },
+            "end_to_end": {
+                "r": self.adjacency,
+                "mean_B": _round(e2e),  # (L, H, query class ℓ', key class ℓ, r)
+                "pairs": self.e2e_count.sum(-1).astype(int).tolist(),
+                "axes": "layer, head, query class b♯(i) = ℓ', key class b♯(k) = ℓ, "
+                "r = p_ℓ(i) − p_ℓ(k)",
+            },
         }
+
+
+def _sharp_and_index(
+    boundaries: np.ndarray, b_sharp: np.ndarray | None, index: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """b♯ and p_ℓ of one string: given, or derived from its boundaries (layered grammars)."""
+    if b_sharp is None:
+        first = boundaries.argmax(axis=0)
+        b_sharp = np.where(boundaries.any(axis=0), first, -1)
+    if index is None:
+        ends = boundaries.astype(np.int64)
+        index = np.cumsum(ends, axis=1) - ends
+    return b_sharp, index
 
 
 def _mean_b(sum_a: np.ndarray, count: np.ndarray, abar: np.ndarray) -> np.ndarray:
@@ -212,8 +310,10 @@ def attention_run(
         max_adjacency=max_adjacency,
     )
     with work_progress("attention", len(samples), quiet) as advance:
+        b_sharp, index = samples.b_sharp, samples.ancestor_index
         for i, maps in _string_maps(loaded.model, samples, len(loaded.grammar.terminals), device):
-            stats.add(maps, samples.boundaries[:, samples.offsets[i] : samples.offsets[i + 1]])
+            lo, hi = samples.offsets[i], samples.offsets[i + 1]
+            stats.add(maps, samples.boundaries[:, lo:hi], b_sharp[lo:hi], index[:, lo:hi])
             advance(1)
     result.update(meaningful=True, dropped_too_long=dropped, **stats.result())
     result["seconds"] = round(time.perf_counter() - started, 2)
@@ -261,10 +361,12 @@ def _write(run_dir: Path, result: dict[str, Any], plots: bool) -> None:
         from cfglab.interpret.plots import (
             plot_attention_boundaries,
             plot_attention_distance,
+            plot_attention_end_to_end,
         )
 
         result["plots"] = [
             str(plot_attention_distance(result, out / "distance.png")),
             str(plot_attention_boundaries(result, out / "boundaries.png")),
+            str(plot_attention_end_to_end(result, out / "end_to_end.png")),
         ]
     write_atomic(out / "attention.json", json.dumps(result, indent=1).encode())

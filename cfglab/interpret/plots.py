@@ -23,8 +23,17 @@ PROBE_ROWS = {
     "ancestor": "ancestor NT, all positions",
     "ancestor_at_end": "ancestor NT, at NT-ends",
     "diagonal_at_end": "ancestor NT, diagonal probe at NT-ends",
+    "tridiagonal_at_end": "ancestor NT, tridiagonal probe at NT-ends",
     "boundary": "NT-end bit, all positions",
 }
+PROBE_BASELINES = (  # rows under the trained model's layers
+    ("ceiling", "ceiling (whole)"),
+    ("prefix_ceiling", "ceiling (prefix)"),
+    ("majority", "majority"),
+    ("output_only", "output only"),
+    ("output_tokens", "token+log-probs"),
+    ("true_output_tokens", "token+true rows"),
+)
 
 
 def _figure(nrows: int, ncols: int) -> tuple[Any, np.ndarray]:
@@ -58,8 +67,8 @@ def plot_probe(result: dict[str, Any], path: str | Path) -> Path:
             axes[row, 0],
             grid,
             labels,
-            levels,
-            f"{title}\ntrained model",
+            [_level_tick(v) for v in levels],
+            f"{title}\ntrained model, {_scope(result)}",
             0.0,
             1.0,
             n_layers=len(layers),
@@ -72,8 +81,8 @@ def plot_probe(result: dict[str, Any], path: str | Path) -> Path:
             axes[row, 1],
             grid,
             labels,
-            levels,
-            f"{title}\nuntrained model (GPT_rand)",
+            [_level_tick(v) for v in levels],
+            f"{title}\nuntrained model (GPT_rand), {_scope(result)}",
             0.0,
             1.0,
         )
@@ -84,7 +93,7 @@ def plot_probe(result: dict[str, Any], path: str | Path) -> Path:
                 axes[row, 2],
                 grid,
                 labels,
-                levels,
+                [_level_tick(v) for v in levels],
                 f"{title}\nselectivity (trained − control task)",
                 -1.0,
                 1.0,
@@ -124,12 +133,24 @@ def _probe_rows(
         rows.append([_nan(scores.get(v)) for v in levels])
         labels.append("embedding" if l == "0" else f"layer {l}")
     if baselines:
-        for name, label in (("majority", "majority"), ("output_only", "output only")):
+        for name, label in PROBE_BASELINES:
             scores = (result.get(name) or {}).get(metric)
             if scores:
                 rows.append([_nan(scores.get(v)) for v in levels])
                 labels.append(label)
     return np.array(rows, dtype=float).reshape(len(rows), len(levels)), labels
+
+
+def _scope(result: dict[str, Any]) -> str:
+    scope = result.get("scope") or ("whole" if result.get("bidirectional") else "prefix")
+    return f"{scope}-string probe" if scope == "whole" else "prefix probe (k ≤ i)"
+
+
+def _level_tick(level: str) -> str:
+    """cfglab's level beside the paper's name: `2\nNT3`."""
+    from cfglab.grammar.levels import level_name
+
+    return f"{level}\n{level_name(int(level))}"
 
 
 def _nan(x: float | None) -> float:
@@ -152,7 +173,7 @@ def _heatmap(
     im = ax.imshow(grid, vmin=vmin, vmax=vmax, cmap=cmap, aspect="auto")
     ax.set_xticks(range(len(levels)), levels)
     ax.set_yticks(range(len(ylabels)), ylabels)
-    ax.set_xlabel("tree level")
+    ax.set_xlabel("tree level (cfglab depth / the paper's NT name)")
     ax.set_ylabel("hidden states")
     ax.set_title(title, fontsize=9)
     for (r, c), v in np.ndenumerate(grid):
@@ -224,13 +245,22 @@ def attention_boundary_grid(result: dict[str, Any]) -> tuple[int, int]:
 
 
 def plot_attention_boundaries(result: dict[str, Any], path: str | Path) -> Path:
-    """B = A − Ā at NT-end offsets δ and between NT-ends at adjacency r: one row per layer,
-    one line per level (mean over heads, band = range over heads)."""
+    """B = A − Ā at NT-end offsets δ (NT-ends of class b♯ = ℓ, the paper's disjoint classes,
+    when the result has them) and between NT-ends at adjacency r: one row per layer, one line
+    per level (mean over heads, band = range over heads)."""
     nrows, ncols = attention_boundary_grid(result)
     fig, axes = _figure(nrows, ncols)
     levels = result["levels"]
+    sharp = "offset_sharp" in result
     panels = (
-        ("offset", "delta", "key offset δ from a level-ℓ NT-end", "B averaged at NT-end offsets"),
+        (
+            "offset_sharp" if sharp else "offset",
+            "delta",
+            "key offset δ from an NT-end of class b♯ = ℓ"
+            if sharp
+            else "key offset δ from a level-ℓ NT-end",
+            "B averaged at NT-end offsets",
+        ),
         (
             "adjacency",
             "r",
@@ -244,7 +274,7 @@ def plot_attention_boundaries(result: dict[str, Any], path: str | Path) -> Path:
             x = np.array(result[key][axis_key])
             B = np.array(result[key]["mean_B"][l], dtype=float)  # (H, levels, x)
             for a, level in enumerate(levels):
-                _band(ax, x, B[:, a], f"level {level}")
+                _band(ax, x, B[:, a], f"level {level} ({_name(level)})")
             ax.axhline(0.0, color="0.5", lw=0.8)
             ax.set_xticks(x)
             ax.set_xlabel(xlabel)
@@ -257,4 +287,56 @@ def plot_attention_boundaries(result: dict[str, Any], path: str | Path) -> Path:
         fontsize=12,
     )
     fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return save(fig, path, DPI)
+
+
+def _name(level: int) -> str:
+    from cfglab.grammar.levels import level_name
+
+    return level_name(int(level))
+
+
+def attention_end_to_end_grid(result: dict[str, Any]) -> tuple[int, int]:
+    """One row per layer, one column per r ≥ 1 shown (at most 3)."""
+    rs = [r for r in result["end_to_end"]["r"] if r >= 1][:3]
+    return len(result["end_to_end"]["mean_B"]), max(len(rs), 1)
+
+
+def plot_attention_end_to_end(result: dict[str, Any], path: str | Path) -> Path:
+    """B^{end→end}_{ℓ'→ℓ, r} heat maps: query class ℓ' (rows) × key class ℓ (columns), mean over
+    heads, one panel per layer and adjacency r = 1, 2, 3."""
+    nrows, ncols = attention_end_to_end_grid(result)
+    fig, axes = _figure(nrows, ncols)
+    e2e = result["end_to_end"]
+    all_r = list(e2e["r"])
+    rs = [r for r in all_r if r >= 1][:3]
+    names = [f"{v} ({_name(v)})" for v in result["levels"]]
+    B = np.array(e2e["mean_B"], dtype=float)  # (L, H, ℓ', ℓ, r)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(B, axis=1)  # (L, ℓ', ℓ, r)
+    top = np.nanmax(np.abs(mean)) if np.isfinite(mean).any() else 1.0
+    for l in range(nrows):
+        for c in range(ncols):
+            ax = axes[l, c]
+            if c >= len(rs):
+                ax.axis("off")
+                continue
+            grid = mean[l, :, :, all_r.index(rs[c])]
+            im = ax.imshow(grid, vmin=-top, vmax=top, cmap="RdBu", aspect="auto")
+            ax.set_xticks(range(len(names)), names, fontsize=7)
+            ax.set_yticks(range(len(names)), names, fontsize=7)
+            ax.set_xlabel("key: NT-end of class b♯ = ℓ")
+            ax.set_ylabel("query: NT-end of class b♯ = ℓ'")
+            ax.set_title(f"layer {l + 1}, r = {rs[c]} (level-ℓ nodes apart)", fontsize=9)
+            for (i, j), v in np.ndenumerate(grid):
+                if np.isfinite(v):
+                    ax.text(j, i, f"{v:+.2f}", ha="center", va="center", fontsize=6)
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.suptitle(
+        f"End→end attention beyond distance B, mean over heads — {result.get('pe', '?')}, "
+        f"step {result.get('step', '?')}",
+        fontsize=12,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     return save(fig, path, DPI)

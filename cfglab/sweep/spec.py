@@ -76,17 +76,33 @@ class ModelSize(_Strict):
         return f"L{self.layers}H{self.heads}D{self.dim}"
 
 
+def _bert_only() -> list[MlmPE]:
+    return ["abs"]
+
+
 class ModelSection(_Strict):
     model_config = ConfigDict(extra="forbid", use_enum_values=True, validate_default=True)
 
     pe: list[PE] = Field(default_factory=lambda: [PE.ROT], min_length=1)
-    mlm_pe: MlmPE = "abs"  # position encoding of mlm encoders
+    # position encoding of mlm encoders: abs (BERT-style) or rel (DeBERTa-style); a list is a
+    # grid axis of the mlm trials only
+    mlm_pe: list[MlmPE] = Field(default_factory=_bert_only, min_length=1)
     size: list[ModelSize] = Field(default_factory=lambda: [ModelSize()], min_length=1)
     context: int = Field(128, ge=2)
 
-    coerce_lists = field_validator("pe", "size", mode="before")(
+    coerce_lists = field_validator("pe", "size", "mlm_pe", mode="before")(
         classmethod(lambda cls, v: _listify(v))
     )
+
+    def variants(self) -> list[tuple[str, str, str]]:
+        """(name part, pe, mlm_pe) of every model variant: mlm once per encoder PE."""
+        out: list[tuple[str, str, str]] = []
+        for pe in self.pe:
+            encoders = self.mlm_pe if pe == "mlm" else self.mlm_pe[:1]
+            for mlm_pe in encoders:
+                many = pe == "mlm" and len(self.mlm_pe) > 1
+                out.append((f"mlm_{mlm_pe}" if many else pe, pe, mlm_pe))
+        return out
 
 
 def _train_section() -> type[BaseModel]:
@@ -505,17 +521,21 @@ def expand(sweep: LoadedSweep) -> SweepPlan:
     trials = []
     base = spec.train.model_dump()
     combos = [
-        (g, size, pe, noise, point, seed)
+        (g, size, variant, noise, point, seed)
         for g in grammars.items()
-        for size, pe, noise, point, seed in itertools.product(
-            sizes, spec.model.pe, spec.noise.pairs(), spec.data.points(base, g[0]), spec.seeds
+        for size, variant, noise, point, seed in itertools.product(
+            sizes,
+            spec.model.variants(),
+            spec.noise.pairs(),
+            spec.data.points(base, g[0]),
+            spec.seeds,
         )
     ]
-    for (gname, gpath), size, pe, (frac, rate), (data, axes, data_parts), seed in combos:
+    for (gname, gpath), size, (tag, pe, mlm_pe), (frac, rate), (data, axes, parts_), seed in combos:
         parts = (
             [gname]
             + ([size.tag] if len(sizes) > 1 else [])
-            + [pe, _noise_tag(frac, rate), *data_parts, f"s{seed}"]
+            + [tag, _noise_tag(frac, rate), *parts_, f"s{seed}"]
         )
         coords = {
             "grammar": gname,
@@ -524,6 +544,7 @@ def expand(sweep: LoadedSweep) -> SweepPlan:
             "heads": size.heads,
             "dim": size.dim,
             "pe": pe,
+            **({"mlm_pe": mlm_pe} if pe == "mlm" else {}),
             "noise_fraction": frac,
             "noise_rate": rate,
             **axes,
@@ -534,7 +555,7 @@ def expand(sweep: LoadedSweep) -> SweepPlan:
             **data,
             "grammar": str(gpath),
             "pe": pe,
-            "mlm_pe": spec.model.mlm_pe,
+            "mlm_pe": mlm_pe,
             "layers": size.layers,
             "heads": size.heads,
             "dim": size.dim,

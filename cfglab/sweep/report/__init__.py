@@ -17,6 +17,7 @@ from cfglab.sweep.report.collect import (
     collect,
     flatten,
     pooled,
+    probe_scope,
     probe_summary,
 )
 from cfglab.sweep.report.page import (
@@ -38,6 +39,7 @@ __all__ = [
     "flatten",
     "headline",
     "pooled",
+    "probe_scope",
     "probe_summary",
     "render_html",
     "rich_table",

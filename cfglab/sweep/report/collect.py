@@ -185,14 +185,27 @@ def mode_switch(row: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def probe_summary(row: dict[str, Any], which: str = "trained") -> float | None:
-    """Mean ancestor-probe accuracy over levels at the last probed layer."""
+    """Mean ancestor-probe accuracy over levels at the last probed layer (`trained`,
+    `untrained`), or the mean of the exact ceilings (`ceiling`, `prefix_ceiling`: the same for
+    every layer)."""
     probes = row["_results"].get("probes") or {}
-    by_layer = probes.get(which) or {}
-    if not by_layer:
-        return None
-    last = max(by_layer, key=int)
-    values = [v for v in (by_layer[last].get("ancestor") or {}).values() if v is not None]
+    if which in ("ceiling", "prefix_ceiling"):
+        scores = (probes.get(which) or {}).get("ancestor") or {}
+    else:
+        by_layer = probes.get(which) or {}
+        if not by_layer:
+            return None
+        scores = by_layer[max(by_layer, key=int)].get("ancestor") or {}
+    values = [v for v in scores.values() if v is not None]
     return sum(values) / len(values) if values else None
+
+
+def probe_scope(row: dict[str, Any]) -> str | None:
+    """Which probe the numbers are: whole (the paper's, Σ over the whole string) or prefix."""
+    probes = row["_results"].get("probes") or {}
+    if not probes:
+        return None
+    return probes.get("scope") or ("whole" if probes.get("bidirectional") else "prefix")
 
 
 # --- intervals shared with the plots -----------------------------------------------------------

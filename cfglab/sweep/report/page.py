@@ -18,6 +18,7 @@ from cfglab.sweep.report.collect import (
     collect,
     cut_name,
     mode_switch,
+    probe_scope,
     probe_summary,
     robustness_rows,
 )
@@ -69,7 +70,7 @@ def headline(
         "H m/t" if compact else "H(model) [95% CI] / H(true)",
         "repair" if compact else "repaired (T=1)",
         "inval" if compact else "invalid at cut0",
-        "probe" if compact else "probe (untrained)",
+        "probe" if compact else "probe: scope (untrained) / ceiling",
     ]
     body = []
     for row in rows:
@@ -88,6 +89,7 @@ def headline(
         line += [rate((evaluate.get("masked") or {}).get("accuracy"))]
         kl = (evaluate.get("kl") or {}).get("mean")
         trained, untrained = probe_summary(row), probe_summary(row, "untrained")
+        ceiling, scope = probe_summary(row, "ceiling"), probe_scope(row)
         line += [
             _fmt(kl, ".3f" if compact else ".4f"),
             diversity_cell(row, compact),
@@ -97,7 +99,7 @@ def headline(
             if trained is None
             else f"{trained:.2f}"
             if compact
-            else f"{trained:.2f} ({_fmt(untrained, '.2f')})",
+            else f"{trained:.2f} {scope} ({_fmt(untrained, '.2f')}) / {_fmt(ceiling, '.2f')}",
         ]
         body.append(line)
     keep = [i for i, c in enumerate(columns) if i < 2 or any(line[i] != "-" for line in body)]
@@ -279,10 +281,14 @@ def render_html(
         "corrupted at rate r that make the <em>original</em> prompt valid. Masked-token "
         "accuracy: one masked token at a time, filled in by the model (an mlm encoder sees "
         "both sides; a decoder is scored on the same footing). Probe: mean "
-        "ancestor-probe accuracy over levels at the last layer, the untrained model of the "
-        "same architecture in brackets. H: the model's entropy over its T=1 cut0 "
-        "generations (nats per string, from its own log-probabilities, 95% interval) beside "
-        "the language's exact entropy.</p>",
+        "ancestor-probe accuracy over levels at the last layer, with its scope: "
+        "<em>whole</em> is the paper's probe (Σ over every position of the string, for a "
+        "GPT as for an encoder), <em>prefix</em> reads only positions k ≤ i; the untrained "
+        "model of the same architecture in brackets; after the slash the ceiling, the Bayes "
+        "accuracy of the ideal reader of the whole string (exact, from the grammar's "
+        "posterior on the same held-out strings; 1 on an unambiguous grammar). H: the "
+        "model's entropy over its T=1 cut0 generations (nats per string, from its own "
+        "log-probabilities, 95% interval) beside the language's exact entropy.</p>",
     ]
     switch = mode_switch_rows(rows)
     if switch:

@@ -216,9 +216,9 @@ def _mode_switch_panel(ax: Any, rows: list[dict[str, Any]]) -> None:
 
 def _probe_layers(probes: dict[str, Any], which: str) -> dict[str, Any]:
     """{layer: {"ancestor": {level: acc}}}; the majority baseline is the same at every layer."""
-    if which == "majority":
-        majority = probes.get("majority") or {}
-        return dict.fromkeys(probes.get("trained") or {}, majority) if majority else {}
+    if which in ("majority", "ceiling"):  # the same at every layer
+        same = probes.get(which) or {}
+        return dict.fromkeys(probes.get("trained") or {}, same) if same else {}
     return probes.get(which) or {}
 
 
@@ -231,7 +231,7 @@ def _probe_matrix(rows: list[dict[str, Any]], which: str) -> tuple[list[str], li
         names.append(r["run"])
         for layer, metrics in by_layer.items():
             for level, v in (metrics.get("ancestor") or {}).items():
-                col = f"L{layer}·lvl{level}"
+                col = f"L{layer}·lvl{level}"  # lvl l is the paper's NT{l+1}
                 if col not in cols:
                     cols.append(col)
                 cells[(r["run"], col)] = v
@@ -244,8 +244,11 @@ def plot_probes(rows: list[dict[str, Any]], path: Path) -> Path | None:
     names, cols, trained = _probe_matrix(rows, "trained")
     if not names:
         return None
-    panels = [("trained model", trained, cols)]
+    scopes = {(r["_results"].get("probes") or {}).get("scope") or "?" for r in rows}
+    scope = "/".join(sorted(scopes))  # whole: the paper's probe; prefix: k <= i only
+    panels = [(f"trained model, {scope} probe", trained, cols)]
     for which, title in (
+        ("ceiling", "ceiling: ideal reader of the whole string"),
         ("untrained", "untrained model (same architecture)"),
         ("majority", "majority-class baseline"),
     ):
@@ -263,7 +266,7 @@ def plot_probes(rows: list[dict[str, Any]], path: Path) -> Path | None:
         im = ax.imshow(data, vmin=0, vmax=1, cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right", fontsize=7)
         ax.set_yticks(range(len(names)), names if ax is axes[0][0] else [], fontsize=7)
-        ax.set_title(f"Ancestor probe accuracy:\n{title}", fontsize=9)
+        ax.set_title(f"Ancestor probe accuracy (lvl l = NT{{l+1}}):\n{title}", fontsize=9)
         if data.size <= 300:
             for (y, x), v in np.ndenumerate(data):
                 if not np.isnan(v):

@@ -1,0 +1,65 @@
+"""Probe ceilings: the Bayes accuracy of an ideal reader of the string, exact from the chart.
+
+Beyond the paper (which reports probe accuracies without a ceiling): on an ambiguous grammar
+(cfg3f: about a third of the strings have several parse trees) no reader of x can always
+recover the sampled tree's labels. Under the PCFG, the sampled tree given x is distributed as
+the posterior over parse trees, so the reader that answers argmax_A P(s_l(i) = A | x) is right
+with probability max_A P(s_l(i) = A | x) at each position; its expected accuracy on the probe's
+held-out strings is the ceiling of any probe of the same target and the same positions:
+
+  ancestor            Σ_i max_A P(s_l(i) = A | ·) / P(i has a level-l ancestor | ·), over the
+                      positions the probe scores
+  ancestor_at_end     Σ_i max_A P(s_l(i) = A, b_l(i) = 1 | ·) / Σ_i P(b_l(i) = 1 | ·): the reader
+  (and the local        that knows i ends a level-l node, as the NT-end probes are trained only
+  NT-end probes)        there (a ratio of expectations: its estimate of that reader's accuracy)
+  boundary            Σ_i max(P(b_l(i) = 1 | ·), P(b_l(i) = 0 | ·)), same positions
+
+with "·" the whole string x (`ceiling`) or x[:i+1] (`prefix_ceiling`, every valid completion
+weighed in). The 95% intervals treat strings as clusters, like the probes' own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cfglab.interpret.probe_data import ProbeData, ProbeScores, ratio_ci
+
+
+def ceilings(samples: Any, data: ProbeData, prefix: bool) -> ProbeScores | None:
+    """Ceilings of every target on the held-out strings; None for a recursive grammar."""
+    from cfglab.chart.front import Chart
+
+    chart = Chart(samples.grammar)
+    if chart.recursive:
+        return None
+    test = range(data.n_train, len(samples))
+    posts = chart.posteriors([samples.string(i) for i in test], prefix=prefix)
+    G, n = len(data.targets), len(test)
+    num = np.zeros((2, G, n))  # rows: all positions, NT-ends
+    den = np.zeros((2, G, n))
+    for k, (i, post) in enumerate(zip(test, posts)):
+        lo, hi = int(samples.offsets[i]), int(samples.offsets[i + 1])
+        if post is None:  # cannot happen for sampled strings; leave the string out
+            continue
+        for g, t in enumerate(data.targets):
+            labelled = data.labels[g, lo:hi] >= 0
+            anc = post.ancestors[t.level][labelled]
+            reach = anc.sum(axis=1)
+            ok = reach > 0
+            if t.kind == "ancestor":
+                num[0, g, k] = (anc.max(axis=1)[ok] / reach[ok]).sum()
+                ends = post.ends[t.level]
+                num[1, g, k] = ends.max(axis=1).sum()
+                den[1, g, k] = ends.sum()
+            else:
+                b = post.boundaries[t.level][labelled]
+                num[0, g, k] = (np.maximum(b, reach - b)[ok] / reach[ok]).sum()
+            den[0, g, k] = labelled.sum()
+    acc = np.full((2, G), np.nan)
+    ci = np.full((2, G), np.nan)
+    for row in range(2):
+        for g in range(G):
+            acc[row, g], ci[row, g] = ratio_ci(num[row, g], den[row, g])
+    return ProbeScores(acc[0], acc[1], acc[1].copy(), acc[1].copy(), ci[0], ci[1])
