@@ -58,7 +58,8 @@ def main() -> None:
         f"  whole-string posterior : {n / t_post:6.0f} strings/s  ({1e3 * t_post / n:.2f} ms each)"
     )
     print(
-        f"  verify (count parses)  : {n / t_verify:6.0f} strings/s  ({1e3 * t_verify / n:.2f} ms each)"
+        f"  verify (count parses)  : {n / t_verify:6.0f} strings/s  "
+        f"({1e3 * t_verify / n:.2f} ms each)"
     )
     print(
         f"  posterior / verify time: {t_post / t_verify:.2f}x   target >= 500 strings/s: "

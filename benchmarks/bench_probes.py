@@ -167,7 +167,7 @@ def main() -> None:
         f"one layer, probe + all controls   {layer_total:7.1f} s  (target ≤ 60 s for the "
         f"probe: {'OK' if t_feat + t_probe <= 60 else 'OVER'})"
     )
-    one, t_one, _ = timed(
+    _, t_one, _ = timed(
         lambda: probe_run(
             str(args.run),
             layers=[args.layer],
