@@ -151,8 +151,8 @@ class AttentionStats:
                 keys = np.flatnonzero(sharp == lk)
                 if not len(queries) or not len(keys) or lk >= len(index):
                     continue
-                i, k = np.meshgrid(queries, keys, indexing="ij")
-                i, k = i.ravel(), k.ravel()
+                i = np.repeat(queries, len(keys))  # every (query, key) pair
+                k = np.tile(keys, len(queries))
                 r = index[lk, i] - index[lk, k]
                 keep = (r >= r_lo) & (r <= self.adjacency[-1]) & (index[lk, i] >= 0)
                 keep &= index[lk, k] >= 0
