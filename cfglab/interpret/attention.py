@@ -151,8 +151,8 @@ class AttentionStats:
                 keys = np.flatnonzero(sharp == lk)
                 if not len(queries) or not len(keys) or lk >= len(index):
                     continue
-                grid_i, grid_k = np.meshgrid(queries, keys, indexing="ij")
-                i, k = grid_i.ravel(), grid_k.ravel()
+                i = np.repeat(queries, len(keys))  # every (query, key) pair
+                k = np.tile(keys, len(queries))
                 r = index[lk, i] - index[lk, k]
                 keep = (r >= r_lo) & (r <= self.adjacency[-1]) & (index[lk, i] >= 0)
                 keep &= index[lk, k] >= 0
@@ -273,7 +273,6 @@ def attention_run(
     plots: bool = True,
 ) -> dict[str, Any]:
     """Attention statistics of a run on fresh strings; writes RUN_DIR/attention/attention.json."""
-
     from cfglab.interpret.probes import probe_strings
     from cfglab.progress import work_progress
     from cfglab.runs import load_run
