@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
+from bench_chart import best_of  # this folder is on sys.path when run as a script
 
 from cfglab.chart.front import Chart
 from cfglab.cli.posterior_cmds import posterior_record
@@ -29,15 +29,6 @@ from cfglab.grammar.dsl import load_grammar
 from cfglab.grammar.sample import sample
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def best_of(repeats: int, fn) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:

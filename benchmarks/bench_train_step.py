@@ -9,8 +9,9 @@ round counts), so a loaded machine slows them alike; ratios are against `base`, 
     .venv/bin/python benchmarks/bench_train_step.py --device cuda --layers 12 --heads 12 \
         --dim 768 --context 512 --batch 32 --variants base,compile      # paper size (GPU)
 
-Variants: base (the loop as `cfglab train` runs it), compile (TrainConfig.compile = true),
-bf16 (precision bf16), and any of them with `+` (e.g. compile+bf16).
+Variants: base (the loop as `cfglab train` runs it: precision auto), compile
+(TrainConfig.compile = true), bf16 and fp32 (that precision), and any of them with `+` (e.g.
+compile+bf16).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from pathlib import Path
 import torch
 
 from cfglab.runs import RunDir, TrainConfig
-from cfglab.train import Trainer, _build, _set_threads, _train_step
+from cfglab.threads import set_threads
+from cfglab.train import Trainer, _build, _train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +67,7 @@ def config_for(args: argparse.Namespace, variant: str) -> TrainConfig:
             warmup=300,
             threads=args.threads,
             device=args.device,
-            precision="bf16" if "bf16" in parts else "auto",
+            precision=next((p for p in ("bf16", "fp32") if p in parts), "auto"),
             compile="compile" in parts,
         )
     )
@@ -119,7 +121,7 @@ def matmul_peak(n: int = 8192, reps: int = 10) -> float:
 
 def main() -> None:
     args = parse_args()
-    _set_threads(args.threads)
+    set_threads(args.threads)
     names = args.variants.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         trainers = [build(args, name, Path(tmp)) for name in names]  # a name twice: an A/A check

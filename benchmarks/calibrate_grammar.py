@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=6e-3)
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--weight-decay", type=float, default=0.1)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="calibrate-"))
@@ -115,6 +116,7 @@ def main() -> None:
         "lr": args.lr,
         "warmup": args.warmup,
         "weight_decay": args.weight_decay,
+        "precision": args.precision,
     }
     paths = [args.grammar] if args.grammar else [candidate(s, workdir) for s in args.seeds or []]
     for path in paths:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_train_step import matmul_peak  # this folder is on sys.path when run as a script
 
 from cfglab.runs import RunDir, TrainConfig
 from cfglab.train import train
@@ -24,19 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 class TimeUp(Exception):
     pass
-
-
-def matmul_peak(n: int = 8192, reps: int = 10) -> float:
-    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    torch.cuda.synchronize()
-    return 2 * n**3 * reps / (time.perf_counter() - t0)
 
 
 def main() -> None:

@@ -84,8 +84,8 @@ class TrainConfig(BaseModel):
     )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",
-        description="auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16 (fast on CPUs "
-        "with native bf16; see benchmarks/RESULTS.md).",
+        description="auto (bf16 autocast on CUDA and on CPUs with bf16 instructions, fp32 on "
+        "other CPUs), fp32 or bf16 (see benchmarks/RESULTS.md, 'bf16 on the CPU').",
     )
     checkpoint_every: int = Field(500, ge=1, description="Steps between checkpoints.")
     keep_checkpoints: int = Field(3, ge=1, description="Newest checkpoints kept.")

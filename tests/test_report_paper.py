@@ -65,3 +65,41 @@ def test_a_weak_model_is_not_at_this_budget() -> None:
     table = {line[0]: line for line in paper_table([_row("abs", 100), _row("rot", 120)])}
     assert table["1 accuracy"][3] == NOT_AT_BUDGET
     assert table["12 mode switch"][3] == NOT_MEASURED  # no noisy run
+
+
+def test_kl_an_order_above_the_papers_is_not_a_match() -> None:
+    rows = [_row("abs", 120), _row("rot", 195)]
+    rows[1]["_results"]["evaluate"]["kl"]["mean"] = 0.0044
+    table = {line[0]: line for line in paper_table(rows)}
+    assert table["3 KL"][3] == NOT_AT_BUDGET
+    rows[1]["_results"]["evaluate"]["kl"]["mean"] = 0.0019
+    assert {line[0]: line for line in paper_table(rows)}["3 KL"][3] == REPRODUCED
+
+
+def test_mode_switch_is_read_over_the_clean_twins_own_errors() -> None:
+    # clean twin 17% invalid: a 10% mode switch predicts 0.1 + 0.9 * 0.17 = 0.253 invalid
+    # four runs a side, pooled (n = 800), as paper-cpu's four PEs
+    at_prediction = [_row("rot", 166) for _ in range(4)]
+    at_prediction += [_row("rot", 149, noise=0.1, k_low=190) for _ in range(4)]
+    table = {line[0]: line for line in paper_table(at_prediction)}
+    assert (
+        table["12 mode switch"][3] == REPRODUCED and "predicts 0.25" in table["12 mode switch"][2]
+    )
+    far_above = [_row("rot", 166), _row("rot", 100, noise=0.1, k_low=190)]  # 50% invalid
+    assert {line[0]: line for line in paper_table(far_above)}["12 mode switch"][3] == NOT_AT_BUDGET
+
+
+def test_diversity_says_when_the_language_is_smaller_than_the_training_set() -> None:
+    rows = [_row("abs", 120), _row("rot", 195)]
+    for row, h in zip(rows, (12.3, 12.1)):
+        row["_train"] = {"steps": 10_000, "batch": 32, "context": 64}
+        row["_results"]["evaluate"]["diversity"] = {
+            "all": {"distinct": 990, "n": 1000, "support_lower_bound": 3e4},
+            "h": {
+                "model": {"h": h, "ci95": [h - 0.1, h + 0.1], "mean_tokens": 30.0},
+                "true": {"h": 11.9},
+            },
+        }
+    text, verdict = {line[0]: line for line in paper_table(rows)}["2 diversity"][2:]
+    assert "≈ 6.6e+05 training strings" in text and "untestable" in text  # e^11.9 ≈ 1.5e5
+    assert verdict == REPRODUCED  # rot's H within 5% of the truth

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from cfglab.errors import CfglabError
@@ -20,7 +21,7 @@ from cfglab.runs import (
     load_run,
     load_train_config,
 )
-from cfglab.train import learning_rate, train
+from cfglab.train import cpu_has_native_bf16, learning_rate, train, uses_bf16
 
 GRAMMAR = """grammar small
 start S
@@ -103,8 +104,11 @@ def test_run_directory_contents(tmp_path, grammar_file) -> None:
     assert loaded.step == 30 and loaded.grammar.name == "small"
 
 
+AUTO_ON_CPU = "bf16" if cpu_has_native_bf16() else "none (fp32)"
+
+
 @pytest.mark.parametrize(
-    ("precision", "autocast"), [("auto", "none (fp32)"), ("fp32", "none (fp32)"), ("bf16", "bf16")]
+    ("precision", "autocast"), [("auto", AUTO_ON_CPU), ("fp32", "none (fp32)"), ("bf16", "bf16")]
 )
 def test_cpu_precision_from_the_command_line(tmp_path, grammar_file, precision, autocast) -> None:
     """--precision reaches the run: its config, its card, and a loss that trains in bf16 too."""
@@ -261,17 +265,21 @@ def test_divergence_is_caught_at_a_logged_step(tmp_path, grammar_file) -> None:
         train(cfg, tmp_path / "run", quiet=True)
 
 
-def test_cpu_optimizer_is_the_per_tensor_loop(grammar_file) -> None:
-    """CPU keeps AdamW's default per-tensor loop (the numerics of the CPU figures); fused is for
-    CUDA."""
+def test_cpu_optimizer_is_fused_too(grammar_file) -> None:
+    """One kernel for every tensor on CPU as on CUDA (2x the per-tensor loop on CPU); biases and
+    norms are not decayed."""
     from cfglab.models import build_model
     from cfglab.runs import model_config_for
     from cfglab.train import _optimizer
 
     cfg = _config(grammar_file)
     opt = _optimizer(build_model(model_config_for(cfg, 3)), cfg)
-    assert not opt.defaults["fused"]
-    assert not opt.defaults["foreach"]
+    assert opt.defaults["fused"] is True
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == cfg.weight_decay and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(
+        p.dim() < 2 for p in no_decay["params"]
+    )
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
@@ -297,3 +305,27 @@ def test_compiled_model_trains_like_eager_and_saves_eager_keys(tmp_path, grammar
     _, state = found
     assert not any(k.startswith("_orig_mod") for k in state["model"])
     load_run(compiled)  # the run directory reads back as an ordinary eager model
+
+
+@pytest.mark.parametrize(
+    ("line", "native"),
+    [
+        ("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni", True),  # AMD EPYC (Zen 4)
+        ("flags\t\t: fpu sse2 avx2 avx512f amx_bf16 amx_tile amx_int8", True),  # Intel Xeon, AMX
+        ("flags\t\t: fpu sse2 avx2 avx512f avx512bw", False),  # AVX-512 without bf16: emulated
+        ("Features\t: fp asimd bf16 i8mm", True),  # Arm with the BF16 extension
+        ("Features\t: fp asimd", False),
+    ],
+)
+def test_auto_precision_is_bf16_only_where_the_cpu_has_bf16(tmp_path, line, native) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: some cpu bf16-free name\n{line}\n")
+    assert cpu_has_native_bf16(cpuinfo) is native
+    assert cpu_has_native_bf16(tmp_path / "absent") is False  # not Linux: fp32
+
+
+def test_auto_precision_resolves_per_device() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert uses_bf16("auto", cuda) and uses_bf16("bf16", cpu)
+    assert not uses_bf16("fp32", cuda) and not uses_bf16("fp32", cpu)
+    assert uses_bf16("auto", cpu) is cpu_has_native_bf16()

@@ -10,6 +10,7 @@ grammars and GPT-2-small budgets, not for the laptop grammars a CPU sweep trains
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -97,7 +98,7 @@ def result_2(rows: list[Row]) -> tuple[str, str]:
             f"{pe} H {d['h_model']:.1f} [{lo:.1f},{hi:.1f}] vs true {d['h_true']:.1f}, "
             f"{d['distinct']}/{d['n']} distinct, support ≥ {d['support_lower_bound']:.3g}"
         )
-    text = "; ".join(parts)
+    text = "; ".join(parts) + _support_against_training(rows)
     best = [r for r in ratios if r]
     if not best:
         return text, NOT_MEASURED
@@ -106,6 +107,34 @@ def result_2(rows: list[Row]) -> tuple[str, str]:
     if any(covered or abs(q - 1) <= 0.05 for q, covered in best):
         return text, REPRODUCED
     return text, CONTRADICTED if all(q < 0.8 for q, _ in best) else NOT_AT_BUDGET
+
+
+def _training_strings(row: Row) -> float | None:
+    """Strings a trial trained on: its tokens over BOS + the mean generated length (x and EOS)."""
+    t, d = row.get("_train"), _ev(row).get("diversity") or {}
+    mean_tokens = ((d.get("h") or {}).get("model") or {}).get("mean_tokens")
+    if not t or not mean_tokens:
+        return None
+    return t["steps"] * t["batch"] * t["context"] / (mean_tokens + 1)
+
+
+def _support_against_training(rows: list[Row]) -> str:
+    """The paper's birthday argument needs a language larger than the training set; on a small
+    grammar e^H(true) (the typical set's size) is below the number of training strings, so no
+    count of generations can certify a support above it."""
+    ref = _reference(rows)
+    seen = [n for r in ref if (n := _training_strings(r))]
+    h_true = [d["h_true"] for r in ref if (d := diversity(r)) and d["h_true"]]
+    if not seen or not h_true:
+        return ""
+    typical, trained = float(np.exp(np.mean(h_true))), float(np.mean(seen))
+    text = f"; e^H(true) ≈ {typical:.2g} strings against ≈ {trained:.2g} training strings"
+    if typical < trained:
+        text += " (the language is smaller than the training set: the birthday half is untestable)"
+    return text
+
+
+KL_PAPER = 1e-3  # the top of the paper's per-position KL for rel/rot on cfg3 (Result 3)
 
 
 def result_3(rows: list[Row]) -> tuple[str, str]:
@@ -122,7 +151,8 @@ def result_3(rows: list[Row]) -> tuple[str, str]:
     rel = [v for pe, v in kl.items() if pe in RELATIVE]
     if not rel:
         return text, NOT_MEASURED
-    return text, REPRODUCED if min(rel) < 0.005 else NOT_AT_BUDGET
+    # within twice the paper's largest figure: an order of magnitude above it is not "matches"
+    return text, REPRODUCED if min(rel) <= 2 * KL_PAPER else NOT_AT_BUDGET
 
 
 def _probe(rows: list[Row], which: str) -> float | None:
@@ -138,6 +168,8 @@ def result_4(rows: list[Row]) -> tuple[str, str]:
     text = f"last-layer ancestor probe (rot/pos, mean over levels) {trained:.2f}"
     if untrained is not None:
         text += f" vs untrained twin {untrained:.2f}"
+    if (ceiling := _probe(ref, "ceiling")) is not None:
+        text += f", exact ceiling {ceiling:.2f}"
     if trained >= 0.9 and (untrained is None or trained - untrained >= 0.1):
         return text, REPRODUCED
     contradicted = _learned(rows) and untrained is not None and trained <= untrained
@@ -208,7 +240,9 @@ def result_8_9(rows: list[Row]) -> tuple[str, str]:
         b = np.array(a["adjacency"]["mean_B"], dtype=float)  # (layers, heads, levels, r)
         r = list(a["adjacency"]["r"])
         if 1 in r and len(r) > 2:
-            far = np.nanmean(b[..., r.index(1) + 1 :], axis=-1)
+            with warnings.catch_warnings():  # levels with no NT-end pair at r >= 2
+                warnings.simplefilter("ignore", RuntimeWarning)
+                far = np.nanmean(b[..., r.index(1) + 1 :], axis=-1)
             drops.append(float(np.nanmax(b[..., r.index(1)] - far)))
     if not drops:
         return "-", NOT_MEASURED
@@ -258,6 +292,11 @@ def result_11(rows: list[Row]) -> tuple[str, str]:
 
 
 def result_12(rows: list[Row]) -> tuple[str, str]:
+    """Invalid cut0 generations at T = 1 of the noisy-trained runs, against what a model that
+    switches into the corrupted mode γ of the time would produce: γ + (1 − γ)·(the clean twin's
+    own invalid rate). At the paper's budget the clean rate is ~0 and this is the paper's γ; at a
+    smaller budget the clean twin's errors add, and comparing with γ alone would charge the
+    budget's errors to the mode switch."""
     noisy, clean = _noisy(rows), _clean_twins(rows)
     inv_noisy, inv_clean = _cut0(noisy), _cut0(clean)
     if not inv_noisy or not inv_clean:
@@ -265,11 +304,13 @@ def result_12(rows: list[Row]) -> tuple[str, str]:
     gamma = float(np.mean([r["noise_fraction"] for r in noisy]))
     bad_n = (1 - inv_noisy[0], 1 - inv_noisy[2], 1 - inv_noisy[1])
     bad_c = (1 - inv_clean[0], 1 - inv_clean[2], 1 - inv_clean[1])
+    expected = gamma + (1 - gamma) * bad_c[0]
     text = (
         f"invalid cut0 at T=1: noisy-trained {_fmt(bad_n)} vs training share {gamma:g}; "
-        f"clean-trained {_fmt(bad_c)}"
+        f"clean-trained {_fmt(bad_c)}; a γ mode switch over the clean twin predicts "
+        f"{expected:.2f}"
     )
-    if bad_n[1] > bad_c[2] and bad_n[1] <= gamma * 1.5:
+    if bad_n[1] > bad_c[2] and bad_n[1] <= expected <= bad_n[2]:
         return text, REPRODUCED
     return text, NOT_AT_BUDGET
 
