@@ -11,8 +11,10 @@ import functools
 import json
 import math
 import os
+import shutil
 import subprocess
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +55,7 @@ class Trainer:
     stream: TokenStream
     mask_rng: torch.Generator
     device: torch.device
+    compiled: bool = False
     step: int = 0
 
 
@@ -110,13 +113,36 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def compiles(config: TrainConfig, device: torch.device) -> bool:
+    """Whether the model is torch.compiled: `compile` asked for, and on CPU a C++ compiler there
+    for inductor's kernels. Without one the run trains eagerly (and its card says so) instead of
+    failing at its first step: a sweep file written on one machine runs on another."""
+    if not config.compile:
+        return False
+    if device.type == "cpu" and not cxx_compiler():
+        warnings.warn(
+            "compile: true, but no C++ compiler (CXX, g++ or clang++) is on PATH for "
+            "torch.compile's CPU kernels; training eagerly",
+            stacklevel=2,
+        )
+        return False
+    return True
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler inductor would use on CPU, as it looks for one: $CXX, then g++, clang++."""
+    names = [os.environ.get("CXX", ""), "g++", "clang++"]
+    return next((path for name in names if name and (path := shutil.which(name))), None)
+
+
 def _build(config: TrainConfig, run: RunDir) -> Trainer:
     grammar = load_grammar(config.grammar)
     holdout = find_rule(grammar, config.holdout_rule) if config.holdout_rule else None
     torch.manual_seed(config.seed)
     device = _device(config.device)
     model = build_model(model_config_for(config, len(grammar.terminals))).to(device)
-    if config.compile:
+    compiled = compiles(config, device)
+    if compiled:
         model.compile()  # in place: state_dict keys and checkpoints stay those of the eager model
     stream = TokenStream(
         grammar,
@@ -127,7 +153,8 @@ def _build(config: TrainConfig, run: RunDir) -> Trainer:
         aligned=config.align_windows,
     )
     mask_rng = torch.Generator().manual_seed(config.seed + 1)
-    return Trainer(config, run, grammar, model, _optimizer(model, config), stream, mask_rng, device)
+    optimizer = _optimizer(model, config)
+    return Trainer(config, run, grammar, model, optimizer, stream, mask_rng, device, compiled)
 
 
 def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -226,6 +253,7 @@ def _write_card(t: Trainer) -> None:
         "torch": torch.__version__,
         "device": str(t.device),
         "autocast": "bf16" if uses_bf16(t.config.precision, t.device) else "none (fp32)",
+        "compiled": t.compiled,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     write_atomic(t.run.card_path, json.dumps(card, indent=2).encode())

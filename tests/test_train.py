@@ -305,6 +305,26 @@ def test_compiled_model_trains_like_eager_and_saves_eager_keys(tmp_path, grammar
     _, state = found
     assert not any(k.startswith("_orig_mod") for k in state["model"])
     load_run(compiled)  # the run directory reads back as an ordinary eager model
+    assert json.loads(RunDir(compiled).card_path.read_text())["compiled"] is True
+
+
+def test_compile_without_a_cxx_compiler_trains_eagerly(grammar_file, tmp_path, monkeypatch) -> None:
+    from cfglab.train import compiles, cxx_compiler
+
+    cpu = torch.device("cpu")
+    cfg = _config(grammar_file, compile=True)
+    assert not compiles(_config(grammar_file), cpu)  # not asked for
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no g++, no clang++
+    assert cxx_compiler() is None
+    with pytest.warns(UserWarning, match="no C.. compiler"):
+        assert not compiles(cfg, cpu)
+    assert compiles(cfg, torch.device("cuda"))  # only CPU is checked: GPU hosts have a toolchain
+    fake = tmp_path / "my-c++"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CXX", "my-c++")
+    assert cxx_compiler() == str(fake) and compiles(cfg, cpu)
 
 
 @pytest.mark.parametrize(
