@@ -349,7 +349,7 @@ def seed_q1(rows: list[Row]) -> tuple[str, str]:
         return text, "memorises: never produces the unseen rule"
     if used[1] <= truth[2] and truth[1] <= used[2]:
         return text, "generalises: the unseen rule at its true rate"
-    return text, "generalises partly: the unseen rule, below its true rate"
+    return text, "partly: the unseen rule appears, below its true rate (read per run)"
 
 
 def seed_q2(rows: list[Row]) -> tuple[str, str]:
