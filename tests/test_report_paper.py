@@ -64,6 +64,8 @@ def test_every_result_gets_a_row_and_a_verdict() -> None:
 def test_a_weak_model_is_not_at_this_budget() -> None:
     table = {line[0]: line for line in paper_table([_row("abs", 100), _row("rot", 120)])}
     assert table["1 accuracy"][3] == NOT_AT_BUDGET
+    no_gap = {line[0]: line for line in paper_table([_row("abs", 186), _row("rot", 190)])}
+    assert no_gap["1 accuracy"][3] == NOT_AT_BUDGET and "no abs gap" in no_gap["1 accuracy"][2]
     assert table["12 mode switch"][3] == NOT_MEASURED  # no noisy run
 
 

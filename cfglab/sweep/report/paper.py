@@ -80,8 +80,10 @@ def result_1(rows: list[Row]) -> tuple[str, str]:
     abs_acc = acc.get("abs")
     if abs_acc and abs_acc[1] > best[2]:
         return text + "; abs above rot/pos", CONTRADICTED
-    gap = abs_acc is not None and abs_acc[2] < best[1]
-    return text + ("; abs below (intervals apart)" if gap else "; no abs gap here"), REPRODUCED
+    if abs_acc is not None and abs_acc[2] < best[1]:
+        return text + "; abs below (intervals apart)", REPRODUCED
+    # the claim has two halves: accurate relative PEs and abs behind them; one is not both
+    return text + "; no abs gap here", NOT_AT_BUDGET
 
 
 def result_2(rows: list[Row]) -> tuple[str, str]:
