@@ -55,6 +55,7 @@ class Trainer:
     stream: TokenStream
     mask_rng: torch.Generator
     device: torch.device
+    bf16: bool = False  # under bf16 autocast: `precision` resolved once for the device
     compiled: bool = False
     step: int = 0
 
@@ -153,8 +154,18 @@ def _build(config: TrainConfig, run: RunDir) -> Trainer:
         aligned=config.align_windows,
     )
     mask_rng = torch.Generator().manual_seed(config.seed + 1)
-    optimizer = _optimizer(model, config)
-    return Trainer(config, run, grammar, model, optimizer, stream, mask_rng, device, compiled)
+    return Trainer(
+        config,
+        run,
+        grammar,
+        model,
+        _optimizer(model, config),
+        stream,
+        mask_rng,
+        device,
+        bf16=uses_bf16(config.precision, device),
+        compiled=compiled,
+    )
 
 
 def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -252,7 +263,7 @@ def _write_card(t: Trainer) -> None:
         "git_commit": _git_commit(),
         "torch": torch.__version__,
         "device": str(t.device),
-        "autocast": "bf16" if uses_bf16(t.config.precision, t.device) else "none (fp32)",
+        "autocast": "bf16" if t.bf16 else "none (fp32)",
         "compiled": t.compiled,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -317,7 +328,7 @@ NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 @functools.cache
 def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """Whether this CPU has bf16 instructions. There bf16 autocast trains the demo's models
-    1.2-1.3x faster than fp32 and reached the same held-out excess and cut0 over the full demo
+    1.3x faster than fp32 and reached the same held-out excess and cut0 over the full demo
     schedule (benchmarks/RESULTS.md, "bf16 on the CPU"); without them bf16 is emulated and slow.
     Where the flags cannot be read (not Linux), fp32."""
     try:
@@ -334,9 +345,7 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 
 
 def _loss(t: Trainer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    with torch.autocast(
-        t.device.type, dtype=torch.bfloat16, enabled=uses_bf16(t.config.precision, t.device)
-    ):
+    with torch.autocast(t.device.type, dtype=torch.bfloat16, enabled=t.bf16):
         _, loss = t.model(x, y)
     return loss
 
