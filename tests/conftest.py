@@ -25,7 +25,7 @@ def ray_session() -> Iterator[str]:
         num_cpus=2,
         include_dashboard=False,
         object_store_memory=80 * 1024 * 1024,
-        _temp_dir="/tmp/rt",
+        _temp_dir=f"/tmp/rt{os.getpid() % 100000}",  # one per session: parallel runs never share
         logging_level=logging.WARNING,
         log_to_driver=False,
     )

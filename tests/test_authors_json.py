@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from authors import AUTHORS_JSON
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import layered_grammars
@@ -27,17 +28,7 @@ from cfglab.grammar.dsl import format_grammar, parse_grammar
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _anchors() -> Path:
-    for base in (REPO.parent / "shared", REPO / "shared"):
-        if (base / "anchors" / "lano-cfg-configs").is_dir():
-            return base / "anchors" / "lano-cfg-configs"
-    raise AssertionError(
-        f"the authors' grammars are missing: expected them in "
-        f"{REPO.parent / 'shared' / 'anchors' / 'lano-cfg-configs'}"
-    )
-
-
-ANCHORS = _anchors()
+ANCHORS = AUTHORS_JSON
 NAMES = sorted(p.stem for p in ANCHORS.glob("*.json"))
 
 

@@ -21,10 +21,11 @@ from cfglab.analysis import checks
 from cfglab.analysis.checks import CheckConstraints, CheckReport, check_grammar
 from cfglab.cli import app
 from cfglab.grammar.core import Grammar, Rule
+from tests.authors import AUTHORS_JSON
 from tests.strategies import layered_grammars, small_grammars
 
 ROOT = Path(__file__).resolve().parents[1]
-ANCHORS = Path("/work/shared/anchors/lano-cfg-configs")
+ANCHORS = AUTHORS_JSON
 
 
 def G(start: str, terminals: str, rules: str) -> Grammar:
@@ -320,7 +321,6 @@ def test_huge_counts_are_reported_as_log10(monkeypatch: pytest.MonkeyPatch) -> N
     assert capped.parse_trees_log10 == pytest.approx(math.log10(exact.parse_trees))
 
 
-@pytest.mark.skipif(not ANCHORS.exists(), reason="anchors not present")
 @pytest.mark.parametrize(
     "name, shortest, longest",
     [

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from authors import AUTHORS_JSON
 
 from cfglab.grammar.dsl import format_grammar, load_grammar
 
@@ -14,19 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 PAPER_GRAMMARS = ["cfg3b", "cfg3i", "cfg3h", "cfg3g", "cfg3f", "cfg3e1", "cfg3e2", "cfg3j", "cfg3k"]
 
 
-def _anchors() -> Path:
-    """shared/anchors sits beside the repository (../shared from the repo root)."""
-    for base in (REPO.parent / "shared", REPO / "shared"):
-        if (base / "anchors" / "lano-cfg-configs").is_dir():
-            return base / "anchors" / "lano-cfg-configs"
-    raise AssertionError(
-        f"the authors' grammars are missing: expected them in "
-        f"{REPO.parent / 'shared' / 'anchors' / 'lano-cfg-configs'} "
-        "(shared/ must sit beside the repository)"
-    )
-
-
-ANCHORS = _anchors()
+ANCHORS = AUTHORS_JSON
 
 
 def _authors_rules(data: dict) -> list[tuple[str, tuple[str, ...]]]:
