@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from cfglab.analysis.generate import GeneratorKnobs, generate_grammar
 from cfglab.chart.front import Chart
 from cfglab.data.vocab import Vocab
 from cfglab.evaluate.generation import accuracy_report
 from cfglab.evaluate.scoring import sequence_log_probs
 from cfglab.grammar.dsl import save_grammar
-from cfglab.grammar.generate import GeneratorKnobs, generate_grammar
 from cfglab.grammar.sample import sample
 from cfglab.runs import TrainConfig, load_run
 from cfglab.train import train

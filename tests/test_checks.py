@@ -17,7 +17,7 @@ from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from cfglab.analysis import checks
+from cfglab.analysis import checks, graph, lengths
 from cfglab.analysis.checks import CheckConstraints, CheckReport, check_grammar
 from cfglab.cli import app
 from cfglab.grammar.core import Grammar, Rule
@@ -264,7 +264,7 @@ def test_expected_length_of_branching_recursion(q: float, finite: bool) -> None:
 
 def _global_expected(g: Grammar) -> tuple[float, float]:
     """Spectral radius of the whole reachable mean matrix, and E[len(start)] by one solve."""
-    reach = list(checks._reachable(g))
+    reach = list(graph.reachable(g))
     pos = {nt: i for i, nt in enumerate(reach)}
     m, c = np.zeros((len(reach), len(reach))), np.zeros(len(reach))
     for nt in reach:
@@ -314,7 +314,7 @@ def test_length_constraints() -> None:
 def test_huge_counts_are_reported_as_log10(monkeypatch: pytest.MonkeyPatch) -> None:
     g = G("S", "a b", "S -> A A A; A -> B B B | B B; B -> a | b | a b")
     exact = no_ambiguity(g).lengths
-    monkeypatch.setattr(checks, "MAX_COUNT_DIGITS", 2)
+    monkeypatch.setattr(lengths, "MAX_COUNT_DIGITS", 2)
     capped = no_ambiguity(g).lengths
     assert exact.parse_trees == n_derivations(g) > 100
     assert capped.parse_trees is None

@@ -1,4 +1,4 @@
-"""cfglab.grammar.generate and `cfglab new-grammar`: every knob holds, seeds reproduce, retries
+"""cfglab.analysis.generate and `cfglab new-grammar`: every knob holds, seeds reproduce, retries
 stop at the first passing seed, and the CLI writes, refuses and explains."""
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from cfglab.analysis.checks import CheckConstraints, check_grammar
+from cfglab.analysis.generate import GeneratorKnobs, generate_grammar, new_grammar
 from cfglab.cli import app
 from cfglab.errors import CfglabError
 from cfglab.grammar.core import Grammar
-from cfglab.grammar.generate import GeneratorKnobs, generate_grammar, new_grammar
 
 ROOT = Path(__file__).resolve().parents[1]
 

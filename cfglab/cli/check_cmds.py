@@ -25,7 +25,7 @@ from cfglab.cli.console import err, out
 from cfglab.errors import CfglabError, format_validation_error
 
 if TYPE_CHECKING:
-    from cfglab.grammar.generate import GeneratorKnobs
+    from cfglab.analysis.generate import GeneratorKnobs
 
 _DIGITS = re.compile(r"[0-9]{1,9}")
 
@@ -261,8 +261,8 @@ def new_grammar_command(
 ) -> None:
     """Make a random layered grammar that passes the checks; write OUT_DIR/NAME.cfg."""
     from cfglab.analysis.checks import check_grammar
+    from cfglab.analysis.generate import new_grammar
     from cfglab.grammar.dsl import NAME_RE, save_grammar
-    from cfglab.grammar.generate import new_grammar
 
     if not NAME_RE.fullmatch(name):
         raise CfglabError(
@@ -310,7 +310,7 @@ def make_knobs(
     """Generator knobs from the flags' text; a bad value is a CfglabError naming its flag."""
     from pydantic import ValidationError
 
-    from cfglab.grammar.generate import GeneratorKnobs
+    from cfglab.analysis.generate import GeneratorKnobs
 
     widths = parse_int_list(width, "--width")
     if levels is None:

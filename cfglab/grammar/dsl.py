@@ -1,5 +1,8 @@
 """Grammar files ⇄ Grammar: the Lark reader with located errors, and the canonical writer.
 
+The semantic half of reading (parse tree → Grammar, every problem located) is dsl_build; the
+wording of errors is dsl_errors; quoting and escapes of terminals are dsl_quote.
+
 A grammar file (the syntax is in dsl.lark):
 
     # cfg3b: leading comment lines become Grammar.header
@@ -18,11 +21,8 @@ LALR parser with a contextual lexer is linear in the input.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,16 +35,15 @@ from lark.exceptions import (
 
 from cfglab.errors import CfglabError, LocatedError, Location
 from cfglab.grammar.core import MAX_RULES, Grammar, Rule
+from cfglab.grammar.dsl_build import Builder
 from cfglab.grammar.dsl_errors import (
-    ESCAPE_HINT,
     SYNTAX_HINT,
-    clip,
     display_line,
-    end_token,
     location,
     position,
     syntax_error,
 )
+from cfglab.grammar.dsl_quote import quote
 
 # larger grammar files are refused: lark's parse time grows linearly (benchmarks/RESULTS.md)
 MAX_BYTES = 1_000_000
@@ -127,7 +126,7 @@ def _parse(text: str, file: str, source: str | None) -> Grammar:
         raise LocatedError(
             f"cannot parse this file ({type(err).__name__})", Location(file, 1, 1), SYNTAX_HINT
         ) from None
-    return _Builder(text, file).build(tree, source)
+    return Builder(text, file).build(tree, source)
 
 
 def _parse_tree(text: str, file: str) -> Tree:
@@ -159,438 +158,6 @@ def _parser() -> Lark:
     return Lark(grammar, parser="lalr", lexer="contextual", maybe_placeholders=False)
 
 
-# --- semantic checks -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Problem:
-    """A semantic error found while building; only the first one (in file order) is explained."""
-
-    line: int
-    col: int
-    explain: Callable[[], tuple[str, str]]  # → (message, hint), built only when reported
-
-
-@dataclass(frozen=True)
-class _Alternative:
-    lhs: Token
-    symbols: tuple[Token, ...]  # NAME or TERMINAL tokens
-    weight: Token | None
-    after: Token  # the "->" or "|" just before it: where an empty alternative is
-
-
-class _Builder:
-    """Turns the parse tree into a Grammar, collecting every semantic problem on the way."""
-
-    def __init__(self, text: str, file: str) -> None:
-        self.text = text
-        self.file = file
-        self.problems: list[_Problem] = []
-        self.name: Token | None = None
-        self.grammar_keyword: Token | None = None
-        self.start: Token | None = None
-        self.declared: list[tuple[str, Token]] | None = None
-        self.terminals_keyword: Token | None = None
-        self.alternatives: list[_Alternative] = []
-        self.first_statement: Token | None = None
-        self._terminal_cache: dict[str, str | None] = {}
-
-    def problem(self, at: Token, explain: Callable[[], tuple[str, str]], offset: int = 0) -> None:
-        line, col = position(at)
-        self.problems.append(_Problem(line, col + offset, explain))
-
-    # --- statements ----------------------------------------------------------------------
-    def build(self, tree: Tree, source: str | None) -> Grammar:
-        if not tree.children:
-            raise self._located(
-                1, 1, ("no grammar here: the text is empty or only comments", SYNTAX_HINT)
-            )
-        for statement in tree.children:
-            getattr(self, "_" + statement.data)(statement.children)
-        self._check_declarations()
-        nonterminals = dict.fromkeys(a.lhs.value for a in self.alternatives)
-        terminals = self._terminals(nonterminals)
-        rules = self._rules(nonterminals, terminals)
-        if self.problems:
-            raise self._first_problem()
-        assert self.name is not None and self.start is not None  # else a problem was recorded
-        return Grammar(
-            self.name.value,
-            self.start.value,
-            terminals,
-            rules,
-            header=_header(self.text),
-            source=source,
-        )
-
-    def _note_statement(self, token: Token) -> None:
-        if self.first_statement is None:
-            self.first_statement = token
-
-    def _grammar_decl(self, children: list[Token]) -> None:
-        keyword, name = children
-        if self.name is not None:
-            first = self.name
-            self.problem(
-                keyword,
-                lambda: (
-                    f"a second `grammar` line (the first is on line {first.line})",
-                    "a file holds one grammar; remove this line",
-                ),
-            )
-        elif self.first_statement is not None:
-            self.problem(
-                keyword,
-                lambda: (
-                    "the `grammar NAME` line must come first",
-                    "move it above the other lines (only comments may precede it)",
-                ),
-            )
-        self._note_statement(keyword)
-        if self.name is None:
-            self.name, self.grammar_keyword = name, keyword
-
-    def _start_decl(self, children: list[Token]) -> None:
-        keyword, name = children
-        self._note_statement(keyword)
-        if self.start is not None:
-            first = self.start
-            self.problem(
-                keyword,
-                lambda: (
-                    f"a second `start` line (the first is on line {first.line})",
-                    "a grammar has one start symbol; remove one of the two lines",
-                ),
-            )
-            return
-        self.start = name
-
-    def _terminals_decl(self, children: list[Token]) -> None:
-        keyword, tokens = children[0], children[1:]
-        self._note_statement(keyword)
-        if self.terminals_keyword is not None:
-            first = self.terminals_keyword
-            self.problem(
-                keyword,
-                lambda: (
-                    f"a second `terminals` line (the first is on line {first.line})",
-                    "declare all terminals on one `terminals` line, in token order",
-                ),
-            )
-            return
-        self.declared, self.terminals_keyword = [], keyword
-        seen: dict[str, Token] = {}
-        for tok in tokens:
-            name = self._terminal(tok)
-            if name is None:
-                continue
-            if name in seen:
-                self.problem(
-                    tok,
-                    _said(f"terminal {tok.value} is declared twice", "remove the repeated one"),
-                )
-                continue
-            seen[name] = tok
-            self.declared.append((name, tok))
-
-    def _rule(self, children: list) -> None:
-        lhs = children[0].children[0]
-        self._note_statement(lhs)
-        after = children[1]
-        for child in children[2:]:
-            if isinstance(child, Token):  # the "|" between alternatives
-                after = child
-                continue
-            tokens = child.children
-            weight = tokens[-1] if tokens and tokens[-1].type == "WEIGHT" else None
-            symbols = tuple(tokens[:-1] if weight is not None else tokens)
-            self.alternatives.append(_Alternative(lhs, symbols, weight, after))
-
-    # --- checks --------------------------------------------------------------------------
-    def _check_declarations(self) -> None:
-        at = self.first_statement
-        if self.name is None:
-            where = at or end_token(self.text)
-            self.problem(
-                where,
-                lambda: (
-                    "missing the `grammar NAME` line",
-                    "add a line like `grammar mygrammar` as the first line (after any comments)",
-                ),
-            )
-        if self.start is None:
-            where = self.grammar_keyword or at or end_token(self.text)
-            first_lhs = self.alternatives[0].lhs.value if self.alternatives else "S"
-            self.problem(
-                where,
-                lambda: (
-                    "missing the `start SYMBOL` line",
-                    f"add a line like `start {first_lhs}` after the `grammar` line, naming the "
-                    "start nonterminal",
-                ),
-            )
-        if not self.alternatives:
-            self.problem(
-                end_token(self.text),
-                lambda: ("the grammar has no rules", 'add rules like `S -> A "a" | "b"`'),
-            )
-
-    def _terminal(self, tok: Token) -> str | None:
-        """A quoted terminal's text (escapes decoded), or None after recording a problem."""
-        raw = tok.value
-        if raw in self._terminal_cache:
-            return self._terminal_cache[raw]
-        name: str | None = None
-        try:
-            name = _unquote(raw)
-        except _BadEscape as bad:
-            offset = bad.offset
-            self.problem(
-                tok,
-                lambda: (f"unknown escape {raw[offset : offset + 2]} in a terminal", ESCAPE_HINT),
-                offset=offset,
-            )
-        else:
-            if not name:
-                name = None
-                self.problem(
-                    tok,
-                    lambda: (
-                        'an empty terminal ""',
-                        "ε (the empty string) is not supported; remove it from the rule",
-                    ),
-                )
-        self._terminal_cache[raw] = name
-        return name
-
-    def _terminals(self, nonterminals: dict[str, None]) -> tuple[str, ...]:
-        """Declared order when declared, else order of first appearance in the rules."""
-        used: dict[str, Token] = {}
-        for alt in self.alternatives:
-            for tok in alt.symbols:
-                if tok.type == "TERMINAL":
-                    name = self._terminal(tok)
-                    if name is not None and name not in used:
-                        used[name] = tok
-        if self.declared is None:
-            order = dict(used)
-        else:
-            order = dict(self.declared)
-            for name, tok in used.items():
-                if name not in order:
-                    self._undeclared_terminal(name, tok, list(order))
-        for name, tok in {**used, **order}.items():  # a declared one is named where declared
-            if name in nonterminals:
-                self.problem(
-                    tok,
-                    _said(
-                        f"terminal {_quote(name)} has the same name as the nonterminal {name}",
-                        "terminals and nonterminals must have different names; rename one",
-                    ),
-                )
-        return tuple(order)
-
-    def _undeclared_terminal(self, name: str, tok: Token, declared: list[str]) -> None:
-        line = self.terminals_keyword.line if self.terminals_keyword else tok.line
-
-        def explain() -> tuple[str, str]:
-            close = difflib.get_close_matches(name, declared, n=1)
-            mean = f"did you mean {_quote(close[0])}? " if close else ""
-            return (
-                f"terminal {_quote(name)} is not declared in the `terminals` line (line {line})",
-                f"{mean}declared terminals fix the token order, so list "
-                "every terminal there (or drop the `terminals` line)",
-            )
-
-        self.problem(tok, explain)
-
-    def _rules(self, nonterminals: dict[str, None], terminals: tuple[str, ...]) -> tuple[Rule, ...]:
-        rules: list[Rule] = []
-        seen: dict[tuple[str, tuple[str, ...]], Token] = {}
-        for alt in self.alternatives:
-            rhs = self._rhs(alt, nonterminals, terminals)
-            weight = self._weight(alt.weight)
-            if rhs is None:
-                continue
-            if not rhs:
-                self._empty_alternative(alt)
-                continue
-            key = (alt.lhs.value, rhs)
-            where = alt.symbols[0]
-            if key in seen:
-                first = seen[key]
-                self.problem(
-                    where,
-                    _said(
-                        f"duplicate rule {_rule_text(key[0], key[1], terminals)} (the same rule "
-                        f"is on line {first.line})",
-                        "remove one of the two; to make a rule more likely, give "
-                        "it a weight like [2]",
-                    ),
-                )
-                continue
-            seen[key] = where
-            rules.append(Rule(alt.lhs.value, rhs, weight))
-        if self.start is not None and nonterminals and self.start.value not in nonterminals:
-            self._undefined(self.start, nonterminals, terminals, role="start symbol")
-        return tuple(rules)
-
-    def _rhs(
-        self, alt: _Alternative, nonterminals: dict[str, None], terminals: tuple[str, ...]
-    ) -> tuple[str, ...] | None:
-        rhs: list[str] = []
-        ok = True
-        for tok in alt.symbols:
-            if tok.type == "TERMINAL":
-                name = self._terminal(tok)
-                ok = ok and name is not None
-            else:
-                name = tok.value
-                if name not in nonterminals:
-                    self._undefined(tok, nonterminals, terminals, role="nonterminal")
-                    ok = False
-            rhs.append(name or "")
-        return tuple(rhs) if ok else None
-
-    def _undefined(
-        self, tok: Token, nonterminals: dict[str, None], terminals: tuple[str, ...], role: str
-    ) -> None:
-        name = tok.value
-
-        def explain() -> tuple[str, str]:
-            close = difflib.get_close_matches(name, list(nonterminals), n=1, cutoff=0.5)
-            if name in terminals:
-                hint = f"did you mean the terminal {_quote(name)}? Terminals are quoted"
-            elif close:
-                hint = f"did you mean {close[0]}?"
-            else:
-                hint = f"add a rule `{name} -> ...`, or use a nonterminal that has rules"
-            return f"undefined {role} {name}: no rule has it on its left side", hint
-
-        self.problem(tok, explain)
-
-    def _empty_alternative(self, alt: _Alternative) -> None:
-        where = alt.weight or alt.after
-        offset = 0 if alt.weight is not None else len(alt.after.value)
-        lhs = alt.lhs.value
-        self.problem(
-            where,
-            lambda: (
-                f"empty right-hand side in a rule for {lhs}: ε-rules are not supported",
-                "remove the empty alternative (an extra `|` or a `->` with nothing after it); if a "
-                "symbol is optional, write one alternative with it and one without",
-            ),
-            offset=offset,
-        )
-
-    def _weight(self, tok: Token | None) -> float:
-        if tok is None:
-            return 1.0
-        body = tok.value[1:-1].strip()
-        problem = _weight_problem(body)
-        if problem is None:
-            return float(body)
-        self.problem(tok, lambda: (problem, "a weight is a positive number, as in [0.5] or [2]"))
-        return 1.0
-
-    # --- reporting -----------------------------------------------------------------------
-    def _first_problem(self) -> LocatedError:
-        first = min(self.problems, key=lambda p: (p.line, p.col))
-        message, hint = first.explain()
-        more = len(self.problems) - 1
-        if more:
-            hint += f" ({more} more error{'s' if more > 1 else ''} after this one)"
-        return self._located(first.line, first.col, (message, hint))
-
-    def _located(self, line: int, col: int, what: tuple[str, str]) -> LocatedError:
-        return LocatedError(what[0], location(self.text, self.file, line, col), what[1])
-
-
-def _weight_problem(body: str) -> str | None:
-    if not body:
-        return "an empty weight []"
-    if not re.fullmatch(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", body):
-        return f"the weight [{clip(body)}] is not a number"
-    value = float(body)
-    if not math.isfinite(value):
-        return f"the weight [{clip(body)}] is too large"
-    if value <= 0:
-        return f"the weight [{clip(body)}] is not positive"
-    return None
-
-
-def _said(message: str, hint: str) -> Callable[[], tuple[str, str]]:
-    """A problem's (message, hint), worded already."""
-    return lambda: (message, hint)
-
-
-def _rule_text(lhs: str, rhs: tuple[str, ...], terminals: tuple[str, ...]) -> str:
-    tset = set(terminals)
-    return clip(f"{lhs} -> " + " ".join(_quote(s) if s in tset else s for s in rhs), 80)
-
-
-def _header(text: str) -> tuple[str, ...]:
-    """The comment lines before the first statement, without their `#` and one space."""
-    header: list[str] = []
-    for line in text.split("\n"):
-        stripped = line.strip()
-        if not stripped:
-            continue
-        if not stripped.startswith("#"):
-            break
-        body = stripped[1:]
-        header.append(body[1:] if body.startswith(" ") else body)
-    return tuple(header)
-
-
-# --- terminals: quoting and escapes --------------------------------------------------------
-_ESCAPE_OF = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
-_CHAR_OF = {"\\": "\\", '"': '"', "n": "\n", "t": "\t", "r": "\r"}
-_ESCAPE_RE = re.compile(r'\\(?:(["\\ntr])|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8}))')
-
-
-class _BadEscape(Exception):
-    def __init__(self, offset: int) -> None:
-        self.offset = offset  # of the backslash, within the quoted token
-
-
-def _unquote(raw: str) -> str:
-    body = raw[1:-1]
-    if "\\" not in body:
-        return body
-    out: list[str] = []
-    i = 0
-    while (j := body.find("\\", i)) >= 0:
-        out.append(body[i:j])
-        m = _ESCAPE_RE.match(body, j)
-        code = m and (m.group(2) or m.group(3) or m.group(4))
-        if m is None or (code and int(code, 16) > 0x10FFFF):
-            raise _BadEscape(j + 1)
-        out.append(chr(int(code, 16)) if code else _CHAR_OF[m.group(1)])
-        i = m.end()
-    out.append(body[i:])
-    return "".join(out)
-
-
-def _quote(t: str) -> str:
-    if t.isprintable() and '"' not in t and "\\" not in t:
-        return f'"{t}"'
-    return '"' + "".join(_escape(ch) for ch in t) + '"'
-
-
-def _escape(ch: str) -> str:
-    if ch in _ESCAPE_OF:
-        return _ESCAPE_OF[ch]
-    if ch.isprintable():
-        return ch
-    code = ord(ch)
-    return (
-        f"\\x{code:02x}"
-        if code < 0x100
-        else f"\\u{code:04x}"
-        if code < 0x10000
-        else f"\\U{code:08x}"
-    )
-
-
 # --- writing -------------------------------------------------------------------------------
 def format_grammar(g: Grammar) -> str:
     """The canonical text of a grammar: header comments, declarations, one line per nonterminal.
@@ -603,7 +170,7 @@ def format_grammar(g: Grammar) -> str:
     lines += [
         f"grammar {g.name}",
         f"start {g.start}",
-        " ".join(["terminals", *(_quote(t) for t in g.terminals)]),
+        " ".join(["terminals", *(quote(t) for t in g.terminals)]),
         "",
     ]
     levels = g.levels if g.is_layered else None
@@ -630,7 +197,7 @@ def save_grammar(g: Grammar, path: str | Path) -> None:
 
 
 def _alternative_text(g: Grammar, rule: Rule) -> str:
-    text = " ".join(_quote(s) if g.is_terminal(s) else s for s in rule.rhs)
+    text = " ".join(quote(s) if g.is_terminal(s) else s for s in rule.rhs)
     return text if rule.weight == 1.0 else f"{text} [{float(rule.weight)!r}]"
 
 

@@ -1,0 +1,163 @@
+"""Facts about a grammar's graph of nonterminals, computed once per check: reachability,
+productivity with the shortest string of every nonterminal (Knuth 1977), strongly connected
+components (Tarjan) and the shortest cycle through a recursive nonterminal."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+
+from cfglab.grammar.core import Grammar
+
+LENGTH_BOUND = 10**15  # longer strings are unsampleable: lengths beyond are not reported exactly
+CAP = LENGTH_BOUND + 1  # lengths saturate here, so absurd grammars never build huge integers
+
+
+class Facts:
+    """Reachability, productivity and shortest lengths, computed once."""
+
+    def __init__(self, g: Grammar) -> None:
+        self.defined = set(g.nonterminals)
+        self.used = {s for r in g.rules for s in r.rhs}
+        self.undefined = sorted(
+            s for s in self.used if not g.is_terminal(s) and s not in self.defined
+        )
+        self.reachable = reachable(g)
+        self.shortest = shortest(g)  # productive nonterminals only
+        self.productive = set(self.shortest)
+        total: dict[str, float] = {}
+        for r in g.rules:
+            total[r.lhs] = total.get(r.lhs, 0.0) + r.weight
+        # (probability, right side) per nonterminal, once: Grammar.rule_probability re-sums.
+        self.weighted: dict[str, list[tuple[float, tuple[str, ...]]]] = {}
+        for r in g.rules:
+            p = r.weight / total[r.lhs] if total[r.lhs] > 0 else math.nan
+            self.weighted.setdefault(r.lhs, []).append((p, r.rhs))
+        # Weighted analyses need proper rules: non-empty, positive finite weights, NT left sides.
+        self.sound = all(
+            r.rhs and math.isfinite(r.weight) and r.weight > 0 and not g.is_terminal(r.lhs)
+            for r in g.rules
+        )
+
+
+def reachable(g: Grammar) -> list[str]:
+    """Nonterminals reachable from the start (undefined ones included), in BFS order."""
+    order = [g.start]
+    seen = {g.start}
+    for nt in order:  # `order` grows while we walk it: a BFS queue that is also the answer
+        for r in g.rules_of(nt):
+            for s in r.rhs:
+                if not g.is_terminal(s) and s not in seen:
+                    seen.add(s)
+                    order.append(s)
+    return order
+
+
+def shortest(g: Grammar) -> dict[str, int]:
+    """Shortest string of every productive nonterminal (Knuth 1977: Dijkstra for grammars).
+
+    A rule's candidate length becomes known once all of its nonterminals are settled; the
+    smallest candidate in the heap is final because lengths only grow when summed.
+    """
+    waiting: list[int] = []  # per rule: right-side nonterminals not yet settled
+    partial: list[int] = []  # per rule: length so far
+    uses: dict[str, list[int]] = {}  # nonterminal -> rules it occurs in (with multiplicity)
+    heap: list[tuple[int, str]] = []
+    for i, r in enumerate(g.rules):
+        nts = [s for s in r.rhs if not g.is_terminal(s)]
+        waiting.append(len(nts))
+        partial.append(len(r.rhs) - len(nts))
+        for s in nts:
+            uses.setdefault(s, []).append(i)
+        if not nts and r.rhs:
+            heap.append((partial[i], r.lhs))
+    heapq.heapify(heap)
+    done: dict[str, int] = {}
+    while heap:
+        length, nt = heapq.heappop(heap)
+        if nt in done:
+            continue
+        done[nt] = length
+        for i in uses.get(nt, ()):
+            partial[i] = min(partial[i] + length, CAP)
+            waiting[i] -= 1
+            if waiting[i] == 0:
+                heapq.heappush(heap, (partial[i], g.rules[i].lhs))
+    return done
+
+
+def children(g: Grammar, nt: str) -> list[str]:
+    return list(dict.fromkeys(s for r in g.rules_of(nt) for s in r.rhs if not g.is_terminal(s)))
+
+
+def find_cycle(g: Grammar, reachable: list[str]) -> list[str] | None:
+    """The shortest cycle through the first recursive nonterminal (grammar order)."""
+    graph = {nt: children(g, nt) for nt in reachable}
+    comps = components(graph)
+    where = {nt: i for i, comp in enumerate(comps) for nt in comp}
+    order = {nt: i for i, nt in enumerate(g.nonterminals)}
+    looping = [nt for nt in reachable if _on_cycle(nt, graph, comps[where[nt]])]
+    if not looping:
+        return None
+    head = min(looping, key=lambda nt: order.get(nt, len(order)))
+    members = set(comps[where[head]])
+    parent: dict[str, str] = {}
+    queue = deque([head])
+    while queue:  # BFS inside the component until an edge returns to head
+        nt = queue.popleft()
+        for child in graph[nt]:
+            if child == head:
+                path = [nt]
+                while path[-1] != head:
+                    path.append(parent[path[-1]])
+                return path[::-1] + [head]
+            if child in members and child not in parent:
+                parent[child] = nt
+                queue.append(child)
+    return None
+
+
+def _on_cycle(nt: str, graph: dict[str, list[str]], comp: list[str]) -> bool:
+    return len(comp) > 1 or nt in graph[nt]
+
+
+def components(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Strongly connected components (iterative Tarjan), children's components first."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    comps: list[list[str]] = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            nt, i = work.pop()
+            if i == 0:
+                index[nt] = low[nt] = len(index)
+                stack.append(nt)
+                on_stack.add(nt)
+            kids = graph.get(nt, [])
+            if i < len(kids):
+                work.append((nt, i + 1))
+                kid = kids[i]
+                if kid not in index:
+                    work.append((kid, 0))
+                elif kid in on_stack:
+                    low[nt] = min(low[nt], index[kid])
+                continue
+            if low[nt] == index[nt]:
+                comp = []
+                while True:
+                    top = stack.pop()
+                    on_stack.discard(top)
+                    comp.append(top)
+                    if top == nt:
+                        break
+                comps.append(comp)
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[nt])
+    return comps
