@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from cfglab.cli import app
@@ -86,3 +88,77 @@ def test_hf_refuses_sections_that_need_a_run_and_bad_arguments(exported) -> None
         evaluate_hf(grammar.parent, grammar, OPTS)
     res = CliRunner().invoke(app, ["evaluate", "--hf", str(hf_dir)])
     assert res.exit_code == 1 and "--grammar" in str(res.exception)
+
+
+def _emits_outside_ids(tmp, outside_logit: float = 4.0):
+    """An export whose logits are the same at every position: 0 on the grammar's ids, and
+    `outside_logit` on two ids the grammar does not know (the tokenizer's <mask> and one added
+    token), so most draws are tokens outside the grammar (what an undertrained model emits)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from cfglab.interop import export_run
+
+    run = make_run(tmp, "abs", steps=2, perturb=False)
+    hf_dir = tmp / "hf-outside"
+    export_run(run, hf_dir)
+    tok = AutoTokenizer.from_pretrained(hf_dir)
+    tok.add_tokens(["<extra>"])
+    model = AutoModelForCausalLM.from_pretrained(hf_dir)
+    model.resize_token_embeddings(len(tok))
+    outside = [tok.convert_tokens_to_ids(t) for t in ("<mask>", "<extra>")]
+    with torch.no_grad():  # ln_f sends every state to e_0; logits = wte[:, 0] (tied head)
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.zero_()
+        model.transformer.ln_f.bias[0] = 1.0
+        model.transformer.wte.weight[:, 0] = 0.0
+        model.transformer.wte.weight[outside, 0] = outside_logit
+    model.save_pretrained(hf_dir)
+    tok.save_pretrained(hf_dir)
+    n_grammar = len(tok) - len(outside)  # terminals, <bos>, <eos>
+    return hf_dir, tmp / "small.cfg", outside_logit, n_grammar
+
+
+def test_hf_model_that_emits_ids_outside_the_grammar(tmp_path) -> None:
+    """Issue 27: such an id ended in a raw IndexError. It is a stray (an invalid generation)
+    and stray mass in KL, as in the native path; the CLI exits 0."""
+    from cfglab.interop.hf_model import evaluate_hf
+
+    hf_dir, grammar, logit, n_grammar = _emits_outside_ids(tmp_path)
+    out = evaluate_hf(hf_dir, grammar, {**OPTS, "n": 32})
+    p_outside = 2 * math.exp(logit) / (2 * math.exp(logit) + n_grammar)
+    p_bos = 1 / (2 * math.exp(logit) + n_grammar)
+    stray = out["kl"]["stray_mass"]
+    assert stray["mean"] == pytest.approx(p_outside + p_bos, abs=1e-5)  # BOS is a stray too
+    for cut in out["accuracy"].values():
+        assert cut["accuracy"]["rate"] < 0.1  # almost every draw is stray on the first token
+    res = CliRunner().invoke(
+        app, ["evaluate", "--hf", str(hf_dir), "--grammar", str(grammar), "--n", "16", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["kl"]["stray_mass"]["mean"] == pytest.approx(stray["mean"])
+
+
+@pytest.mark.parametrize("damage", ["empty_config", "bad_weights", "no_tokenizer", "not_causal"])
+def test_hf_directory_that_cannot_be_evaluated_is_a_clear_error(exported, tmp_path, damage):
+    """No raw traceback for any model directory."""
+    import shutil
+
+    _, hf_dir, grammar = exported
+    bad = tmp_path / "bad"
+    shutil.copytree(hf_dir, bad)
+    if damage == "empty_config":
+        (bad / "config.json").write_text("{}")
+    elif damage == "bad_weights":
+        (bad / "model.safetensors").write_bytes(b"\x00" * 64)
+    elif damage == "no_tokenizer":
+        for f in bad.glob("*token*"):
+            f.unlink()
+    else:
+        (bad / "config.json").write_text(json.dumps({"model_type": "t5"}))  # seq2seq only
+    res = CliRunner().invoke(
+        app, ["evaluate", "--hf", str(bad), "--grammar", str(grammar), "--n", "8", "--json"]
+    )
+    assert res.exit_code == 1
+    assert isinstance(res.exception, CfglabError), repr(res.exception)
+    said = str(res.exception)
+    assert "no single token for a, b, c" in said if damage == "no_tokenizer" else str(bad) in said

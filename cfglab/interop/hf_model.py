@@ -69,6 +69,7 @@ class HFDecoder(torch.nn.Module):
     """An HF causal LM that reads and writes cfglab token ids (see the module docstring)."""
 
     to_model: Tensor  # (T + 2,) the model's id of each terminal, BOS, EOS
+    feed: Tensor  # (T + 3,) the model's input id of every cfglab id, MASK included
     others: Tensor  # the model's ids outside the grammar: their mass goes to MASK
 
     def __init__(self, hf: PreTrainedModel, ids: list[int], limit: int | None) -> None:
@@ -76,6 +77,10 @@ class HFDecoder(torch.nn.Module):
         self.hf = hf.eval()
         n_model = hf.get_output_embeddings().weight.size(0)
         self.register_buffer("to_model", torch.tensor(ids, dtype=torch.long), persistent=False)
+        # MASK stands for every token outside the grammar, so it has no model id of its own. A
+        # row stops on it (a stray), but until the loop compacts its batch the stopped row is
+        # still fed what it drew; EOS is as good as any id there, since nothing reads that row.
+        self.register_buffer("feed", torch.tensor([*ids, ids[-1]]), persistent=False)
         others = torch.ones(n_model, dtype=torch.bool)
         others[self.to_model] = False
         self.register_buffer("others", others.nonzero()[:, 0], persistent=False)
@@ -95,7 +100,7 @@ class HFDecoder(torch.nn.Module):
         return torch.cat([mine, rest], dim=-1)
 
     def forward(self, idx: Tensor) -> tuple[Tensor, None]:
-        return self._read(self.hf(input_ids=self.to_model[idx], use_cache=False).logits), None
+        return self._read(self.hf(input_ids=self.feed[idx], use_cache=False).logits), None
 
     def init_cache(self, batch: int, capacity: int | None = None) -> HFCache:
         from transformers import DynamicCache
@@ -110,7 +115,7 @@ class HFDecoder(torch.nn.Module):
 
     def step(self, idx_new: Tensor, cache: HFCache) -> Tensor:
         kw = {self.cache_arg: cache.past}
-        out = self.hf(input_ids=self.to_model[idx_new], use_cache=True, **kw)  # fills cache.past
+        out = self.hf(input_ids=self.feed[idx_new], use_cache=True, **kw)  # fills cache.past
         return self._read(out.logits)
 
 
@@ -201,8 +206,10 @@ def open_hf(
     try:
         tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
         hf = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError, KeyError) as err:
-        raise CfglabError(f"{path}: cannot load as a causal LM ({err})") from None
+    except Exception as err:  # a damaged directory raises whatever its loader does
+        raise CfglabError(
+            f"{path}: cannot load as a causal LM ({type(err).__name__}: {err})"
+        ) from None
     mapping = read_token_map(token_map, grammar) if token_map else None
     ids = token_ids(tok, grammar, mapping)
     limit = position_limit(hf.config)
