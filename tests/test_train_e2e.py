@@ -19,11 +19,13 @@ from cfglab.runs import TrainConfig, load_run
 from cfglab.train import train
 
 MINI = Path(__file__).resolve().parents[1] / "grammars" / "mini.cfg"
-STEPS = 8000
+STEPS = 3000
 # nats per token above the true entropy after STEPS steps of the demo's recipe (BOS-aligned
-# windows of 64, batch 32, 4 heads); measured on mini: 0.0013 after 12,000 steps, 0.0019 after
-# 10,000 steps of batch 16 (benchmarks/RESULTS.md, calibration)
-MARGIN = 0.01
+# windows of 64, batch 32, 4 heads). Measured on mini with this test: 0.0132 (fp32) and 0.0126
+# (bf16) after 3,000 steps, 0.0208 / 0.0192 after 2,000; 0.0013 after the demo's 12,000
+# (benchmarks/RESULTS.md, calibration). 3,000 steps keep the test under a minute on the AVX2-only
+# kind's share of `make test` while the margin still fails a model that learned half as much.
+MARGIN = 0.025
 
 
 def excess_per_token(run_dir: Path, n: int = 200) -> tuple[float, float]:
