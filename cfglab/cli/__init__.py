@@ -55,6 +55,7 @@ _COMMAND_MODULES = (
     "cfglab.cli.eval_cmds",  # evaluate
     "cfglab.cli.interop_cmds",  # export
     "cfglab.cli.probe_cmds",  # probe, attention
+    "cfglab.cli.patch_cmds",  # patch, activations
     "cfglab.cli.sweep_cmds",  # sweep, report
     "cfglab.cli.demo_cmds",
 )
