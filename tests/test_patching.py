@@ -247,3 +247,51 @@ def test_refusals(runs: dict[str, Path]) -> None:
         g = load_grammar(MINI)
         s = sample(g, 8, 0)
         make_pairs(s, Judge(g).next_tokens(s.strings()), 4, 0, min_tv=1.01)
+
+
+# --- the sweep's `patch:` section --------------------------------------------------------------
+
+SWEEP = """\
+name: p
+grammars: [{grammar}]
+model: {{pe: [rot], size: {{layers: 1, heads: 2, dim: 16}}}}
+train: {{steps: 5}}
+patch: {patch}
+"""
+
+
+def test_sweep_section_parses_and_checks_its_options(tmp_path: Path) -> None:
+    from cfglab.sweep.spec import load_sweep
+
+    good = tmp_path / "good.yaml"
+    good.write_text(SWEEP.format(grammar=MINI, patch="{enabled: true, pairs: 8, layers: [0, 1]}"))
+    spec = load_sweep(good).spec
+    assert "patch" in spec.task_kinds() and spec.patch.pairs == 8
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SWEEP.format(grammar=MINI, patch="{enabled: true, options: {min_tvv: 0.2}}"))
+    with pytest.raises(CfglabError, match="min_tv"):
+        load_sweep(bad)
+
+
+def test_patch_runs_as_a_task_from_plain_arguments(runs: dict[str, Path]) -> None:
+    from cfglab.sweep.tasks import applies, run_task
+
+    section = {"layers": [0, 2], "pairs": 6, "seed": 1, "options": {"plots": False}}
+    record = run_task("patch", str(runs["rot"]), section, threads=1)
+    assert record["kind"] == "patch" and record["result"]["pairs"] == 6
+    assert {r["layer"] for r in record["result"]["results"]} == {0, 2}
+    assert not applies("patch", {"pe": "mlm"}) and applies("patch", {"pe": "rot"})
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_patch_runs_as_a_ray_task(runs: dict[str, Path], ray_session: str) -> None:
+    import ray
+
+    from cfglab.sweep.tasks import run_task
+
+    section = {"layers": [2], "pairs": 6, "seed": 0, "options": {"plots": False}}
+    ref = ray.remote(run_task).options(num_cpus=1).remote("patch", str(runs["rot"]), section, 1)
+    record = ray.get(ref, timeout=240)
+    last = next(r for r in record["result"]["results"] if r["positions"] == "last")
+    assert last["restored"] == pytest.approx(1.0, abs=1e-9)  # the identity, in a Ray worker
