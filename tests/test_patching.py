@@ -234,6 +234,7 @@ def test_cli_json_shape_and_plot(runs: dict[str, Path]) -> None:
         lo, hi = r["ci95"]
         assert lo <= r["restored"] + 1e-9 and r["restored"] <= hi + 1e-9
     assert {r["layer"] for r in out["results"]} == {0, 1, 2}
+    assert out["subtree"]["swaps"] > 0 and out["untrained"]["subtree"]["swaps"] > 0
     assert (Path(runs["rot"]) / "patch" / "patch.png").stat().st_size > 1000
     assert json.loads((Path(runs["rot"]) / "patch" / "patch.json").read_text())["pairs"] == 12
 
@@ -295,3 +296,46 @@ def test_patch_runs_as_a_ray_task(runs: dict[str, Path], ray_session: str) -> No
     record = ray.get(ref, timeout=240)
     last = next(r for r in record["result"]["results"] if r["positions"] == "last")
     assert last["restored"] == pytest.approx(1.0, abs=1e-9)  # the identity, in a Ray worker
+
+
+# --- the subtree swap --------------------------------------------------------------------------
+
+
+def test_nodes_are_the_sampled_constituents() -> None:
+    from cfglab.interpret.subtree import nodes
+
+    g = load_grammar(MINI)
+    s = sample(g, 6, 2)
+    for node in nodes(s):
+        lo = s.offsets[node.string]
+        anc, ends = s.labels(node.string)
+        d = next(d for d in range(s.depth) if (anc[d, node.start : node.end] == node.nt).all())
+        assert ends[d, node.end - 1] and not ends[d, node.start : node.end - 1].any()
+        assert node.start == 0 or ends[d, node.start - 1] or anc[d, node.start - 1] < 0
+        assert lo + node.end <= s.offsets[node.string + 1]
+
+
+def test_swaps_change_only_a_subtree_and_keep_the_language(runs: dict[str, Path]) -> None:
+    from cfglab.interpret.subtree import make_swaps, subtree_experiment
+    from cfglab.runs import load_run
+
+    g = load_grammar(MINI)
+    judge = Judge(g)
+    swaps = make_swaps(sample(g, 200, 4), judge, 30, 0)
+    assert swaps is not None and len(swaps.last) == 30
+    pos = np.arange(swaps.base.shape[1])
+    for n in range(30):
+        a, b = swaps.span[n]
+        differ = np.flatnonzero(swaps.base[n] != swaps.donor[n])
+        assert differ.size and differ.min() >= a and differ.max() <= b  # inside the span only
+        assert swaps.last[n] > b  # at least one continuation token
+        donor_prefix = swaps.donor[n, 1 : swaps.last[n] + 1]
+        assert swaps.donor_truth[n].sum() == pytest.approx(1.0)  # a valid prefix
+        np.testing.assert_allclose(judge.next_token(donor_prefix)[-1], swaps.donor_truth[n])
+    assert pos.size == swaps.base.shape[1]
+    model = load_run(runs["rot"]).model
+    out = subtree_experiment(model, swaps, [0, 1, 2], 0, "cpu", 1.0)
+    assert by(out, 0, "subtree")["restored"] == pytest.approx(1.0, abs=1e-9)
+    for name in ("subtree", "nt_end", "inside_random"):
+        assert by(out, 2, name)["restored"] == 0.0  # no set holds the last position
+    assert 0.0 <= out["truth_equal"] <= 1.0 and out["true_tv"] >= 0.0

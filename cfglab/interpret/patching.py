@@ -301,9 +301,11 @@ def patch_run(
     device: str = "cpu",
     controls: bool = True,
     plots: bool = True,
+    subtree: bool = True,
 ) -> dict[str, Any]:
     """Patch a decoder run at every layer × position set; writes RUN_DIR/patch/patch.json (and
-    patch.png with `plots`) and returns the same dict. Plain arguments: a Ray task can call it."""
+    patch.png with `plots`) and returns the same dict. Plain arguments: a Ray task can call it.
+    `subtree`: also the subtree swap (cfglab.interpret.subtree), under "subtree"."""
     from cfglab.evaluate.context import derive_seed, open_run
     from cfglab.grammar.sample import sample
     from cfglab.runs import untrained_model
@@ -338,13 +340,40 @@ def patch_run(
         "nats over the model's vocabulary, sums over pairs",
         **patch_model(ctx.model, pairs, layers, sets, vocab, seed, ctx.device),
     }
+    models = {"trained": ctx.model}
     if controls:
         twin = untrained_model(ctx.config, vocab.n_terminals, seed=seed + 1).to(ctx.device)
+        models["untrained"] = twin
         result["untrained"] = patch_model(twin, pairs, layers, sets, vocab, seed, ctx.device)
     else:
         result["untrained"] = {}
+    if subtree:
+        _subtree(result, models, samples, ctx, layers, seed)
     _write(Path(run_dir), result, plots)
     return result
+
+
+def _subtree(
+    result: dict[str, Any],
+    models: dict[str, nn.Module],
+    samples: Any,
+    ctx: Any,
+    layers: list[int],
+    seed: int,
+) -> None:
+    from cfglab.evaluate.context import derive_seed
+    from cfglab.interpret.subtree import make_swaps, subtree_experiment
+
+    swaps = make_swaps(
+        samples, ctx.judge, result["pairs"], derive_seed(seed, "swaps"), ctx.context_limit
+    )
+    for family, model in models.items():
+        target = result if family == "trained" else result["untrained"]
+        if swaps is None:
+            target["subtree"] = None
+            continue
+        random_kl = target["reference"]["kl_model_base_to_donor"]
+        target["subtree"] = subtree_experiment(model, swaps, layers, seed, ctx.device, random_kl)
 
 
 def _write(run_dir: Path, result: dict[str, Any], plots: bool) -> None:
