@@ -55,24 +55,22 @@ def patch_command(
 
 
 def render_patch(result: dict[str, Any]) -> None:
-    from rich.table import Table
-
     panels = [("trained", result["results"])]
     if result.get("untrained"):
         panels.append(("untrained twin", result["untrained"]["results"]))
-    for title, rows in panels:
-        layers = sorted({r["layer"] for r in rows})
-        table = Table(
-            title=f"{title}: restored (95% CI) — {result['pairs']} pairs, {result['pe']}",
-            title_justify="left",
+    _tables(panels, f"{result['pairs']} pairs, {result['pe']}")
+    sub = result.get("subtree")
+    if sub:
+        out.print(
+            f"subtree swap ({sub['swaps']} swaps): true rows equal in {sub['truth_equal']:.0%}; "
+            f"model KL(base ‖ swapped) {sub['model_kl']:.4f} vs {sub['random_pair_kl']:.3f} for "
+            "the pairs above"
         )
-        table.add_column("positions")
-        for layer in layers:
-            table.add_column("embedding" if layer == 0 else f"layer {layer}", justify="right")
-        by = {(r["positions"], r["layer"]): r for r in rows}
-        for name in dict.fromkeys(r["positions"] for r in rows):
-            table.add_row(name, *[_cell(by.get((name, l))) for l in layers])
-        out.print(table)
+        swap_panels = [("subtree swap, trained", sub["results"])]
+        twin = (result.get("untrained") or {}).get("subtree")
+        if twin:
+            swap_panels.append(("subtree swap, untrained twin", twin["results"]))
+        _tables(swap_panels, f"{sub['swaps']} swaps")
     base, donor = result["reference"]["base"], result["reference"]["donor"]
     out.print(
         "KL to the true rows (nats), unpatched: base run vs base truth "
@@ -84,6 +82,22 @@ def render_patch(result: dict[str, Any]) -> None:
         f"written: {Path(result['run']) / 'patch' / 'patch.json'}"
         + "".join(f", {p}" for p in result.get("plots", []))
     )
+
+
+def _tables(panels: list[tuple[str, list[dict[str, Any]]]], what: str) -> None:
+    """One table per panel: position sets down, layers across, restored [95% CI] in the cells."""
+    from rich.table import Table
+
+    for title, rows in panels:
+        layers = sorted({r["layer"] for r in rows})
+        table = Table(title=f"{title}: restored (95% CI) — {what}", title_justify="left")
+        table.add_column("positions")
+        for layer in layers:
+            table.add_column("embedding" if layer == 0 else f"layer {layer}", justify="right")
+        by = {(r["positions"], r["layer"]): r for r in rows}
+        for name in dict.fromkeys(r["positions"] for r in rows):
+            table.add_row(name, *[_cell(by.get((name, l))) for l in layers])
+        out.print(table)
 
 
 def _cell(row: dict[str, Any] | None) -> str:
