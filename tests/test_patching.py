@@ -94,6 +94,11 @@ def test_identities_on_a_trained_run(runs: dict[str, Path]) -> None:
     assert by(res, 1, "none")["kl_to_base_truth"] == res["reference"]["base"]["kl_to_base_truth"]
     # an intermediate patch is neither identity (the trained model mixes positions)
     assert by(res, 0, "last")["restored"] < 0.9
+    # pairs run in batches: the batch size changes nothing, the identities stay exact
+    small = patch_model(model, pairs, [0, 1, 2], sets, Vocab(3), batch=7)
+    for r, s in zip(res["results"], small["results"]):
+        assert s["restored"] == pytest.approx(r["restored"], abs=1e-6)
+    assert by(small, 0, "all")["restored"] == pytest.approx(1.0, abs=1e-9)
 
 
 # --- a synthetic model whose output reads one position ---------------------------------------

@@ -239,19 +239,20 @@ def patch_model(
     vocab: Vocab,
     seed: int = 0,
     device: str = "cpu",
+    batch: int = 64,
 ) -> dict[str, Any]:
-    """Every (layer, position set) patch of one model: {"results": [...], "reference": {...}}."""
-    base = torch.as_tensor(pairs.base, device=device)
-    donor = torch.as_tensor(pairs.donor, device=device)
-    last = torch.as_tensor(pairs.last, device=device)
-    with torch.no_grad():
-        m_base, m_donor = (_last_probs(model(x)[0], last) for x in (base, donor))
+    """Every (layer, position set) patch of one model: {"results": [...], "reference": {...}}.
+
+    Pairs run `batch` at a time; a patched run and the donor run it copies from share the batch's
+    shape, so a full patch reproduces the donor's output bit for bit."""
+    chunks = [slice(lo, lo + batch) for lo in range(0, len(pairs), batch)]
+    m_base = _probs(model, pairs.base, pairs.last, chunks, device)
+    m_donor = _probs(model, pairs.donor, pairs.last, chunks, device)
     results = []
     for layer in layers:
-        stream = residual(model, donor, layer)
+        streams = [residual(model, _on(pairs.donor[c], device), layer) for c in chunks]
         for name, mask in sets.items():
-            m = torch.as_tensor(mask, device=device)
-            q = _last_probs(patched_logits(model, base, layer, m, stream), last)
+            q = _patched_probs(model, pairs, layer, mask, chunks, streams, device)
             results.append(_row(layer, name, q, m_base, m_donor, pairs, mask, vocab, seed))
     reference: dict[str, Any] = {
         who: {
@@ -262,6 +263,40 @@ def patch_model(
     }
     reference["kl_model_base_to_donor"] = round(float(_kl(m_base, m_donor).mean()), 5)
     return {"results": results, "reference": reference}
+
+
+def _on(a: np.ndarray, device: str) -> Tensor:
+    return torch.as_tensor(a, device=device)
+
+
+@torch.no_grad()
+def _probs(
+    model: nn.Module, inputs: np.ndarray, last: np.ndarray, chunks: list[slice], device: str
+) -> np.ndarray:
+    """(N, V) the unpatched next-token distributions at each pair's last position."""
+    return np.concatenate(
+        [_last_probs(model(_on(inputs[c], device))[0], _on(last[c], device)) for c in chunks]
+    )
+
+
+def _patched_probs(
+    model: nn.Module,
+    pairs: Pairs,
+    layer: int,
+    mask: np.ndarray,
+    chunks: list[slice],
+    streams: list[Tensor],
+    device: str,
+) -> np.ndarray:
+    out = []
+    for c, stream in zip(chunks, streams):
+        base, where = _on(pairs.base[c], device), _on(mask[c], device)
+        out.append(
+            _last_probs(
+                patched_logits(model, base, layer, where, stream), _on(pairs.last[c], device)
+            )
+        )
+    return np.concatenate(out)
 
 
 def _row(
