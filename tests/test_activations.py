@@ -25,7 +25,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("act_runs")
     out = {}
-    for pe, context in (("rot", 64), ("abs", 36)):  # abs at 36: some mini strings do not fit
+    for pe, context in (("rot", 64), ("abs", 36), ("mlm", 64)):  # abs at 36: some do not fit
         cfg = TrainConfig(
             grammar=str(MINI),
             pe=pe,
@@ -81,12 +81,14 @@ def test_labels_match_cfglab_sample_json(runs: dict[str, Path], pe: str, tmp_pat
     assert not (tmp_path / "layer_1.safetensors").exists()
 
 
-def test_streams_are_the_models(runs: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("pe", ["rot", "mlm"])
+def test_streams_are_the_models(runs: dict[str, Path], tmp_path: Path, pe: str) -> None:
+    """One string alone through the model gives its rows (an encoder sees the whole string)."""
     from cfglab.interop.activations import write_activations
     from cfglab.runs import load_run
 
-    write_activations(runs["rot"], tmp_path, 5, [0, 1, 2], seed=3)
-    model = load_run(runs["rot"]).model
+    write_activations(runs[pe], tmp_path, 5, [0, 1, 2], seed=3)
+    model = load_run(runs[pe]).model
     for layer in (0, 1, 2):
         t = load_file(str(tmp_path / f"layer_{layer}.safetensors"))
         one = t["string"] == 2  # one string alone, fed as BOS x EOS
