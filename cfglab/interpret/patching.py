@@ -37,6 +37,9 @@ The exact columns are what samples cannot give: a patched model can move toward 
 unpatched runs (q = m(p), q = m(p′)). The untrained twin (the run's architecture, freshly
 initialised; `cfglab.runs.untrained_model`) gets the same pairs.
 
+`patch_run` adds the subtree swap of cfglab.interpret.subtree under "subtree" (trained and
+untrained). Pairs run in batches; a full patch still reproduces the donor's run bit for bit.
+
 Beyond the paper: Part 1 has no interventions; this follows the activation-patching literature,
 judged with the chart. Decoders only (an encoder has no next-token distribution).
 """
