@@ -244,6 +244,17 @@ def test_cli_json_shape_and_plot(runs: dict[str, Path]) -> None:
     assert json.loads((Path(runs["rot"]) / "patch" / "patch.json").read_text())["pairs"] == 12
 
 
+def test_cli_table(runs: dict[str, Path]) -> None:
+    from cfglab.cli import app
+
+    res = CliRunner().invoke(
+        app, ["patch", str(runs["rot"]), "--pairs", "6", "--layers", "0,2"], env={"COLUMNS": "160"}
+    )
+    assert res.exit_code == 0, res.output
+    for text in ("trained: restored", "untrained twin", "subtree swap", "nt_end_l", "patch.json"):
+        assert text in res.output
+
+
 def test_refusals(runs: dict[str, Path]) -> None:
     with pytest.raises(CfglabError, match="mlm"):
         patch_run(str(runs["mlm"]), n_pairs=4, plots=False)
