@@ -53,8 +53,9 @@ _COMMAND_MODULES = (
     "cfglab.cli.posterior_cmds",  # posterior
     "cfglab.cli.train_cmds",
     "cfglab.cli.eval_cmds",  # evaluate
-    "cfglab.cli.interop_cmds",  # export
+    "cfglab.cli.interop_cmds",  # export, activations
     "cfglab.cli.probe_cmds",  # probe, attention
+    "cfglab.cli.patch_cmds",  # patch
     "cfglab.cli.sweep_cmds",  # sweep, report
     "cfglab.cli.demo_cmds",
 )

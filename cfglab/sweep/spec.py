@@ -6,7 +6,7 @@
     train: {steps: 4000, batch: 16, lr: 3.0e-3}    # any TrainConfig field but the axes
     noise: {fractions: [0, 0.1], rates: [0.15]}
     seeds: [0]
-    evaluate / robustness / probes / attention:    # the Ray tasks run after each trial
+    evaluate / robustness / probes / attention / patch:  # the Ray tasks run after each trial
     resources: {cpu: 1, gpu: 0}          # per trial (cpu is also its torch thread count)
     max_concurrent: 2
     storage: runs/sweeps                 # absolute, or relative to where cfglab runs
@@ -308,6 +308,23 @@ class AttentionSection(_Strict):
         return _check_options(v, "attention", {"seed"})
 
 
+class PatchSection(_Strict):
+    """Activation patching judged by the exact chart: cfglab.interpret.patching (decoders)."""
+
+    enabled: bool = False
+    layers: list[int] | None = None  # None: every layer (0 = embeddings)
+    pairs: int | None = Field(None, ge=2)  # prefix pairs; None: the module's default (200)
+    seed: int = 0
+    options: dict[str, Any] = Field(default_factory=dict)  # min_tv, controls, plots
+
+    coerce_lists = field_validator("layers", mode="before")(classmethod(lambda cls, v: _listify(v)))
+
+    @field_validator("options")
+    @classmethod
+    def _known(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _check_options(v, "patch", {"layers", "seed", "n_pairs"})
+
+
 class ReportSection(_Strict):
     """What the report opens with: `paper_table` — one row per paper result, claim, measured
     figure and verdict (cfglab.sweep.report.paper), for sweeps that reproduce the paper."""
@@ -368,6 +385,7 @@ class SweepSpec(_Strict):
     robustness: RobustnessSection = Field(default_factory=RobustnessSection)
     probes: ProbesSection = Field(default_factory=ProbesSection)
     attention: AttentionSection = Field(default_factory=AttentionSection)
+    patch: PatchSection = Field(default_factory=PatchSection)
     resources: Resources = Field(default_factory=Resources)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
     report: ReportSection = Field(default_factory=ReportSection)
@@ -389,12 +407,16 @@ class SweepSpec(_Strict):
 
     def task_kinds(self) -> list[str]:
         """The Ray tasks each finished trial gets, in submission order."""
-        sections: dict[str, EvaluateSection | RobustnessSection | ProbesSection | AttentionSection]
+        sections: dict[
+            str,
+            EvaluateSection | RobustnessSection | ProbesSection | AttentionSection | PatchSection,
+        ]
         sections = {
             "evaluate": self.evaluate,
             "robustness": self.robustness,
             "probes": self.probes,
             "attention": self.attention,
+            "patch": self.patch,
         }
         return [kind for kind, s in sections.items() if s.enabled]
 

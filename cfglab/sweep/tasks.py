@@ -21,6 +21,7 @@ TASKS: dict[str, str] = {
     "robustness": "cfglab.evaluate.robustness:robustness_report",
     "probes": "cfglab.interpret.probes:probe_run",
     "attention": "cfglab.interpret.attention:attention_run",
+    "patch": "cfglab.interpret.patching:patch_run",
 }
 
 
@@ -28,6 +29,7 @@ TASKS: dict[str, str] = {
 # attention on pos/uni runs returns the module's own "not meaningful" note).
 APPLIES: dict[str, Callable[[dict[str, Any]], bool]] = {
     "robustness": lambda train: train["pe"] != "mlm",  # an encoder cannot complete a prompt
+    "patch": lambda train: train["pe"] != "mlm",  # nor give a next-token distribution
 }
 
 
@@ -118,11 +120,26 @@ def _attention(
     )
 
 
+def _patch(
+    fn: Callable, run_dir: str, section: dict[str, Any], threads: int, device: str
+) -> dict[str, Any]:
+    return fn(
+        run_dir,
+        layers=section.get("layers"),
+        seed=section.get("seed", 0),
+        **({"n_pairs": section["pairs"]} if section.get("pairs") else {}),
+        **section.get("options", {}),
+        threads=threads,
+        device=device,
+    )
+
+
 _CALLS: dict[str, Callable[..., dict[str, Any]]] = {
     "evaluate": _evaluate,
     "robustness": _robustness,
     "probes": _probes,
     "attention": _attention,
+    "patch": _patch,
 }
 
 
