@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from cfglab.errors import CfglabError
 from cfglab.models import ModelConfig, build_model
-from cfglab.models.canon import Canon
+from cfglab.models.canon import Canon, restarts
 from cfglab.runs import TrainConfig, load_run
 from cfglab.train import train
 from tests.test_train import GRAMMAR, Interrupt, _losses
@@ -81,16 +81,30 @@ def test_default_init_is_pytorchs_and_there_is_no_bias() -> None:
 def test_at_a_bos_the_convolution_restarts_as_if_the_string_began_the_window(
     cuts: list[int], kernel: int, seed: int
 ) -> None:
-    """A packed window = its strings each convolved on their own (zeros before each BOS)."""
+    """A packed window = its strings each convolved on their own (zeros before each BOS), in
+    values and in gradients (the hand-written backward's cut taps)."""
     torch.manual_seed(seed)
     T, W = 24, 5
     layer = Canon(W, kernel, True).double()
-    x = torch.randn(1, T, W, dtype=torch.float64)
-    resets = torch.zeros(1, T, dtype=torch.bool)
+    x = torch.randn(2, T, W, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(2, T, W, dtype=torch.float64)
+    resets = torch.zeros(2, T, dtype=torch.bool)
     resets[0, [0, *cuts]] = True
-    starts = sorted({0, *cuts}) + [T]
-    pieces = [reference(x[:, a:b], layer.conv.weight, True) for a, b in itertools.pairwise(starts)]
-    torch.testing.assert_close(layer(x, resets), torch.cat(pieces, dim=1))
+    resets[1, cuts[:1]] = True  # row 1: no BOS at 0, at most one inside
+    out = layer(x, restarts(resets, kernel))
+    ref = torch.cat([_per_string(x[r : r + 1], resets[r], layer.conv.weight) for r in (0, 1)])
+    torch.testing.assert_close(out, ref)
+    got = torch.autograd.grad((out * g).sum(), (x, layer.conv.weight))
+    want = torch.autograd.grad((ref * g).sum(), (x, layer.conv.weight))
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def _per_string(x: torch.Tensor, flags: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    T = x.size(1)
+    starts = sorted({0, *flags.nonzero()[:, 0].tolist()}) + [T]
+    pieces = [reference(x[:, a:b], weight, True) for a, b in itertools.pairwise(starts)]
+    return torch.cat(pieces, dim=1)
 
 
 def _model(pe: str, canon: str = "ABCD", rope_dim: int | None = None):

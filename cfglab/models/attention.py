@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cfglab.models import flex
-from cfglab.models.canon import Canon, CanonTail, canon_layer
+from cfglab.models.canon import Canon, CanonTail, Restarts, canon_layer
 from cfglab.models.config import PE, ModelConfig
 from cfglab.models.hooks import HookPoint
 from cfglab.models.kernels import (
@@ -99,11 +99,11 @@ class Attention(nn.Module):
         self.explicit = False  # always take the explicit path (set by explicit_attention)
         self.canon_b: Canon | None = None  # Canon-B on the projections (models/canon.py)
 
-    def canon(self, t: Tensor, cache: LayerCache | None, resets: Tensor | None) -> Tensor:
+    def canon(self, t: Tensor, cache: LayerCache | None, cuts: Restarts | None) -> Tensor:
         """Canon-B on the fused projections (B, T, width), before any rotation; or t as is."""
         if self.canon_b is None:
             return t
-        return self.canon_b(t, resets, cache.canon["B"] if cache is not None else None)
+        return self.canon_b(t, cuts, cache.canon["B"] if cache is not None else None)
 
     def wants_pattern(self) -> bool:
         """Whether the probabilities must exist: a hook reads or patches them."""
@@ -173,9 +173,9 @@ class DotProductAttention(Attention):
         x: Tensor,
         start: int,
         cache: LayerCache | None = None,
-        resets: Tensor | None = None,
+        cuts: Restarts | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        q, k, v = self.canon(self.c_attn(x), cache, resets).chunk(3, dim=2)
+        q, k, v = self.canon(self.c_attn(x), cache, cuts).chunk(3, dim=2)
         return self.heads(q), self.heads(k), self.heads(v)  # (B, nh, T, hs) each
 
     def forward(
@@ -183,9 +183,9 @@ class DotProductAttention(Attention):
         x: Tensor,
         start: int = 0,
         cache: LayerCache | None = None,
-        resets: Tensor | None = None,
+        cuts: Restarts | None = None,
     ) -> Tensor:
-        q, k, v = self.qkv(x, start, cache, resets)
+        q, k, v = self.qkv(x, start, cache, cuts)
         k, v = self.store(k, v, start, cache)
         Tq, S = q.size(2), k.size(2)
         if self.wants_pattern():
@@ -285,10 +285,10 @@ class RotaryAttention(DotProductAttention):
         x: Tensor,
         start: int,
         cache: LayerCache | None = None,
-        resets: Tensor | None = None,
+        cuts: Restarts | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         B, T, C = x.shape
-        qkv = self.canon(self.c_attn(x), cache, resets)  # Canon-B before the rotation
+        qkv = self.canon(self.c_attn(x), cache, cuts)  # Canon-B before the rotation
         qk, v = qkv.split([2 * C, C], dim=2)  # one split: one cheap backward
         qk = self.rotary(qk.view(B, T, 2 * self.n_head, self.head_size), start)
         q, k = qk.transpose(1, 2).chunk(2, dim=1)  # (B, nh, T, hs) each: q and k in one rotation
@@ -315,11 +315,11 @@ class RelativeAttention(Attention):
         self.flex: bool | None = None  # whole windows through FlexAttention; None: on CUDA
 
     def qkv(
-        self, x: Tensor, cache: LayerCache | None = None, resets: Tensor | None = None
+        self, x: Tensor, cache: LayerCache | None = None, cuts: Restarts | None = None
     ) -> tuple[Tensor, ...]:
         """(B, nh, T, hs) each, contiguous: one copy here instead of one per matmul below."""
         B, T, _C = x.shape
-        qkv = self.canon(self.c_attn(x), cache, resets).view(B, T, 3, self.n_head, self.head_size)
+        qkv = self.canon(self.c_attn(x), cache, cuts).view(B, T, 3, self.n_head, self.head_size)
         return qkv.permute(2, 0, 3, 1, 4).contiguous().unbind(0)
 
     def forward(
@@ -327,9 +327,9 @@ class RelativeAttention(Attention):
         x: Tensor,
         start: int = 0,
         cache: LayerCache | None = None,
-        resets: Tensor | None = None,
+        cuts: Restarts | None = None,
     ) -> Tensor:
-        q, k, v = self.qkv(x, cache, resets)
+        q, k, v = self.qkv(x, cache, cuts)
         k, v = self.store(k, v, start, cache)
         T = q.size(2)
         if not self.wants_pattern() and use_flex(
@@ -477,9 +477,9 @@ class DistanceAttention(Attention):
         x: Tensor,
         start: int = 0,
         cache: LayerCache | None = None,
-        resets: Tensor | None = None,
+        cuts: Restarts | None = None,
     ) -> Tensor:
-        v = self.heads(self.canon(self.c_v(x), cache, resets))
+        v = self.heads(self.canon(self.c_v(x), cache, cuts))
         _, v = self.store(None, v, start, cache)  # (B, nh, S, hs)
         y = None if self.wants_pattern() else self.fused(v, x.size(1))
         if y is None:

@@ -31,6 +31,7 @@ the convolution's left padding.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -48,6 +49,36 @@ class CanonTail:
     inputs: Tensor
 
 
+@dataclass(frozen=True)
+class Restarts:
+    """The taps a BOS cuts, as triples (row b, position t, tap j): x[b, t - j] lies before the
+    BOS that starts t's string, so out[b, t] must not read it. A handful per string (at most
+    K(K-1)/2), found once per forward and shared by every Canon layer."""
+
+    rows: Tensor  # (N,) long
+    positions: Tensor  # (N,) long
+    taps: Tensor  # (N,) long, 1..K-1
+
+    @property
+    def empty(self) -> bool:
+        return self.rows.numel() == 0
+
+
+def restarts(flags: Tensor, kernel: int) -> Restarts:
+    """The cut taps of a (B, T) BOS-flag matrix: for a BOS at s and t = s + d (d < K-1, before
+    the row's next BOS), every tap j > d with t - j >= 0."""
+    rows, starts = flags.nonzero(as_tuple=True)  # row-major: a row's BOS in order
+    nxt = torch.full_like(starts, flags.size(1))
+    if starts.numel() > 1:  # the next BOS of the same row bounds this string's cut positions
+        same = rows[1:] == rows[:-1]
+        nxt[:-1] = torch.where(same, starts[1:], nxt[:-1])
+    pairs = [(d, j) for j in range(1, kernel) for d in range(j)]  # tap j cut at d < j
+    d_, j_ = torch.tensor(pairs, dtype=torch.long, device=flags.device).view(-1, 2).unbind(1)
+    t = starts[:, None] + d_[None, :]  # (n_bos, pairs)
+    keep = (t < nxt[:, None]) & (t >= j_[None, :])  # taps before position 0 read padding
+    return Restarts(rows[:, None].expand_as(t)[keep], t[keep], j_.expand_as(t)[keep])
+
+
 class Canon(nn.Module):
     """A residual causal depthwise convolution over the sequence; `hook` passes its output on."""
 
@@ -59,41 +90,100 @@ class Canon(nn.Module):
         self.hook = HookPoint()
 
     def forward(
-        self, x: Tensor, resets: Tensor | None = None, tail: CanonTail | None = None
+        self, x: Tensor, cuts: Restarts | None = None, tail: CanonTail | None = None
     ) -> Tensor:
-        """x (B, T, W) -> (B, T, W). `resets` (B, P + T) bool: BOS flags of the tail's tokens
-        (P = K-1 of them, when `tail` is given) and of x's; None: no restarts. `tail` holds the
-        previous inputs and is updated to end with x's."""
-        P = self.kernel - 1
+        """x (B, T, W) -> (B, T, W). `cuts`: the taps BOS restarts cut (`restarts`), in x's
+        positions, or in those of the tail's K-1 tokens followed by x's when `tail` is given;
+        None: no restarts. `tail` holds the previous inputs and is updated to end with x's."""
+        taps = self.taps()
         if tail is None:
-            ext = F.pad(x, (0, 0, P, 0))  # zeros before position 0: nothing precedes BOS
-            flags = None if resets is None else F.pad(resets, (P, 0))
-        else:
-            ext = torch.cat((tail.inputs.to(x.dtype), x), dim=1)
-            tail.inputs = ext[:, ext.size(1) - P :].detach()
-            flags = resets
-        return self.hook(self.taps(ext, flags, x.size(1)))
-
-    def taps(self, ext: Tensor, flags: Tensor | None, T: int) -> Tensor:
-        """Σ_j w_j ⊙ ext[t - j], tap j kept while no BOS lies in (t-j, t]: the unrolled
-        convolution (K shifted multiply-adds), so a restart is one mask per tap."""
+            return self.hook(CausalDepthwise.apply(x, taps.to(x.dtype), cuts))
         P = self.kernel - 1
-        w = self.conv.weight[:, 0].to(ext.dtype)  # (W, K); tap j is w[:, K-1-j]
-        x = ext[:, P:]
-        out = x * (w[:, P] + 1) if self.residual else x * w[:, P]
-        keep = None
-        for j in range(1, self.kernel):
-            term = ext[:, P - j : P - j + T]
-            if flags is not None:  # the token at t-j+1 must not be a BOS, nor any after it
-                ok = ~flags[:, P - j + 1 : P - j + 1 + T]
-                keep = ok if keep is None else keep & ok
-                term = term * keep[..., None].to(term.dtype)
-            out = out + term * w[:, P - j]
-        return out
+        ext = torch.cat((tail.inputs.to(x.dtype), x), dim=1)
+        tail.inputs = ext[:, ext.size(1) - P :].detach()
+        out = CausalDepthwise.apply(ext, taps.to(x.dtype), cuts)
+        return self.hook(out[:, P:])
+
+    def taps(self) -> Tensor:
+        """(W, K): column j multiplies h_{t-j}; the residual adds 1 to tap 0. nn.Conv1d is a
+        cross-correlation over a left-padded input, so its kernel runs the other way."""
+        w = self.conv.weight[:, 0].flip(-1)
+        if self.residual:
+            w = w + F.one_hot(torch.zeros((), dtype=torch.long), self.kernel).to(w.dtype)
+        return w
 
     def new_tail(self, batch: int, device: torch.device, dtype: torch.dtype) -> CanonTail:
         width = self.conv.weight.size(0)
         return CanonTail(torch.zeros(batch, self.kernel - 1, width, device=device, dtype=dtype))
+
+
+class CausalDepthwise(torch.autograd.Function):
+    """out[b, t] = Σ_j w[:, j] ⊙ x[b, t - j] (zeros before 0), minus the cut taps; a
+    hand-written backward (performance only, checked against conv1d in tests/test_canon.py).
+
+    Autograd over K shifted multiply-adds keeps every shifted copy and adds a zero-filled
+    gradient per slice; here each tap is one in-place multiply-add, both ways, over the window
+    flattened to (B, T·W) rows (tap j is a shift by j·W, its weights tiled along the row), in
+    fp32 whatever the input (bf16 element-wise kernels are several times slower on the CPU),
+    and the cut taps are a few gathered rows (benchmarks/RESULTS.md, "Canon layers")."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w: Tensor, cuts: Restarts | None) -> Tensor:
+        ctx.cuts = cuts
+        ctx.save_for_backward(x, w)
+        xf, tiled = _flat(x), _tiled(w, x.size(1))
+        out = _shifted_sum(xf, tiled, x.size(-1), forward=True)
+        out = out.view(x.shape)
+        if cuts is not None and not cuts.empty:
+            b, t, j = cuts.rows, cuts.positions, cuts.taps
+            xs = xf.view(x.shape)[b, t - j]  # (N, W)
+            out.index_put_((b, t), -(xs * w.to(xs.dtype)[:, j].T), accumulate=True)
+        return out.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor, None]:
+        x, w = ctx.saved_tensors
+        cuts: Restarts | None = ctx.cuts
+        B, T, W = x.shape
+        xf, gf, tiled = _flat(x), _flat(g), _tiled(w, T)
+        dx = _shifted_sum(gf, tiled, W, forward=False).view(x.shape)
+        dw = torch.zeros(w.size(1), W, dtype=xf.dtype, device=x.device)  # (K, W)
+        for j in range(min(w.size(1), T)):
+            dw[j] = (gf[:, j * W :] * xf[:, : (T - j) * W]).view(-1, W).sum(0)
+        if cuts is not None and not cuts.empty:
+            b, t, tap = cuts.rows, cuts.positions, cuts.taps
+            gs, xs = gf.view(B, T, W)[b, t], xf.view(B, T, W)[b, t - tap]  # (N, W)
+            dx.index_put_((b, t - tap), -(gs * w.to(gs.dtype)[:, tap].T), accumulate=True)
+            dw.index_add_(0, tap, -(gs * xs))
+        return dx.to(x.dtype), dw.T.to(w.dtype), None
+
+
+def _flat(x: Tensor) -> Tensor:
+    """(B, T, W) -> (B, T·W) in fp32 (or wider), contiguous."""
+    wide = torch.promote_types(x.dtype, torch.float32)
+    return x.reshape(x.size(0), -1).to(wide).contiguous()
+
+
+def _tiled(w: Tensor, T: int) -> Tensor:
+    """(W, K) taps -> (K, T·W): tap j's weights repeated along a flattened row."""
+    wide = torch.promote_types(w.dtype, torch.float32)
+    return w.T.to(wide).repeat(1, T)
+
+
+def _shifted_sum(x: Tensor, tiled: Tensor, W: int, forward: bool) -> Tensor:
+    """Σ_j tap_j ⊙ shift_j(x) on flattened rows: shifted right by j·W (forward: x[t - j]) or
+    left (backward: the transposed convolution, g[t + j])."""
+    L = x.size(1)
+    out = x * tiled[0]
+    for j in range(1, tiled.size(0)):
+        n = L - j * W
+        if n <= 0:
+            break
+        if forward:
+            out[:, j * W :].addcmul_(x[:, :n], tiled[j, :n])
+        else:
+            out[:, :n].addcmul_(x[:, j * W :], tiled[j, :n])
+    return out
 
 
 def canon_layer(cfg: ModelConfig, place: str, width: int) -> Canon | None:

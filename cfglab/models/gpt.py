@@ -16,7 +16,7 @@ from torch import Tensor
 
 from cfglab.errors import CfglabError
 from cfglab.models.attention import ATTENTIONS, Attention, LayerCache
-from cfglab.models.canon import Canon, CanonTail, canon_layer
+from cfglab.models.canon import Canon, CanonTail, Restarts, canon_layer, restarts
 from cfglab.models.config import PE, ModelConfig
 from cfglab.models.hooks import HookPoint, capture
 
@@ -33,18 +33,18 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(
-        self, x: Tensor, resets: Tensor | None = None, tail: CanonTail | None = None
+        self, x: Tensor, cuts: Restarts | None = None, tail: CanonTail | None = None
     ) -> Tensor:  # (B, T, C) -> (B, T, C)
         up = self.c_fc(x)
         if self.canon_d is not None:
-            up = self.canon_d(up, resets, tail)
+            up = self.canon_d(up, cuts, tail)
         return self.dropout(self.c_proj(self.gelu(up)))
 
 
 class Block(nn.Module):
     """x + attn(canon_a(ln(x))), then x + mlp(canon_c(ln(x))); without Canon layers (the
-    default) x + attn(ln(x)), then x + mlp(ln(x)). `resets` (B, T): BOS flags, where the
-    Canon convolutions restart (models/canon.py)."""
+    default) x + attn(ln(x)), then x + mlp(ln(x)). `cuts`: the Canon taps a BOS cuts
+    (models/canon.py)."""
 
     def __init__(self, cfg: ModelConfig, attn: Attention) -> None:
         super().__init__()
@@ -71,18 +71,18 @@ class Block(nn.Module):
         x: Tensor,
         start: int = 0,
         cache: LayerCache | None = None,
-        resets: Tensor | None = None,
+        cuts: Restarts | None = None,
     ) -> Tensor:
         x = self.hook_resid_pre(x)
         tails = cache.canon if cache is not None else {}
-        a = _canon(self.canon_a, self.ln_1(x), resets, tails.get("A"))
-        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(a, start, cache, resets)))
-        c = _canon(self.canon_c, self.ln_2(x), resets, tails.get("C"))
-        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(c, resets, tails.get("D"))))
+        a = _canon(self.canon_a, self.ln_1(x), cuts, tails.get("A"))
+        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(a, start, cache, cuts)))
+        c = _canon(self.canon_c, self.ln_2(x), cuts, tails.get("C"))
+        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(c, cuts, tails.get("D"))))
 
 
-def _canon(layer: Canon | None, h: Tensor, resets: Tensor | None, tail: CanonTail | None) -> Tensor:
-    return h if layer is None else layer(h, resets, tail)
+def _canon(layer: Canon | None, h: Tensor, cuts: Restarts | None, tail: CanonTail | None) -> Tensor:
+    return h if layer is None else layer(h, cuts, tail)
 
 
 @dataclass
@@ -153,25 +153,24 @@ class Transformer(nn.Module):
     def hidden(self, idx: Tensor, start: int = 0, cache: KVCache | None = None) -> list[Tensor]:
         """Residual stream after the embedding and after every block: L + 1 of (B, T, C)."""
         xs = [self.embed(idx, start)]
-        resets = self.resets(idx, cache)
+        cuts = self.restarts(idx, cache)
         for i, block in enumerate(self.blocks):
-            xs.append(block(xs[-1], start, cache.layers[i] if cache else None, resets))
+            xs.append(block(xs[-1], start, cache.layers[i] if cache else None, cuts))
         return xs
 
-    def resets(self, idx: Tensor, cache: KVCache | None) -> Tensor | None:
-        """Where the Canon convolutions restart: (B, T) BOS flags, after the cached tokens'
-        when decoding ((B, K-1 + T), and the cache keeps the newest K-1); None without Canon."""
-        bos = self.cfg.bos_id
+    def restarts(self, idx: Tensor, cache: KVCache | None) -> Restarts | None:
+        """The Canon taps a BOS cuts, once for every layer: from idx's BOS flags, after the cached
+        tokens' when decoding (positions then count the K-1 cached tokens first; the cache
+        keeps the newest K-1 flags). None without Canon layers."""
+        bos, K = self.cfg.bos_id, self.cfg.canon_kernel
         if not self.cfg.canon or bos is None:
             return None
         flags = idx == bos
-        if cache is None:
-            return flags
-        P = self.cfg.canon_kernel - 1
-        prev = cache.resets if cache.resets is not None else flags.new_zeros(idx.size(0), P)
-        flags = torch.cat((prev, flags), dim=1)
-        cache.resets = flags[:, flags.size(1) - P :]
-        return flags
+        if cache is not None:
+            prev = cache.resets if cache.resets is not None else flags.new_zeros(len(idx), K - 1)
+            flags = torch.cat((prev, flags), dim=1)
+            cache.resets = flags[:, flags.size(1) - (K - 1) :]
+        return restarts(flags, K)
 
     def trunk(self, idx: Tensor, start: int = 0, cache: KVCache | None = None) -> Tensor:
         return self.hidden(idx, start, cache)[-1]  # (B, T, C), before ln_f
