@@ -390,3 +390,34 @@ def test_cli_trains_and_evaluates_canon_abcd(tmp_path: Path, grammar_file: Path,
     bad = CliRunner().invoke(app, [*args[:5], "--canon", "ABX", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 1 and isinstance(bad.exception, CfglabError)
     assert 'subset of "ABCD"' in str(bad.exception) and "canon" in str(bad.exception)
+
+
+@settings(max_examples=20, deadline=None)
+@given(kernel=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_the_compiled_path_computes_the_same_convolution(kernel: int, seed: int) -> None:
+    """`masked_taps` (the plain ops torch.compile fuses, dense keep mask) = the eager Function
+    (sparse cut triples), with BOS flags anywhere."""
+    from cfglab.models.canon import CausalDepthwise, masked_taps
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(3, 17, 6, dtype=torch.float64, generator=gen)
+    w = torch.randn(6, kernel, dtype=torch.float64, generator=gen)
+    cuts = restarts(torch.rand(3, 17, generator=gen) < 0.25, kernel)
+    torch.testing.assert_close(masked_taps(x, w, cuts.keep()), CausalDepthwise.apply(x, w, cuts))
+
+
+@pytest.mark.slow
+def test_a_compiled_canon_model_gives_the_eager_loss_and_gradients() -> None:
+    from cfglab.train import cxx_compiler
+
+    if cxx_compiler() is None:
+        pytest.skip("torch.compile on CPU needs a C++ compiler")
+    model, idx = _model("rot").train(), _window()
+    compiled = torch.compile(model)
+    eager_loss = model(idx, idx)[1]
+    eager_grads = torch.autograd.grad(eager_loss, list(model.parameters()))
+    loss = compiled(idx, idx)[1]
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    torch.testing.assert_close(loss, eager_loss, atol=1e-5, rtol=1e-4)
+    for a, b in zip(grads, eager_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

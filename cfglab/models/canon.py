@@ -30,6 +30,7 @@ the convolution's left padding.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,34 +50,47 @@ class CanonTail:
     inputs: Tensor
 
 
-@dataclass(frozen=True)
 class Restarts:
-    """The taps a BOS cuts, as triples (row b, position t, tap j): x[b, t - j] lies before the
-    BOS that starts t's string, so out[b, t] must not read it. A handful per string (at most
-    K(K-1)/2), found once per forward and shared by every Canon layer."""
+    """Where a BOS cuts the Canon taps, from the (B, T) BOS flags, shared by every Canon layer
+    of one forward: tap j of out[b, t] reads x[b, t - j] only while no BOS lies in (t-j, t].
 
-    rows: Tensor  # (N,) long
-    positions: Tensor  # (N,) long
-    taps: Tensor  # (N,) long, 1..K-1
+    Eager code reads the cut taps as triples (row b, position t, tap j), a handful per string
+    (at most K(K-1)/2), found once; compiled code reads the dense (B, T, K) mask `keep`, which
+    needs no data-dependent shapes and fuses into the convolution's loop."""
 
-    @property
-    def empty(self) -> bool:
-        return self.rows.numel() == 0
+    def __init__(self, flags: Tensor, kernel: int) -> None:
+        self.flags, self.kernel = flags, kernel
+
+    @functools.cached_property
+    def triples(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(rows, positions, taps), each (N,) long: for a BOS at s and t = s + d (d < K-1,
+        before the row's next BOS), every tap j > d with t - j >= 0 (earlier ones read the
+        zero padding anyway)."""
+        flags, kernel = self.flags, self.kernel
+        rows, starts = flags.nonzero(as_tuple=True)  # row-major: a row's BOS in order
+        nxt = torch.full_like(starts, flags.size(1))
+        if starts.numel() > 1:  # the next BOS of the same row bounds this string's positions
+            same = rows[1:] == rows[:-1]
+            nxt[:-1] = torch.where(same, starts[1:], nxt[:-1])
+        pairs = [(d, j) for j in range(1, kernel) for d in range(j)]  # tap j cut at d < j
+        d_, j_ = torch.tensor(pairs, dtype=torch.long, device=flags.device).view(-1, 2).unbind(1)
+        t = starts[:, None] + d_[None, :]  # (n_bos, pairs)
+        keep = (t < nxt[:, None]) & (t >= j_[None, :])
+        return rows[:, None].expand_as(t)[keep], t[keep], j_.expand_as(t)[keep]
+
+    def keep(self) -> Tensor:
+        """(B, T, K) bool: whether tap j of position t is read."""
+        K, T = self.kernel, self.flags.size(1)
+        padded = F.pad(self.flags, (K - 1, 0))
+        taps = [torch.ones_like(self.flags)]
+        for j in range(1, K):  # tap j also needs no BOS at t - j + 1
+            taps.append(taps[-1] & ~padded[:, K - j : K - j + T])
+        return torch.stack(taps, dim=-1)
 
 
 def restarts(flags: Tensor, kernel: int) -> Restarts:
-    """The cut taps of a (B, T) BOS-flag matrix: for a BOS at s and t = s + d (d < K-1, before
-    the row's next BOS), every tap j > d with t - j >= 0."""
-    rows, starts = flags.nonzero(as_tuple=True)  # row-major: a row's BOS in order
-    nxt = torch.full_like(starts, flags.size(1))
-    if starts.numel() > 1:  # the next BOS of the same row bounds this string's cut positions
-        same = rows[1:] == rows[:-1]
-        nxt[:-1] = torch.where(same, starts[1:], nxt[:-1])
-    pairs = [(d, j) for j in range(1, kernel) for d in range(j)]  # tap j cut at d < j
-    d_, j_ = torch.tensor(pairs, dtype=torch.long, device=flags.device).view(-1, 2).unbind(1)
-    t = starts[:, None] + d_[None, :]  # (n_bos, pairs)
-    keep = (t < nxt[:, None]) & (t >= j_[None, :])  # taps before position 0 read padding
-    return Restarts(rows[:, None].expand_as(t)[keep], t[keep], j_.expand_as(t)[keep])
+    """The Canon restarts of a (B, T) BOS-flag matrix (see `Restarts`)."""
+    return Restarts(flags, kernel)
 
 
 class Canon(nn.Module):
@@ -95,14 +109,17 @@ class Canon(nn.Module):
         """x (B, T, W) -> (B, T, W). `cuts`: the taps BOS restarts cut (`restarts`), in x's
         positions, or in those of the tail's K-1 tokens followed by x's when `tail` is given;
         None: no restarts. `tail` holds the previous inputs and is updated to end with x's."""
-        taps = self.taps()
-        if tail is None:
-            return self.hook(CausalDepthwise.apply(x, taps.to(x.dtype), cuts))
+        taps = self.taps().to(x.dtype)
         P = self.kernel - 1
-        ext = torch.cat((tail.inputs.to(x.dtype), x), dim=1)
-        tail.inputs = ext[:, ext.size(1) - P :].detach()
-        out = CausalDepthwise.apply(ext, taps.to(x.dtype), cuts)
-        return self.hook(out[:, P:])
+        ext = x
+        if tail is not None:
+            ext = torch.cat((tail.inputs.to(x.dtype), x), dim=1)
+            tail.inputs = ext[:, ext.size(1) - P :].detach()
+        if torch.compiler.is_compiling():  # plain ops: inductor fuses the taps into one loop
+            out = masked_taps(ext, taps, None if cuts is None else cuts.keep())
+        else:
+            out = CausalDepthwise.apply(ext, taps, cuts)
+        return self.hook(out if tail is None else out[:, P:])
 
     def taps(self) -> Tensor:
         """(W, K): column j multiplies h_{t-j}; the residual adds 1 to tap 0. nn.Conv1d is a
@@ -134,8 +151,8 @@ class CausalDepthwise(torch.autograd.Function):
         xf, tiled = _flat(x), _tiled(w, x.size(1))
         out = _shifted_sum(xf, tiled, x.size(-1), forward=True)
         out = out.view(x.shape)
-        if cuts is not None and not cuts.empty:
-            b, t, j = cuts.rows, cuts.positions, cuts.taps
+        if cuts is not None and cuts.triples[0].numel():
+            b, t, j = cuts.triples
             xs = xf.view(x.shape)[b, t - j]  # (N, W)
             out.index_put_((b, t), -(xs * w.to(xs.dtype)[:, j].T), accumulate=True)
         return out.to(x.dtype)
@@ -150,12 +167,25 @@ class CausalDepthwise(torch.autograd.Function):
         dw = torch.zeros(w.size(1), W, dtype=xf.dtype, device=x.device)  # (K, W)
         for j in range(min(w.size(1), T)):
             dw[j] = (gf[:, j * W :] * xf[:, : (T - j) * W]).view(-1, W).sum(0)
-        if cuts is not None and not cuts.empty:
-            b, t, tap = cuts.rows, cuts.positions, cuts.taps
+        if cuts is not None and cuts.triples[0].numel():
+            b, t, tap = cuts.triples
             gs, xs = gf.view(B, T, W)[b, t], xf.view(B, T, W)[b, t - tap]  # (N, W)
             dx.index_put_((b, t - tap), -(gs * w.to(gs.dtype)[:, tap].T), accumulate=True)
             dw.index_add_(0, tap, -(gs * xs))
         return dx.to(x.dtype), dw.T.to(w.dtype), None
+
+
+def masked_taps(x: Tensor, w: Tensor, keep: Tensor | None) -> Tensor:
+    """The convolution in plain ops, for torch.compile: Σ_j w[:, j] ⊙ x[t - j] ⊙ keep[t, j]
+    over a left-padded fp32 (or wider) copy. (Eager, each term would be a pass over memory.)"""
+    K, T = w.size(1), x.size(1)
+    wide = torch.promote_types(x.dtype, torch.float32)
+    xp, wf = F.pad(x, (0, 0, K - 1, 0)).to(wide), w.to(wide)
+    out = xp[:, K - 1 :] * wf[:, 0]
+    for j in range(1, K):
+        term = xp[:, K - 1 - j : K - 1 - j + T] * wf[:, j]
+        out = out + (term if keep is None else term * keep[..., j : j + 1])
+    return out.to(x.dtype)
 
 
 def _flat(x: Tensor) -> Tensor:
