@@ -23,6 +23,9 @@ h_{t-j} only while no BOS lies in (t-j, t]. Generation always starts at BOS with
 before it, so a string's hidden states are the same in a training window and in generation,
 wherever in the window it starts. Attention still reads across the boundary, as before.
 
+Training decays the Canon weights like every matrix (cfglab.train: tensors of dim >= 2); whether
+the authors exempt them is not confirmed.
+
 Decoding with a cache keeps, per Canon layer, the inputs of the last K-1 tokens
 (`CanonTail`), and the model keeps their BOS flags; zeros stand for positions before 0, which is
 the convolution's left padding.
