@@ -10,8 +10,10 @@ round counts), so a loaded machine slows them alike; ratios are against `base`, 
         --dim 768 --context 512 --batch 32 --variants base,compile      # paper size (GPU)
 
 Variants: base (the loop as `cfglab train` runs it: precision auto), compile
-(TrainConfig.compile = true), bf16 and fp32 (that precision), and any of them with `+` (e.g.
-compile+bf16).
+(TrainConfig.compile = true), bf16 and fp32 (that precision), canon (Canon layers ABCD) or
+canonAC (those places), and any of them with `+` (e.g. compile+bf16, canon+fp32).
+
+    .venv/bin/python benchmarks/bench_train_step.py --variants base,canon,base,canon  # Canon
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def config_for(args: argparse.Namespace, variant: str) -> TrainConfig:
             device=args.device,
             precision=next((p for p in ("bf16", "fp32") if p in parts), "auto"),
             compile="compile" in parts,
+            canon=next((p[len("canon") :] or "ABCD" for p in parts if p.startswith("canon")), ""),
         )
     )
 

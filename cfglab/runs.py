@@ -30,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cfglab.errors import CfglabError, format_validation_error
-from cfglab.models.config import PE, MlmPE, ModelConfig
+from cfglab.models.config import PE, MlmPE, ModelConfig, canon_places
 from cfglab.yamlfile import read_mapping, validate
 
 if TYPE_CHECKING:
@@ -104,6 +104,21 @@ class TrainConfig(BaseModel):
         True, description="Share the token embedding with the output head (GPT-2 does)."
     )
     rope_base: float = Field(10000.0, gt=0, description="rot: base of the rotary frequencies.")
+    rope_dim: int | None = Field(
+        None,
+        ge=2,
+        description="rot: features of each head that rotate (partial RoPE: the first rope_dim, "
+        "even, <= dim / heads); default all of them.",
+    )
+    canon: str = Field(
+        "",
+        description='Canon layers (Part 4.1) at places among "ABCD": A before attention, B on '
+        'q/k/v, C before the MLP, D on the MLP\'s up projection; "" none (default).',
+    )
+    canon_kernel: int = Field(4, ge=1, description="Canon: taps of each causal convolution.")
+    canon_residual: bool = Field(
+        True, description="Canon: h + conv(h) (default, as Part 4.1) or conv(h) alone."
+    )
     max_rel: int | None = Field(
         None,
         ge=1,
@@ -120,6 +135,11 @@ class TrainConfig(BaseModel):
         "warning; ~30 s of compiling per run, then 1.1-1.3x the demo's step); numerics differ "
         "from eager in the last bits.",
     )
+
+    @field_validator("canon", mode="before")
+    @classmethod
+    def _canon_places(cls, v: Any) -> str:
+        return canon_places(v)
 
     @field_validator("holdout_rule")
     @classmethod
@@ -364,7 +384,12 @@ def model_config_for(config: TrainConfig, n_terminals: int) -> ModelConfig:
         mlp_ratio=config.mlp_ratio,
         tie_weights=config.tie_weights,
         rope_base=config.rope_base,
+        rope_dim=config.rope_dim,
         max_rel=config.max_rel,
+        canon=config.canon,
+        canon_kernel=config.canon_kernel,
+        canon_residual=config.canon_residual,
+        bos_id=Vocab(n_terminals).bos,
     )
 
 

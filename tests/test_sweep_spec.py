@@ -308,3 +308,20 @@ def test_the_encoder_position_encoding_is_a_grid_axis_of_the_mlm_trials(project:
     }
     one = expand(load_sweep(_write(project, text.replace("[rel, abs]", "rel"), "one.yaml")))
     assert [t.name for t in one.trials] == ["small-rot-clean-s0", "small-mlm-clean-s0"]
+
+
+def test_canon_is_a_grid_axis_of_the_decoders(project: Path) -> None:
+    text = 'name: c\ngrammars: [small]\nmodel: {pe: [none, mlm], canon: ["", abcd]}\n'
+    plan = expand(load_sweep(_write(project, text)))
+    got = {t.name: (t.coordinates.get("canon"), t.config().canon) for t in plan.trials}
+    assert got == {
+        "small-none-clean-s0": ("", ""),
+        "small-none-cABCD-clean-s0": ("ABCD", "ABCD"),
+        "small-mlm-clean-s0": ("", ""),  # an encoder takes no Canon layers
+    }
+    plain = expand(load_sweep(_write(project, "name: p\ngrammars: [small]\n", "p.yaml")))
+    assert "canon" not in plain.trials[0].coordinates  # no axis: coordinates as before
+    bad = _error(_write(project, text.replace("abcd", "AQ"), "bad.yaml"))
+    assert "model.canon" in bad and 'subset of "ABCD"' in bad
+    in_train = GOOD.replace("  lr: 3.0e-3\n", "  lr: 3.0e-3\n  canon: A\n")
+    assert "train.canon" in _error(_write(project, in_train, "t.yaml"))  # the model's axis

@@ -192,6 +192,8 @@ def attention_command(
         err.print(f"[yellow]{result['reason']}[/yellow]")
         return
     render_attention(result)
+    if "note" in result:
+        out.print(f"[yellow]note: {result['note']}[/yellow]")
 
 
 def render_attention(result: dict[str, Any]) -> None:

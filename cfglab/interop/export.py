@@ -14,7 +14,12 @@
   <mask>, with the same ids as cfglab's Vocab (terminals 0..T-1, then BOS, EOS, MASK); it splits
   on whitespace (the form `cfglab verify` reads) and puts <bos> first, as in training.
 
-rel, pos, uni and mlm have no stock architecture and are refused (see `REFUSED`).
+- rot with `rope_dim` r (partial RoPE) is NeoX's `partial_rotary_factor` r/hs: NeoX turns
+  the first r features of each head with frequencies over r, as cfglab does; only those r rows
+  are permuted to rotate-half order.
+
+rel, pos, uni, none and mlm have no stock architecture and are refused (see `REFUSED`), and so
+is any model with Canon layers (`CANON_REFUSED`).
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ _WHY_NOT = {
     "uni": "its heads average fixed windows of 2^h - 1 tokens, with no queries or keys, which no "
     "stock architecture has",
     "mlm": "it is a bidirectional masked-LM encoder, not a causal LM (AutoModelForCausalLM)",
+    "none": "NoPE (causal attention with no position signal) exists in no stock causal LM "
+    "class cfglab maps to (GPT-2 has learned positions, GPT-NeoX rotates at least some features)",
 }
 REFUSED = {
     pe: f"pe {pe} cannot be exported to a stock Hugging Face architecture: {why}. Its weights "
@@ -51,6 +58,13 @@ REFUSED = {
     "wrap)."
     for pe, why in _WHY_NOT.items()
 }
+CANON_REFUSED = (
+    "a model with Canon layers (canon {canon}) cannot be exported to a stock Hugging Face "
+    "architecture: none has Canon's causal depthwise convolutions inside its blocks. Its weights "
+    "are in RUN_DIR/model.safetensors (+ config.json), and the Python API opens the run: "
+    "`cfglab.runs.load_run(RUN_DIR).model` (a torch module whose hook points "
+    "`blocks.{{i}}.hook_canon_a` ... `_d` forward hooks and nnsight can read and patch)."
+)
 
 
 def _check_exportable(loaded: LoadedRun) -> None:
@@ -58,6 +72,8 @@ def _check_exportable(loaded: LoadedRun) -> None:
     if pe in REFUSED:
         raise CfglabError(f"{loaded.run.path}: {REFUSED[pe]}")
     cfg = loaded.model.cfg
+    if cfg.canon:
+        raise CfglabError(f"{loaded.run.path}: {CANON_REFUSED.format(canon=cfg.canon)}")
     if not cfg.bias:
         raise CfglabError(f"{loaded.run.path}: only models with biases export (GPT-2 has them)")
 
@@ -127,7 +143,8 @@ def _neox(loaded: LoadedRun) -> PreTrainedModel:
 
     m, cfg = loaded.model, loaded.model.cfg
     vocab = _vocab(loaded.grammar)
-    legacy: dict[str, Any] = {"rotary_pct": 1.0, "rotary_emb_base": cfg.rope_base}
+    fraction = cfg.rotary_dim / cfg.head_size  # NeoX turns int(hs * fraction) features
+    legacy: dict[str, Any] = {"rotary_pct": fraction, "rotary_emb_base": cfg.rope_base}
     config = GPTNeoXConfig(
         vocab_size=cfg.vocab_size,
         hidden_size=cfg.n_embd,
@@ -138,7 +155,7 @@ def _neox(loaded: LoadedRun) -> PreTrainedModel:
         rope_parameters={
             "rope_type": "default",
             "rope_theta": cfg.rope_base,
-            "partial_rotary_factor": 1.0,
+            "partial_rotary_factor": fraction,
         },
         max_position_embeddings=cfg.context,
         use_parallel_residual=False,
@@ -153,7 +170,8 @@ def _neox(loaded: LoadedRun) -> PreTrainedModel:
         **legacy,  # transformers 4's names
     )
     H, hs, C = cfg.n_head, cfg.head_size, cfg.n_embd
-    order = torch.tensor(rotate_half_order(hs))
+    r = cfg.rotary_dim  # partial RoPE: only the first r rows turn; the others stay in place
+    order = torch.tensor(rotate_half_order(r) + list(range(r, hs)))
 
     def per_head(t: torch.Tensor) -> torch.Tensor:
         """[q|k|v][head][row] (3C, ...) -> [head][q|k|v][row], q and k rows rotate-half."""

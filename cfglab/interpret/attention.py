@@ -261,6 +261,19 @@ def attention_levels(depth: int) -> list[int]:
     return list(range(1, depth))
 
 
+def canon_note(canon: str, kernel: int) -> dict[str, str]:
+    """On a model with Canon layers, the analyses (Results 6-9) see only part of the mixing."""
+    if not canon:
+        return {}
+    return {
+        "canon": canon,
+        "note": f"this model has Canon layers ({canon}, kernel {kernel}): local information also "
+        f"flows outside attention, through causal convolutions over the last {kernel} tokens, so "
+        "attention statistics show only part of how tokens are mixed (a boundary or a recent "
+        "token can be read without attending to it)",
+    }
+
+
 def attention_run(
     run_dir: str,
     n_strings: int = 64,
@@ -287,6 +300,7 @@ def attention_run(
         "step": loaded.step,
         "pe": config.pe,
         "bidirectional": config.pe == "mlm",
+        **canon_note(config.canon, config.canon_kernel),
     }
     if config.pe in POSITION_ONLY:
         result.update(

@@ -26,6 +26,8 @@ probabilities through the explicit path, for analysis.
   the token itself: positions j with i - w_h < j <= i. Near the start the window is cut at
   position 0 and the average is over the i + 1 tokens there. Heads with w_h >= T therefore average
   the whole prefix (e.g. with 16 heads and context 512, heads 10..16 all do). No queries or keys.
+- none (NoPE): abs's attention with no position embedding: only the causal mask orders tokens.
+Canon-B (models/canon.py), when the config asks for it, convolves the fused projections first.
 pos and uni share one explicit path: a batch-independent (nh, Tq, S) probability matrix times v.
 """
 
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import overload
 
 import torch
@@ -42,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cfglab.models import flex
+from cfglab.models.canon import Canon, CanonTail, Restarts, canon_layer
 from cfglab.models.config import PE, ModelConfig
 from cfglab.models.hooks import HookPoint
 from cfglab.models.kernels import (
@@ -60,6 +63,7 @@ class LayerCache:
 
     k: Tensor | None  # (B, nh, capacity, hs); None for variants without keys (pos, uni)
     v: Tensor  # (B, nh, capacity, hs)
+    canon: dict[str, CanonTail] = field(default_factory=dict)  # place -> its last inputs
 
 
 def distances(n_query: int, n_key: int, start: int, device: torch.device) -> Tensor:
@@ -93,6 +97,13 @@ class Attention(nn.Module):
         self.resid_dropout = nn.Dropout(cfg.dropout)
         self.hook_pattern = HookPoint()  # probabilities (B, nh, Tq, S); see models/hooks.py
         self.explicit = False  # always take the explicit path (set by explicit_attention)
+        self.canon_b: Canon | None = None  # Canon-B on the projections (models/canon.py)
+
+    def canon(self, t: Tensor, cache: LayerCache | None, cuts: Restarts | None) -> Tensor:
+        """Canon-B on the fused projections (B, T, width), before any rotation; or t as is."""
+        if self.canon_b is None:
+            return t
+        return self.canon_b(t, cuts, cache.canon["B"] if cache is not None else None)
 
     def wants_pattern(self) -> bool:
         """Whether the probabilities must exist: a hook reads or patches them."""
@@ -154,14 +165,27 @@ class DotProductAttention(Attention):
     def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None) -> None:
         super().__init__(cfg, causal)
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # fused q, k, v
+        self.canon_b = canon_layer(cfg, "B", 3 * cfg.n_embd)
         self.query_block = QUERY_BLOCK
 
-    def qkv(self, x: Tensor, start: int) -> tuple[Tensor, Tensor, Tensor]:
-        q, k, v = self.c_attn(x).chunk(3, dim=2)
+    def qkv(
+        self,
+        x: Tensor,
+        start: int,
+        cache: LayerCache | None = None,
+        cuts: Restarts | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        q, k, v = self.canon(self.c_attn(x), cache, cuts).chunk(3, dim=2)
         return self.heads(q), self.heads(k), self.heads(v)  # (B, nh, T, hs) each
 
-    def forward(self, x: Tensor, start: int = 0, cache: LayerCache | None = None) -> Tensor:
-        q, k, v = self.qkv(x, start)
+    def forward(
+        self,
+        x: Tensor,
+        start: int = 0,
+        cache: LayerCache | None = None,
+        cuts: Restarts | None = None,
+    ) -> Tensor:
+        q, k, v = self.qkv(x, start, cache, cuts)
         k, v = self.store(k, v, start, cache)
         Tq, S = q.size(2), k.size(2)
         if self.wants_pattern():
@@ -214,6 +238,7 @@ class Rotary(nn.Module):
 
     def __init__(self, head_size: int, base: float, context: int) -> None:
         super().__init__()
+        self.head_size = head_size  # the features that turn: a head's first head_size
         inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
         self.register_buffer("inv_freq", inv_freq, persistent=False)  # (hs/2,)
         # cos and sin as a real (context, hs/2, 2) buffer: Module.to(dtype) would drop the
@@ -235,21 +260,36 @@ class Rotary(nn.Module):
 
     def forward(self, x: Tensor, start: int) -> Tensor:  # (B, T, n, hs), same shape out
         B, T, n, hs = x.shape
-        z = torch.view_as_complex(x.float().view(B, T, n, hs // 2, 2))  # (B, T, n, hs/2)
+        r = self.head_size
+        if r < hs:  # partial RoPE: the first r features turn, the others pass as they are
+            return torch.cat((self.forward(x[..., :r], start), x[..., r:]), dim=-1)
+        z = torch.view_as_complex(x.float().reshape(B, T, n, hs // 2, 2))  # (B, T, n, hs/2)
         z = z * self.angles(start, T)[:, None, :]
         return torch.view_as_real(z).view(B, T, n, hs).to(x.dtype)
 
 
 class RotaryAttention(DotProductAttention):
-    """rot: q and k rotated by their absolute positions, then SDPA; the cache keeps rotated keys."""
+    """rot: q and k rotated by their absolute positions, then SDPA; the cache keeps rotated keys.
+
+    Partial RoPE (`rope_dim` r < hs): the first r features of each head's q and k turn, with the
+    frequencies base^(-2m/r), m < r/2 (as GPT-NeoX's rotary_pct); the other hs - r features
+    carry no position (NoPE inside the head). Which features Part 4.1's partial RoPE turns, and
+    its frequencies, are not confirmed; this is GPT-NeoX's convention."""
 
     def __init__(self, cfg: ModelConfig, causal: bool, rel_emb: nn.Embedding | None = None) -> None:
         super().__init__(cfg, causal)
-        self.rotary = Rotary(cfg.head_size, cfg.rope_base, cfg.context)
+        self.rotary = Rotary(cfg.rotary_dim, cfg.rope_base, cfg.context)
 
-    def qkv(self, x: Tensor, start: int) -> tuple[Tensor, Tensor, Tensor]:
+    def qkv(
+        self,
+        x: Tensor,
+        start: int,
+        cache: LayerCache | None = None,
+        cuts: Restarts | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
         B, T, C = x.shape
-        qk, v = self.c_attn(x).split([2 * C, C], dim=2)  # one split: one cheap backward
+        qkv = self.canon(self.c_attn(x), cache, cuts)  # Canon-B before the rotation
+        qk, v = qkv.split([2 * C, C], dim=2)  # one split: one cheap backward
         qk = self.rotary(qk.view(B, T, 2 * self.n_head, self.head_size), start)
         q, k = qk.transpose(1, 2).chunk(2, dim=1)  # (B, nh, T, hs) each: q and k in one rotation
         return q, k, self.heads(v)
@@ -266,6 +306,7 @@ class RelativeAttention(Attention):
         )
         self.max_rel = cfg.rel_span
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # content q, k, v
+        self.canon_b = canon_layer(cfg, "B", 3 * cfg.n_embd)
         self.c_pos = nn.Linear(cfg.n_embd, 2 * cfg.n_embd, bias=cfg.bias)  # position q, k
         self.scale = 1.0 / math.sqrt(3 * cfg.head_size)
         # Causal training windows longer than this run in blocks of query rows, each against
@@ -273,14 +314,22 @@ class RelativeAttention(Attention):
         self.query_block = QUERY_BLOCK
         self.flex: bool | None = None  # whole windows through FlexAttention; None: on CUDA
 
-    def qkv(self, x: Tensor) -> tuple[Tensor, ...]:
+    def qkv(
+        self, x: Tensor, cache: LayerCache | None = None, cuts: Restarts | None = None
+    ) -> tuple[Tensor, ...]:
         """(B, nh, T, hs) each, contiguous: one copy here instead of one per matmul below."""
         B, T, _C = x.shape
-        qkv = self.c_attn(x).view(B, T, 3, self.n_head, self.head_size)
+        qkv = self.canon(self.c_attn(x), cache, cuts).view(B, T, 3, self.n_head, self.head_size)
         return qkv.permute(2, 0, 3, 1, 4).contiguous().unbind(0)
 
-    def forward(self, x: Tensor, start: int = 0, cache: LayerCache | None = None) -> Tensor:
-        q, k, v = self.qkv(x)
+    def forward(
+        self,
+        x: Tensor,
+        start: int = 0,
+        cache: LayerCache | None = None,
+        cuts: Restarts | None = None,
+    ) -> Tensor:
+        q, k, v = self.qkv(x, cache, cuts)
         k, v = self.store(k, v, start, cache)
         T = q.size(2)
         if not self.wants_pattern() and use_flex(
@@ -414,6 +463,7 @@ class DistanceAttention(Attention):
         super().__init__(cfg, causal)
         assert causal, "distance-only attention is defined for decoders"
         self.c_v = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)  # values only
+        self.canon_b = canon_layer(cfg, "B", cfg.n_embd)  # on v: there are no q, k
 
     def distance_logits(self, d: Tensor, start: int) -> Tensor:  # (Tq, S) -> (nh, Tq, S) logits
         raise NotImplementedError
@@ -422,8 +472,15 @@ class DistanceAttention(Attention):
         d = distances(n_query, n_key, start, device)
         return masked_softmax(self.distance_logits(d, start), d)  # (nh, Tq, S), shared by the batch
 
-    def forward(self, x: Tensor, start: int = 0, cache: LayerCache | None = None) -> Tensor:
-        _, v = self.store(None, self.heads(self.c_v(x)), start, cache)  # (B, nh, S, hs)
+    def forward(
+        self,
+        x: Tensor,
+        start: int = 0,
+        cache: LayerCache | None = None,
+        cuts: Restarts | None = None,
+    ) -> Tensor:
+        v = self.heads(self.canon(self.c_v(x), cache, cuts))
+        _, v = self.store(None, v, start, cache)  # (B, nh, S, hs)
         y = None if self.wants_pattern() else self.fused(v, x.size(1))
         if y is None:
             p = self.weights(x.size(1), v.size(2), start, x.device).to(v.dtype)
@@ -499,4 +556,5 @@ ATTENTIONS: dict[PE, AttentionBuilder] = {
     PE.ROT: RotaryAttention,
     PE.POS: PositionAttention,
     PE.UNI: UniformAttention,
+    PE.NONE: DotProductAttention,  # NoPE: no embedding, no rotation; the causal mask only
 }

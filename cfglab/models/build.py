@@ -15,6 +15,7 @@ MODEL_BUILDERS: dict[PE, Callable[[ModelConfig], Transformer]] = {
     PE.ROT: GPT,
     PE.POS: GPT,
     PE.UNI: GPT,
+    PE.NONE: GPT,
     PE.MLM: MaskedLM,
 }
 
@@ -29,7 +30,13 @@ def _part(name: str) -> str:
         return {"wte": "token embedding", "wpe": "position embedding"}.get(
             name.split(".")[0], "relative position table"
         )
-    for key, part in ((".attn.", "attention"), (".mlp.", "mlp"), ("ln", "layer norms")):
+    parts = (
+        (".canon_", "canon layers"),
+        (".attn.", "attention"),
+        (".mlp.", "mlp"),
+        ("ln", "layer norms"),
+    )
+    for key, part in parts:
         if key in name:
             return part
     return "output head" if name.startswith("lm_head") else "other"
@@ -42,6 +49,10 @@ def describe(cfg: ModelConfig, model: Transformer | None = None) -> str:
     for name, p in model.named_parameters():  # shared tensors (tied head, rel table) once
         counts[_part(name)] += p.numel()
     pe = f"mlm/{PE(cfg.mlm_pe).value}" if cfg.pe == PE.MLM else PE(cfg.pe).value
+    if cfg.canon:
+        pe += f" + canon {cfg.canon} (kernel {cfg.canon_kernel})"
+    if cfg.rope_dim is not None and cfg.attention == PE.ROT:
+        pe += f" (rope_dim {cfg.rope_dim} of {cfg.head_size})"
     head = (
         f"{pe}: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, context {cfg.context}"
     )

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from cfglab.errors import CfglabError
 from cfglab.models.attention import ATTENTIONS, Attention, LayerCache
+from cfglab.models.canon import Canon, CanonTail, Restarts, canon_layer, restarts
 from cfglab.models.config import PE, ModelConfig
 from cfglab.models.hooks import HookPoint, capture
 
@@ -26,31 +27,62 @@ class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.c_fc = nn.Linear(cfg.n_embd, cfg.mlp_ratio * cfg.n_embd, bias=cfg.bias)
+        self.canon_d = canon_layer(cfg, "D", cfg.mlp_ratio * cfg.n_embd)  # on the up projection
         self.gelu = nn.GELU()
         self.c_proj = nn.Linear(cfg.mlp_ratio * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: Tensor) -> Tensor:  # (B, T, C) -> (B, T, C)
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+    def forward(
+        self, x: Tensor, cuts: Restarts | None = None, tail: CanonTail | None = None
+    ) -> Tensor:  # (B, T, C) -> (B, T, C)
+        up = self.c_fc(x)
+        if self.canon_d is not None:
+            up = self.canon_d(up, cuts, tail)
+        return self.dropout(self.c_proj(self.gelu(up)))
 
 
 class Block(nn.Module):
-    """x + attn(ln(x)), then x + mlp(ln(x))."""
+    """x + attn(canon_a(ln(x))), then x + mlp(canon_c(ln(x))); without Canon layers (the
+    default) x + attn(ln(x)), then x + mlp(ln(x)). `cuts`: the Canon taps a BOS cuts
+    (models/canon.py)."""
 
     def __init__(self, cfg: ModelConfig, attn: Attention) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.canon_a = canon_layer(cfg, "A", cfg.n_embd)
         self.attn = attn
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.canon_c = canon_layer(cfg, "C", cfg.n_embd)
         self.mlp = MLP(cfg)
         self.hook_resid_pre, self.hook_attn_out = HookPoint(), HookPoint()
         self.hook_resid_mid, self.hook_mlp_out = HookPoint(), HookPoint()
         self.hook_resid_post = HookPoint()
+        for place, layer in self.canons().items():  # blocks.{i}.hook_canon_a ... _d
+            setattr(self, f"hook_canon_{place.lower()}", layer.hook)
 
-    def forward(self, x: Tensor, start: int = 0, cache: LayerCache | None = None) -> Tensor:
+    def canons(self) -> dict[str, Canon]:
+        """This block's Canon layers by place ("A".."D"), only those the config asks for."""
+        found = {"A": self.canon_a, "B": self.attn.canon_b, "C": self.canon_c}
+        found["D"] = self.mlp.canon_d
+        return {place: layer for place, layer in found.items() if layer is not None}
+
+    def forward(
+        self,
+        x: Tensor,
+        start: int = 0,
+        cache: LayerCache | None = None,
+        cuts: Restarts | None = None,
+    ) -> Tensor:
         x = self.hook_resid_pre(x)
-        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.ln_1(x), start, cache)))
-        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.ln_2(x))))
+        tails = cache.canon if cache is not None else {}
+        a = _canon(self.canon_a, self.ln_1(x), cuts, tails.get("A"))
+        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(a, start, cache, cuts)))
+        c = _canon(self.canon_c, self.ln_2(x), cuts, tails.get("C"))
+        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(c, cuts, tails.get("D"))))
+
+
+def _canon(layer: Canon | None, h: Tensor, cuts: Restarts | None, tail: CanonTail | None) -> Tensor:
+    return h if layer is None else layer(h, cuts, tail)
 
 
 @dataclass
@@ -60,13 +92,20 @@ class KVCache:
     layers: list[LayerCache]
     length: int = 0  # tokens already cached = absolute position of the next token
     capacity: int = 0  # tokens the buffers hold
+    resets: Tensor | None = None  # (B, K-1) BOS flags of the last tokens (Canon models only)
 
     def select(self, rows: Tensor) -> KVCache:
         """The cache of some batch rows only (a bool mask or indices), e.g. unfinished ones."""
         layers = [
-            LayerCache(k=None if c.k is None else c.k[rows], v=c.v[rows]) for c in self.layers
+            LayerCache(
+                k=None if c.k is None else c.k[rows],
+                v=c.v[rows],
+                canon={p: CanonTail(t.inputs[rows]) for p, t in c.canon.items()},
+            )
+            for c in self.layers
         ]
-        return KVCache(layers=layers, length=self.length, capacity=self.capacity)
+        resets = None if self.resets is None else self.resets[rows]
+        return KVCache(layers=layers, length=self.length, capacity=self.capacity, resets=resets)
 
 
 class Transformer(nn.Module):
@@ -114,9 +153,24 @@ class Transformer(nn.Module):
     def hidden(self, idx: Tensor, start: int = 0, cache: KVCache | None = None) -> list[Tensor]:
         """Residual stream after the embedding and after every block: L + 1 of (B, T, C)."""
         xs = [self.embed(idx, start)]
+        cuts = self.restarts(idx, cache)
         for i, block in enumerate(self.blocks):
-            xs.append(block(xs[-1], start, cache.layers[i] if cache else None))
+            xs.append(block(xs[-1], start, cache.layers[i] if cache else None, cuts))
         return xs
+
+    def restarts(self, idx: Tensor, cache: KVCache | None) -> Restarts | None:
+        """The Canon taps a BOS cuts, once for every layer: from idx's BOS flags, after the cached
+        tokens' when decoding (positions then count the K-1 cached tokens first; the cache
+        keeps the newest K-1 flags). None without Canon layers."""
+        bos, K = self.cfg.bos_id, self.cfg.canon_kernel
+        if not self.cfg.canon or bos is None:
+            return None
+        flags = idx == bos
+        if cache is not None:
+            prev = cache.resets if cache.resets is not None else flags.new_zeros(len(idx), K - 1)
+            flags = torch.cat((prev, flags), dim=1)
+            cache.resets = flags[:, flags.size(1) - (K - 1) :]
+        return restarts(flags, K)
 
     def trunk(self, idx: Tensor, start: int = 0, cache: KVCache | None = None) -> Tensor:
         return self.hidden(idx, start, cache)[-1]  # (B, T, C), before ln_f
@@ -190,8 +244,16 @@ class GPT(Transformer):
                 f"{capacity} tokens (use rot/rel/pos/uni to run past the training context)"
             )
         p = self.wte.weight
-        layers = [b.attn.new_cache(batch, capacity, p.device, p.dtype) for b in self.layers()]
-        return KVCache(layers=layers, length=0, capacity=capacity)
+        layers = []
+        for b in self.layers():
+            layer = b.attn.new_cache(batch, capacity, p.device, p.dtype)
+            layer.canon = {pl: c.new_tail(batch, p.device, p.dtype) for pl, c in b.canons().items()}
+            layers.append(layer)
+        resets = None
+        if self.cfg.canon:  # positions before 0 are no BOS: the zeros there are padding
+            P = self.cfg.canon_kernel - 1
+            resets = torch.zeros(batch, P, dtype=torch.bool, device=p.device)
+        return KVCache(layers=layers, length=0, capacity=capacity, resets=resets)
 
     def step(self, idx_new: Tensor, cache: KVCache) -> Tensor:
         """Feed (B, Tn) new tokens after those in `cache`; returns their logits (B, Tn, V)."""

@@ -3,6 +3,7 @@
     name: quick
     grammars: [mini]                     # a path, or a bare name for grammars/NAME.cfg
     model: {pe: [abs, rot], size: {layers: 2, heads: 2, dim: 64}, context: 128}
+                                         # canon: ["", ABCD] adds Canon layers as an axis
     train: {steps: 4000, batch: 16, lr: 3.0e-3}    # any TrainConfig field but the axes
     noise: {fractions: [0, 0.1], rates: [0.15]}
     seeds: [0]
@@ -12,7 +13,8 @@
     storage: runs/sweeps                 # absolute, or relative to where cfglab runs
     smoke: {train: {steps: 20}}          # overrides for `cfglab sweep --smoke`
 
-The grid is the product grammars × sizes × pe × noise (fraction, rate) × data (align_windows,
+The grid is the product grammars × sizes × pe (× canon, decoders only: `mini-rot-cABCD-...`)
+× noise (fraction, rate) × data (align_windows,
 holdout_rules: `data: {align_windows: [true, false]}`) × seeds; a fraction of 0
 makes the rate meaningless, so clean data appears once per (grammar, size, pe, seed). A run's
 name spells its coordinates: `mini-rot-f0.1r0.15-s0`. Mistakes are refused with the field's
@@ -36,7 +38,7 @@ from pydantic import (
 )
 
 from cfglab.errors import CfglabError
-from cfglab.models.config import PE, MlmPE
+from cfglab.models.config import PE, MlmPE, canon_places
 from cfglab.runs import TrainConfig
 from cfglab.yamlfile import read_mapping, validate
 
@@ -45,6 +47,7 @@ _SET_BY_SWEEP = {
     "grammar",
     "pe",
     "mlm_pe",
+    "canon",
     "layers",
     "heads",
     "dim",
@@ -89,10 +92,29 @@ class ModelSection(_Strict):
     mlm_pe: list[MlmPE] = Field(default_factory=_bert_only, min_length=1)
     size: list[ModelSize] = Field(default_factory=lambda: [ModelSize()], min_length=1)
     context: int = Field(128, ge=2)
+    # Canon layers (Part 4.1): each entry a subset of "ABCD", "" for none; a list is a grid axis
+    # of the decoders (mlm trials take "" only)
+    canon: list[str] = Field(default_factory=lambda: [""], min_length=1)
 
-    coerce_lists = field_validator("pe", "size", "mlm_pe", mode="before")(
+    coerce_lists = field_validator("pe", "size", "mlm_pe", "canon", mode="before")(
         classmethod(lambda cls, v: _listify(v))
     )
+
+    @field_validator("canon")
+    @classmethod
+    def _canon_places(cls, v: list[Any]) -> list[str]:
+        places = [canon_places(c) for c in v]
+        if len(set(places)) != len(places):
+            raise ValueError(f"canon repeats a value: {v}")
+        return places
+
+    def canon_axis(self, pe: str) -> list[str]:
+        """The Canon settings of one pe's trials: the axis for decoders, none for mlm."""
+        return [""] if pe == "mlm" else self.canon
+
+    @property
+    def has_canon_axis(self) -> bool:
+        return self.canon != [""]
 
     def variants(self) -> list[tuple[str, str, str]]:
         """(name part, pe, mlm_pe) of every model variant: mlm once per encoder PE."""
@@ -542,18 +564,24 @@ def expand(sweep: LoadedSweep) -> SweepPlan:
     sizes = spec.model.size
     trials = []
     base = spec.train.model_dump()
+    variants = [
+        (tag + (f"-c{canon}" if canon else ""), pe, mlm_pe, canon)
+        for tag, pe, mlm_pe in spec.model.variants()
+        for canon in spec.model.canon_axis(pe)
+    ]
     combos = [
         (g, size, variant, noise, point, seed)
         for g in grammars.items()
         for size, variant, noise, point, seed in itertools.product(
             sizes,
-            spec.model.variants(),
+            variants,
             spec.noise.pairs(),
             spec.data.points(base, g[0]),
             spec.seeds,
         )
     ]
-    for (gname, gpath), size, (tag, pe, mlm_pe), (frac, rate), (data, axes, parts_), seed in combos:
+    for (gname, gpath), size, variant, (frac, rate), (data, axes, parts_), seed in combos:
+        tag, pe, mlm_pe, canon = variant
         parts = (
             [gname]
             + ([size.tag] if len(sizes) > 1 else [])
@@ -567,6 +595,7 @@ def expand(sweep: LoadedSweep) -> SweepPlan:
             "dim": size.dim,
             "pe": pe,
             **({"mlm_pe": mlm_pe} if pe == "mlm" else {}),
+            **({"canon": canon} if spec.model.has_canon_axis else {}),
             "noise_fraction": frac,
             "noise_rate": rate,
             **axes,
@@ -578,6 +607,7 @@ def expand(sweep: LoadedSweep) -> SweepPlan:
             "grammar": str(gpath),
             "pe": pe,
             "mlm_pe": mlm_pe,
+            "canon": canon,
             "layers": size.layers,
             "heads": size.heads,
             "dim": size.dim,
