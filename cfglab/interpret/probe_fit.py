@@ -1,6 +1,6 @@
 """The paper's multi-head linear probe (Part 1, §4), its local NT-end variants, and their training.
 
-    G_i = Σ_r Σ_{k ∈ K(i)} w_{r,i→k} f_r(E_k),   w_{r,i→k} = softmax_{k ∈ K(i)} ⟨P_{i,r}, P_{k,r}⟩
+    G_i = Σ_r Σ_{k ∈ K(i)} w_{r,i→k} f_r(E_k),  w_{r,i→k} = softmax_{k ∈ K(i)} ⟨P_i,r, P_k,r⟩/√d′
 
 P_{i,r} are trainable position vectors (the weights never look at the hidden states) and f_r is
 linear, so G is linear in the hidden states E_k of one layer. K(i) is the scope:
@@ -12,6 +12,15 @@ Local probes at NT-ends (§4, "NT-end" probing; trained and scored where b_l(i) 
   tridiagonal  G_i = f_-1(E_{i-1}) + f_0(E_i) + f_+1(E_{i+1}) (|k − i| ≤ 1; with the prefix
                scope k ∈ {i−1, i} only) [the exact form of the paper's tridiagonal variant,
                one linear map per offset, is not confirmed here against the paper's text]
+Position weights at every d′ (cfglab's choice; the paper's scaling of ⟨P_i, P_k⟩ could not be
+read here): the logits are ⟨P_{i,r}, P_{k,r}⟩/√d′ and P starts at std √POS_SELF_SCORE·d′^(-1/4).
+Both, because either alone leaves the spread depending on d′: unscaled products with a fixed
+init (cfglab before issue 20: std 0.7) give a self-score ≈ 0.49·d′ ≈ 500 at d′ 1024 against
+±16 elsewhere, a softmax one-hot to float precision whose gradient to P is ~3e-9 (issue 20),
+so the probe could never leave the diagonal; 1/√d′ alone leaves a self-score growing as √d′.
+With both, at init the self-score is POS_SELF_SCORE and the others ±POS_SELF_SCORE/√d′ at
+every d′: a soft start near the diagonal (issue 20's off-diagonal task is learned at d′ 16,
+256 and 1024 alike: tests/test_probes.py). The init spread is matched, not the dynamics.
 Every target has its own probe (its own P and f); they are trained together only because their
 parameters are disjoint, which makes that the same as training them one by one.
 
@@ -37,8 +46,14 @@ from torch import Tensor
 
 from cfglab.interpret.probe_data import ProbeData, ProbeScores, ratio_ci
 
-POS_INIT_STD = 0.7  # P init: ⟨P_i, P_i⟩ ≈ 8 against ±2 elsewhere, so training starts near-diagonal
+POS_SELF_SCORE = 2.0  # mean scaled self-score ⟨P_i, P_i⟩/√d′ at init, at every d′
 SCOPES = ("whole", "prefix")
+
+
+def pos_init_std(pos_dim: int) -> float:
+    """Init std of P: σ = √POS_SELF_SCORE · d′^(-1/4), so ⟨P_i, P_i⟩/√d′ ≈ POS_SELF_SCORE
+    and ⟨P_i, P_k⟩/√d′ ≈ ±POS_SELF_SCORE/√d′ at every d′ (a soft start, near-uniform at d′ 1024)."""
+    return math.sqrt(POS_SELF_SCORE) * pos_dim**-0.25
 
 
 @dataclass(frozen=True)
@@ -72,8 +87,9 @@ class MultiHeadProbe(nn.Module):
         super().__init__()
         self.classes, self.heads, self.causal = list(classes), heads, causal
         self.f = nn.Linear(dim, heads * sum(self.classes))  # f_r for every target and head
+        self.scale = pos_dim**-0.5  # logits ⟨P_i, P_k⟩/√d′ (see the module docstring)
         self.pos = nn.Parameter(
-            torch.randn(len(self.classes), heads, max_len, pos_dim) * POS_INIT_STD
+            torch.randn(len(self.classes), heads, max_len, pos_dim) * pos_init_std(pos_dim)
         )  # (G, H, max_len, d')
 
     def forward(self, x: Tensor, mask: Tensor) -> list[Tensor]:
@@ -86,7 +102,7 @@ class MultiHeadProbe(nn.Module):
         for g, part in enumerate(f.split([H * k for k in self.classes], dim=-1)):
             K = self.classes[g]
             P = self.pos[g, :, :T]  # (H, T, d')
-            logits = P @ P.transpose(1, 2)  # (H, T, T)  ⟨P_{i,r}, P_{k,r}⟩
+            logits = (P @ P.transpose(1, 2)) * self.scale  # (H, T, T)  ⟨P_{i,r}, P_{k,r}⟩/√d′
             values = part.view(B, T, H, K).permute(2, 1, 0, 3)  # (H, T, B, K)
             if self.causal:  # padding comes after every real key: a plain softmax is exact
                 w = torch.softmax(logits.masked_fill(future, float("-inf")), dim=-1)
