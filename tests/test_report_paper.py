@@ -105,3 +105,17 @@ def test_diversity_says_when_the_language_is_smaller_than_the_training_set() -> 
     text, verdict = {line[0]: line for line in paper_table(rows)}["2 diversity"][2:]
     assert "≈ 6.6e+05 training strings" in text and "untestable" in text  # e^11.9 ≈ 1.5e5
     assert verdict == REPRODUCED  # rot's H within 5% of the truth
+
+
+def test_the_kl_row_reads_the_authors_recipe_and_names_the_stray_mass_apart() -> None:
+    """Where a run has `kl.official` the verdict reads it, not cfglab's `kl.mean`."""
+    rows = [_row("abs", 120), _row("rot", 195)]
+    kl = rows[1]["_results"]["evaluate"]["kl"]
+    kl.update(mean=0.0044, official={"mean": 0.0011}, stray_mass={"mean": 0.003})
+    rows[0]["_results"]["evaluate"]["kl"]["official"] = {"mean": 0.02}
+    line = {line[0]: line for line in paper_table(rows)}["3 KL"]
+    assert line[3] == REPRODUCED and "rot 0.0011" in line[2] and "authors' recipe" in line[2]
+    assert "stray mass (BOS/MASK) up to 0.003" in line[2]
+    kl["official"]["mean"] = 0.0044
+    kl["mean"] = 0.0011  # the other figure no longer decides
+    assert {line[0]: line for line in paper_table(rows)}["3 KL"][3] == NOT_AT_BUDGET

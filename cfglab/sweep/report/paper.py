@@ -17,7 +17,12 @@ from typing import Any
 import numpy as np
 
 from cfglab.sweep.report.collect import pooled, probe_summary
-from cfglab.sweep.report.generation import accuracy_by_temperature, diversity
+from cfglab.sweep.report.generation import (
+    accuracy_by_temperature,
+    diversity,
+    kl_figure,
+    stray_mass,
+)
 
 REPRODUCED, NOT_AT_BUDGET, CONTRADICTED, NOT_MEASURED = (
     "reproduced",
@@ -140,16 +145,24 @@ KL_PAPER = 1e-3  # the top of the paper's per-position KL for rel/rot on cfg3 (R
 
 
 def result_3(rows: list[Row]) -> tuple[str, str]:
-    kl = {
-        pe: float(
-            np.mean([k for r in rs if (k := (_ev(r).get("kl") or {}).get("mean")) is not None])
-        )
-        for pe, rs in _by_pe(_reference(rows)).items()
-        if any((_ev(r).get("kl") or {}).get("mean") is not None for r in rs)
-    }
+    """Per-position KL the authors' way (`kl.official`; cfglab's `kl.mean` for older results),
+    with the model's mass outside the grammar (`stray_mass`) as its own figure."""
+    kl: dict[str, float] = {}
+    kinds: set[str] = set()
+    for pe, rs in _by_pe(_reference(rows)).items():
+        figures = [(v, kind) for v, kind in map(kl_figure, rs) if v is not None]
+        if figures:
+            kl[pe] = float(np.mean([v for v, _ in figures]))
+            kinds |= {kind for _, kind in figures}
     if not kl:
         return "-", NOT_MEASURED
-    text = "KL(true‖model) per position: " + ", ".join(f"{pe} {v:.4f}" for pe, v in kl.items())
+    which = "authors' recipe" if kinds == {"official"} else "cfglab's smoothed-weight KL in part"
+    text = f"KL(true‖model) per position ({which}): " + ", ".join(
+        f"{pe} {v:.4f}" for pe, v in kl.items()
+    )
+    leaks = [m for r in _reference(rows) if (m := stray_mass(r)) is not None]
+    if leaks:
+        text += f"; stray mass (BOS/MASK) up to {max(leaks):.2g}"
     rel = [v for pe, v in kl.items() if pe in RELATIVE]
     if not rel:
         return text, NOT_MEASURED
