@@ -103,7 +103,7 @@ def test_the_prefix_scope_never_sees_later_tokens(j: int) -> None:
     mask = torch.ones(B, T, dtype=torch.bool)
     for causal in (True, False):
         probe = MultiHeadProbe(C, [3, 2], heads=2, pos_dim=4, max_len=T, causal=causal)
-        local = LocalProbes(C, [3], [0], causal=causal)
+        local = LocalProbes(C, [3], [0], causal=causal, heads=2, pos_dim=4, max_len=T)
         with torch.no_grad():
             a = [o[:, : j + 1] for o in probe(x, mask)] + [o[:, : j + 1] for o in local(x, mask)[1]]
             b = [o[:, : j + 1] for o in probe(y, mask)] + [o[:, : j + 1] for o in local(y, mask)[1]]

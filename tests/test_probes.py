@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from cfglab.grammar.dsl import parse_grammar
 from cfglab.grammar.sample import sample
-from cfglab.interpret.probe_fit import MultiHeadProbe
+from cfglab.interpret.probe_fit import LocalProbes, MultiHeadProbe
 from cfglab.interpret.probes import (
     ProbeData,
     ProbeSettings,
@@ -357,3 +357,69 @@ def test_pe_yaml_probe_settings_read_the_off_diagonal_task_within_1000_steps() -
     assert cfg.pos_dim >= 1024 and cfg.heads >= 16  # the paper's sizes, from the file
     s = fit_probes(x, data, cfg, causal=False)
     assert s.all[0] >= 0.9, s.all
+
+
+# --- the tridiagonal NT-end probe: the multi-head probe with |k − i| ≤ 1 -------------------------
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_the_tridiagonal_weights_outside_the_band_are_exactly_zero(causal: bool) -> None:
+    torch.manual_seed(0)
+    T = 9
+    local = LocalProbes(3, [3, 2], [0, 1], causal=causal, heads=3, pos_dim=8, max_len=T)
+    with torch.no_grad():
+        local.tridiagonal.pos.mul_(2.0)  # sharper weights: the band must hold whatever P says
+    offset = torch.arange(T)[None, :] - torch.arange(T)[:, None]
+    allowed = (offset.abs() <= 1) & ((offset <= 0) if causal else torch.ones_like(offset).bool())
+    for g in range(2):
+        w = local.tridiagonal.weights(g, T)
+        assert torch.all(w[:, ~allowed] == 0.0)
+        assert torch.all(w[:, allowed] > 0.0)
+        torch.testing.assert_close(w.sum(-1), torch.ones(3, T))
+    # the outputs at i move with E_{i±1} and with nothing further away
+    x, mask = torch.randn(2, T, 3), torch.ones(2, T, dtype=torch.bool)
+    y = x.clone()
+    y[:, 6:] += 5.0
+    with torch.no_grad():
+        a, b = local(x, mask)[1][0], local(y, mask)[1][0]
+    torch.testing.assert_close(a[:, :5], b[:, :5])
+    changed = not torch.allclose(a[:, 5], b[:, 5])  # E_6 is i + 1 of i = 5
+    assert changed == (not causal)
+
+
+def _at_ends(data: ProbeData, seed: int = 1) -> ProbeData:
+    """Every labelled position an NT-end for the local probes, half of them at random."""
+    data.ends[0] = np.random.default_rng(seed).random(len(data.tokens)) < 0.5
+    return data
+
+
+@pytest.mark.parametrize(("shift", "causal"), [(1, False), (-1, True)])
+def test_the_tridiagonal_probe_learns_a_task_solvable_from_a_neighbour(
+    shift: int, causal: bool
+) -> None:
+    """Label at i = token at i + shift: the tridiagonal probe reads it, the diagonal cannot."""
+    data, x = offdiagonal_signed(shift)
+    cfg = ProbeSettings(heads=4, pos_dim=16, batch=16, lr=3e-2, steps=300)
+    s = fit_probes(x, _at_ends(data), cfg, causal=causal, diagonal=[0])
+    assert s.tridiagonal is not None
+    assert s.tridiagonal[0] >= 0.9, s.tridiagonal
+    assert s.diagonal[0] < 0.5, s.diagonal  # chance is 1/3
+
+
+def test_the_tridiagonal_probe_cannot_read_two_positions_away() -> None:
+    data, x = offdiagonal_signed(2)
+    cfg = ProbeSettings(heads=4, pos_dim=16, batch=16, lr=3e-2, steps=300)
+    s = fit_probes(x, _at_ends(data), cfg, causal=False, diagonal=[0])
+    assert s.tridiagonal is not None and s.tridiagonal[0] < 0.5, s.tridiagonal
+    assert s.all[0] >= 0.9  # the whole-string probe can
+
+
+def offdiagonal_signed(shift: int) -> tuple[ProbeData, torch.Tensor]:
+    """offdiagonal() for a shift of either sign (label at i = token at i + shift)."""
+    data, x = offdiagonal(shift=abs(shift))
+    if shift < 0:
+        label = np.full(len(data.tokens), -1, dtype=np.int64)
+        for lo, hi in itertools.pairwise(data.offsets):
+            label[lo - shift : hi] = data.tokens[lo : hi + shift]
+        data.labels[0] = label
+    return data, x

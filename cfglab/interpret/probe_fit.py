@@ -9,9 +9,10 @@ linear, so G is linear in the hidden states E_k of one layer. K(i) is the scope:
   prefix  k ≤ i only: a different question (what the prefix's states say), beyond the paper
 Local probes at NT-ends (§4, "NT-end" probing; trained and scored where b_l(i) = 1):
   diagonal     G_i = f(E_i)                                  (δ = 0)
-  tridiagonal  G_i = f_-1(E_{i-1}) + f_0(E_i) + f_+1(E_{i+1}) (|k − i| ≤ 1; with the prefix
-               scope k ∈ {i−1, i} only) [the exact form of the paper's tridiagonal variant,
-               one linear map per offset, is not confirmed here against the paper's text]
+  tridiagonal  the multi-head probe above with k restricted to |k − i| ≤ 1 (the same G_i,
+               P and f; with the prefix scope k ∈ {i−1, i}). Until issue 20 it was three
+               independent linear maps f_-1(E_{i-1}) + f_0(E_i) + f_+1(E_{i+1}), a different
+               (freer) reader; that form is gone
 Position weights at every d′ (cfglab's choice; the paper's scaling of ⟨P_i, P_k⟩ could not be
 read here): the logits are ⟨P_{i,r}, P_{k,r}⟩/√d′ and P starts at std √POS_SELF_SCORE·d′^(-1/4).
 Both, because either alone leaves the spread depending on d′: unscaled products with a fixed
@@ -79,33 +80,57 @@ class ProbeSettings:
 
 
 class MultiHeadProbe(nn.Module):
-    """The paper's probe for several targets at once, each with its own P and f (disjoint)."""
+    """The paper's probe for several targets at once, each with its own P and f (disjoint).
+
+    `band` restricts k to |k − i| ≤ band (the tridiagonal NT-end probe: band 1); None is the
+    whole scope (or the prefix, with `causal`)."""
 
     def __init__(
-        self, dim: int, classes: Sequence[int], heads: int, pos_dim: int, max_len: int, causal: bool
+        self,
+        dim: int,
+        classes: Sequence[int],
+        heads: int,
+        pos_dim: int,
+        max_len: int,
+        causal: bool,
+        band: int | None = None,
     ) -> None:
         super().__init__()
-        self.classes, self.heads, self.causal = list(classes), heads, causal
-        self.f = nn.Linear(dim, heads * sum(self.classes))  # f_r for every target and head
+        self.classes, self.heads, self.causal, self.band = list(classes), heads, causal, band
+        width = heads * sum(self.classes)
+        self.f = nn.Linear(dim, max(width, 1))  # f_r for every target and head (none: unused)
         self.scale = pos_dim**-0.5  # logits ⟨P_i, P_k⟩/√d′ (see the module docstring)
         self.pos = nn.Parameter(
             torch.randn(len(self.classes), heads, max_len, pos_dim) * pos_init_std(pos_dim)
         )  # (G, H, max_len, d')
 
+    def logits(self, g: int, T: int) -> Tensor:
+        """(H, T, T) ⟨P_{i,r}, P_{k,r}⟩/√d′ of target g, −inf where k lies outside K(i)."""
+        P = self.pos[g, :, :T]  # (H, T, d')
+        logits = (P @ P.transpose(1, 2)) * self.scale
+        i = torch.arange(T, device=P.device)
+        offset = i[None, :] - i[:, None]  # k − i
+        outside = offset > 0 if self.causal else torch.zeros_like(offset, dtype=torch.bool)
+        if self.band is not None:
+            outside = outside | (offset.abs() > self.band)
+        return logits.masked_fill(outside, float("-inf"))
+
+    def weights(self, g: int, T: int) -> Tensor:
+        """(H, T, T) w_{r,i→k} of target g on a string of length T (no padding)."""
+        return torch.softmax(self.logits(g, T), dim=-1)
+
     def forward(self, x: Tensor, mask: Tensor) -> list[Tensor]:
         """x (B, T, C), mask (B, T) real positions -> one (B, T, K_g) logit tensor per target."""
         B, T, _ = x.shape
         H = self.heads
-        f = self.f(x)  # f_r(E_k) for every target and head: (B, T, Σ H·K_g)
-        future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
+        f = self.f(x)[..., : H * sum(self.classes)]  # f_r(E_k), all g and r: (B, T, Σ H·K_g)
         out = []
         for g, part in enumerate(f.split([H * k for k in self.classes], dim=-1)):
             K = self.classes[g]
-            P = self.pos[g, :, :T]  # (H, T, d')
-            logits = (P @ P.transpose(1, 2)) * self.scale  # (H, T, T)  ⟨P_{i,r}, P_{k,r}⟩/√d′
+            logits = self.logits(g, T)  # (H, T, T)
             values = part.view(B, T, H, K).permute(2, 1, 0, 3)  # (H, T, B, K)
             if self.causal:  # padding comes after every real key: a plain softmax is exact
-                w = torch.softmax(logits.masked_fill(future, float("-inf")), dim=-1)
+                w = torch.softmax(logits, dim=-1)
                 mixed = (w @ values.reshape(H, T, B * K)).sum(0)  # (T, B·K)
             else:
                 mixed = self._bidirectional(logits, values, mask)
@@ -175,7 +200,15 @@ def fit_probes(
     probe = MultiHeadProbe(
         x_all.size(1), data.classes, settings.heads, settings.pos_dim, max_len, causal
     ).to(dev)
-    local = LocalProbes(x_all.size(1), [data.classes[g] for g in diagonal], diagonal, causal)
+    local = LocalProbes(
+        x_all.size(1),
+        [data.classes[g] for g in diagonal],
+        diagonal,
+        causal,
+        settings.heads,
+        settings.pos_dim,
+        max_len,
+    )
     local = local.to(dev)
     params = list(probe.parameters()) + list(local.parameters())
     opt = torch.optim.Adam(params, lr=settings.lr)
@@ -248,27 +281,26 @@ def _held_out_loss(
 
 
 class LocalProbes(nn.Module):
-    """The NT-end local probes of some targets: diagonal f(E_i) and tridiagonal
-    f_-1(E_{i-1}) + f_0(E_i) + f_+1(E_{i+1}) (prefix scope: no E_{i+1})."""
+    """The NT-end local probes of some targets: diagonal f(E_i), and tridiagonal, the paper's
+    multi-head probe with k restricted to |k − i| ≤ 1 (prefix scope: k ∈ {i − 1, i})."""
 
-    def __init__(self, dim: int, classes: list[int], rows: Sequence[int], causal: bool) -> None:
+    def __init__(
+        self,
+        dim: int,
+        classes: list[int],
+        rows: Sequence[int],
+        causal: bool,
+        heads: int = 1,
+        pos_dim: int = 16,
+        max_len: int = 1,
+    ) -> None:
         super().__init__()
         self.classes, self.rows, self.causal = classes, list(rows), causal
-        width = max(sum(classes), 1)
-        self.diagonal = nn.Linear(dim, width)
-        self.tridiagonal = nn.Linear(dim * 3, width)
+        self.diagonal = nn.Linear(dim, max(sum(classes), 1))
+        self.tridiagonal = MultiHeadProbe(dim, classes, heads, pos_dim, max_len, causal, band=1)
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        m = mask.to(x.dtype)[..., None]
-        xm = x * m  # padding reads as zeros, like a neighbour outside the string
-        before = torch.nn.functional.pad(xm, (0, 0, 1, 0))[:, :-1]
-        after = (
-            torch.zeros_like(xm)
-            if self.causal
-            else torch.nn.functional.pad(xm, (0, 0, 0, 1))[:, 1:]
-        )
-        tri = self.tridiagonal(torch.cat([before, xm, after], dim=-1))
-        return _split(self.diagonal(x), self.classes), _split(tri, self.classes)
+        return _split(self.diagonal(x), self.classes), self.tridiagonal(x, mask)
 
     def loss(self, x: Tensor, mask: Tensor, y: Tensor, end: Tensor) -> Tensor:
         if not self.rows:

@@ -11,7 +11,7 @@ Scores, on held-out strings (with 95% intervals, strings as clusters: `*_ci95`):
   ancestor             multi-head probe for s_l(i), all positions
   ancestor_at_end      the same probe scored where b_l(i) = 1
   diagonal_at_end      the local probe G_i = f(E_i) (δ = 0), trained and scored at NT-ends
-  tridiagonal_at_end   the local probe over |k − i| ≤ 1, trained and scored at NT-ends
+  tridiagonal_at_end   the multi-head probe with k restricted to |k − i| ≤ 1, at NT-ends
   boundary             multi-head probe for b_l(i), all positions
 Ceilings (beyond the paper: exact, from the chart's posterior on the same held-out strings;
 `cfglab.interpret.ceilings`), the same for every layer:
