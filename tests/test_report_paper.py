@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from cfglab.evaluate.generation import proportion
 from cfglab.sweep.report.paper import CLAIMS, NOT_AT_BUDGET, NOT_MEASURED, REPRODUCED, paper_table
 
@@ -119,3 +121,38 @@ def test_the_kl_row_reads_the_authors_recipe_and_names_the_stray_mass_apart() ->
     kl["official"]["mean"] = 0.0044
     kl["mean"] = 0.0011  # the other figure no longer decides
     assert {line[0]: line for line in paper_table(rows)}["3 KL"][3] == NOT_AT_BUDGET
+
+
+def _attention_row(e2e_r1: float, adj_r1: float) -> dict:
+    """One rot run's attention: end_to_end (L=1, H=2, ℓ′=2, ℓ=2, r=0..4) and adjacency
+    (L=1, H=2, levels=2, r=0..4), flat except at r = 1."""
+    r = [0, 1, 2, 3, 4]
+    e2e = np.zeros((1, 2, 2, 2, 5))
+    e2e[..., 1] = e2e_r1
+    e2e[0, 0, 0, 1, 3] = None  # a cell with no pair at r = 3
+    adj = np.zeros((1, 2, 2, 5))
+    adj[..., 1] = adj_r1
+    row = _row("rot", 195)
+    row["_results"]["attention"] = {
+        "end_to_end": {"r": r, "mean_B": e2e.tolist()},
+        "adjacency": {"r": r, "mean_B": adj.tolist()},
+    }
+    return row
+
+
+def test_results_8_9_read_the_bsharp_end_to_end_statistic_not_adjacency() -> None:
+    # adjacency says yes, b♯ end→end says no: the verdict follows b♯
+    line = {line[0]: line for line in paper_table([_attention_row(0.0, 0.2)])}["8–9 end→end"]
+    assert line[3] == NOT_AT_BUDGET
+    assert "b♯ end→end" in line[2] and "+0.000" in line[2]
+    assert "extra, nested same-level adjacency" in line[2] and "+0.200" in line[2]
+    # and the other way round
+    line = {line[0]: line for line in paper_table([_attention_row(0.05, -0.1)])}["8–9 end→end"]
+    assert line[3] == REPRODUCED and "+0.050" in line[2] and "-0.100" in line[2]
+
+
+def test_results_8_9_without_end_to_end_is_not_measured() -> None:
+    row = _attention_row(0.05, 0.2)
+    del row["_results"]["attention"]["end_to_end"]
+    line = {line[0]: line for line in paper_table([row])}["8–9 end→end"]
+    assert line[3] == NOT_MEASURED
