@@ -14,6 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cfglab.errors import CfglabError
 from cfglab.grammar.dsl import parse_grammar
 from cfglab.grammar.sample import sample
 from cfglab.interpret.probe_fit import LocalProbes, MultiHeadProbe
@@ -26,6 +27,7 @@ from cfglab.interpret.probes import (
     majority_scores,
     make_probe_data,
     model_features,
+    probe_settings,
     probe_strings,
 )
 from tests.grammars import LAYERED
@@ -353,7 +355,8 @@ def test_pe_yaml_probe_settings_read_the_off_diagonal_task_within_1000_steps() -
     given_settings = dict(spec["probes"]["options"]["settings"])
     given_settings["steps"] = min(int(given_settings.get("steps", 1000)), 1000)
     data, x = offdiagonal(n=900)
-    cfg = ProbeSettings(n_train=data.n_train, n_test=300, **given_settings)
+    cfg = probe_settings({**given_settings, "n_train": data.n_train, "n_test": 300})
+    assert cfg.optimizer == "adamw" and cfg.batch == 60
     assert cfg.pos_dim >= 1024 and cfg.heads >= 16  # the paper's sizes, from the file
     s = fit_probes(x, data, cfg, causal=False)
     assert s.all[0] >= 0.9, s.all
@@ -423,3 +426,13 @@ def offdiagonal_signed(shift: int) -> tuple[ProbeData, torch.Tensor]:
             label[lo - shift : hi] = data.tokens[lo : hi + shift]
         data.labels[0] = label
     return data, x
+
+
+def test_adamw_without_decay_is_adam_and_an_unknown_optimizer_is_refused() -> None:
+    data, x = offdiagonal(n=120)
+    base = ProbeSettings(heads=2, pos_dim=8, batch=16, lr=3e-2, steps=40)
+    adam = fit_probes(x, data, base, causal=False)
+    same = fit_probes(x, data, probe_settings({**vars(base), "optimizer": "adamw"}), causal=False)
+    assert np.array_equal(adam.all, same.all)
+    with pytest.raises(CfglabError, match="optimizer"):
+        probe_settings({"optimizer": "lion"})

@@ -308,3 +308,38 @@ def test_the_encoder_position_encoding_is_a_grid_axis_of_the_mlm_trials(project:
     }
     one = expand(load_sweep(_write(project, text.replace("[rel, abs]", "rel"), "one.yaml")))
     assert [t.name for t in one.trials] == ["small-rot-clean-s0", "small-mlm-clean-s0"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ("{optimizer: sgd}", "optimizer 'sgd'"),
+        ("{betas: [0.9, 1.5]}", "betas"),
+        ("{heads: many}", "heads"),
+        ("{decay: 0.1}", "decay"),
+    ],
+)
+def test_bad_probe_settings_fail_at_load_time_naming_the_field(
+    project: Path, settings: str, named: str
+) -> None:
+    text = GOOD + f"probes:\n  enabled: true\n  options:\n    settings: {settings}\n"
+    msg = _error(_write(project, text))
+    assert "settings" in msg and named in msg, msg
+
+
+def test_pe_yaml_probe_recipe_is_the_reported_one() -> None:
+    """sweeps/pe.yaml's probe: AdamW lr 3e-3, β (0.9, 0.98), decay 0.001, batch 60, 30k steps,
+    no early stopping (the recipe reproductions report; unconfirmed against the paper)."""
+    from cfglab.interpret.probes import probe_settings
+
+    root = Path(__file__).resolve().parents[1]
+    spec = load_sweep(root / "sweeps" / "pe.yaml").spec
+    cfg = probe_settings(dict(spec.probes.options["settings"]))
+    assert (cfg.optimizer, cfg.lr, tuple(cfg.betas), cfg.weight_decay) == (
+        "adamw",
+        3e-3,
+        (0.9, 0.98),
+        1e-3,
+    )
+    assert (cfg.batch, cfg.steps, cfg.patience, cfg.keep_best) == (60, 30000, 0, False)
+    assert (cfg.heads, cfg.pos_dim) == (16, 1024)
