@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 from cfglab.data.vocab import Vocab
 from cfglab.evaluate.baselines import OracleModel, UniformModel
 from cfglab.evaluate.context import fresh_strings
-from cfglab.evaluate.kl import EPS, kl_rows, kl_to_truth, smooth, summarise
+from cfglab.evaluate.kl import (
+    EPS,
+    kl_rows,
+    kl_rows_official,
+    kl_to_truth,
+    smooth,
+    summarise,
+)
 from cfglab.evaluate.scoring import next_token_probs, sequence_log_probs
 from cfglab.models import ModelConfig, build_model
 
@@ -37,6 +44,27 @@ def test_uniform_model_kl_on_a_single_string_grammar_by_hand() -> None:
     assert got["mean"] == pytest.approx(with_stray, rel=1e-6)
     assert got["by_position"] == pytest.approx([with_stray] * 4, rel=1e-6)
     assert got["stray_mass"]["mean"] == 0.0
+    # the authors' recipe: weights from the raw one-hot row, no stray column: log(4·p1) alone
+    assert got["official"]["mean"] == pytest.approx(math.log(4 * p1), rel=1e-9)
+    assert got["official"]["n_positions"] == 4 and got["official"]["eps"] == EPS
+
+
+def test_official_kl_rows_by_hand() -> None:
+    """Two hand rows; on the first, raw and smoothed weights give different figures."""
+    e = EPS
+    p = np.array([[1.0, 0.0], [0.5, 0.5]])
+    q = np.array([[0.5, 0.5], [0.9, 0.1]])
+    p1, p0 = (1 + e) / (1 + 2 * e), e / (1 + 2 * e)
+    q9, q1 = (0.9 + e) / (1 + 2 * e), (0.1 + e) / (1 + 2 * e)
+    half = (0.5 + e) / (1 + 2 * e)
+    by_hand = [
+        math.log(p1 / 0.5),  # the zero entry of p weighs nothing
+        0.5 * math.log(half / q9) + 0.5 * math.log(half / q1),
+    ]
+    assert kl_rows_official(p, q) == pytest.approx(by_hand, rel=1e-12)
+    smoothed = p1 * math.log(p1 / 0.5) + p0 * math.log(p0 / 0.5)
+    assert kl_rows(p, q)[0] == pytest.approx(smoothed, rel=1e-12)
+    assert kl_rows_official(p, q)[0] != pytest.approx(smoothed, rel=1e-6)
 
 
 def test_oracle_kl_is_zero_and_uniform_kl_is_positive() -> None:
@@ -71,6 +99,8 @@ def test_stray_mass_is_reported_and_paid_for() -> None:
     assert got["stray_mass"]["mean"] == pytest.approx(leak, rel=1e-5)
     assert got["mean_support_only"] < 1e-5  # dropping the leak hides it entirely
     assert got["mean"] == pytest.approx(-math.log(1 - leak), rel=0.01)
+    # the authors' recipe has no stray column: the leak is renormalised away, reported apart
+    assert got["official"]["mean"] < 1e-5
 
 
 @given(

@@ -83,7 +83,12 @@ def test_noise_stays_at_the_majority_baseline_in_both_scopes() -> None:
     base = majority_scores(data)
     for causal in (False, True):
         got = fit_probes(noise, data, FAST, causal=causal)
-        assert np.all(np.abs(got.all - base.all) < 0.03), (causal, got.all, base.all)
+        assert got.all_ci is not None
+        # never above the majority; below it only by what fitting noise on 200 strings costs,
+        # within the held-out strings' 95% interval (seed 0, target 0: 0.05 below, ci 0.08)
+        assert np.all(got.all < base.all + 0.03), (causal, got.all, base.all)
+        slack = np.maximum(np.nan_to_num(got.all_ci), 0.03)
+        assert np.all(got.all > base.all - slack), (causal, got.all, base.all)
 
 
 @pytest.mark.parametrize("j", [0, 5, 11])
@@ -98,7 +103,7 @@ def test_the_prefix_scope_never_sees_later_tokens(j: int) -> None:
     mask = torch.ones(B, T, dtype=torch.bool)
     for causal in (True, False):
         probe = MultiHeadProbe(C, [3, 2], heads=2, pos_dim=4, max_len=T, causal=causal)
-        local = LocalProbes(C, [3], [0], causal=causal)
+        local = LocalProbes(C, [3], [0], causal=causal, heads=2, pos_dim=4, max_len=T)
         with torch.no_grad():
             a = [o[:, : j + 1] for o in probe(x, mask)] + [o[:, : j + 1] for o in local(x, mask)[1]]
             b = [o[:, : j + 1] for o in probe(y, mask)] + [o[:, : j + 1] for o in local(y, mask)[1]]

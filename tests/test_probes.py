@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -13,8 +14,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cfglab.errors import CfglabError
 from cfglab.grammar.dsl import parse_grammar
 from cfglab.grammar.sample import sample
+from cfglab.interpret.probe_fit import LocalProbes, MultiHeadProbe
 from cfglab.interpret.probes import (
     ProbeData,
     ProbeSettings,
@@ -24,6 +27,7 @@ from cfglab.interpret.probes import (
     majority_scores,
     make_probe_data,
     model_features,
+    probe_settings,
     probe_strings,
 )
 from tests.grammars import LAYERED
@@ -291,3 +295,144 @@ def test_probe_cli_json_and_bad_layers(runs: dict[str, Path]) -> None:
     assert res.exit_code != 0 and "scope" in str(res.exception) + res.output
     res = runner.invoke(app, ["probe", str(runs["rot"]), "--layers", "5", "--n", "16"])
     assert res.exit_code != 0 and "0..1" in str(res.exception)
+
+
+# --- position weights at every d′ (issue 20) ---------------------------------------------------
+
+
+def offdiagonal(
+    n: int = 240, shift: int = 3, seed: int = 0, lengths: tuple[int, int] = (12, 30)
+) -> tuple[ProbeData, torch.Tensor]:
+    """Issue 20's task: the label at i is the token at i + shift (unlabelled near the end), the
+    features hold each position's own token, so only position weights off the diagonal solve it
+    (chance 1/3)."""
+    rng = np.random.default_rng(seed)
+    lens = rng.integers(*lengths, size=n)
+    offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    tokens = rng.integers(0, 3, size=int(offsets[-1]))
+    label = np.full(len(tokens), -1, dtype=np.int64)
+    for lo, hi in itertools.pairwise(offsets):
+        label[lo : hi - shift] = tokens[lo + shift : hi]
+    x = one_hot(tokens, 3) + 0.1 * rng.normal(size=(len(tokens), 3))
+    data = ProbeData(
+        tokens=tokens.astype(np.int32),
+        offsets=offsets,
+        n_train=n * 2 // 3,
+        targets=[Target("ancestor", 1, 3)],
+        labels=label[None],
+        ends=np.zeros((1, len(tokens)), dtype=bool),
+    )
+    return data, torch.tensor(x, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("pos_dim", [16, 256, 1024])
+def test_the_position_weights_leave_the_diagonal_at_every_pos_dim(pos_dim: int) -> None:
+    """Before the 1/√d′ scaling this read 0.338 (chance) at d′ 256 and 1024."""
+    data, x = offdiagonal()
+    cfg = ProbeSettings(heads=4, pos_dim=pos_dim, batch=16, lr=3e-2, steps=200)
+    s = fit_probes(x, data, cfg, causal=False)
+    assert s.all[0] >= 0.9, (pos_dim, s.all)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 2048), st.integers(8, 64), st.integers(0, 1000))
+def test_the_mean_self_weight_at_init_is_below_0_9_at_every_pos_dim(
+    pos_dim: int, length: int, seed: int
+) -> None:
+    torch.manual_seed(seed)
+    probe = MultiHeadProbe(3, [3], heads=2, pos_dim=pos_dim, max_len=length, causal=False)
+    P = probe.pos[0].detach()  # (H, T, d')
+    w = torch.softmax(P @ P.transpose(1, 2) * probe.scale, dim=-1)
+    assert w.diagonal(dim1=1, dim2=2).mean() < 0.9
+
+
+def test_pe_yaml_probe_settings_read_the_off_diagonal_task_within_1000_steps() -> None:
+    """The acceptance of issue 20: sweeps/pe.yaml's own probe settings (heads, d′, batch,
+    optimiser, lr, held-out strings), cut to 1,000 steps, on the off-diagonal task."""
+    import yaml
+
+    spec = yaml.safe_load((Path(__file__).parents[1] / "sweeps" / "pe.yaml").read_text())
+    given_settings = dict(spec["probes"]["options"]["settings"])
+    given_settings["steps"] = min(int(given_settings.get("steps", 1000)), 1000)
+    data, x = offdiagonal(n=900)
+    cfg = probe_settings({**given_settings, "n_train": data.n_train, "n_test": 300})
+    assert cfg.optimizer == "adamw" and cfg.batch == 60
+    assert cfg.pos_dim >= 1024 and cfg.heads >= 16  # the paper's sizes, from the file
+    s = fit_probes(x, data, cfg, causal=False)
+    assert s.all[0] >= 0.9, s.all
+
+
+# --- the tridiagonal NT-end probe: the multi-head probe with |k − i| ≤ 1 -------------------------
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_the_tridiagonal_weights_outside_the_band_are_exactly_zero(causal: bool) -> None:
+    torch.manual_seed(0)
+    T = 9
+    local = LocalProbes(3, [3, 2], [0, 1], causal=causal, heads=3, pos_dim=8, max_len=T)
+    with torch.no_grad():
+        local.tridiagonal.pos.mul_(2.0)  # sharper weights: the band must hold whatever P says
+    offset = torch.arange(T)[None, :] - torch.arange(T)[:, None]
+    allowed = (offset.abs() <= 1) & ((offset <= 0) if causal else torch.ones_like(offset).bool())
+    for g in range(2):
+        w = local.tridiagonal.weights(g, T)
+        assert torch.all(w[:, ~allowed] == 0.0)
+        assert torch.all(w[:, allowed] > 0.0)
+        torch.testing.assert_close(w.sum(-1), torch.ones(3, T))
+    # the outputs at i move with E_{i±1} and with nothing further away
+    x, mask = torch.randn(2, T, 3), torch.ones(2, T, dtype=torch.bool)
+    y = x.clone()
+    y[:, 6:] += 5.0
+    with torch.no_grad():
+        a, b = local(x, mask)[1][0], local(y, mask)[1][0]
+    torch.testing.assert_close(a[:, :5], b[:, :5])
+    changed = not torch.allclose(a[:, 5], b[:, 5])  # E_6 is i + 1 of i = 5
+    assert changed == (not causal)
+
+
+def _at_ends(data: ProbeData, seed: int = 1) -> ProbeData:
+    """Every labelled position an NT-end for the local probes, half of them at random."""
+    data.ends[0] = np.random.default_rng(seed).random(len(data.tokens)) < 0.5
+    return data
+
+
+@pytest.mark.parametrize(("shift", "causal"), [(1, False), (-1, True)])
+def test_the_tridiagonal_probe_learns_a_task_solvable_from_a_neighbour(
+    shift: int, causal: bool
+) -> None:
+    """Label at i = token at i + shift: the tridiagonal probe reads it, the diagonal cannot."""
+    data, x = offdiagonal_signed(shift)
+    cfg = ProbeSettings(heads=4, pos_dim=16, batch=16, lr=3e-2, steps=300)
+    s = fit_probes(x, _at_ends(data), cfg, causal=causal, diagonal=[0])
+    assert s.tridiagonal is not None
+    assert s.tridiagonal[0] >= 0.9, s.tridiagonal
+    assert s.diagonal[0] < 0.5, s.diagonal  # chance is 1/3
+
+
+def test_the_tridiagonal_probe_cannot_read_two_positions_away() -> None:
+    data, x = offdiagonal_signed(2)
+    cfg = ProbeSettings(heads=4, pos_dim=16, batch=16, lr=3e-2, steps=300)
+    s = fit_probes(x, _at_ends(data), cfg, causal=False, diagonal=[0])
+    assert s.tridiagonal is not None and s.tridiagonal[0] < 0.5, s.tridiagonal
+    assert s.all[0] >= 0.9  # the whole-string probe can
+
+
+def offdiagonal_signed(shift: int) -> tuple[ProbeData, torch.Tensor]:
+    """offdiagonal() for a shift of either sign (label at i = token at i + shift)."""
+    data, x = offdiagonal(shift=abs(shift))
+    if shift < 0:
+        label = np.full(len(data.tokens), -1, dtype=np.int64)
+        for lo, hi in itertools.pairwise(data.offsets):
+            label[lo - shift : hi] = data.tokens[lo : hi + shift]
+        data.labels[0] = label
+    return data, x
+
+
+def test_adamw_without_decay_is_adam_and_an_unknown_optimizer_is_refused() -> None:
+    data, x = offdiagonal(n=120)
+    base = ProbeSettings(heads=2, pos_dim=8, batch=16, lr=3e-2, steps=40)
+    adam = fit_probes(x, data, base, causal=False)
+    same = fit_probes(x, data, probe_settings({**vars(base), "optimizer": "adamw"}), causal=False)
+    assert np.array_equal(adam.all, same.all)
+    with pytest.raises(CfglabError, match="optimizer"):
+        probe_settings({"optimizer": "lion"})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from cfglab.evaluate.generation import proportion
 from cfglab.sweep.report.paper import CLAIMS, NOT_AT_BUDGET, NOT_MEASURED, REPRODUCED, paper_table
 
@@ -105,3 +107,52 @@ def test_diversity_says_when_the_language_is_smaller_than_the_training_set() -> 
     text, verdict = {line[0]: line for line in paper_table(rows)}["2 diversity"][2:]
     assert "≈ 6.6e+05 training strings" in text and "untestable" in text  # e^11.9 ≈ 1.5e5
     assert verdict == REPRODUCED  # rot's H within 5% of the truth
+
+
+def test_the_kl_row_reads_the_authors_recipe_and_names_the_stray_mass_apart() -> None:
+    """Where a run has `kl.official` the verdict reads it, not cfglab's `kl.mean`."""
+    rows = [_row("abs", 120), _row("rot", 195)]
+    kl = rows[1]["_results"]["evaluate"]["kl"]
+    kl.update(mean=0.0044, official={"mean": 0.0011}, stray_mass={"mean": 0.003})
+    rows[0]["_results"]["evaluate"]["kl"]["official"] = {"mean": 0.02}
+    line = {line[0]: line for line in paper_table(rows)}["3 KL"]
+    assert line[3] == REPRODUCED and "rot 0.0011" in line[2] and "authors' recipe" in line[2]
+    assert "stray mass (BOS/MASK) up to 0.003" in line[2]
+    kl["official"]["mean"] = 0.0044
+    kl["mean"] = 0.0011  # the other figure no longer decides
+    assert {line[0]: line for line in paper_table(rows)}["3 KL"][3] == NOT_AT_BUDGET
+
+
+def _attention_row(e2e_r1: float, adj_r1: float) -> dict:
+    """One rot run's attention: end_to_end (L=1, H=2, ℓ′=2, ℓ=2, r=0..4) and adjacency
+    (L=1, H=2, levels=2, r=0..4), flat except at r = 1."""
+    r = [0, 1, 2, 3, 4]
+    e2e = np.zeros((1, 2, 2, 2, 5))
+    e2e[..., 1] = e2e_r1
+    e2e[0, 0, 0, 1, 3] = None  # a cell with no pair at r = 3
+    adj = np.zeros((1, 2, 2, 5))
+    adj[..., 1] = adj_r1
+    row = _row("rot", 195)
+    row["_results"]["attention"] = {
+        "end_to_end": {"r": r, "mean_B": e2e.tolist()},
+        "adjacency": {"r": r, "mean_B": adj.tolist()},
+    }
+    return row
+
+
+def test_results_8_9_read_the_bsharp_end_to_end_statistic_not_adjacency() -> None:
+    # adjacency says yes, b♯ end→end says no: the verdict follows b♯
+    line = {line[0]: line for line in paper_table([_attention_row(0.0, 0.2)])}["8–9 end→end"]
+    assert line[3] == NOT_AT_BUDGET
+    assert "b♯ end→end" in line[2] and "+0.000" in line[2]
+    assert "extra, nested same-level adjacency" in line[2] and "+0.200" in line[2]
+    # and the other way round
+    line = {line[0]: line for line in paper_table([_attention_row(0.05, -0.1)])}["8–9 end→end"]
+    assert line[3] == REPRODUCED and "+0.050" in line[2] and "-0.100" in line[2]
+
+
+def test_results_8_9_without_end_to_end_is_not_measured() -> None:
+    row = _attention_row(0.05, 0.2)
+    del row["_results"]["attention"]["end_to_end"]
+    line = {line[0]: line for line in paper_table([row])}["8–9 end→end"]
+    assert line[3] == NOT_MEASURED

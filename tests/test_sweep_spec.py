@@ -325,3 +325,38 @@ def test_canon_is_a_grid_axis_of_the_decoders(project: Path) -> None:
     assert "model.canon" in bad and 'subset of "ABCD"' in bad
     in_train = GOOD.replace("  lr: 3.0e-3\n", "  lr: 3.0e-3\n  canon: A\n")
     assert "train.canon" in _error(_write(project, in_train, "t.yaml"))  # the model's axis
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ("{optimizer: sgd}", "optimizer 'sgd'"),
+        ("{betas: [0.9, 1.5]}", "betas"),
+        ("{heads: many}", "heads"),
+        ("{decay: 0.1}", "decay"),
+    ],
+)
+def test_bad_probe_settings_fail_at_load_time_naming_the_field(
+    project: Path, settings: str, named: str
+) -> None:
+    text = GOOD + f"probes:\n  enabled: true\n  options:\n    settings: {settings}\n"
+    msg = _error(_write(project, text))
+    assert "settings" in msg and named in msg, msg
+
+
+def test_pe_yaml_probe_recipe_is_the_reported_one() -> None:
+    """sweeps/pe.yaml's probe: AdamW lr 3e-3, β (0.9, 0.98), decay 0.001, batch 60, 30k steps,
+    no early stopping (the recipe reproductions report; unconfirmed against the paper)."""
+    from cfglab.interpret.probes import probe_settings
+
+    root = Path(__file__).resolve().parents[1]
+    spec = load_sweep(root / "sweeps" / "pe.yaml").spec
+    cfg = probe_settings(dict(spec.probes.options["settings"]))
+    assert (cfg.optimizer, cfg.lr, tuple(cfg.betas), cfg.weight_decay) == (
+        "adamw",
+        3e-3,
+        (0.9, 0.98),
+        1e-3,
+    )
+    assert (cfg.batch, cfg.steps, cfg.patience, cfg.keep_best) == (60, 30000, 0, False)
+    assert (cfg.heads, cfg.pos_dim) == (16, 1024)

@@ -172,6 +172,10 @@ def summary_table(r: dict[str, Any]) -> Table:
     _diversity_rows(t, r.get("diversity"))
     if r.get("kl"):
         t.add_row("KL(true ‖ model), mean over positions", _num(r["kl"]["mean"], ".5f"))
+        if official := r["kl"].get("official"):
+            t.add_row("  the authors' recipe (raw true weights)", _num(official["mean"], ".5f"))
+        if (stray := (r["kl"].get("stray_mass") or {}).get("mean")) is not None:
+            t.add_row("  stray mass (BOS, MASK), mean", _num(stray, ".2g"))
     _robustness_rows(t, r.get("robustness"))
     _memorisation_rows(t, r.get("memorisation"))
     if r.get("masked"):

@@ -1,6 +1,6 @@
 """The paper's multi-head linear probe (Part 1, §4), its local NT-end variants, and their training.
 
-    G_i = Σ_r Σ_{k ∈ K(i)} w_{r,i→k} f_r(E_k),   w_{r,i→k} = softmax_{k ∈ K(i)} ⟨P_{i,r}, P_{k,r}⟩
+    G_i = Σ_r Σ_{k ∈ K(i)} w_{r,i→k} f_r(E_k),  w_{r,i→k} = softmax_{k ∈ K(i)} ⟨P_i,r, P_k,r⟩/√d′
 
 P_{i,r} are trainable position vectors (the weights never look at the hidden states) and f_r is
 linear, so G is linear in the hidden states E_k of one layer. K(i) is the scope:
@@ -9,18 +9,30 @@ linear, so G is linear in the hidden states E_k of one layer. K(i) is the scope:
   prefix  k ≤ i only: a different question (what the prefix's states say), beyond the paper
 Local probes at NT-ends (§4, "NT-end" probing; trained and scored where b_l(i) = 1):
   diagonal     G_i = f(E_i)                                  (δ = 0)
-  tridiagonal  G_i = f_-1(E_{i-1}) + f_0(E_i) + f_+1(E_{i+1}) (|k − i| ≤ 1; with the prefix
-               scope k ∈ {i−1, i} only) [the exact form of the paper's tridiagonal variant,
-               one linear map per offset, is not confirmed here against the paper's text]
+  tridiagonal  the multi-head probe above with k restricted to |k − i| ≤ 1 (the same G_i,
+               P and f; with the prefix scope k ∈ {i−1, i}). Until issue 20 it was three
+               independent linear maps f_-1(E_{i-1}) + f_0(E_i) + f_+1(E_{i+1}), a different
+               (freer) reader; that form is gone
+Position weights at every d′ (cfglab's choice; the paper's scaling of ⟨P_i, P_k⟩ could not be
+read here): the logits are ⟨P_{i,r}, P_{k,r}⟩/√d′ and P starts at std √POS_SELF_SCORE·d′^(-1/4).
+Both, because either alone leaves the spread depending on d′: unscaled products with a fixed
+init (cfglab before issue 20: std 0.7) give a self-score ≈ 0.49·d′ ≈ 500 at d′ 1024 against
+±16 elsewhere, a softmax one-hot to float precision whose gradient to P is ~3e-9 (issue 20),
+so the probe could never leave the diagonal; 1/√d′ alone leaves a self-score growing as √d′.
+With both, at init the self-score is POS_SELF_SCORE and the others ±POS_SELF_SCORE/√d′ at
+every d′: a soft start near the diagonal (issue 20's off-diagonal task is learned at d′ 16,
+256 and 1024 alike: tests/test_probes.py). The init spread is matched, not the dynamics.
 Every target has its own probe (its own P and f); they are trained together only because their
 parameters are disjoint, which makes that the same as training them one by one.
 
-Training: Adam, cosine-decayed, for `epochs` passes (or `steps` steps); with `val_strings` > 0,
-that many training strings are held back, the held-out loss is recorded every `eval_every`
-steps (the curve goes into probe.json) and training stops after `patience` evaluations without
-improvement, keeping the best parameters. The paper trains its probe much longer (its figures:
-16 heads, position vectors of 1024, fresh strings every step) [not confirmed against the paper's
-text here: taken from the project's fidelity review]; CPU defaults are sized for the demo.
+Training: Adam (or AdamW with `weight_decay`; `optimizer`, `betas`), cosine-decayed, for
+`epochs` passes (or `steps` steps); with `val_strings` > 0, that many training strings are held
+back, the held-out loss is recorded every `eval_every` steps (the curve goes into probe.json),
+training stops after `patience` evaluations without improvement (0: never) and, with
+`keep_best`, ends on the best held-out parameters. The paper's recipe as reproductions report it
+(AdamW lr 3e-3, β (0.9, 0.98), decay 0.001, batch 60, 30k steps, fresh strings; the paper's own
+text could not be read here) is sweeps/pe.yaml's; the cosine decay and the fixed string pool
+are cfglab's, unconfirmed. CPU defaults are sized for the demo.
 """
 
 from __future__ import annotations
@@ -37,8 +49,14 @@ from torch import Tensor
 
 from cfglab.interpret.probe_data import ProbeData, ProbeScores, ratio_ci
 
-POS_INIT_STD = 0.7  # P init: ⟨P_i, P_i⟩ ≈ 8 against ±2 elsewhere, so training starts near-diagonal
+POS_SELF_SCORE = 2.0  # mean scaled self-score ⟨P_i, P_i⟩/√d′ at init, at every d′
 SCOPES = ("whole", "prefix")
+
+
+def pos_init_std(pos_dim: int) -> float:
+    """Init std of P: σ = √POS_SELF_SCORE · d′^(-1/4), so ⟨P_i, P_i⟩/√d′ ≈ POS_SELF_SCORE
+    and ⟨P_i, P_k⟩/√d′ ≈ ±POS_SELF_SCORE/√d′ at every d′ (a soft start, near-uniform at d′ 1024)."""
+    return math.sqrt(POS_SELF_SCORE) * pos_dim**-0.25
 
 
 @dataclass(frozen=True)
@@ -58,38 +76,73 @@ class ProbeSettings:
     val_strings: int = 0  # training strings held back for the held-out loss; 0: no curve
     eval_every: int = 25  # steps between held-out losses
     patience: int = 0  # stop after this many held-out losses without improvement; 0: never
+    keep_best: bool = True  # with val_strings: end on the best held-out parameters, not the last
+    optimizer: str = "adam"  # a key of OPTIMIZERS
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam(W)'s moment decays
+    weight_decay: float = 0.0  # AdamW's decoupled decay (Adam: none)
+
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,  # the recipe reproductions report for the paper's probe
+}
 
 
 # --- the probes --------------------------------------------------------------------------------
 
 
 class MultiHeadProbe(nn.Module):
-    """The paper's probe for several targets at once, each with its own P and f (disjoint)."""
+    """The paper's probe for several targets at once, each with its own P and f (disjoint).
+
+    `band` restricts k to |k − i| ≤ band (the tridiagonal NT-end probe: band 1); None is the
+    whole scope (or the prefix, with `causal`)."""
 
     def __init__(
-        self, dim: int, classes: Sequence[int], heads: int, pos_dim: int, max_len: int, causal: bool
+        self,
+        dim: int,
+        classes: Sequence[int],
+        heads: int,
+        pos_dim: int,
+        max_len: int,
+        causal: bool,
+        band: int | None = None,
     ) -> None:
         super().__init__()
-        self.classes, self.heads, self.causal = list(classes), heads, causal
-        self.f = nn.Linear(dim, heads * sum(self.classes))  # f_r for every target and head
+        self.classes, self.heads, self.causal, self.band = list(classes), heads, causal, band
+        width = heads * sum(self.classes)
+        self.f = nn.Linear(dim, max(width, 1))  # f_r for every target and head (none: unused)
+        self.scale = pos_dim**-0.5  # logits ⟨P_i, P_k⟩/√d′ (see the module docstring)
         self.pos = nn.Parameter(
-            torch.randn(len(self.classes), heads, max_len, pos_dim) * POS_INIT_STD
+            torch.randn(len(self.classes), heads, max_len, pos_dim) * pos_init_std(pos_dim)
         )  # (G, H, max_len, d')
+
+    def logits(self, g: int, T: int) -> Tensor:
+        """(H, T, T) ⟨P_{i,r}, P_{k,r}⟩/√d′ of target g, −inf where k lies outside K(i)."""
+        P = self.pos[g, :, :T]  # (H, T, d')
+        logits = (P @ P.transpose(1, 2)) * self.scale
+        i = torch.arange(T, device=P.device)
+        offset = i[None, :] - i[:, None]  # k − i
+        outside = offset > 0 if self.causal else torch.zeros_like(offset, dtype=torch.bool)
+        if self.band is not None:
+            outside = outside | (offset.abs() > self.band)
+        return logits.masked_fill(outside, float("-inf"))
+
+    def weights(self, g: int, T: int) -> Tensor:
+        """(H, T, T) w_{r,i→k} of target g on a string of length T (no padding)."""
+        return torch.softmax(self.logits(g, T), dim=-1)
 
     def forward(self, x: Tensor, mask: Tensor) -> list[Tensor]:
         """x (B, T, C), mask (B, T) real positions -> one (B, T, K_g) logit tensor per target."""
         B, T, _ = x.shape
         H = self.heads
-        f = self.f(x)  # f_r(E_k) for every target and head: (B, T, Σ H·K_g)
-        future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
+        f = self.f(x)[..., : H * sum(self.classes)]  # f_r(E_k), all g and r: (B, T, Σ H·K_g)
         out = []
         for g, part in enumerate(f.split([H * k for k in self.classes], dim=-1)):
             K = self.classes[g]
-            P = self.pos[g, :, :T]  # (H, T, d')
-            logits = P @ P.transpose(1, 2)  # (H, T, T)  ⟨P_{i,r}, P_{k,r}⟩
+            logits = self.logits(g, T)  # (H, T, T)
             values = part.view(B, T, H, K).permute(2, 1, 0, 3)  # (H, T, B, K)
             if self.causal:  # padding comes after every real key: a plain softmax is exact
-                w = torch.softmax(logits.masked_fill(future, float("-inf")), dim=-1)
+                w = torch.softmax(logits, dim=-1)
                 mixed = (w @ values.reshape(H, T, B * K)).sum(0)  # (T, B·K)
             else:
                 mixed = self._bidirectional(logits, values, mask)
@@ -159,10 +212,23 @@ def fit_probes(
     probe = MultiHeadProbe(
         x_all.size(1), data.classes, settings.heads, settings.pos_dim, max_len, causal
     ).to(dev)
-    local = LocalProbes(x_all.size(1), [data.classes[g] for g in diagonal], diagonal, causal)
+    local = LocalProbes(
+        x_all.size(1),
+        [data.classes[g] for g in diagonal],
+        diagonal,
+        causal,
+        settings.heads,
+        settings.pos_dim,
+        max_len,
+    )
     local = local.to(dev)
     params = list(probe.parameters()) + list(local.parameters())
-    opt = torch.optim.Adam(params, lr=settings.lr)
+    opt = OPTIMIZERS[settings.optimizer](
+        params,
+        lr=settings.lr,
+        betas=tuple(settings.betas),
+        weight_decay=settings.weight_decay if settings.optimizer == "adamw" else 0.0,
+    )
     total = probe_steps(settings, len(train.idx))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
@@ -192,7 +258,7 @@ def fit_probes(
                 if advance:
                     advance(total - step)
                 break
-    if best is not None:
+    if best is not None and settings.keep_best:
         probe.load_state_dict(best[1])
         local.load_state_dict(best[2])
     scores = _score(probe, local, x_all, labels_t, ends_t, test, data.offsets)
@@ -232,27 +298,26 @@ def _held_out_loss(
 
 
 class LocalProbes(nn.Module):
-    """The NT-end local probes of some targets: diagonal f(E_i) and tridiagonal
-    f_-1(E_{i-1}) + f_0(E_i) + f_+1(E_{i+1}) (prefix scope: no E_{i+1})."""
+    """The NT-end local probes of some targets: diagonal f(E_i), and tridiagonal, the paper's
+    multi-head probe with k restricted to |k − i| ≤ 1 (prefix scope: k ∈ {i − 1, i})."""
 
-    def __init__(self, dim: int, classes: list[int], rows: Sequence[int], causal: bool) -> None:
+    def __init__(
+        self,
+        dim: int,
+        classes: list[int],
+        rows: Sequence[int],
+        causal: bool,
+        heads: int = 1,
+        pos_dim: int = 16,
+        max_len: int = 1,
+    ) -> None:
         super().__init__()
         self.classes, self.rows, self.causal = classes, list(rows), causal
-        width = max(sum(classes), 1)
-        self.diagonal = nn.Linear(dim, width)
-        self.tridiagonal = nn.Linear(dim * 3, width)
+        self.diagonal = nn.Linear(dim, max(sum(classes), 1))
+        self.tridiagonal = MultiHeadProbe(dim, classes, heads, pos_dim, max_len, causal, band=1)
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        m = mask.to(x.dtype)[..., None]
-        xm = x * m  # padding reads as zeros, like a neighbour outside the string
-        before = torch.nn.functional.pad(xm, (0, 0, 1, 0))[:, :-1]
-        after = (
-            torch.zeros_like(xm)
-            if self.causal
-            else torch.nn.functional.pad(xm, (0, 0, 0, 1))[:, 1:]
-        )
-        tri = self.tridiagonal(torch.cat([before, xm, after], dim=-1))
-        return _split(self.diagonal(x), self.classes), _split(tri, self.classes)
+        return _split(self.diagonal(x), self.classes), self.tridiagonal(x, mask)
 
     def loss(self, x: Tensor, mask: Tensor, y: Tensor, end: Tensor) -> Tensor:
         if not self.rows:

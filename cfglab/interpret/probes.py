@@ -11,7 +11,7 @@ Scores, on held-out strings (with 95% intervals, strings as clusters: `*_ci95`):
   ancestor             multi-head probe for s_l(i), all positions
   ancestor_at_end      the same probe scored where b_l(i) = 1
   diagonal_at_end      the local probe G_i = f(E_i) (δ = 0), trained and scored at NT-ends
-  tridiagonal_at_end   the local probe over |k − i| ≤ 1, trained and scored at NT-ends
+  tridiagonal_at_end   the multi-head probe with k restricted to |k − i| ≤ 1, at NT-ends
   boundary             multi-head probe for b_l(i), all positions
 Ceilings (beyond the paper: exact, from the chart's posterior on the same held-out strings;
 `cfglab.interpret.ceilings`), the same for every layer:
@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import TypeAdapter, ValidationError
 from torch import Tensor
 
 from cfglab.errors import CfglabError
@@ -61,7 +62,13 @@ from cfglab.interpret.probe_data import (
     make_probe_data,
     probe_strings,
 )
-from cfglab.interpret.probe_fit import SCOPES, ProbeSettings, fit_probes, probe_steps
+from cfglab.interpret.probe_fit import (
+    OPTIMIZERS,
+    SCOPES,
+    ProbeSettings,
+    fit_probes,
+    probe_steps,
+)
 from cfglab.threads import set_threads
 
 if TYPE_CHECKING:
@@ -80,6 +87,7 @@ __all__ = [
     "make_probe_data",
     "model_features",
     "probe_run",
+    "probe_settings",
     "probe_strings",
 ]
 
@@ -177,7 +185,7 @@ def probe_run(
     given = {**(settings or {}), "n_train": n_strings, "n_test": n_test, "seed": seed}
     if scope is not None:
         given["scope"] = scope
-    cfg = _settings(given)
+    cfg = probe_settings(given)
     started = time.perf_counter()
     loaded = load_run(run_dir, step=step, device=device)
     model, grammar, config = loaded.model, loaded.grammar, loaded.config
@@ -231,7 +239,8 @@ def probe_run(
     return result
 
 
-def _settings(given: dict[str, Any]) -> ProbeSettings:
+def probe_settings(given: dict[str, Any]) -> ProbeSettings:
+    """ProbeSettings from a plain dict (a sweep file's `settings`), every field checked."""
     known = set(ProbeSettings.__dataclass_fields__)
     unknown = sorted(set(given) - known)
     if unknown:
@@ -239,9 +248,22 @@ def _settings(given: dict[str, Any]) -> ProbeSettings:
             f"probe settings: unknown field(s) {', '.join(unknown)}; "
             f"known: {', '.join(sorted(known))}"
         )
-    cfg = ProbeSettings(**given)
+    try:  # types checked by pydantic (a YAML list of betas becomes the tuple)
+        cfg = TypeAdapter(ProbeSettings).validate_python(given)
+    except ValidationError as e:
+        bad = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        raise CfglabError(f"probe settings: {bad}") from None
     if cfg.scope not in SCOPES:
         raise CfglabError(f"probe scope: {cfg.scope!r} is not one of {', '.join(SCOPES)}")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise CfglabError(
+            f"probe settings: optimizer {cfg.optimizer!r} is not one of {', '.join(OPTIMIZERS)}"
+        )
+    if not all(0.0 <= b < 1.0 for b in cfg.betas) or cfg.weight_decay < 0:
+        raise CfglabError(
+            f"probe settings: betas must lie in [0, 1) and weight_decay ≥ 0, "
+            f"got betas {list(cfg.betas)}, weight_decay {cfg.weight_decay}"
+        )
     return cfg
 
 

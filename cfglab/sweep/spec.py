@@ -314,6 +314,14 @@ class ProbesSection(_Strict):
     @field_validator("options")
     @classmethod
     def _known(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(v.get("settings"), dict):  # ProbeSettings fields, checked at load time
+            from cfglab.errors import CfglabError
+            from cfglab.interpret.probes import probe_settings
+
+            try:
+                probe_settings(dict(v["settings"]))
+            except CfglabError as e:
+                raise ValueError(f"settings: {e}") from None
         return _check_options(v, "probes", {"layers", "seed"})
 
 

@@ -203,6 +203,8 @@ def _evaluate_summary(r: dict[str, Any]) -> dict[str, Any]:
         out[f"{cut}_ended_with_eos"] = acc["ended_with_eos"]["rate"]
     if r.get("kl"):
         out["kl"] = r["kl"]["mean"]
+        if (official := (r["kl"].get("official") or {}).get("mean")) is not None:
+            out["kl_official"] = official
     div = r.get("diversity") or {}
     if div.get("entropy", {}).get("n"):
         out["entropy_gap"] = div["entropy"]["gap"]

@@ -30,6 +30,20 @@ def accuracy_by_temperature(row: dict[str, Any], cut: str = "cut0") -> dict[floa
     return out
 
 
+def kl_figure(row: dict[str, Any]) -> tuple[float | None, str]:
+    """The per-position KL the report shows: the authors' recipe (`kl.official`) where the run
+    has it, else cfglab's `kl.mean` (a result from before issue 20), with which one it is."""
+    kl = _evaluate(row).get("kl") or {}
+    if (official := (kl.get("official") or {}).get("mean")) is not None:
+        return float(official), "official"
+    return (None if kl.get("mean") is None else float(kl["mean"])), "cfglab"
+
+
+def stray_mass(row: dict[str, Any]) -> float | None:
+    """Mean model mass on BOS/MASK along the KL strings: a figure of its own, not in the KL."""
+    return ((_evaluate(row).get("kl") or {}).get("stray_mass") or {}).get("mean")
+
+
 def diversity(row: dict[str, Any]) -> dict[str, Any] | None:
     """H(model) [CI] and H(true) (nats/string), distinct generations, support bound."""
     d = _evaluate(row).get("diversity")

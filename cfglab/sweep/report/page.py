@@ -26,6 +26,7 @@ from cfglab.sweep.report.generation import (
     MEMORISATION_COLUMNS,
     MODE_SWITCH_COLUMNS,
     diversity_cell,
+    kl_figure,
     memorisation_rows,
     mode_switch_rows,
 )
@@ -66,7 +67,7 @@ def headline(
     columns += [cutk if compact else f"{cutk} acc"] if cutk else []
     columns += ["masked" if compact else "masked-token acc"]
     columns += [
-        "KL",
+        "KL" if compact else "KL (authors' recipe)",
         "H m/t" if compact else "H(model) [95% CI] / H(true)",
         "repair" if compact else "repaired (T=1)",
         "inval" if compact else "invalid at cut0",
@@ -87,7 +88,7 @@ def headline(
         line += [rate(accuracy(row, cutk))] if cutk else []
         evaluate = row["_results"].get("evaluate", {})
         line += [rate((evaluate.get("masked") or {}).get("accuracy"))]
-        kl = (evaluate.get("kl") or {}).get("mean")
+        kl, _ = kl_figure(row)
         trained, untrained = probe_summary(row), probe_summary(row, "untrained")
         ceiling, scope = probe_summary(row, "ceiling"), probe_scope(row)
         line += [
