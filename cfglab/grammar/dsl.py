@@ -233,6 +233,9 @@ def _unwritable_reason(g: Grammar) -> str | None:
         problem = _rule_problem(g, r, nonterminals, seen)
         if problem:
             return f"rule {r.lhs} -> {' '.join(map(str, r.rhs))}: {problem}"
+    for nt in g.nonterminals:  # the reader refuses sums that overflow (dsl_build)
+        if not math.isfinite(sum(r.weight for r in g.rules_of(nt))):
+            return f"the weights of {nt}'s rules add up past the largest float"
     return None
 
 
