@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from cfglab.analysis.entropy import conditional_entropy
+from cfglab.analysis.graph import MAX_STRING_LENGTH
 from cfglab.chart.front import Chart
 from cfglab.chart.general import InfiniteParsesError
 from cfglab.errors import CfglabError
@@ -58,7 +59,7 @@ def ambiguity_report(
     """Exact ambiguity statistics of `n_strings` strings sampled with `seed` (see module doc)."""
     chart = Chart(grammar)
     rng = np.random.default_rng(seed)
-    max_length = RECURSIVE_MAX_LENGTH if chart.recursive else 10**9
+    max_length = RECURSIVE_MAX_LENGTH if chart.recursive else MAX_STRING_LENGTH
     try:
         samples = sample(grammar, n_strings, rng, max_length=max_length)
     except CfglabError as err:
