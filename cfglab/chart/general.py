@@ -142,8 +142,9 @@ def _integer_star(adj: np.ndarray, sr: Semiring) -> np.ndarray:
     """Σ_k U^k over exact integers (U is acyclic): the number of unit chains A ->* B, one row per
     symbol in reverse topological order (row A = e_A + Σ rows of A's children), O(n · edges)."""
     n = len(adj)
-    children = [np.flatnonzero(row) for row in adj]
-    order, pending = [], adj.sum(axis=0).astype(np.int64)  # pending: unsettled parents
+    children = [[int(b) for b in np.flatnonzero(row)] for row in adj]
+    order: list[int] = []
+    pending = adj.sum(axis=0).astype(np.int64)  # pending: parents not yet ordered
     ready = [b for b in range(n) if pending[b] == 0]
     while ready:  # Kahn: parents before children
         a = ready.pop()
