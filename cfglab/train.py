@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cfglab.analysis.graph import require_string_length
 from cfglab.data.corpus import VALIDATION_WORKER, NoiseConfig, StreamState, TokenStream
 from cfglab.data.vocab import Vocab
 from cfglab.errors import CfglabError
@@ -83,7 +84,8 @@ def train(
 
 def _prepare_run_dir(run: RunDir, config: TrainConfig, resume: bool) -> TrainConfig:
     config = config.model_copy(update={"grammar": str(Path(config.grammar).resolve())})
-    grammar = load_grammar(config.grammar)  # a bad grammar or rule fails before anything is written
+    # a bad grammar or rule, or strings past the length bound, fail before anything is written
+    grammar = require_string_length(load_grammar(config.grammar))
     if config.holdout_rule:
         find_rule(grammar, config.holdout_rule)
     if run.exists():

@@ -141,7 +141,7 @@ _terminals = st.one_of(
     st.text(min_size=1, max_size=5),
 )
 _weights = st.one_of(
-    st.just(1.0), st.floats(min_value=0.0, exclude_min=True, allow_infinity=False, allow_nan=False)
+    st.just(1.0), st.floats(min_value=0.0, max_value=1e300, exclude_min=True, allow_nan=False)
 )
 
 
@@ -271,6 +271,14 @@ ERRORS = [  # (text, line, col, words in the message, words in the hint)
     (HEAD + 'S -> "a" [nan]\n', 3, 10, ["not a number"], []),
     (HEAD + 'S -> "a" [1e999]\n', 3, 10, ["too large"], []),
     (HEAD + 'S -> "a" []\n', 3, 10, ["empty weight"], []),
+    (HEAD + 'S -> "a" [1e-400]\n', 3, 10, ["too small", "rounds to 0"], []),
+    (
+        HEAD + 'S -> "a" [1e308] | "b" [1e308]\n',
+        3,
+        24,
+        ["weights of S's rules add up past the largest float"],
+        ["scale all of this nonterminal's weights"],
+    ),
     (
         HEAD + 'S -> "S"\n',
         3,

@@ -8,6 +8,7 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 
 from cfglab.analysis.checks import check_grammar
@@ -135,3 +136,23 @@ def test_check_reports_entropy_in_json() -> None:
     assert report["ambiguity"]["tree_given_string"] == ent["h_tree_given_string"]
     no_amb = check_grammar(g, ambiguity_strings=0).model_dump(mode="json")["entropy"]
     assert no_amb["h_trees"] == ent["h_trees"] and no_amb["h_strings"] is None
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [("1e-300", "1e300"), ("1e300", "1e-300"), ("5e-324", "1"), ("1e154", "1e154")],
+)
+def test_entropy_with_extreme_but_valid_weights_is_finite_or_a_note(
+    weights: tuple[str, str],
+) -> None:
+    low, high = weights
+    g = parse_grammar(
+        f'grammar w\nstart S\nS -> A "x" [{low}] | "b" [{high}]\nA -> "a" [{high}] | "c" [{low}]\n'
+    )
+    with np.errstate(divide="raise", invalid="raise", over="raise"):  # no silent NaN on the way
+        report = entropy_report(g, n_strings=20)
+    if "note" in report:
+        assert "too extreme" in report["note"]
+    else:
+        assert math.isfinite(report["h_trees"]) and report["h_trees"] >= 0
+        assert math.isfinite(report["per_token"])

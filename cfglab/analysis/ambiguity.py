@@ -25,9 +25,12 @@ leaves out fraction_ambiguous (a constraint on it cannot be evaluated) and says 
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from cfglab.analysis.entropy import conditional_entropy
+from cfglab.analysis.graph import MAX_STRING_LENGTH
 from cfglab.chart.front import Chart
 from cfglab.chart.general import InfiniteParsesError
 from cfglab.errors import CfglabError
@@ -36,6 +39,7 @@ from cfglab.grammar.sample import Samples, sample
 
 WINDOW = 12  # tokens per window of the local-ambiguity score
 FLIPS_PER_STRING = 5
+RECURSIVE_BUDGET_S = 4.0  # parse counting of a recursive grammar's samples, then a note
 RECURSIVE_MAX_LENGTH = 64  # recursive grammars: sampled strings are kept this short (O(n³) chart)
 
 DEFINITION = (
@@ -58,26 +62,58 @@ def ambiguity_report(
     """Exact ambiguity statistics of `n_strings` strings sampled with `seed` (see module doc)."""
     chart = Chart(grammar)
     rng = np.random.default_rng(seed)
-    max_length = RECURSIVE_MAX_LENGTH if chart.recursive else 10**9
+    max_length = RECURSIVE_MAX_LENGTH if chart.recursive else MAX_STRING_LENGTH
     try:
         samples = sample(grammar, n_strings, rng, max_length=max_length)
     except CfglabError as err:
         return {"n_strings": 0, "note": f"no strings to analyse: {err}"}
     strings = samples.strings()
     report: dict = {"n_strings": len(strings)}
+    began = time.monotonic()
     try:
-        counts = chart.count_parses(strings)
+        counts = _counts_within_budget(chart, strings)
     except InfiniteParsesError as err:
         report["note"] = str(err)
         counts = None
+    if counts is not None and len(counts) < len(strings):
+        report["n_strings"] = len(counts)
+        report["note"] = (
+            f"time budget of {RECURSIVE_BUDGET_S:g} s spent after {len(counts)} of "
+            f"{len(strings)} sampled strings (the recursive grammar's O(n³) chart over "
+            f"{len(chart.grammar.symbols):,} symbols); the figures cover those strings only"
+        )
+        report.update(_count_stats(counts))
+        report["witness"] = _witness(chart, strings[: len(counts)], counts)
+        return report
     if counts is not None:
         report.update(_count_stats(counts))
         report["witness"] = _witness(chart, strings, counts)
         if not chart.recursive:  # a recursive grammar's strings here are truncated samples
             report["tree_given_string"] = conditional_entropy(chart, strings, counts)
+    if chart.recursive and time.monotonic() - began > RECURSIVE_BUDGET_S / 4:
+        # flips re-chart every string several times: past the budget for this chart
+        report["note"] = (
+            f"local ambiguity and flip sensitivity not computed: counting alone took over "
+            f"{RECURSIVE_BUDGET_S / 4:g} s of the {RECURSIVE_BUDGET_S:g} s budget"
+        )
+        return report
     report["local_ambiguity"] = local_ambiguity(chart, samples, window)
     report["flip_sensitivity"] = flip_sensitivity(chart, strings, flips_per_string, rng)
     return report
+
+
+def _counts_within_budget(chart: Chart, strings: list[np.ndarray]) -> list[int]:
+    """Parse counts of the strings; a recursive grammar's stop once RECURSIVE_BUDGET_S is spent
+    (its dense chart costs O(symbols² · n²) per string through unit closures)."""
+    if not chart.recursive:
+        return chart.count_parses(strings)
+    deadline = time.monotonic() + RECURSIVE_BUDGET_S
+    counts: list[int] = []
+    for s in strings:
+        if time.monotonic() > deadline:
+            break
+        counts += chart.count_parses([s])
+    return counts
 
 
 def _count_stats(counts: list[int]) -> dict:

@@ -79,8 +79,12 @@ def tree_entropy(grammar: Grammar) -> dict[str, float] | None:
     terminals = np.array(
         [int(np.sum(a.rule_rhs[r, : a.rule_len[r]] < a.n_terminals)) for r in range(len(uses))]
     )
+    prob = a.rule_prob
+    # p·log p → 0 as p → 0: a rule whose probability underflows to 0 (weights 1e-300 beside
+    # 1e300) adds nothing, rather than 0·inf = NaN.
+    surprisal = -np.log(prob, out=np.zeros_like(prob), where=prob > 0)
     return {
-        "h_trees": float(np.sum(uses * -np.log(a.rule_prob))),
+        "h_trees": float(np.sum(uses * surprisal)),
         "expected_length": float(np.sum(uses * terminals)),
     }
 
@@ -111,6 +115,11 @@ def entropy_report(
     if exact is None:
         return {"note": "expected rule counts are infinite or too large to solve"}
     h_trees, length = exact["h_trees"], exact["expected_length"]
+    if not (math.isfinite(h_trees) and math.isfinite(length) and length > 0):
+        return {
+            "note": f"not computed: H(trees) = {h_trees:.4g} and E[length] = {length:.4g} "
+            "(the rule weights are too extreme for float arithmetic; scale them toward 1)"
+        }
     cond = conditional if conditional is not None else sampled_conditional(grammar, n_strings, seed)
     out: dict[str, Any] = {"h_trees": h_trees, "expected_length": length}
     out["h_tree_given_string"] = cond

@@ -8,10 +8,39 @@ import heapq
 import math
 from collections import deque
 
+from cfglab.errors import CfglabError
 from cfglab.grammar.core import Grammar
 
 LENGTH_BOUND = 10**15  # longer strings are unsampleable: lengths beyond are not reported exactly
 CAP = LENGTH_BOUND + 1  # lengths saturate here, so absurd grammars never build huge integers
+# The longest shortest string cfglab samples, parses or trains on (beyond the paper, whose
+# longest cfg3 string has 2,052 tokens): a binary chain 20 deep (shortest 2^20) would otherwise
+# allocate gigabytes in `sample` before any bound on a string's length could reject it.
+MAX_STRING_LENGTH = 10_000
+
+
+def string_length_problem(g: Grammar, shortest_length: int | None) -> str | None:
+    """Why g's strings cannot fit MAX_STRING_LENGTH, with the fix; None when they can."""
+    if shortest_length is None or shortest_length <= MAX_STRING_LENGTH:
+        return None
+    shown = f"{shortest_length:,}" if shortest_length < CAP else f"more than {LENGTH_BOUND:.0e}"
+    return (
+        f"the shortest string of grammar {g.name} has {shown} tokens, over the bound of "
+        f"{MAX_STRING_LENGTH:,} tokens (MAX_STRING_LENGTH) that cfglab samples, parses and "
+        "trains on; fix: give the nonterminals on the way from the start a shorter "
+        "alternative (a rule that repeats a nonterminal, like C0 -> C1 C1, doubles the length "
+        "at each level)"
+    )
+
+
+def require_string_length(g: Grammar) -> Grammar:
+    """g, or a CfglabError when its shortest string exceeds MAX_STRING_LENGTH (before any
+    sampling or chart allocates for it)."""
+    problem = string_length_problem(g, shortest(g).get(g.start))
+    if problem:
+        where = f"{g.source}: " if g.source else ""
+        raise CfglabError(where + problem)
+    return g
 
 
 class Facts:

@@ -10,7 +10,14 @@ import math
 import numpy as np
 
 from cfglab.analysis.findings import Finding, LengthReport, find
-from cfglab.analysis.graph import CAP, LENGTH_BOUND, Facts, children, components
+from cfglab.analysis.graph import (
+    CAP,
+    LENGTH_BOUND,
+    Facts,
+    children,
+    components,
+    string_length_problem,
+)
 from cfglab.grammar.core import Grammar
 
 MAX_COMPONENT = 3_000  # largest recursive component whose mean matrix is solved (dense)
@@ -29,6 +36,9 @@ def length_report(g: Grammar, f: Facts) -> tuple[LengthReport, list[Finding], li
     if shortest is not None and shortest > LENGTH_BOUND:
         errors.append(find("too-long", f"every string has more than {LENGTH_BOUND:.0e} tokens"))
         shortest = longest = None
+    bound_problem = string_length_problem(g, shortest)
+    if bound_problem:  # exact but past what sample and the chart take on
+        errors.append(find("string-length-bound", bound_problem))
     if longest is not None and longest > LENGTH_BOUND:
         warnings.append(
             find(

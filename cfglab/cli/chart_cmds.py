@@ -117,10 +117,11 @@ def next_token_command(
 
 # --- input -------------------------------------------------------------------------------------
 def _chart(path: Path) -> Chart:
+    from cfglab.analysis.graph import require_string_length
     from cfglab.chart.front import Chart
     from cfglab.grammar.dsl import load_grammar
 
-    return Chart(load_grammar(path))
+    return Chart(require_string_length(load_grammar(path)))
 
 
 def _blocks(

@@ -31,10 +31,11 @@ def sample_command(
     max_length: int = typer.Option(4096, "--max-length", help="Bound for recursive grammars."),
 ) -> None:
     """Sample strings from a grammar, with every token's ancestors and NT boundaries."""
+    from cfglab.analysis.graph import require_string_length
     from cfglab.grammar.dsl import load_grammar
     from cfglab.grammar.sample import sample
 
-    g = load_grammar(grammar)
+    g = require_string_length(load_grammar(grammar))
     samples = sample(g, n, seed, max_length=max_length)
     for i in range(len(samples)):
         if as_json:

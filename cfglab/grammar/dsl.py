@@ -88,12 +88,25 @@ def read_text_file(path: str | Path, what: str, empty_hint: str = "") -> str:
     if not data.strip():
         raise CfglabError(f"{p}: the file is empty" + (f"; {empty_hint}" if empty_hint else ""))
     if b"\x00" in data:
-        raise CfglabError(f"{p}: a binary file (it contains NUL bytes), not a {what}")
+        raise _binary(p, data, what)
     data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not content
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise _not_utf8(p, data, err, what) from None
+
+
+def _binary(p: Path, data: bytes, what: str) -> LocatedError:
+    at = data.index(b"\x00")
+    line_start = data.rfind(b"\n", 0, at) + 1
+    where = Location(
+        str(p),
+        data.count(b"\n", 0, at) + 1,
+        len(data[line_start:at].decode("utf-8", "replace")) + 1,
+    )
+    return LocatedError(
+        f"a NUL byte: this is a binary file, not a {what}", where, "is this the right file?"
+    )
 
 
 def _not_utf8(p: Path, data: bytes, err: UnicodeDecodeError, what: str) -> LocatedError:
@@ -233,6 +246,9 @@ def _unwritable_reason(g: Grammar) -> str | None:
         problem = _rule_problem(g, r, nonterminals, seen)
         if problem:
             return f"rule {r.lhs} -> {' '.join(map(str, r.rhs))}: {problem}"
+    for nt in g.nonterminals:  # the reader refuses sums that overflow (dsl_build)
+        if not math.isfinite(sum(r.weight for r in g.rules_of(nt))):
+            return f"the weights of {nt}'s rules add up past the largest float"
     return None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -273,9 +274,11 @@ class Builder:
     def _rules(self, nonterminals: dict[str, None], terminals: tuple[str, ...]) -> tuple[Rule, ...]:
         rules: list[Rule] = []
         seen: dict[tuple[str, tuple[str, ...]], Token] = {}
+        totals: dict[str, float] = {}
         for alt in self.alternatives:
             rhs = self._rhs(alt, nonterminals, terminals)
             weight = self._weight(alt.weight)
+            self._add_weight(alt, weight, totals)
             if rhs is None:
                 continue
             if not rhs:
@@ -359,6 +362,26 @@ class Builder:
         self.problem(tok, lambda: (problem, "a weight is a positive number, as in [0.5] or [2]"))
         return 1.0
 
+    def _add_weight(self, alt: _Alternative, weight: float, totals: dict[str, float]) -> None:
+        """Sum the weights of alt's nonterminal; the weight whose sum overflows is the problem.
+
+        Rule probabilities divide by this sum, so an infinite one makes every probability of
+        the nonterminal 0 or NaN (and entropy, sampling and the chart meaningless)."""
+        lhs = alt.lhs.value
+        before = totals.get(lhs, 0.0)
+        total = totals[lhs] = before + weight
+        if math.isfinite(total) or not math.isfinite(before) or alt.weight is None:
+            return
+        self.problem(
+            alt.weight,
+            _said(
+                f"the weights of {lhs}'s rules add up past the largest float "
+                f"(about {_FLOAT_MAX:.3g}), so its rule probabilities cannot be computed",
+                "only ratios of weights matter: scale all of this nonterminal's weights "
+                "down (e.g. [1e300] → [1])",
+            ),
+        )
+
     # --- reporting -----------------------------------------------------------------------
     def _first_problem(self) -> LocatedError:
         first = min(self.problems, key=lambda p: (p.line, p.col))
@@ -372,6 +395,9 @@ class Builder:
         return LocatedError(what[0], location(self.text, self.file, line, col), what[1])
 
 
+_FLOAT_MAX = sys.float_info.max
+
+
 def _weight_problem(body: str) -> str | None:
     if not body:
         return "an empty weight []"
@@ -380,6 +406,8 @@ def _weight_problem(body: str) -> str | None:
     value = float(body)
     if not math.isfinite(value):
         return f"the weight [{clip(body)}] is too large"
+    if value == 0 and re.search(r"[1-9]", body.split("e")[0].split("E")[0]):
+        return f"the weight [{clip(body)}] is too small: it rounds to 0"
     if value <= 0:
         return f"the weight [{clip(body)}] is not positive"
     return None

@@ -34,6 +34,7 @@ from cfglab.grammar.core import Grammar, GrammarArrays, Tree
 DEFAULT_MAX_LENGTH = 4096
 DEFAULT_MAX_DEPTH = 64
 _MAX_REDRAW_ROUNDS = 50
+_WIDE = 64  # more alternatives than this on a nonterminal: choose rules by binary search
 
 
 @dataclass
@@ -141,7 +142,14 @@ def _choose_rules(
     first = a.nt_first_rule[nts - a.n_terminals]
     count = a.nt_n_rules[nts - a.n_terminals]
     u = rng.random(len(nts))
-    k = (u[:, None] >= cum[nts - a.n_terminals]).sum(axis=1)
+    rows = nts - a.n_terminals
+    if cum.shape[1] <= _WIDE:
+        k = (u[:, None] >= cum[rows]).sum(axis=1)
+    else:  # the same count by binary search per nonterminal: no (occurrences, width) array
+        k = np.empty(len(nts), dtype=np.int64)
+        for row in np.unique(rows):
+            at = rows == row
+            k[at] = np.searchsorted(cum[row], u[at], side="right")  # rows are nondecreasing
     return first + np.minimum(k, count - 1)
 
 
