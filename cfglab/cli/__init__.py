@@ -57,6 +57,7 @@ _COMMAND_MODULES = (
     "cfglab.cli.probe_cmds",  # probe, attention
     "cfglab.cli.sweep_cmds",  # sweep, report
     "cfglab.cli.demo_cmds",
+    "cfglab.cli.lexicon_cmds",  # implicit
 )
 
 
