@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from cfglab.evaluate.generation import proportion
-from cfglab.sweep.report.paper import CLAIMS, NOT_AT_BUDGET, NOT_MEASURED, REPRODUCED, paper_table
+from cfglab.sweep.report.paper import (
+    CLAIMS,
+    CONTRADICTED,
+    NOT_AT_BUDGET,
+    NOT_MEASURED,
+    REPRODUCED,
+    paper_table,
+)
 
 
 def _row(pe: str, k0: int, noise: float = 0.0, k_low: int | None = None, rule: str | None = None):
@@ -156,3 +163,23 @@ def test_results_8_9_without_end_to_end_is_not_measured() -> None:
     del row["_results"]["attention"]["end_to_end"]
     line = {line[0]: line for line in paper_table([row])}["8–9 end→end"]
     assert line[3] == NOT_MEASURED
+
+
+def _embedding(probe: float, twin: float, gap: float) -> dict:
+    return {
+        "trained": {"probe_accuracy": probe, "gap": gap, "within": gap, "between": 0.0},
+        "untrained": {"probe_accuracy": twin, "gap": 0.0, "within": 0.0, "between": 0.0},
+    }
+
+
+def test_result_10_reads_the_embedding_verdict_of_implicit_runs() -> None:
+    def verdict_of(k0: int, emb: dict | None) -> str:
+        row = _row("rot", k0)
+        if emb is not None:
+            row["_results"]["embedding"] = emb
+        return {line[0]: line for line in paper_table([row])}["10 implicit"][3]
+
+    assert verdict_of(195, None) == NOT_MEASURED
+    assert verdict_of(195, _embedding(1.0, 0.3, 0.4)) == REPRODUCED
+    assert verdict_of(195, _embedding(0.5, 0.3, 0.4)) == CONTRADICTED  # learned, bags not grouped
+    assert verdict_of(100, _embedding(0.5, 0.3, 0.4)) == NOT_AT_BUDGET

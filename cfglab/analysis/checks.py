@@ -220,7 +220,22 @@ def _entropy(g: Grammar, ambiguity: dict | None) -> dict:
     cond = (ambiguity or {}).get("tree_given_string")
     if cond is None:
         cond = {"n_strings": 0, "mean": None, "note": "no ambiguity analysis"}
-    return entropy_report(g, conditional=cond)
+    report = entropy_report(g, conditional=cond)
+    if g.hidden and report.get("h_trees") is not None:
+        report["lexicon"] = _lexicon_entropy(g, report["h_trees"])
+    return report
+
+
+def _lexicon_entropy(g: Grammar, h_trees: float) -> dict:
+    """The lexicon's share of H(trees): H(trees) less that of the hidden-terminal grammar, i.e.
+    Σ_t E[count of t] · H(token | t) (exact); over strings, overlap bags give back some of it."""
+    from cfglab.analysis.entropy import tree_entropy
+    from cfglab.grammar.lexicon import hidden_grammar
+
+    base = tree_entropy(hidden_grammar(g))
+    h_base = None if base is None else base["h_trees"]
+    share = None if h_base is None else h_trees - h_base
+    return {"h_trees_hidden": h_base, "h_trees_lexicon": share, "bags": len(g.hidden)}
 
 
 def _violations(report: CheckReport, c: CheckConstraints) -> list[Finding]:

@@ -58,6 +58,7 @@ _COMMAND_MODULES = (
     "cfglab.cli.patch_cmds",  # patch
     "cfglab.cli.sweep_cmds",  # sweep, report
     "cfglab.cli.demo_cmds",
+    "cfglab.cli.lexicon_cmds",  # implicit
 )
 
 

@@ -110,7 +110,8 @@ def next_token_command(
         for line, tokens, rows in zip(lines, block, chart.next_token_batch(block)):
             words = chart.grammar.decode(tokens)
             if as_json:
-                sys.stdout.write(json.dumps({"tokens": words, "next": rows.tolist()}) + "\n")
+                record = {"tokens": words, "next": rows.tolist(), "columns": names}
+                sys.stdout.write(json.dumps(record) + "\n")
             else:
                 out.print(_next_table(line, words, names, rows))
 

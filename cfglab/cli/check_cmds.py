@@ -182,7 +182,20 @@ def _facts_table(report: CheckReport) -> Table:
     table.add_row("ambiguity", _ambiguity_text(report.ambiguity))
     if report.entropy is not None:
         table.add_row("entropy", _entropy_text(report.entropy))
+        if "lexicon" in report.entropy:
+            table.add_row("lexicon", _lexicon_text(report.entropy["lexicon"]))
     return table
+
+
+def _lexicon_text(lex: dict) -> str:
+    """The implicit grammar's lexicon: its share of H(trees) beside the hidden terminals' CFG."""
+    share = lex.get("h_trees_lexicon")
+    if share is None:
+        return f"{lex['bags']} bags (entropy share not computed)"
+    return (
+        f"{lex['bags']} bags; {share:.4g} nats/string of H(trees) come from the bags "
+        f"(the hidden-terminal CFG has {lex['h_trees_hidden']:.4g})"
+    )
 
 
 def _entropy_text(ent: dict) -> str:

@@ -12,9 +12,10 @@ import typer
 from cfglab.cli.console import out
 
 if TYPE_CHECKING:
+    import numpy as np
     from rich.tree import Tree as RichTree
 
-    from cfglab.grammar.core import Tree
+    from cfglab.grammar.core import Grammar, Tree
     from cfglab.grammar.sample import Samples
 
 
@@ -62,7 +63,17 @@ def sample_record(samples: Samples, i: int) -> dict[str, Any]:
         "boundaries": boundaries.astype(int).tolist(),
         "b_sharp": samples.b_sharp[lo:hi].tolist(),
         "ancestor_index": samples.ancestor_index[:, lo:hi].tolist(),
+        # the hidden terminal of each token (its lowest ancestor) in an implicit grammar;
+        # in an ordinary grammar the token is its own terminal
+        "terminals": _hidden_terminals(g, ancestors, g.decode(samples.string(i))),
     }
+
+
+def _hidden_terminals(g: Grammar, ancestors: np.ndarray, tokens: list[str]) -> list[str]:
+    if not g.hidden:
+        return tokens
+    lowest = [int(col[col >= 0][-1]) for col in ancestors.T]
+    return [g.nonterminals[a] for a in lowest]
 
 
 def render_tree(node: Tree, parent: RichTree | None = None) -> RichTree:

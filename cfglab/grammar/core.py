@@ -77,11 +77,16 @@ class Grammar:
     rules: tuple[Rule, ...]
     header: tuple[str, ...] = field(default=(), compare=False)  # leading comment lines
     source: str | None = field(default=None, compare=False)  # file it was read from
+    # Implicit CFGs (Result 10): the hidden terminals, each a nonterminal whose rules are unary
+    # `t -> token` (its bag, weights = the bag's weights); `terminals` are then the observed
+    # tokens. Empty for an ordinary grammar. See cfglab.grammar.lexicon.
+    hidden: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "terminals", tuple(self.terminals))
         object.__setattr__(self, "rules", _group_by_lhs(tuple(self.rules)))
         object.__setattr__(self, "header", tuple(self.header))
+        object.__setattr__(self, "hidden", tuple(self.hidden))
 
     # --- symbols -------------------------------------------------------------------------
     @cached_property
@@ -124,6 +129,14 @@ class Grammar:
     def _weight_totals(self) -> dict[str, float]:
         """Each nonterminal's sum of weights, once (re-summing per rule is quadratic in fan-out)."""
         return {nt: sum(r.weight for r in rules) for nt, rules in self._rules_by_lhs.items()}
+
+    def is_hidden(self, name: str) -> bool:
+        """A hidden terminal of an implicit grammar (a nonterminal over a bag of tokens)."""
+        return name in self._hidden_set
+
+    @cached_property
+    def _hidden_set(self) -> frozenset[str]:
+        return frozenset(self.hidden)
 
     # --- levels --------------------------------------------------------------------------
     @cached_property

@@ -190,14 +190,24 @@ def format_grammar(g: Grammar) -> str:
     width = max(map(len, g.nonterminals), default=0)
     width = width if width <= 16 else 0
     previous = None
-    for nt in g.nonterminals:
+    for nt in (nt for nt in g.nonterminals if not g.is_hidden(nt)):
         level = levels.get(nt, previous) if levels else None  # unreachable: no level of its own
         if previous is not None and level != previous:
             lines.append("")  # a blank line between levels of a layered grammar
         previous = level
         alternatives = " | ".join(_alternative_text(g, r) for r in g.rules_of(nt))
         lines.append(f"{nt.ljust(width)} -> {alternatives}")
+    lines += _bag_lines(g)
     return "\n".join(lines) + "\n"
+
+
+def _bag_lines(g: Grammar) -> list[str]:
+    """The lexicon of an implicit grammar, one `bag` line per hidden terminal, after the rules."""
+    lines = [""] if g.hidden else []
+    for t in g.hidden:
+        tokens = " ".join(_alternative_text(g, r) for r in g.rules_of(t))
+        lines.append(f"bag {quote(t)} -> {tokens}")
+    return lines
 
 
 def save_grammar(g: Grammar, path: str | Path) -> None:
@@ -210,7 +220,7 @@ def save_grammar(g: Grammar, path: str | Path) -> None:
 
 
 def _alternative_text(g: Grammar, rule: Rule) -> str:
-    text = " ".join(quote(s) if g.is_terminal(s) else s for s in rule.rhs)
+    text = " ".join(quote(s) if g.is_terminal(s) or g.is_hidden(s) else s for s in rule.rhs)
     return text if rule.weight == 1.0 else f"{text} [{float(rule.weight)!r}]"
 
 
@@ -226,7 +236,7 @@ def _unwritable_reason(g: Grammar) -> str | None:
     for what, name in [
         ("grammar name", g.name),
         ("start symbol", g.start),
-        *(("nonterminal", nt) for nt in g.nonterminals),
+        *(("nonterminal", nt) for nt in g.nonterminals if not g.is_hidden(nt)),
     ]:
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             return f"the {what} {name!r} is not an identifier"
@@ -241,6 +251,9 @@ def _unwritable_reason(g: Grammar) -> str | None:
             return f"terminal {t!r} is not a non-empty string"
         if t in nonterminals:
             return f"{t!r} is both a terminal and a nonterminal"
+    reason = _lexicon_unwritable(g)
+    if reason:
+        return reason
     seen: set[tuple[str, tuple[str, ...]]] = set()
     for r in g.rules:
         problem = _rule_problem(g, r, nonterminals, seen)
@@ -249,6 +262,24 @@ def _unwritable_reason(g: Grammar) -> str | None:
     for nt in g.nonterminals:  # the reader refuses sums that overflow (dsl_build)
         if not math.isfinite(sum(r.weight for r in g.rules_of(nt))):
             return f"the weights of {nt}'s rules add up past the largest float"
+    return None
+
+
+def _lexicon_unwritable(g: Grammar) -> str | None:
+    """Hidden terminals are written as bags last: each is a non-empty string with unary rules to
+    tokens, every quoted symbol of the other rules is one, and they come after the other rules."""
+    if not g.hidden:
+        return None
+    for t in g.hidden:
+        rules = g.rules_of(t)
+        if not t or not rules or any(len(r.rhs) != 1 or not g.is_terminal(r.rhs[0]) for r in rules):
+            return f"hidden terminal {t!r} is not a non-empty bag of tokens"
+    ordinary = [nt for nt in g.nonterminals if not g.is_hidden(nt)]
+    if list(g.nonterminals) != ordinary + list(g.hidden):
+        return "its hidden terminals are not the last nonterminals, in bag order"
+    for r in g.rules:
+        if not g.is_hidden(r.lhs) and any(g.is_terminal(s) for s in r.rhs):
+            return f"rule {r.lhs} -> {' '.join(r.rhs)} uses a token outside a bag"
     return None
 
 

@@ -26,6 +26,7 @@ from cfglab.grammar.dsl_errors import (
     location,
     position,
 )
+from cfglab.grammar.dsl_lexicon import BagLine, bag_line, build_lexicon
 from cfglab.grammar.dsl_quote import BadEscape, quote, unquote
 
 
@@ -61,6 +62,7 @@ class Builder:
         self.alternatives: list[_Alternative] = []
         self.first_statement: Token | None = None
         self._terminal_cache: dict[str, str | None] = {}
+        self.bags: list[BagLine] = []  # lexicon lines (implicit CFGs), see dsl_lexicon
 
     def problem(self, at: Token, explain: Callable[[], tuple[str, str]], offset: int = 0) -> None:
         line, col = position(at)
@@ -76,8 +78,9 @@ class Builder:
             getattr(self, "_" + statement.data)(statement.children)
         self._check_declarations()
         nonterminals = dict.fromkeys(a.lhs.value for a in self.alternatives)
-        terminals = self._terminals(nonterminals)
-        rules = self._rules(nonterminals, terminals)
+        lexicon = build_lexicon(self, self.bags, nonterminals) if self.bags else None
+        terminals = lexicon.tokens if lexicon else self._terminals(nonterminals)
+        rules = self._rules(nonterminals, lexicon.hidden if lexicon else terminals)
         if self.problems:
             raise self._first_problem()
         assert self.name is not None and self.start is not None  # else a problem was recorded
@@ -85,9 +88,10 @@ class Builder:
             self.name.value,
             self.start.value,
             terminals,
-            rules,
+            rules + (lexicon.rules if lexicon else ()),
             header=_header(self.text),
             source=source,
+            hidden=lexicon.hidden if lexicon else (),
         )
 
     def _note_statement(self, token: Token) -> None:
@@ -159,6 +163,10 @@ class Builder:
                 continue
             seen[name] = tok
             self.declared.append((name, tok))
+
+    def _bag_decl(self, children: list) -> None:
+        self._note_statement(children[0])
+        self.bags.append(bag_line(children))
 
     def _rule(self, children: list) -> None:
         lhs = children[0].children[0]

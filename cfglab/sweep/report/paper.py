@@ -314,6 +314,29 @@ def _clean_twins(rows: list[Row]) -> list[Row]:
     return [r for r in _reference(rows) if r["pe"] in pes]
 
 
+def result_10(rows: list[Row]) -> tuple[str, str]:
+    """Implicit CFGs: the runs' `embedding` results (cfglab.interpret.embedding.embedding_report);
+    reproduced when every implicit run's embedding passes `embedding.verdict`, contradicted when
+    a run that learned its language (cut0 ≥ 0.9) fails it, else not at this budget."""
+    from cfglab.interpret.embedding import verdict
+
+    reps = [(r, e) for r in rows if (e := (r.get("_results") or {}).get("embedding"))]
+    if not reps:
+        return "-", NOT_MEASURED
+    passed = [verdict(e["trained"], e["untrained"]) for _, e in reps]
+    probe = np.mean([e["trained"]["probe_accuracy"] for _, e in reps])
+    twin = np.mean([e["untrained"]["probe_accuracy"] for _, e in reps])
+    text = (
+        f"embedding → hidden terminal, held-out probe {probe:.2f} (untrained twin {twin:.2f}); "
+        f"{sum(passed)} of {len(reps)} runs group their bags"
+    )
+    if all(passed):
+        return text, REPRODUCED
+    learned = [(c := _cut0([r])) is not None and c[0] >= 0.9 for r, _ in reps]
+    failed_learned = any(lrn and not ok for lrn, ok in zip(learned, passed))
+    return text, CONTRADICTED if failed_learned else NOT_AT_BUDGET
+
+
 def result_11(rows: list[Row]) -> tuple[str, str]:
     clean, noisy = _repaired(_clean_twins(rows), True), _repaired(_noisy(rows), True)
     if clean is None or noisy is None:
@@ -451,6 +474,12 @@ CLAIMS: list[tuple[str, str, Callable[[list[Row]], tuple[str, str]]]] = [
         "8–9 end→end",
         "NT-ends attend most to adjacent NT-ends (small r): a DP-like pattern.",
         result_8_9,
+    ),
+    (
+        "10 implicit",
+        "With terminals hidden behind bags of tokens, the embedding layer groups each bag "
+        "(it encodes the hidden terminal).",
+        result_10,
     ),
     (
         "11 robustness",
