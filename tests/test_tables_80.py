@@ -88,3 +88,24 @@ def test_attention_b_columns_are_whole_numbers_at_80(narrow: Console, sharp: boo
     assert "-0.042" in text and "+0.312" in text and "B end" in text and "B prev" in text
     assert ("-0.500" in text) == sharp
     assert "B prev: B from an NT-end to the previous NT-end" in text
+
+
+def test_train_help_is_grouped_and_whole_at_80() -> None:
+    from typer.testing import CliRunner
+
+    from cfglab.cli import app
+    from cfglab.cli.config_flags import flag_name
+    from cfglab.runs import TrainConfig
+
+    res = CliRunner().invoke(
+        app, ["train", "--help"], env={"COLUMNS": "80", "TERMINAL_WIDTH": "80"}
+    )
+    assert res.exit_code == 0, res.output
+    text = res.output
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for name in [*TrainConfig.model_fields, "out", "resume", "quiet", "json"]:
+        assert flag_name(name) in text, name
+    heads = [f"─ {h} " for h in ("model", "optimiser", "data", "checkpoints and logs", "run")]
+    assert all(h in text for h in heads)
+    assert sorted(heads, key=text.index) == heads
