@@ -90,9 +90,13 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, quiet: bool, as_jso
     from cfglab.grammar.dsl import load_grammar
     from cfglab.models import describe
     from cfglab.runs import model_config_for
-    from cfglab.train import train
+    from cfglab.train import context_warning, train
 
-    mcfg = model_config_for(config, len(load_grammar(config.grammar).terminals))
+    grammar = load_grammar(config.grammar)
+    warning = context_warning(grammar, config.context)
+    if warning:
+        err.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
+    mcfg = model_config_for(config, len(grammar.terminals))
     if not quiet:
         err.print(f"[bold]model[/bold] {config.pe}: {describe(mcfg)}")
     path = train(config, out_dir, resume=resume, quiet=quiet)
