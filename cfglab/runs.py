@@ -85,7 +85,7 @@ class TrainConfig(BaseModel):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",
         description="auto (bf16 autocast on CUDA and on CPUs with bf16 instructions, fp32 on "
-        "other CPUs), fp32 or bf16 (see benchmarks/RESULTS.md, 'bf16 on the CPU').",
+        "other CPUs), fp32 or bf16 (see 'bf16 on the CPU' in the benchmarks' RESULTS.md).",
     )
     checkpoint_every: int = Field(500, ge=1, description="Steps between checkpoints.")
     keep_checkpoints: int = Field(3, ge=1, description="Newest checkpoints kept.")
@@ -127,7 +127,7 @@ class TrainConfig(BaseModel):
     tensorboard: bool = Field(
         False,
         description="Write TensorBoard event files (loss, val_loss, lr, tokens/s; the config "
-        "as hparams) under RUN_DIR/tensorboard.",
+        "as hparams) in the run directory's tensorboard folder.",
     )
     compile: bool = Field(
         False,

@@ -95,17 +95,44 @@ def _prepare_run_dir(run: RunDir, config: TrainConfig, resume: bool) -> TrainCon
                 "or choose another --out"
             )
         saved = run.read_config()
-        if saved.model_dump(exclude={"threads", "device"}) != config.model_dump(
-            exclude={"threads", "device"}
-        ):
+        differ = config_differences(saved, config)
+        if differ:
             raise CfglabError(
-                f"{run.path}: --resume with a different configuration than the "
-                "run's config.yaml; resume with the same one"
+                f"{run.path}: --resume with a different configuration than the run's "
+                f"config.yaml: {'; '.join(differ)}; resume with the same one"
             )
         return saved.model_copy(update={"threads": config.threads, "device": config.device})
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_config(config)
     return config
+
+
+def config_differences(saved: TrainConfig, given: TrainConfig) -> list[str]:
+    """`--field: run has X, given Y` for each field (but threads and device, which may change
+    between sessions) where `given` differs from the run's stored config."""
+    a, b = saved.model_dump(), given.model_dump()
+    return [
+        f"--{k.replace('_', '-')}: run has {a[k]!r}, given {b[k]!r}"
+        for k in a
+        if k not in ("threads", "device") and a[k] != b.get(k)
+    ]
+
+
+def context_warning(grammar: Grammar, context: int) -> str | None:
+    """Why `context` cannot hold the grammar's strings, with the fix; None when it can.
+
+    A window holds BOS x EOS, so a string of n tokens needs n + 2; a model whose context holds
+    no whole string can generate none, and every evaluation then fails or reports 0."""
+    from cfglab.analysis.graph import shortest
+
+    n = shortest(grammar).get(grammar.start)
+    if n is None or n + 2 <= context:
+        return None
+    return (
+        f"--context {context} cannot hold any string of this grammar: its shortest has {n} "
+        f"tokens, {n + 2} with BOS and EOS; generation and evaluation need whole strings — "
+        f"use --context {n + 2} or more (cfglab check GRAMMAR shows the length distribution)"
+    )
 
 
 def _device(name: str) -> torch.device:

@@ -29,13 +29,16 @@ def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
-def config_parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
-    """One keyword parameter per field of `model`, each a typer option defaulting to None."""
+def config_parameters(
+    model: type[BaseModel], panels: dict[str, str] | None = None
+) -> list[inspect.Parameter]:
+    """One keyword parameter per field of `model`, each a typer option defaulting to None;
+    `panels` puts a field's flag under a heading of `--help` (field name → heading)."""
     return [
         inspect.Parameter(
             name,
             inspect.Parameter.KEYWORD_ONLY,
-            default=_option(name, info),
+            default=_option(name, info, (panels or {}).get(name)),
             annotation=_annotation(info.annotation),
         )
         for name, info in model.model_fields.items()
@@ -58,9 +61,14 @@ def given_flags(model: type[BaseModel], values: dict[str, Any]) -> dict[str, Any
     return given
 
 
-def with_config_flags(model: type[BaseModel], command: Callable[..., None]) -> Callable[..., None]:
+def with_config_flags(
+    model: type[BaseModel],
+    command: Callable[..., None],
+    panels: dict[str, str] | None = None,
+) -> Callable[..., None]:
     """`command` with `model`'s flags added after its own parameters (it receives them as
-    keyword arguments; its own parameters must not share their names)."""
+    keyword arguments; its own parameters must not share their names); `panels` as in
+    `config_parameters`."""
     hints = typing.get_type_hints(command)
     own = [
         p.replace(annotation=hints[p.name])
@@ -68,7 +76,14 @@ def with_config_flags(model: type[BaseModel], command: Callable[..., None]) -> C
         if p.kind is not inspect.Parameter.VAR_KEYWORD
     ]
     taken = {p.name for p in own}
-    extra = [p for p in config_parameters(model) if p.name not in taken]
+    extra = [p for p in config_parameters(model, panels) if p.name not in taken]
+    if panels:
+        # `--help` lists headings in the order their first flag comes: the config's groups
+        # in `panels`' order, then the command's own options (keyword-only from here on)
+        order = list(dict.fromkeys(panels.values()))
+        extra.sort(key=lambda p: order.index(panels[p.name]) if p.name in panels else len(order))
+        extra += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+        own = []
 
     def wrapped(**kwargs: Any) -> None:
         command(**kwargs)
@@ -80,7 +95,7 @@ def with_config_flags(model: type[BaseModel], command: Callable[..., None]) -> C
     return wrapped
 
 
-def _option(name: str, info: FieldInfo) -> Any:
+def _option(name: str, info: FieldInfo, panel: str | None = None) -> Any:
     annotation = _strip_optional(info.annotation)
     decls = [flag_name(name)]
     if annotation is bool:
@@ -94,7 +109,7 @@ def _option(name: str, info: FieldInfo) -> Any:
             help_text += f" (default: {default})"
     if _flag_type(info.annotation) is str and not _is_text(info.annotation):
         help_text += " (YAML)"
-    return typer.Option(None, *decls, help=help_text, show_default=False)
+    return typer.Option(None, *decls, help=help_text, show_default=False, rich_help_panel=panel)
 
 
 def _annotation(annotation: Any) -> Any:

@@ -203,19 +203,27 @@ def render_attention(result: dict[str, Any]) -> None:
     near = [d for d in (0, 1, 2, 4, 8) if d in p]
     r_col = result["adjacency"]["r"].index(1) if 1 in result["adjacency"]["r"] else None
     d_col = result["offset"]["delta"].index(0)
+    # short headers and a legend: at 80 columns (or in a pipe) long ones squeezed the B
+    # columns, the figures the command exists for, down to `-0.0…`
     table = Table(
-        title="attention by distance Ā_p, and B = A − Ā at NT-ends (mean over levels)",
+        title="attention: Ā by distance p, B = A − Ā at NT-ends (mean over levels)",
         title_justify="left",
+        box=None,
+        padding=(0, 1),
+        header_style="bold",
     )
-    table.add_column("layer")
-    table.add_column("head")
+    table.add_column("L", no_wrap=True)
+    table.add_column("h", no_wrap=True)
     for d in near:
-        table.add_column(f"Ā p={d}", justify="right")
-    table.add_column("B at NT-end (δ=0)", justify="right")
+        table.add_column(f"Ā p{d}", justify="right", no_wrap=True, min_width=5)
+    legend = ["B end: B at an NT-end to the NT-end itself (δ=0)"]
+    table.add_column("B end", justify="right", no_wrap=True, min_width=6)
     sharp = result.get("offset_sharp")
     if sharp:
-        table.add_column("B at b♯ NT-end (δ=0)", justify="right")
-    table.add_column("B to previous NT-end (r=1)", justify="right")
+        table.add_column("B♯ end", justify="right", no_wrap=True, min_width=6)
+        legend.append("B♯ end: the same at b♯ NT-ends (δ=0)")
+    table.add_column("B prev", justify="right", no_wrap=True, min_width=6)
+    legend.append("B prev: B from an NT-end to the previous NT-end (r=1)")
     for l, heads in enumerate(result["distance"]["mean"]):
         for h, curve in enumerate(heads):
             cells = [_num(curve[p.index(d)]) for d in near]
@@ -233,6 +241,8 @@ def render_attention(result: dict[str, Any]) -> None:
                 str(l + 1), str(h), *cells, _num(off, sign=True), *extra, _num(adj, sign=True)
             )
     out.print(table)
+    for line in ["L: layer, h: head", *legend]:
+        out.print(line)
     out.print(
         f"written: {Path(result['run']) / 'attention' / 'attention.json'}"
         + "".join(f", {q}" for q in result.get("plots", []))

@@ -49,22 +49,40 @@ def sweep_command(
         True, "--dashboard/--no-dashboard", help="Start the Ray dashboard with a local Ray."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Ray's and the trials' logs too."),
+    storage: Path | None = typer.Option(
+        None,
+        "--storage",
+        help="Where the sweep directory goes (STORAGE/NAME), over the file's `storage:`.",
+    ),
     as_json: bool = _JSON,
 ) -> None:
     """Train every point of a grid on Ray Tune, evaluate each run as a Ray task, write a report."""
     from cfglab.sweep.spec import load_sweep
 
     loaded = load_sweep(file, smoke)  # a bad file fails here, before Ray starts
-    sweep = run(loaded, file, address, resume, smoke, dashboard, verbose, as_json)
+    if storage is not None:
+        loaded = with_storage(loaded, storage)
+    sweep = run(loaded, file, address, resume, smoke, dashboard, verbose, as_json, storage)
     if sweep is not None:
         _report(sweep, as_json)
 
 
-def resume_command(file: Path, smoke: bool, address: str | None) -> str:
+def with_storage(loaded: Any, storage: Path) -> Any:
+    """The sweep with `storage` in place of its file's `storage:`."""
+    import dataclasses
+
+    spec = loaded.spec.model_copy(update={"storage": str(storage)})
+    return dataclasses.replace(loaded, spec=spec)
+
+
+def resume_command(
+    file: Path, smoke: bool, address: str | None, storage: Path | None = None
+) -> str:
     parts = (
         ["cfglab", "sweep", str(file), "--resume"]
         + (["--smoke"] if smoke else [])
         + (["--address", address] if address else [])
+        + (["--storage", str(storage)] if storage else [])
     )
     return " ".join(shlex.quote(p) for p in parts)
 
@@ -78,6 +96,7 @@ def run(
     dashboard: bool,
     verbose: bool,
     as_json: bool = False,
+    storage: Path | None = None,
 ) -> Path | None:
     """Run the sweep; the sweep directory when every trial finished, None when interrupted."""
     from cfglab.sweep.tune import run_sweep
@@ -91,7 +110,7 @@ def run(
         say=lambda m: err.print(f"[bold]sweep[/bold] {m}"),
         progress=_task_progress,
     )
-    again = resume_command(file, smoke, address)
+    again = resume_command(file, smoke, address, storage)
     if outcome.interrupted:
         err.print(
             f"[yellow]interrupted[/yellow]: the sweep's state is saved in "

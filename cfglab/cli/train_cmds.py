@@ -13,20 +13,46 @@ from cfglab.cli.console import err, out
 from cfglab.errors import CfglabError
 from cfglab.runs import TrainConfig
 
+_GROUPS = {
+    "model": "pe mlm_pe layers heads dim mlp_ratio bias tie_weights rope_base max_rel dropout "
+    "compile",
+    "optimiser": "steps lr min_lr warmup weight_decay beta1 beta2 grad_clip batch",
+    "data": "grammar context noise_fraction noise_rate mask_prob holdout_rule chunk_strings "
+    "align_windows seed",
+    # no on/off flags here, so the long names keep their width at 80 columns
+    "checkpoints and logs": "checkpoint_every keep_checkpoints eval_every eval_batches log_every",
+}
+# `train --help` under five headings rather than one list of ~45 flags; a field not named
+# above (a new one) goes under "run".
+PANELS = {field: group for group, fields in _GROUPS.items() for field in fields.split()} | {
+    field: "run"
+    for field in TrainConfig.model_fields
+    if not any(field in f.split() for f in _GROUPS.values())
+}
+
 
 def register(app: typer.Typer) -> None:
-    app.command("train")(with_config_flags(TrainConfig, train_command))
+    app.command("train")(with_config_flags(TrainConfig, train_command, PANELS))
 
 
 def train_command(
     config_file: Path | None = typer.Argument(
         None, help="YAML config (same fields as the flags; flags override it)."
     ),
-    out_dir: Path | None = typer.Option(None, "--out", help="Run directory to write."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="Run directory to write.", rich_help_panel="run"
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in --out.", rich_help_panel="run"
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress bar.", rich_help_panel="run"
+    ),
     as_json: bool = typer.Option(
-        False, "--json", help="Print the run directory and the final metrics as JSON."
+        False,
+        "--json",
+        help="Print the run directory and the final metrics as JSON.",
+        rich_help_panel="run",
     ),
     **flags: Any,
 ) -> None:
@@ -64,9 +90,13 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, quiet: bool, as_jso
     from cfglab.grammar.dsl import load_grammar
     from cfglab.models import describe
     from cfglab.runs import model_config_for
-    from cfglab.train import train
+    from cfglab.train import context_warning, train
 
-    mcfg = model_config_for(config, len(load_grammar(config.grammar).terminals))
+    grammar = load_grammar(config.grammar)
+    warning = context_warning(grammar, config.context)
+    if warning:
+        err.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
+    mcfg = model_config_for(config, len(grammar.terminals))
     if not quiet:
         err.print(f"[bold]model[/bold] {config.pe}: {describe(mcfg)}")
     path = train(config, out_dir, resume=resume, quiet=quiet)

@@ -225,6 +225,9 @@ def _filled(hf: PreTrainedModel, sd: dict[str, Any]) -> PreTrainedModel:
 
 def to_hf(loaded: LoadedRun) -> PreTrainedModel:
     """The run's model as a stock transformers model (abs: GPT-2, rot: GPT-NeoX), fp32, eval."""
+    from cfglab.interop.extra import require
+
+    require("transformers", what="exporting to Hugging Face")
     _check_exportable(loaded)
     return _gpt2(loaded) if loaded.config.pe == "abs" else _neox(loaded)
 
@@ -237,6 +240,9 @@ def _vocab(grammar: Grammar) -> Any:
 
 def grammar_tokenizer(grammar: Grammar) -> PreTrainedTokenizerFast:
     """A fast tokenizer whose ids are cfglab's: terminals 0..T-1, then <bos>, <eos>, <mask>."""
+    from cfglab.interop.extra import require
+
+    require("tokenizers", "transformers", what="a Hugging Face tokenizer")
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
     from tokenizers.pre_tokenizers import WhitespaceSplit

@@ -188,6 +188,9 @@ def open_hf(
     device: str = "cpu",
 ) -> EvalContext:
     """An EvalContext around a local HF model directory and a grammar (no network)."""
+    from cfglab.interop.extra import require
+
+    require("transformers", what="evaluate --hf")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging

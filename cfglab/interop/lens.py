@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cfglab.errors import CfglabError
+from cfglab.interop.extra import require
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -51,6 +52,7 @@ def transformer_lens_model(
                 "native=False); CfglabLens keeps cfglab's own weights and numerics"
             )
         return _native(run_dir, step, device)
+    require("transformer_lens", "transformers", what="TransformerLens's TransformerBridge")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local directory: never ask the Hub
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -65,6 +67,7 @@ def transformer_lens_model(
 
 
 def _native(run_dir: str | Path, step: int | None, device: str) -> CfglabLens:
+    require("transformer_lens", what="CfglabLens (a TransformerLens HookedRootModule)")
     from cfglab.interop.lens_native import CfglabLens
     from cfglab.runs import load_run
 

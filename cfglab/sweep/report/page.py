@@ -33,6 +33,7 @@ from cfglab.sweep.report.generation import (
 from cfglab.sweep.report.plots import write_plots
 
 if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions, RenderResult
     from rich.table import Table
 
 
@@ -107,27 +108,58 @@ def headline(
     return [columns[i] for i in keep], [[line[i] for i in keep] for line in body]
 
 
-def rich_table(rows: list[dict[str, Any]], title: str = "") -> Table:
+def rich_table(rows: list[dict[str, Any]], title: str = "") -> RunsTable:
     """The terminal summary: one row per run; a run that did not finish shows `step/steps *`."""
-    from rich.table import Table
-
     columns, body = headline(rows, compact=True)
-    table = Table(
-        title=title or None, title_justify="left", padding=(0, 1), box=None, header_style="bold"
-    )
-    for i, c in enumerate(columns):
-        if i == 0:  # names fold onto a second line rather than squeezing the numbers
-            table.add_column(c, overflow="fold", ratio=1)
-        else:
+    return RunsTable(columns, body, title)
+
+
+@dataclass
+class RunsTable:
+    """The runs table, laid out for the console it is printed on: with the run names in the
+    first column where they fit whole, else with a number per run and the names listed whole
+    under the table (a folded name is unreadable: `min / i-a / bs- …` at 80 columns)."""
+
+    columns: list[str]
+    body: list[list[str]]
+    title: str = ""
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.text import Text
+
+        names = [line[0] for line in self.body]
+        numbers = [line[1:] for line in self.body]
+        widths = [
+            max([len(c)] + [len(line[i]) for line in self.body]) for i, c in enumerate(self.columns)
+        ]
+        if sum(widths) + 2 * len(widths) <= options.max_width:
+            yield self._table(self.columns, self.body)
+            return
+        index = [str(i + 1) for i in range(len(names))]
+        yield self._table(["#", *self.columns[1:]], [[i, *n] for i, n in zip(index, numbers)])
+        for i, name in zip(index, names):
+            yield Text(f"{i:>3}  {name}", no_wrap=True, overflow="fold")
+
+    def _table(self, columns: list[str], body: list[list[str]]) -> Table:
+        from rich.table import Table
+
+        table = Table(
+            title=self.title or None,
+            title_justify="left",
+            padding=(0, 1),
+            box=None,
+            header_style="bold",
+        )
+        for i, c in enumerate(columns):
             table.add_column(
                 c,
-                justify="right",
+                justify="left" if i == 0 else "right",
                 no_wrap=True,
                 min_width=max([len(c)] + [len(line[i]) for line in body]),
             )
-    for line in body:
-        table.add_row(*line)
-    return table
+        for line in body:
+            table.add_row(*line)
+        return table
 
 
 def budget_lines(rows: list[dict[str, Any]]) -> list[str]:

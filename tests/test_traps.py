@@ -1,0 +1,91 @@
+"""The traps a newcomer hits, closed: a context too short for the grammar, --resume with a
+changed config, a missing interop package, and `sweep --storage`."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import tomllib
+from typer.testing import CliRunner
+
+from cfglab.cli import app
+from cfglab.errors import CfglabError
+from cfglab.grammar.dsl import load_grammar
+from cfglab.runs import TrainConfig
+from cfglab.train import context_warning, train
+
+ROOT = Path(__file__).resolve().parents[1]
+CFG3F = ROOT / "grammars" / "cfg3f.cfg"
+TINY = dict(layers=1, heads=1, dim=8, batch=2, steps=2, threads=1, chunk_strings=8)
+TINY |= dict(checkpoint_every=2, eval_every=2, eval_batches=1, log_every=1)
+
+
+def test_context_too_short_for_every_string_says_the_fix() -> None:
+    from cfglab.analysis.graph import shortest
+
+    g = load_grammar(CFG3F)
+    n = shortest(g)[g.start]
+    assert n >= 64  # the paper's cfg3f: every string is at least 64 tokens
+    message = context_warning(g, 32)
+    assert message is not None
+    assert f"shortest has {n} tokens" in message and f"--context {n + 2}" in message
+    assert context_warning(g, n + 2) is None
+    assert context_warning(g, n + 1) is not None  # BOS and EOS need room too
+
+
+def test_train_cli_warns_on_a_short_context(tmp_path: Path) -> None:
+    args = ["train", "--grammar", str(CFG3F), "--context", "32", "--out", str(tmp_path / "r")]
+    args += [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()] + ["-q"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "warning:" in res.output and "--context 66" in res.output.replace("\n", " ")
+
+
+def test_resume_with_a_changed_config_names_the_fields(tmp_path: Path) -> None:
+    grammar = ROOT / "grammars" / "mini.cfg"
+    cfg = TrainConfig(grammar=str(grammar), context=64, **TINY)
+    train(cfg, tmp_path / "r", quiet=True)
+    changed = cfg.model_copy(update={"lr": 0.01, "dim": 16, "threads": 2})
+    with pytest.raises(CfglabError) as e:
+        train(changed, tmp_path / "r", resume=True, quiet=True)
+    text = str(e.value)
+    assert "--lr: run has 0.0003, given 0.01" in text and "--dim: run has 8, given 16" in text
+    assert "--threads" not in text  # threads may change between sessions
+
+
+def test_a_missing_interop_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cfglab.interop.extra import require
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda m, *a: None if m == "transformers" else real(m, *a)
+    )
+    with pytest.raises(CfglabError, match=r"needs transformers.*pip install -e \.\[interop\]"):
+        require("torch", "transformers", what="exporting")
+    require("torch", what="anything")  # an installed one passes
+
+
+def test_the_interop_extra_lists_its_packages_and_dev_keeps_them() -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for package in ("transformers", "transformer-lens", "nnsight"):
+        assert any(d.startswith(package + ">") for d in extras["interop"]), package
+        assert any(d.startswith(package + ">") for d in extras["dev"]), package
+
+
+def test_sweep_storage_overrides_the_file(tmp_path: Path) -> None:
+    from cfglab.cli.sweep_cmds import resume_command, with_storage
+    from cfglab.sweep.spec import load_sweep
+    from cfglab.sweep.tune import sweep_dir_for
+
+    loaded = load_sweep(ROOT / "sweeps" / "quick.yaml")
+    moved = with_storage(loaded, tmp_path / "elsewhere")
+    assert sweep_dir_for(moved) == (tmp_path / "elsewhere").resolve() / loaded.name
+    assert sweep_dir_for(loaded) != sweep_dir_for(moved)
+    again = resume_command(Path("sweeps/quick.yaml"), False, None, tmp_path / "elsewhere")
+    assert again.endswith(f"--storage {tmp_path / 'elsewhere'}")
+    help_text = CliRunner().invoke(app, ["sweep", "--help"]).output
+    assert "--storage" in help_text
