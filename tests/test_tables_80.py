@@ -98,7 +98,7 @@ def test_train_help_is_grouped_and_whole_at_80() -> None:
     from cfglab.runs import TrainConfig
 
     res = CliRunner().invoke(
-        app, ["train", "--help"], env={"COLUMNS": "80", "TERMINAL_WIDTH": "80"}
+        app, ["train", "--help"], env={"COLUMNS": "80"}
     )
     assert res.exit_code == 0, res.output
     text = res.output

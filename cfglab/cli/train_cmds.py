@@ -14,15 +14,17 @@ from cfglab.errors import CfglabError
 from cfglab.runs import TrainConfig
 
 _GROUPS = {
-    "model": "pe mlm_pe layers heads dim mlp_ratio bias tie_weights rope_base max_rel dropout "
-    "compile",
+    "model": "pe mlm_pe layers heads dim mlp_ratio bias tie_weights rope_base rope_dim max_rel "
+    "dropout compile",
+    # a panel of its own: the on/off column of --canon-residual would squeeze the model panel
+    "Canon layers (Part 4.1)": "canon canon_kernel canon_residual",
     "optimiser": "steps lr min_lr warmup weight_decay beta1 beta2 grad_clip batch",
     "data": "grammar context noise_fraction noise_rate mask_prob holdout_rule chunk_strings "
     "align_windows seed",
     # no on/off flags here, so the long names keep their width at 80 columns
     "checkpoints and logs": "checkpoint_every keep_checkpoints eval_every eval_batches log_every",
 }
-# `train --help` under five headings rather than one list of ~45 flags; a field not named
+# `train --help` under six headings rather than one list of ~45 flags; a field not named
 # above (a new one) goes under "run".
 PANELS = {field: group for group, fields in _GROUPS.items() for field in fields.split()} | {
     field: "run"
