@@ -97,9 +97,7 @@ def test_train_help_is_grouped_and_whole_at_80() -> None:
     from cfglab.cli.config_flags import flag_name
     from cfglab.runs import TrainConfig
 
-    res = CliRunner().invoke(
-        app, ["train", "--help"], env={"COLUMNS": "80"}
-    )
+    res = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "80"})
     assert res.exit_code == 0, res.output
     text = res.output
     assert "…" not in text
