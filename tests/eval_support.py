@@ -11,10 +11,14 @@ import shutil
 import tempfile
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cfglab.evaluate.judge import Judge
 from cfglab.grammar.core import Grammar
 from cfglab.grammar.dsl import parse_grammar
+
+if TYPE_CHECKING:
+    from cfglab.runs import TrainConfig
 
 # Eight strings of length 3-5, each with probability 1/8; no string parses two ways.
 TINY = """grammar tiny
@@ -72,29 +76,34 @@ def _root() -> Path:
 @cache
 def trained_run(pe: str = "rot", holdout_rule: str | None = None) -> Path:
     """A tiny model trained 30 steps on LONGER (seconds on one thread)."""
-    from cfglab.runs import TrainConfig
     from cfglab.train import train
 
     root = _root()
     gfile = root / "longer.cfg"
     gfile.write_text(LONGER)
     name = f"run-{pe}-{'holdout' if holdout_rule else 'plain'}"
-    config = TrainConfig(
-        grammar=str(gfile),
-        pe=pe,
-        layers=1,
-        heads=2,
-        dim=16,
-        context=64,
-        batch=8,
-        steps=30,
-        lr=3e-3,
-        threads=1,
-        checkpoint_every=30,
-        eval_every=30,
-        eval_batches=1,
-        log_every=10,
-        chunk_strings=64,
-        holdout_rule=holdout_rule,
-    )
-    return train(config, root / name, quiet=True)
+    return train(tiny_config(gfile, pe, holdout_rule=holdout_rule), root / name, quiet=True)
+
+
+def tiny_config(grammar: Path, pe: str = "rot", **override: Any) -> TrainConfig:
+    """The tiny recipe of `trained_run`: 1 layer, 2 heads, 16 dims, 30 steps on one thread."""
+    from cfglab.runs import TrainConfig
+
+    fields: dict[str, Any] = {
+        "grammar": str(grammar),
+        "pe": pe,
+        "layers": 1,
+        "heads": 2,
+        "dim": 16,
+        "context": 64,
+        "batch": 8,
+        "steps": 30,
+        "lr": 3e-3,
+        "threads": 1,
+        "checkpoint_every": 30,
+        "eval_every": 30,
+        "eval_batches": 1,
+        "log_every": 10,
+        "chunk_strings": 64,
+    }
+    return TrainConfig(**(fields | override))

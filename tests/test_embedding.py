@@ -58,29 +58,14 @@ def test_probe_is_held_out_so_a_random_labelling_is_not_learned() -> None:
 
 @pytest.mark.slow
 def test_tiny_run_on_an_implicit_grammar_trains_evaluates_and_reports(tmp_path) -> None:
+    from eval_support import tiny_config
+
     from cfglab.evaluate.run import evaluate_run
-    from cfglab.runs import TrainConfig
     from cfglab.train import train
 
     gfile = tmp_path / "imp.cfg"
     gfile.write_text(IMPLICIT)
-    config = TrainConfig(
-        grammar=str(gfile),
-        pe="rot",
-        layers=1,
-        heads=2,
-        dim=16,
-        context=64,
-        batch=8,
-        steps=30,
-        lr=3e-3,
-        threads=1,
-        checkpoint_every=30,
-        eval_every=30,
-        eval_batches=1,
-        log_every=10,
-        chunk_strings=64,
-    )
+    config = tiny_config(gfile)
     run = train(config, tmp_path / "run", quiet=True)
     small = {
         "n": 8,
