@@ -238,8 +238,8 @@ class Builder:
         self._terminal_cache[raw] = name
         return name
 
-    def _terminals(self, nonterminals: dict[str, None]) -> tuple[str, ...]:
-        """Declared order when declared, else order of first appearance in the rules."""
+    def rule_terminals(self) -> dict[str, Token]:
+        """Each terminal the rules use, at its first use, in order of first use."""
         used: dict[str, Token] = {}
         for alt in self.alternatives:
             for tok in alt.symbols:
@@ -247,6 +247,11 @@ class Builder:
                     name = self._terminal(tok)
                     if name is not None and name not in used:
                         used[name] = tok
+        return used
+
+    def _terminals(self, nonterminals: dict[str, None]) -> tuple[str, ...]:
+        """Declared order when declared, else order of first appearance in the rules."""
+        used = self.rule_terminals()
         if self.declared is None:
             order = dict(used)
         else:

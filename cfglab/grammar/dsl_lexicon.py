@@ -52,7 +52,7 @@ def bag_line(children: list) -> BagLine:
 
 def build_lexicon(b: Builder, bags: list[BagLine], nonterminals: dict[str, None]) -> Lexicon:
     """The lexicon of the bag lines; problems are recorded on the builder."""
-    used = _rule_terminals(b)
+    used = b.rule_terminals()
     hidden: dict[str, Token] = {}
     rules: list[Rule] = []
     seen: dict[str, Token] = {}
@@ -81,17 +81,6 @@ def build_lexicon(b: Builder, bags: list[BagLine], nonterminals: dict[str, None]
                 ),
             )
     return Lexicon(_token_order(b, seen), tuple(rules), tuple(hidden))
-
-
-def _rule_terminals(b: Builder) -> dict[str, Token]:
-    used: dict[str, Token] = {}
-    for alt in b.alternatives:
-        for tok in alt.symbols:
-            if tok.type == "TERMINAL":
-                name = b._terminal(tok)
-                if name is not None and name not in used:
-                    used[name] = tok
-    return used
 
 
 def _new_bag(
