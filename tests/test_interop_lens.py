@@ -3,7 +3,9 @@ logits, the documented hook names, and patches that agree with cfglab's own hook
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -79,10 +81,26 @@ def test_hooked_transformer_numerics_need_the_bridge(tmp_path: Path) -> None:
         transformer_lens_model(run, hooked_transformer_numerics=True)
 
 
+@pytest.fixture
+def nnsight_unmounted() -> Iterator[ModuleType]:
+    """nnsight, with its process-wide `object.save` taken off again: left mounted, it shadows every
+    Ray actor handle's `save` and breaks the sweep tests that run later in this session."""
+    import nnsight
+    from nnsight._c import unmount
+
+    if unmount is not None and hasattr(object(), "save"):
+        unmount("save")
+    yield nnsight
+    assert not hasattr(object(), "save")
+
+
 @pytest.mark.parametrize("pe", ["rel", "pos", "mlm"])
-def test_nnsight_reads_and_patches_the_residual_stream(tmp_path: Path, pe: str) -> None:
-    pytest.importorskip("nnsight", reason="nnsight is an optional extra (pip install nnsight)")
+def test_nnsight_reads_and_patches_the_residual_stream(
+    tmp_path: Path, pe: str, nnsight_unmounted: ModuleType
+) -> None:
     from nnsight import NNsight
+
+    save = nnsight_unmounted.save
 
     from cfglab.interpret.patching import patched_logits, residual
 
@@ -96,11 +114,27 @@ def test_nnsight_reads_and_patches_the_residual_stream(tmp_path: Path, pe: str) 
     wrapped = NNsight(model)
     with torch.no_grad():
         with wrapped.trace(idx):
-            read = wrapped.blocks[1].hook_resid_post.output.save()
+            read = save(wrapped.blocks[1].hook_resid_post.output)
         torch.testing.assert_close(read, model.forward_hidden(idx)[2])
         with wrapped.trace(idx):
             wrapped.blocks[1].hook_resid_post.output[:, -1] = stream[:, -1]
-            out = wrapped.output.save()
+            out = save(wrapped.output)
         ours = patched_logits(model, idx, 2, mask, stream)
     assert (out[0] - ours).abs().max().item() < TOL
     assert (out[0] - model(idx)[0]).abs().max().item() > 1e-3
+
+
+def test_a_sweep_refuses_a_process_where_nnsight_mounted_save(
+    nnsight_unmounted: ModuleType,
+) -> None:
+    from nnsight._c import mount, unmount
+
+    from cfglab.sweep.tune import _refuse_mounted_save
+
+    _refuse_mounted_save()  # nothing mounted: no error
+    mount(nnsight_unmounted.save, "save")
+    try:
+        with pytest.raises(CfglabError, match="nnsight"):
+            _refuse_mounted_save()
+    finally:
+        unmount("save")

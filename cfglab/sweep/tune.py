@@ -405,6 +405,19 @@ def prepare(
     return sweep, plan, trials, restore
 
 
+def _refuse_mounted_save() -> None:
+    """nnsight (CONFIG.APP.PYMOUNT, its default) writes a `save` method into `object` itself, so
+    every Ray actor handle's `save` resolves to it instead of the actor's remote method and Tune's
+    first trial checkpoint fails (or the sweep stalls). Say so before any trial starts."""
+    if hasattr(object(), "save"):
+        raise CfglabError(
+            "something in this process (nnsight's PYMOUNT, by default) mounted a `save` method "
+            "on every Python object, which breaks Ray Tune's trial checkpoints. Run the sweep in "
+            "a process that has not imported nnsight, or call nnsight._c.unmount('save') first "
+            "(then use nnsight.save(x) instead of x.save())."
+        )
+
+
 def run_sweep(
     loaded: LoadedSweep,
     *,
@@ -419,6 +432,7 @@ def run_sweep(
 
     `progress(total)` may return a function advance(n) used while waiting for evaluations."""
     started = time.perf_counter()
+    _refuse_mounted_save()
     # Tune warns each time a checkpoint forces an experiment snapshot: noise for small, fast
     # trials (the snapshots still happen).
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
