@@ -30,12 +30,16 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
+# Two xdist workers, one a core: each test file stays on one worker and every file that starts
+# Ray shares one (tests/conftest.py), so a machine never runs two Ray clusters at once.
+XDIST := -n 2 --dist loadgroup
+
 test: lint
-	RAY_USAGE_STATS_ENABLED=0 $(PY) -m pytest -q
+	RAY_USAGE_STATS_ENABLED=0 $(PY) -m pytest -q $(XDIST)
 
 # Everything but the slow end-to-end tests (CI runs those too, through `make test`).
 test-fast: lint
-	RAY_USAGE_STATS_ENABLED=0 $(PY) -m pytest -q -m "not slow"
+	RAY_USAGE_STATS_ENABLED=0 $(PY) -m pytest -q $(XDIST) -m "not slow"
 
 demo: $(STAMP)
 	RAY_USAGE_STATS_ENABLED=0 $(VENV)/bin/cfglab demo

@@ -33,3 +33,19 @@ def ray_session() -> Iterator[str]:
         yield ctx.address_info["gcs_address"]
     finally:
         ray.shutdown()
+
+
+# Files whose tests start Ray clusters of their own (CLI subprocesses, `ray start`): they and the
+# tests that use `ray_session` share one xdist worker, so one machine never runs two clusters.
+OWN_CLUSTERS = {"test_sweep.py", "test_paper_cpu.py", "test_tracking.py"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`make test` runs `pytest -n 2 --dist loadgroup`: each file stays on one worker (its
+    module fixtures are built once), and every file that touches Ray goes to the same one."""
+    ray_files = set(OWN_CLUSTERS) | {
+        item.path.name for item in items if "ray_session" in getattr(item, "fixturenames", ())
+    }
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group("ray" if name in ray_files else name))

@@ -19,13 +19,14 @@ from cfglab.runs import TrainConfig, load_run
 from cfglab.train import train
 
 MINI = Path(__file__).resolve().parents[1] / "grammars" / "mini.cfg"
-STEPS = 3000
-# nats per token above the true entropy after STEPS steps of the demo's recipe (BOS-aligned
-# windows of 64, batch 32, 4 heads). Measured on mini with this test: 0.0132 (fp32) and 0.0126
-# (bf16) after 3,000 steps, 0.0208 / 0.0192 after 2,000; 0.0013 after the demo's 12,000
-# (benchmarks/RESULTS.md, calibration). 3,000 steps keep the test under a minute on the AVX2-only
-# kind's share of `make test` while the margin still fails a model that learned half as much.
-MARGIN = 0.025
+STEPS = 1200
+# nats per token above the true entropy (0.382) after STEPS steps of the demo's recipe (BOS-aligned
+# windows of 64, batch 32, 4 heads) at lr 1e-2, one thread. Measured with this test's recipe
+# (bf16, AMD EPYC avx512_bf16, benchmarks/RESULTS.md): 0.039 / 0.039 / 0.047 for seeds 0 / 1 / 2;
+# 0.068 after 600 steps, 0.0132 (fp32) / 0.0126 (bf16) after 3,000 of the earlier lr 6e-3 recipe,
+# 0.0013 after the demo's 12,000. 1,200 steps take ~30 s on one loaded core, so this test no longer
+# dominates `make test` on the AVX2-only kind; the margin is 1.4x the worst seed.
+MARGIN = 0.065
 
 
 def excess_per_token(run_dir: Path, n: int = 200) -> tuple[float, float]:
@@ -48,11 +49,11 @@ def test_rot_on_mini_gets_close_to_the_true_entropy(tmp_path: Path) -> None:
         context=64,
         batch=32,
         steps=STEPS,
-        lr=6e-3,
-        warmup=300,
-        threads=2,
+        lr=1e-2,
+        warmup=120,
+        threads=1,
         checkpoint_every=STEPS,
-        eval_every=500,
+        eval_every=STEPS,
     )
     train(cfg, tmp_path / "run", quiet=True)
     entropy, excess = excess_per_token(tmp_path / "run")
