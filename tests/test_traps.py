@@ -7,6 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tomllib
 from typer.testing import CliRunner
@@ -180,3 +181,50 @@ def test_train_cli_extend_steps(tmp_path: Path) -> None:
     )
     assert res.exit_code != 0 and "would not extend" in str(res.exception)
     assert "--extend-steps" in CliRunner().invoke(app, ["train", "--help"]).output
+
+
+# --- Run.encode: BOS as training feeds it -------------------------------------------------------
+def test_run_encode_is_what_the_training_stream_feeds(tmp_path: Path) -> None:
+    import torch
+
+    from cfglab.data.corpus import TokenStream
+    from cfglab.data.vocab import Vocab
+    from cfglab.runs import load_run
+
+    cfg = TrainConfig(grammar=str(ROOT / "grammars" / "mini.cfg"), context=64, **TINY)
+    train(cfg, tmp_path / "r", quiet=True)
+    run = load_run(tmp_path / "r")
+    c = run.config
+    stream = TokenStream(run.grammar, c.seed, chunk_strings=c.chunk_strings, aligned=True)
+    window = stream.batch(1, c.context)[0][0]  # the first training window: BOS x EOS ...
+    vocab = Vocab(len(run.grammar.terminals))
+    n = int(np.flatnonzero(window == vocab.eos)[0]) - 1  # x's length
+    string = window[1 : n + 1]
+    names = " ".join(run.grammar.decode(string))
+    for given in (string, list(string), names, names.split()):
+        idx = run.encode(given)
+        assert idx.dtype == torch.long and idx.shape == (1, n + 1)
+        assert idx[0].tolist() == window[: n + 1].tolist()
+    assert run.encode(names, eos=True)[0].tolist() == window[: n + 2].tolist()
+    with torch.no_grad():  # so the model reads the string as it did in training
+        ours = run.model(run.encode(names))[0]
+        trained = run.model(torch.as_tensor(window[None, : n + 1]))[0]
+    assert torch.equal(ours, trained)
+
+
+def test_run_encode_refuses_what_is_not_a_string(tmp_path: Path) -> None:
+    from cfglab.runs import load_run
+
+    cfg = TrainConfig(grammar=str(ROOT / "grammars" / "mini.cfg"), context=8, **TINY)
+    train(cfg, tmp_path / "r", quiet=True)
+    run = load_run(tmp_path / "r")
+    t = run.grammar.terminals
+    with pytest.raises(CfglabError, match=r"'zz' is not a terminal of grammar"):
+        run.encode(f"{t[0]} zz")
+    with pytest.raises(
+        CfglabError, match=rf"id {len(t)} is not a terminal id.*BOS and EOS are added"
+    ):
+        run.encode([0, len(t)])  # BOS given by hand
+    assert run.encode([t[0]] * 7).shape == (1, 8)
+    with pytest.raises(CfglabError, match=r"9 tokens with BOS and EOS, longer than .* 8"):
+        run.encode([t[0]] * 7, eos=True)
