@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,46 @@ class LocatedError(CfglabError):
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text
+
+
+class LocatedErrors(LocatedError):
+    """Every error one read of a file found, in file order, listed together.
+
+    The first error is this one's message, location and hint (code that reads one error keeps
+    working, and the first block of the text is exactly that error's); then each further error
+    as its own located block, and a count. Use `located_errors` to build one."""
+
+    def __init__(self, errors: Sequence[LocatedError], unlisted: int = 0, note: str = "") -> None:
+        assert errors, "at least one error"
+        self.errors = tuple(errors)
+        self.unlisted = unlisted  # found but not listed (a cap keeps the text readable)
+        self.note = note
+        first = self.errors[0]
+        super().__init__(first.message, first.location, first.hint)
+
+    def render(self) -> str:
+        blocks = [e.render() for e in self.errors]
+        total = len(self.errors) + self.unlisted
+        summary = f"{self.location.file}: {total} error{'s' if total > 1 else ''}"
+        if self.unlisted:
+            summary += f" ({self.unlisted} more not listed)"
+        if self.note:
+            summary += f"; {self.note}"
+        return "\n".join([*blocks, summary])
+
+
+MAX_LISTED = 25  # errors listed in one message; the rest are counted
+
+
+def located_errors(errors: Sequence[LocatedError], note: str = "", more: int = 0) -> LocatedError:
+    """One error for several: the single error itself, or a LocatedErrors listing them in file
+    order, at most MAX_LISTED (`more`: errors found but not even passed here, only counted;
+    `note` is said after the count)."""
+    ordered = sorted(errors, key=lambda e: (e.location.line, e.location.col))
+    if len(ordered) == 1 and not note and not more:
+        return ordered[0]
+    listed = ordered[:MAX_LISTED]
+    return LocatedErrors(listed, len(ordered) - len(listed) + more, note)
 
 
 # Where a pydantic error location came from: (a prefix for its dotted path, its place in a file).

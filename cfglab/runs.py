@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -366,6 +367,55 @@ class LoadedRun:
     grammar: Grammar
     model: Transformer  # in eval mode
     step: int
+
+    def encode(self, string: str | Sequence[str] | Sequence[int], eos: bool = False) -> Any:
+        """One string as the model's input: a (1, 1 + n) LongTensor on the model's device, BOS
+        and then the string's terminal ids, exactly as a training window starting at that
+        string feeds it (`eos`: EOS after it too, as the masked LM's evaluation feeds it).
+
+        `string` is terminal names ("3 1 2", split on whitespace, or ["3", "1", "2"]) or
+        terminal ids (0..T-1, e.g. a row of `sample(...).strings()`); BOS is added here, so it
+        is not given. Without BOS the model reads the first terminal where training always put
+        BOS, and its predictions there are not the ones it learned."""
+        import torch
+
+        ids = model_input(self.grammar, string, eos)
+        if len(ids) > self.config.context:
+            raise CfglabError(
+                f"this string is {len(ids)} tokens with BOS{' and EOS' if eos else ''}, longer "
+                f"than the model's context of {self.config.context}"
+            )
+        device = next(self.model.parameters()).device
+        return torch.as_tensor(ids, dtype=torch.long, device=device)[None]
+
+
+def model_input(
+    grammar: Grammar, string: str | Sequence[str] | Sequence[int], eos: bool = False
+) -> np.ndarray:
+    """BOS, the string's terminal ids (from names or ids), and EOS when `eos`: int64, as
+    cfglab.data.corpus.pack lays a string out in the training stream."""
+    from cfglab.data.vocab import Vocab
+
+    vocab = Vocab(len(grammar.terminals))
+    names: list[str | int] = [*string.split()] if isinstance(string, str) else [*string]
+    if any(isinstance(t, str) for t in names):
+        known = set(grammar.terminals)
+        unknown = [t for t in names if t not in known]
+        if unknown:
+            raise CfglabError(
+                f"{unknown[0]!r} is not a terminal of grammar {grammar.name} (its terminals: "
+                f"{' '.join(grammar.terminals)})"
+            )
+        ids = [int(i) for i in grammar.encode([str(t) for t in names])]
+    else:
+        ids = [int(i) for i in names if not isinstance(i, str)]  # numpy ints, tensor items
+        bad = [i for i in ids if not 0 <= i < vocab.n_terminals]
+        if bad:
+            raise CfglabError(
+                f"token id {bad[0]} is not a terminal id of grammar {grammar.name} "
+                f"(0..{vocab.n_terminals - 1}); BOS and EOS are added by encode, not given"
+            )
+    return np.array([vocab.bos, *ids, *([vocab.eos] if eos else [])], dtype=np.int64)
 
 
 def model_config_for(config: TrainConfig, n_terminals: int) -> ModelConfig:

@@ -33,6 +33,7 @@ from cfglab.models import build_model
 from cfglab.runs import (
     RunDir,
     TrainConfig,
+    checkpoint_step,
     latest_checkpoint,
     model_config_for,
     save_checkpoint,
@@ -68,10 +69,14 @@ def train(
     resume: bool = False,
     quiet: bool = False,
     callback: Callback | None = None,
+    extend_to: int | None = None,
 ) -> Path:
-    """Train to `config.steps` (continuing from the last checkpoint when `resume`)."""
+    """Train to `config.steps` (continuing from the last checkpoint when `resume`).
+
+    `extend_to` (with `resume`): train the run on to this many steps in all, more than its own
+    `steps`, finished or not; see `extend_run` for what becomes of the learning-rate schedule."""
     run = RunDir(Path(out).resolve())
-    config = _prepare_run_dir(run, config, resume)
+    config = _prepare_run_dir(run, config, resume, extend_to)
     set_threads(config.threads)
     trainer = _build(config, run)
     if resume:
@@ -82,7 +87,14 @@ def train(
     return run.path
 
 
-def _prepare_run_dir(run: RunDir, config: TrainConfig, resume: bool) -> TrainConfig:
+def _prepare_run_dir(
+    run: RunDir, config: TrainConfig, resume: bool, extend_to: int | None = None
+) -> TrainConfig:
+    if extend_to is not None and not (resume and run.exists()):
+        raise CfglabError(
+            f"--extend-steps continues a run, and {run.path} "
+            + ("holds one: add --resume" if run.exists() else "holds none to extend")
+        )
     config = config.model_copy(update={"grammar": str(Path(config.grammar).resolve())})
     # a bad grammar or rule, or strings past the length bound, fail before anything is written
     grammar = require_string_length(load_grammar(config.grammar))
@@ -95,16 +107,67 @@ def _prepare_run_dir(run: RunDir, config: TrainConfig, resume: bool) -> TrainCon
                 "or choose another --out"
             )
         saved = run.read_config()
-        differ = config_differences(saved, config)
-        if differ:
-            raise CfglabError(
-                f"{run.path}: --resume with a different configuration than the run's "
-                f"config.yaml: {'; '.join(differ)}; resume with the same one"
-            )
+        if extend_to is not None and config.steps == extend_to:  # --steps TOTAL said it twice
+            config = config.model_copy(update={"steps": saved.steps})
+        _refuse_changes(run, saved, config)
+        if extend_to is not None:
+            saved = extend_run(run, saved, extend_to)
         return saved.model_copy(update={"threads": config.threads, "device": config.device})
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_config(config)
     return config
+
+
+def _refuse_changes(run: RunDir, saved: TrainConfig, config: TrainConfig) -> None:
+    """A resumed run trains with its own config: say which fields were given differently."""
+    differ = config_differences(saved, config)
+    if not differ:
+        return
+    longer = config.steps > saved.steps
+    raise CfglabError(
+        f"{run.path}: --resume with a different configuration than the run's "
+        f"config.yaml: {'; '.join(differ)}; resume with the same one"
+        + (
+            f" (to train it on to {config.steps} steps: --extend-steps {config.steps})"
+            if longer
+            else ""
+        )
+    )
+
+
+def extend_run(run: RunDir, saved: TrainConfig, total: int) -> TrainConfig:
+    """The run's config with `steps` raised to `total`, written to its config.yaml and noted in
+    its model card (`extensions`), so that a later plain --resume goes on to `total` too.
+
+    The learning-rate schedule is re-stretched to the new total: from the checkpoint on, each
+    step gets the rate a run of `total` steps has at that step (`learning_rate` with the new
+    `steps`), so it decays to min_lr at `total` instead of at the old end; a finished run thus
+    restarts from the rate of the longer schedule at its step (e.g. half-way down from lr for
+    2x the steps), with no second warm-up. The steps before the checkpoint keep the schedule
+    they were trained with, so an extended run is not the run trained to `total` from scratch;
+    resuming it is exact as for any run (model, optimizer, data stream and RNGs restored)."""
+    if total <= saved.steps:
+        raise CfglabError(
+            f"{run.path}: --extend-steps {total} would not extend the run, which has "
+            f"{saved.steps} steps; give the new total, more than {saved.steps}"
+        )
+    extended = saved.model_copy(update={"steps": total})
+    run.write_config(extended)
+    if run.card_path.exists():
+        card = json.loads(run.card_path.read_text())
+        kept = run.checkpoints()
+        card.setdefault("extensions", []).append(
+            {
+                "steps_before": saved.steps,
+                "steps": total,
+                "from_step": checkpoint_step(kept[-1]) if kept else 0,
+                "schedule": "re-stretched to the new total from the checkpoint",
+                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+        )
+        card["train"]["steps"] = total
+        write_atomic(run.card_path, json.dumps(card, indent=2).encode())
+    return extended
 
 
 def config_differences(saved: TrainConfig, given: TrainConfig) -> list[str]:
@@ -215,7 +278,8 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optim
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
-    """Linear warm-up, then linear decay from lr to min_lr at the last step."""
+    """Linear warm-up, then linear decay from lr to min_lr at the last step (`config.steps`: an
+    extended run's new total, so its schedule is re-stretched, see `extend_run`)."""
     if config.warmup and step < config.warmup:
         return config.lr * (step + 1) / config.warmup
     span = max(config.steps - config.warmup, 1)

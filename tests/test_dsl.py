@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cfglab.errors import CfglabError, LocatedError
+from cfglab.errors import CfglabError, LocatedError, LocatedErrors
 from cfglab.grammar import dsl
 from cfglab.grammar.core import Grammar, Rule
 from cfglab.grammar.dsl import format_grammar, load_grammar, parse_grammar, save_grammar
@@ -331,11 +331,79 @@ def test_errors_are_located_and_explained(
         assert shown.strip() == source_line.replace("\x01", "?").strip()
 
 
-def test_further_errors_are_counted_in_the_hint() -> None:
+def test_every_semantic_error_is_listed_in_one_run() -> None:
+    with pytest.raises(LocatedErrors) as info:
+        parse_grammar(HEAD + "S -> A | B | C\n", "bad.cfg")
+    err = info.value
+    assert err.message.startswith("undefined nonterminal A")  # the first one is the error
+    assert "more error" not in err.hint
+    assert [(e.location.line, e.location.col) for e in err.errors] == [(3, 6), (3, 10), (3, 14)]
+    assert [e.message.split(":")[0] for e in err.errors] == [
+        f"undefined nonterminal {n}" for n in "ABC"
+    ]
+    text = err.render()
+    assert text.startswith(err.errors[0].render() + "\n")  # the first block reads as before
+    assert [line[:11] for line in text.split("\n") if ": error: " in line] == [
+        "bad.cfg:3:6",
+        "bad.cfg:3:1",
+        "bad.cfg:3:1",
+    ]
+    assert text.endswith("\nbad.cfg: 3 errors")
+
+
+MIXED = HEAD + (
+    'S -> "a" [x] | A\n'  # 3: a bad weight (semantic)
+    'A -> "a" "b\n'  # 4: an unclosed terminal (syntax)
+    'A = "q"\n'  # 5: not a rule (syntax)
+    'A -> "c" [0.5] "d"\n'  # 6: a symbol after the weight (syntax)
+    'A -> "e" | "e"\n'  # 7: a duplicate rule (semantic)
+)
+
+
+def test_syntax_errors_are_recovered_at_the_next_line() -> None:
+    with pytest.raises(LocatedErrors) as info:
+        parse_grammar(MIXED, "bad.cfg")
+    err = info.value
+    where = [(e.location.line, e.location.col) for e in err.errors]
+    assert where == [(3, 10), (4, 10), (5, 3), (6, 16), (7, 12)]
+    words = ["weight [x] is not a number", "no closing quote", "unexpected character '='"]
+    words += ['unexpected terminal "d"', "duplicate rule"]
+    for e, w in zip(err.errors, words, strict=True):
+        assert w in e.message and e.hint, (w, e.message)
+        assert e.location.source_line == MIXED.split("\n")[e.location.line - 1]
+    _assert_clean(err.render())
+    # each syntax error reads as it did alone: the same message and hint at the same place
+    alone = HEAD + 'S -> "z"\nA = "q"\n'
+    with pytest.raises(LocatedError) as single:
+        parse_grammar(alone, "bad.cfg")
+    assert (single.value.message, single.value.hint) == (err.errors[2].message, err.errors[2].hint)
+
+
+def test_whole_file_checks_wait_for_the_syntax_errors() -> None:
+    """After a broken line, "undefined A" may only mean A's rule was on it: not said."""
     with pytest.raises(LocatedError) as info:
-        parse_grammar(HEAD + "S -> A | B | C\n")
-    assert info.value.message.startswith("undefined nonterminal A")
-    assert "(2 more errors after this one)" in info.value.hint
+        parse_grammar(HEAD + 'S -> A "a"\nA = "a"\n', "bad.cfg")
+    text = info.value.render()
+    assert "undefined nonterminal" not in text
+    assert text.count(": error: ") == 1 and "bad.cfg:4:3: error: unexpected character" in text
+    note = "undefined names and missing lines are checked once the syntax errors are fixed"
+    assert text.endswith(f"bad.cfg: 1 error; {note}")
+
+
+def test_many_errors_are_capped_and_counted() -> None:
+    from cfglab.errors import MAX_LISTED
+
+    n = MAX_LISTED + 15
+    with pytest.raises(LocatedErrors) as info:
+        parse_grammar(HEAD + "S -> " + " | ".join(f"U{i}" for i in range(n)) + "\n", "bad.cfg")
+    err = info.value
+    assert len(err.errors) == MAX_LISTED and err.unlisted == 15
+    assert err.render().endswith(f"bad.cfg: {n} errors (15 more not listed)")
+    bad_lines = "".join(f"X{i} = 1\n" for i in range(2 * dsl.MAX_SYNTAX_ERRORS))
+    with pytest.raises(LocatedErrors) as syntax:
+        parse_grammar(HEAD + bad_lines, "bad.cfg")
+    lines = [e.location.line for e in syntax.value.errors]
+    assert lines == list(range(3, 3 + min(dsl.MAX_SYNTAX_ERRORS, MAX_LISTED)))
 
 
 def test_tabs_keep_the_caret_under_the_column() -> None:
@@ -514,12 +582,13 @@ def test_fuzz_mutated_grammars_parse_or_fail_cleanly(text: str) -> None:
     try:
         g = parse_grammar(text, "fuzz.cfg")
     except LocatedError as err:
-        loc = err.location
         lines = text.split("\n")
-        assert loc.file == "fuzz.cfg"
-        assert 1 <= loc.line <= len(lines)
-        assert 1 <= loc.col <= len(lines[loc.line - 1]) + 1
-        assert err.message.strip()
+        for each in err.errors if isinstance(err, LocatedErrors) else [err]:
+            loc = each.location
+            assert loc.file == "fuzz.cfg"
+            assert 1 <= loc.line <= len(lines)
+            assert 1 <= loc.col <= len(lines[loc.line - 1]) + 1
+            assert each.message.strip()
         _assert_clean(err.render())
     except CfglabError as err:
         assert str(err).strip()

@@ -47,6 +47,15 @@ def train_command(
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --out.", rich_help_panel="run"
     ),
+    extend_steps: int | None = typer.Option(
+        None,
+        "--extend-steps",
+        min=1,
+        metavar="TOTAL",
+        help="With --resume: train the run on to TOTAL steps; the LR decay is re-stretched "
+        "to end at TOTAL, from the checkpoint on.",
+        rich_help_panel="run",
+    ),
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="No progress bar.", rich_help_panel="run"
     ),
@@ -62,7 +71,7 @@ def train_command(
     config = resolve_config(config_file, out_dir, resume, given_flags(TrainConfig, flags))
     if out_dir is None:
         out_dir = Path("runs") / f"{Path(config.grammar).stem}-{config.pe}-s{config.seed}"
-    _train(config, out_dir, resume, quiet or as_json, as_json)
+    _train(config, out_dir, resume, quiet or as_json, as_json, extend_steps)
 
 
 def resolve_config(
@@ -88,7 +97,14 @@ def resolve_config(
     raise CfglabError("train: give a CONFIG.yaml, or at least --grammar (see --help)")
 
 
-def _train(config: TrainConfig, out_dir: Path, resume: bool, quiet: bool, as_json: bool) -> None:
+def _train(
+    config: TrainConfig,
+    out_dir: Path,
+    resume: bool,
+    quiet: bool,
+    as_json: bool,
+    extend_steps: int | None = None,
+) -> None:
     from cfglab.grammar.dsl import load_grammar
     from cfglab.models import describe
     from cfglab.runs import model_config_for
@@ -101,7 +117,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, quiet: bool, as_jso
     mcfg = model_config_for(config, len(grammar.terminals))
     if not quiet:
         err.print(f"[bold]model[/bold] {config.pe}: {describe(mcfg)}")
-    path = train(config, out_dir, resume=resume, quiet=quiet)
+    path = train(config, out_dir, resume=resume, quiet=quiet, extend_to=extend_steps)
     if as_json:
         from cfglab.runs import RunDir
 

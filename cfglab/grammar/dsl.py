@@ -12,10 +12,12 @@ A grammar file (the syntax is in dsl.lark):
     N22 -> N21 N20 | N20 N19
     N7  -> "3" "1" [0.5] | "1" "2" "3"
 
-Every mistake, syntactic or semantic, is one `LocatedError` (file:line:col, the line with a
-caret, a hint). Work is bounded: texts over `MAX_BYTES`, or with more than `MAX_RULES` rules or
-`MAX_TOKENS` symbols, are refused (the parser stops at the first token past the limit), and the
-LALR parser with a contextual lexer is linear in the input.
+Every mistake, syntactic or semantic, is a located block (file:line:col, the line with a
+caret, a hint), and one read reports all it finds together (`cfglab.errors.LocatedErrors`): the
+parser recovers from a syntax error at the next line, the builder collects every semantic one.
+Work is bounded: texts over `MAX_BYTES`, or with more than `MAX_RULES` rules or `MAX_TOKENS`
+symbols, are refused (the parser stops at the first token past the limit), the LALR parser with
+a contextual lexer is linear in the input, and recovery stops after `MAX_SYNTAX_ERRORS`.
 `parse_grammar(format_grammar(g)) == g` for every grammar `format_grammar` accepts.
 """
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,6 +35,7 @@ from lark.exceptions import (
     UnexpectedInput,
     UnexpectedToken,
 )
+from lark.utils import TextSlice
 
 from cfglab.errors import CfglabError, LocatedError, Location
 from cfglab.grammar.core import MAX_RULES, Grammar, Rule
@@ -45,6 +49,7 @@ from cfglab.grammar.dsl_errors import (
 )
 from cfglab.grammar.dsl_quote import quote
 
+MAX_SYNTAX_ERRORS = 25  # syntax errors reported before the parser gives up recovering
 # larger grammar files are refused: lark's parse time grows linearly (benchmarks/RESULTS.md)
 MAX_BYTES = 1_000_000
 MAX_TOKENS = 400_000  # symbols, arrows, bars, weights: bounds parsing at a few seconds
@@ -132,37 +137,94 @@ def _parse(text: str, file: str, source: str | None) -> Grammar:
             "grammar; refusing to parse it"
         )
     try:
-        tree = _parse_tree(text, file)
-    except UnexpectedInput as err:
-        raise syntax_error(err, text, file) from None
+        tree, syntax = _parse_tree(text, file)
     except LarkError as err:  # not expected from LALR, but never a traceback
         raise LocatedError(
             f"cannot parse this file ({type(err).__name__})", Location(file, 1, 1), SYNTAX_HINT
         ) from None
-    return Builder(text, file).build(tree, source)
+    return Builder(text, file).build(tree, source, syntax)
 
 
-def _parse_tree(text: str, file: str) -> Tree:
-    """Parse token by token, so that a file with too many rules or tokens stops early."""
-    parser = _parser().parse_interactive(text)
-    rules = tokens = 0
+def _parse_tree(text: str, file: str) -> tuple[Tree, tuple[LocatedError, ...]]:
+    """The statements that parse, and a located error for each line that does not.
+
+    Recovery is by line: statements are one per line, so after a syntax error the rest of its
+    line is skipped and parsing starts afresh on the next line (the statements before the
+    broken line are kept by parsing up to it). Up to MAX_SYNTAX_ERRORS are reported; the work
+    stays linear in the text for a bounded number of errors.
+    """
+    statements: list[Tree] = []
+    errors: list[LocatedError] = []
+    bounds = _Bounds(text, file)
+    begin = 0
+    while True:
+        try:
+            statements += _parse_slice(text, begin, bounds).children
+            break
+        except UnexpectedInput as err:
+            errors.append(syntax_error(err, text, file))
+            at = _error_offset(err, text)
+        line_start = text.rfind("\n", 0, at) + 1
+        if line_start > begin:  # the lines before the broken one parsed: keep them
+            statements += _statements_between(text, begin, line_start)
+        resume = text.find("\n", at) + 1
+        if resume <= begin or len(errors) >= MAX_SYNTAX_ERRORS:
+            break
+        begin = resume
+    return Tree("start", statements), tuple(errors)
+
+
+@dataclass
+class _Bounds:
+    """Rules and tokens seen so far, so that a file with too many of them stops early."""
+
+    text: str
+    file: str
+    rules: int = 0
+    tokens: int = 0
+
+    def count(self, token: Token) -> None:
+        self.tokens += 1
+        self.rules += token.type in ("ARROW", "BAR")
+        if self.rules > MAX_RULES or self.tokens > MAX_TOKENS:
+            what = f"{MAX_RULES:,} rules" if self.rules > MAX_RULES else f"{MAX_TOKENS:,} symbols"
+            raise LocatedError(
+                f"more than {what}; refusing to parse a grammar this large",
+                location(self.text, self.file, *position(token)),
+                "cfglab bounds the work it takes on; split or shrink the grammar",
+            )
+
+
+def _parse_slice(text: str, begin: int, bounds: _Bounds | None, end: int | None = None) -> Tree:
+    """Parse text[begin:end] token by token (tokens keep their place in the whole text)."""
+    parser = _parser().parse_interactive(TextSlice(text, begin, len(text) if end is None else end))
     last: Token | None = None
     try:
         for last in parser.iter_parse():
-            tokens += 1
-            rules += last.type in ("ARROW", "BAR")
-            if rules > MAX_RULES or tokens > MAX_TOKENS:
-                what = f"{MAX_RULES:,} rules" if rules > MAX_RULES else f"{MAX_TOKENS:,} symbols"
-                raise LocatedError(
-                    f"more than {what}; refusing to parse a grammar this large",
-                    location(text, file, *position(last)),
-                    "cfglab bounds the work it takes on; split or shrink the grammar",
-                )
+            if bounds is not None:
+                bounds.count(last)
         return parser.feed_eof(last)
     except UnexpectedToken as err:
         if err.interactive_parser is None:  # so that err.accepts can replay the parser
             err.interactive_parser = parser
         raise
+
+
+def _statements_between(text: str, begin: int, end: int) -> list[Tree]:
+    """The statements of text[begin:end], whole lines that parsed before a broken one."""
+    try:
+        return list(_parse_slice(text, begin, None, end).children)
+    except UnexpectedInput:  # not expected: the parser accepted these lines already
+        return []
+
+
+def _error_offset(err: UnexpectedInput, text: str) -> int:
+    """Where in the text a syntax error is (the end of the text when lark cannot say)."""
+    if isinstance(err, UnexpectedToken):
+        at = err.token.start_pos if isinstance(err.token, Token) else None
+    else:
+        at = err.pos_in_stream
+    return at if isinstance(at, int) and 0 <= at <= len(text) else len(text)
 
 
 @lru_cache(maxsize=1)

@@ -1,8 +1,11 @@
 """The DSL's semantic half: a Lark parse tree → a Grammar, every problem located.
 
 `Builder` walks the statements of a parsed grammar file (dsl.lark), checks declarations,
-terminals, rules and weights, and reports the first problem in file order as a `LocatedError`
-(the wording lives in dsl_errors). The reader in dsl.py calls it after parsing.
+terminals, rules and weights, and reports every problem in file order in one error (one located
+block each, see cfglab.errors.located_errors; the wording lives in dsl_errors). The reader in
+dsl.py calls it after parsing, with the syntax errors it recovered from: those are listed too,
+and then the checks that need the whole file (an undefined name, a missing line) are left out,
+since the line that would have satisfied them may be the broken one.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 
 from lark import Token, Tree
 
-from cfglab.errors import LocatedError
+from cfglab.errors import MAX_LISTED, LocatedError, located_errors
 from cfglab.grammar.core import Grammar, Rule
 from cfglab.grammar.dsl_errors import (
     ESCAPE_HINT,
@@ -32,11 +35,12 @@ from cfglab.grammar.dsl_quote import BadEscape, quote, unquote
 
 @dataclass(frozen=True)
 class _Problem:
-    """A semantic error found while building; only the first one (in file order) is explained."""
+    """A semantic error found while building, explained when reported."""
 
     line: int
     col: int
     explain: Callable[[], tuple[str, str]]  # → (message, hint), built only when reported
+    whole: bool = False  # needs every line of the file (so unsure after a syntax error)
 
 
 @dataclass(frozen=True)
@@ -64,13 +68,25 @@ class Builder:
         self._terminal_cache: dict[str, str | None] = {}
         self.bags: list[BagLine] = []  # lexicon lines (implicit CFGs), see dsl_lexicon
 
-    def problem(self, at: Token, explain: Callable[[], tuple[str, str]], offset: int = 0) -> None:
+    def problem(
+        self,
+        at: Token,
+        explain: Callable[[], tuple[str, str]],
+        offset: int = 0,
+        whole: bool = False,
+    ) -> None:
         line, col = position(at)
-        self.problems.append(_Problem(line, col + offset, explain))
+        self.problems.append(_Problem(line, col + offset, explain, whole))
 
     # --- statements ----------------------------------------------------------------------
-    def build(self, tree: Tree, source: str | None) -> Grammar:
+    def build(
+        self, tree: Tree, source: str | None, syntax: tuple[LocatedError, ...] = ()
+    ) -> Grammar:
+        """The Grammar of the parsed statements, or one error listing every problem (with the
+        `syntax` errors the parser recovered from, whose lines are not in `tree`)."""
         if not tree.children:
+            if syntax:
+                raise located_errors(syntax)
             raise self._located(
                 1, 1, ("no grammar here: the text is empty or only comments", SYNTAX_HINT)
             )
@@ -81,8 +97,8 @@ class Builder:
         lexicon = build_lexicon(self, self.bags, nonterminals) if self.bags else None
         terminals = lexicon.tokens if lexicon else self._terminals(nonterminals)
         rules = self._rules(nonterminals, lexicon.hidden if lexicon else terminals)
-        if self.problems:
-            raise self._first_problem()
+        if self.problems or syntax:
+            raise self._all_problems(syntax)
         assert self.name is not None and self.start is not None  # else a problem was recorded
         return Grammar(
             self.name.value,
@@ -192,6 +208,7 @@ class Builder:
                     "missing the `grammar NAME` line",
                     "add a line like `grammar mygrammar` as the first line (after any comments)",
                 ),
+                whole=True,
             )
         if self.start is None:
             where = self.grammar_keyword or at or end_token(self.text)
@@ -203,11 +220,13 @@ class Builder:
                     f"add a line like `start {first_lhs}` after the `grammar` line, naming the "
                     "start nonterminal",
                 ),
+                whole=True,
             )
         if not self.alternatives:
             self.problem(
                 end_token(self.text),
                 lambda: ("the grammar has no rules", 'add rules like `S -> A "a" | "b"`'),
+                whole=True,
             )
 
     def _terminal(self, tok: Token) -> str | None:
@@ -349,7 +368,7 @@ class Builder:
                 hint = f"add a rule `{name} -> ...`, or use a nonterminal that has rules"
             return f"undefined {role} {name}: no rule has it on its left side", hint
 
-        self.problem(tok, explain)
+        self.problem(tok, explain, whole=True)
 
     def _empty_alternative(self, alt: _Alternative) -> None:
         where = alt.weight or alt.after
@@ -396,13 +415,21 @@ class Builder:
         )
 
     # --- reporting -----------------------------------------------------------------------
-    def _first_problem(self) -> LocatedError:
-        first = min(self.problems, key=lambda p: (p.line, p.col))
-        message, hint = first.explain()
-        more = len(self.problems) - 1
-        if more:
-            hint += f" ({more} more error{'s' if more > 1 else ''} after this one)"
-        return self._located(first.line, first.col, (message, hint))
+    def _all_problems(self, syntax: tuple[LocatedError, ...]) -> LocatedError:
+        """Every problem in one error, in file order. After a syntax error the whole-file checks
+        are left out (their missing line may be the broken one) and the count says so."""
+        kept = sorted(
+            (p for p in self.problems if not (syntax and p.whole)), key=lambda p: (p.line, p.col)
+        )
+        # explain only the problems that can be listed: a file can have thousands
+        listed = [self._located(p.line, p.col, p.explain()) for p in kept[:MAX_LISTED]]
+        note = self._left_out(syntax, kept)
+        return located_errors([*syntax, *listed], note, more=len(kept) - len(listed))
+
+    def _left_out(self, syntax: tuple[LocatedError, ...], kept: list[_Problem]) -> str:
+        if not syntax or len(kept) == len(self.problems):
+            return ""
+        return "undefined names and missing lines are checked once the syntax errors are fixed"
 
     def _located(self, line: int, col: int, what: tuple[str, str]) -> LocatedError:
         return LocatedError(what[0], location(self.text, self.file, line, col), what[1])

@@ -79,6 +79,7 @@ def build_lexicon(b: Builder, bags: list[BagLine], nonterminals: dict[str, None]
                     "so every terminal needs one)",
                     f'add a line like `bag {quote(name)} -> "tok1" "tok2"`',
                 ),
+                whole=True,  # its bag may be on a line with a syntax error
             )
     return Lexicon(_token_order(b, seen), tuple(rules), tuple(hidden))
 
@@ -105,6 +106,7 @@ def _new_bag(
                 f"unknown terminal {quote(name)}: no rule uses it",
                 f"{mean}a bag belongs to a terminal of the rules",
             ),
+            whole=True,  # the rule using it may be on a line with a syntax error
         )
         return False
     if not bag.tokens:  # still its bag: the terminal is not also said to have none
