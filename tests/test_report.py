@@ -160,7 +160,8 @@ def test_report_files(sweep: SweepDir) -> None:
     assert not re.search(r"""(src|href)=["'](?!data:)""", page)
     # the budget beside the numbers, and no overclaiming
     page = html.unescape(page)
-    assert "2 layers × 2 heads × 64 dims (104,000 parameters)" in page
+    assert "2 layers × 2 heads × 64 dims (parameters: abs 104,000, rot 104,000)" in page
+    assert "SMOKE" not in page
     assert "100 steps × batch 16 = 204,800 tokens" in page
     assert "do not test the paper's claims" in page
     assert "did not finish training: g-rot-f0.1r0.15-s1" in page
@@ -271,3 +272,33 @@ def test_paper_table_opens_the_page_when_the_sweep_asks(sweep: SweepDir) -> None
     page = html.unescape(write_report(sweep.path).html.read_text())
     assert page.index("The paper's results at this budget") < page.index("<h2>Budget</h2>")
     assert "12 mode switch" in page and "seed Q2" in page
+
+
+def test_the_budget_gives_each_pe_its_parameter_count(sweep: SweepDir) -> None:
+    from cfglab.sweep.report.page import budget_lines
+
+    for t in sweep.read_plan():
+        if t.coordinates["pe"] == "rot":  # no position table: fewer parameters than abs
+            card = sweep.run(t.name) / "model_card.json"
+            card.write_text(json.dumps({"parameters": 95_808, "device": "cpu"}))
+    _, rows = collect(sweep.path)
+    lines = budget_lines(rows)
+    assert "2 layers × 2 heads × 64 dims (parameters: abs 104,000, rot 95,808)" in lines[0]
+    assert len(lines) == 2  # one budget, then the seeds
+
+
+def test_a_smoke_report_says_so_first(sweep: SweepDir) -> None:
+    from typer.testing import CliRunner
+
+    from cfglab.cli import app
+
+    record = json.loads(sweep.spec_path.read_text())
+    record |= {"smoke": True, "name": "sw-smoke"}
+    record["spec"]["smoke"] = {"train": {"steps": 20}}
+    sweep.spec_path.write_text(json.dumps(record))
+    res = CliRunner().invoke(app, ["report", str(sweep.path)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "SMOKE run (a pipeline check, not a measurement)" in " ".join(res.output.split())
+    page = html.unescape((sweep.report_dir / "report.html").read_text())
+    assert page.index("SMOKE RUN") < page.index("<h2>Budget</h2>")
+    assert '"steps": 20' in page

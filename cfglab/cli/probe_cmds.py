@@ -92,6 +92,7 @@ def render_probe(result: dict[str, Any]) -> None:
     scope = result.get("scope", "prefix" if not result.get("bidirectional") else "whole")
     out.print(f"[bold]{result.get('probe', scope + ' probe')}[/bold]")
     has_controls = bool(result["untrained"])
+    negative = False  # a negative selectivity was shown: it gets its gloss under the tables
     for metric, title in titles.items():
         kind = "boundary" if metric == "boundary" else "ancestor"
         levels = [str(v) for v in result["levels"][kind]]
@@ -108,6 +109,8 @@ def render_probe(result: dict[str, Any]) -> None:
                 if scores is None:
                     continue
                 ci = (result[family].get(layer) or {}).get(f"{metric}_ci95") or {}
+                if family == "selectivity":
+                    negative |= any((scores.get(v) or 0.0) < 0 for v in levels)
                 cells = [
                     _pct(scores.get(v), family == "selectivity") + _ci(ci.get(v)) for v in levels
                 ]
@@ -121,6 +124,8 @@ def render_probe(result: dict[str, Any]) -> None:
             if scores:
                 table.add_row(label, *[_pct(scores.get(v)) for v in levels])
         out.print(table)
+    if negative:
+        out.print(NEGATIVE_SELECTIVITY)
     out.print(
         "ceiling: Bayes accuracy of the ideal reader of the whole string (exact, from the "
         "grammar's posterior on the same held-out strings); prefix ceiling: of the tokens up to "
@@ -131,6 +136,13 @@ def render_probe(result: dict[str, Any]) -> None:
         + "".join(f", {p}" for p in result.get("plots", []))
     )
 
+
+# Hewitt & Liang's reading of a selectivity below 0, for the line under the probe tables
+NEGATIVE_SELECTIVITY = (
+    "selectivity = accuracy − control-task accuracy (Hewitt & Liang: a random label per token "
+    "n-gram). Below 0: the probe learns those random labels better than the real ones, so its "
+    "accuracy there shows no more than what it can memorise from the tokens."
+)
 
 _SUMMARY_ROWS = (
     ("ceiling", "ceiling (whole string)"),
