@@ -302,3 +302,17 @@ def test_a_smoke_report_says_so_first(sweep: SweepDir) -> None:
     page = html.unescape((sweep.report_dir / "report.html").read_text())
     assert page.index("SMOKE RUN") < page.index("<h2>Budget</h2>")
     assert '"steps": 20' in page
+
+
+def test_a_missing_h_true_reads_n_a_with_its_reason(sweep: SweepDir) -> None:
+    why = "recursive grammar: not estimated; H(trees) = 6.27 nats bounds it above"
+    for t in sweep.read_plan():
+        result = _generation_results(49, 49, 3.2)
+        result["diversity"]["h"]["true"] = {"h": None, "note": why}
+        sweep.write_result(t.name, "evaluate", {"result": result})
+    _, rows = collect(sweep.path)
+    columns, body = headline(rows)
+    cells = {line[columns.index("H(model) [95% CI] / H(true)")] for line in body}
+    assert cells == {"3.20 [2.90,3.50] / n/a"}
+    page = html.unescape(write_report(sweep.path).html.read_text())
+    assert f"H(true) n/a for g: {why}." in page and "?" not in " ".join(cells)

@@ -55,6 +55,7 @@ def diversity(row: dict[str, Any]) -> dict[str, Any] | None:
         "h_model": model.get("h"),
         "h_model_ci95": model.get("ci95"),
         "h_true": true.get("h"),
+        "h_true_note": true.get("note"),  # why H(true) is missing, where it is
         "distinct": d["all"]["distinct"],
         "n": d["all"]["n"],
         "support_lower_bound": d["all"]["support_lower_bound"],
@@ -65,11 +66,21 @@ def diversity_cell(row: dict[str, Any], compact: bool) -> str:
     d = diversity(row)
     if not d or d["h_model"] is None:
         return "-"
-    true = "?" if d["h_true"] is None else f"{d['h_true']:.1f}"
+    true = "n/a" if d["h_true"] is None else f"{d['h_true']:.1f}"  # why: `h_true_notes`
     if compact:
         return f"{d['h_model']:.1f}/{true}"
     lo, hi = d["h_model_ci95"]
     return f"{d['h_model']:.2f} [{lo:.2f},{hi:.2f}] / {true}"
+
+
+def h_true_notes(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """{grammar: why its H(true) is missing} over the rows whose evaluation gave the reason."""
+    notes = {}
+    for row in rows:
+        d = diversity(row)
+        if d and d["h_true"] is None and d["h_true_note"]:
+            notes[str(row.get("grammar"))] = d["h_true_note"]
+    return notes
 
 
 def mode_switch_rows(rows: list[dict[str, Any]]) -> list[list[str]]:

@@ -27,6 +27,7 @@ from cfglab.sweep.report.generation import (
     MEMORISATION_COLUMNS,
     MODE_SWITCH_COLUMNS,
     diversity_cell,
+    h_true_notes,
     kl_figure,
     memorisation_rows,
     mode_switch_rows,
@@ -354,6 +355,10 @@ def render_html(
         "posterior on the same held-out strings; 1 on an unambiguous grammar). H: the "
         "model's entropy over its T=1 cut0 generations (nats per string, from its own "
         "log-probabilities, 95% interval) beside the language's exact entropy.</p>",
+    ]
+    parts += [
+        f"<p>H(true) n/a for {html.escape(g)}: {html.escape(why)}.</p>"
+        for g, why in h_true_notes(rows).items()
     ]
     switch = mode_switch_rows(rows)
     if switch:
