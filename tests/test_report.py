@@ -316,3 +316,33 @@ def test_a_missing_h_true_reads_n_a_with_its_reason(sweep: SweepDir) -> None:
     assert cells == {"3.20 [2.90,3.50] / n/a"}
     page = html.unescape(write_report(sweep.path).html.read_text())
     assert f"H(true) n/a for g: {why}." in page and "?" not in " ".join(cells)
+
+
+def _diversity_row(name: str, support: float) -> dict:
+    h = {"model": {"h": 11.0, "ci95": [10.6, 11.4]}, "true": {"h": 11.9}}
+    d = {"all": {"distinct": 150, "n": 200, "support_lower_bound": support}, "h": h}
+    return {"run": name, "_results": {"evaluate": {"diversity": d}}}
+
+
+@pytest.mark.parametrize("support", [300.0, 4e3, 3e8])
+def test_diversity_axis_labels_do_not_overlap(support: float) -> None:
+    from cfglab.plotting import pyplot
+    from cfglab.sweep.report.generation import diversity_figure
+
+    fig = diversity_figure([_diversity_row(f"g-abs-clean-s{s}", support * (s + 1)) for s in (0, 1)])
+    assert fig is not None
+    fig.canvas.draw()
+    left, right = fig.axes[:2]
+    lo, hi = right.get_xlim()
+    shown = [
+        t
+        for t, x in zip(right.get_xticklabels(), right.get_xticks())
+        if t.get_text() and lo <= x <= hi
+    ]
+    boxes = [t.get_window_extent() for t in shown]
+    assert len(boxes) >= 2  # a scale to read
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    assert not any(t.get_text() for t in right.get_xminorticklabels())
+    assert [t.get_text() for t in left.get_yticklabels()] == ["g-abs-clean-s0", "g-abs-clean-s1"]
+    assert not any(t.get_visible() and t.get_text() for t in right.get_yticklabels())
+    pyplot().close(fig)
