@@ -92,7 +92,6 @@ def render_probe(result: dict[str, Any]) -> None:
     scope = result.get("scope", "prefix" if not result.get("bidirectional") else "whole")
     out.print(f"[bold]{result.get('probe', scope + ' probe')}[/bold]")
     has_controls = bool(result["untrained"])
-    negative = False  # a negative selectivity was shown: it gets its gloss under the tables
     for metric, title in titles.items():
         kind = "boundary" if metric == "boundary" else "ancestor"
         levels = [str(v) for v in result["levels"][kind]]
@@ -109,8 +108,6 @@ def render_probe(result: dict[str, Any]) -> None:
                 if scores is None:
                     continue
                 ci = (result[family].get(layer) or {}).get(f"{metric}_ci95") or {}
-                if family == "selectivity":
-                    negative |= any((scores.get(v) or 0.0) < 0 for v in levels)
                 cells = [
                     _pct(scores.get(v), family == "selectivity") + _ci(ci.get(v)) for v in levels
                 ]
@@ -124,7 +121,7 @@ def render_probe(result: dict[str, Any]) -> None:
             if scores:
                 table.add_row(label, *[_pct(scores.get(v)) for v in levels])
         out.print(table)
-    if negative:
+    if has_controls and _negative_selectivity(result):
         out.print(NEGATIVE_SELECTIVITY)
     out.print(
         "ceiling: Bayes accuracy of the ideal reader of the whole string (exact, from the "
@@ -156,6 +153,16 @@ _SUMMARY_ROWS = (
 
 def _ci(x: float | None) -> str:
     return "" if x is None else f" ±{100 * x:.1f}"
+
+
+def _negative_selectivity(result: dict[str, Any]) -> bool:
+    """Whether a selectivity row of the tables (ancestor, boundary) shows a value below 0."""
+    return any(
+        v is not None and v < 0
+        for by_metric in (result.get("selectivity") or {}).values()
+        for metric in ("ancestor", "boundary")
+        for v in (by_metric.get(metric) or {}).values()
+    )
 
 
 def _families(metric: str, controls: bool) -> list[tuple[str, str]]:
