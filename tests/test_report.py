@@ -346,3 +346,19 @@ def test_diversity_axis_labels_do_not_overlap(support: float) -> None:
     assert [t.get_text() for t in left.get_yticklabels()] == ["g-abs-clean-s0", "g-abs-clean-s1"]
     assert not any(t.get_visible() and t.get_text() for t in right.get_yticklabels())
     pyplot().close(fig)
+
+
+def test_the_masked_column_only_beside_an_encoder(sweep: SweepDir) -> None:
+    trials = sweep.read_plan()
+    for t in trials:
+        result = _evaluate(40, 30)
+        result["masked"] = {"model": "decoder", "accuracy": proportion(21, 40)}
+        sweep.write_result(t.name, "evaluate", {"result": result})
+    _, rows = collect(sweep.path)
+    assert {r["pe"] for r in rows} == {"abs", "rot"}
+    columns, _ = headline(rows)
+    assert "masked-token acc" not in columns  # decoders only: not their task
+    rows[0]["pe"] = "mlm"  # an encoder in the sweep: the decoders' figures are its contrast
+    columns, body = headline(rows)
+    col = columns.index("masked-token acc")
+    assert all(line[col].startswith("0.53 [") for line in body)

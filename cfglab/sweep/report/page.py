@@ -76,6 +76,9 @@ def headline(
         "inval" if compact else "invalid at cut0",
         "probe" if compact else "probe: scope (untrained) / ceiling",
     ]
+    # a decoder's masked-token figure is the contrast to an encoder's: without an mlm run in
+    # the sweep it is a task none of the models was trained for, and the column is left out
+    encoders = any(row.get("pe") == "mlm" for row in rows)
     body = []
     for row in rows:
         rob = [r for r in robustness_rows(row) if r["temperature"] == 1.0]
@@ -90,7 +93,7 @@ def headline(
         ]
         line += [rate(accuracy(row, cutk))] if cutk else []
         evaluate = row["_results"].get("evaluate", {})
-        line += [rate((evaluate.get("masked") or {}).get("accuracy"))]
+        line += [rate((evaluate.get("masked") or {}).get("accuracy")) if encoders else "-"]
         kl, _ = kl_figure(row)
         trained, untrained = probe_summary(row), probe_summary(row, "untrained")
         ceiling, scope = probe_summary(row, "ceiling"), probe_scope(row)
