@@ -36,9 +36,9 @@ C -> "a" "b"
 """
 
 
-def _text(*renderables: Any) -> str:
+def _text(*renderables: Any, width: int = 120) -> str:
     """What rich prints, box lines and runs of spaces folded (a row reads as one line)."""
-    console = Console(width=120, record=True, highlight=False)
+    console = Console(width=width, record=True, highlight=False)
     for r in renderables:
         console.print(r)
     return " ".join(re.sub("[\u2500-\u257f]", " ", console.export_text()).split())
@@ -107,6 +107,7 @@ def test_each_entropy_has_one_row_named_for_what_it_is(evaluated: dict[str, Any]
     h_true = evaluated["diversity"]["h"]["true"]
     assert f"{h_true['h']:.2f}" in text and f"{h_true['per_token']:.3f}" in text
     assert "None" not in text and "?" not in text
+    assert "…" not in _text(summary_table(evaluated, {"masked"}), width=80)  # the new labels fit
 
 
 def test_h_true_that_cannot_be_computed_says_why() -> None:
@@ -125,6 +126,7 @@ def test_h_true_that_cannot_be_computed_says_why() -> None:
     assert "H(trees) = " in text and "bounds it above" in text
     assert "not estimated: 0 of 4 generations ended with EOS" in text
     assert "None" not in text and "?" not in text
+    assert "…" not in _text(table, width=80)
 
 
 def test_check_prints_no_reprs_and_each_prefix_once(tmp_path: Path) -> None:
