@@ -168,7 +168,8 @@ def test_cli_json_and_table(evaluated) -> None:
         ],
     )
     assert res.exit_code == 0, res.output
-    assert "accuracy cut0" in res.output and "KL" in res.output and "mode switch" in res.output
+    assert "accuracy cut0" in res.output and "KL" in res.output
+    assert "mode switch" not in res.output  # a clean-trained run has no noise mode to switch to
     assert "corrupted prompts" in res.output
 
 
@@ -197,6 +198,7 @@ def test_cli_measures_accuracy_at_several_temperatures(evaluated) -> None:
     text = console.export_text()
     assert "cut0 at T=0.1" in text and "cut4 at T=0.5" in text
     has_h = data["diversity"]["h"]["model"]["h"] is not None  # a 30-step model rarely ends
-    assert ("H(model) vs H(true)" in text) == has_h
+    assert "H(model), nats/string" in text and "H(true), nats/string" in text
+    assert ("generations ended with EOS" in text) != has_h  # else it says why it has none
     bad = CliRunner().invoke(app, [*args, "--accuracy-temperatures", "cold"])
     assert bad.exit_code != 0

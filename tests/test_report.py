@@ -160,7 +160,8 @@ def test_report_files(sweep: SweepDir) -> None:
     assert not re.search(r"""(src|href)=["'](?!data:)""", page)
     # the budget beside the numbers, and no overclaiming
     page = html.unescape(page)
-    assert "2 layers × 2 heads × 64 dims (104,000 parameters)" in page
+    assert "2 layers × 2 heads × 64 dims (parameters: abs 104,000, rot 104,000)" in page
+    assert "SMOKE" not in page
     assert "100 steps × batch 16 = 204,800 tokens" in page
     assert "do not test the paper's claims" in page
     assert "did not finish training: g-rot-f0.1r0.15-s1" in page
@@ -271,3 +272,93 @@ def test_paper_table_opens_the_page_when_the_sweep_asks(sweep: SweepDir) -> None
     page = html.unescape(write_report(sweep.path).html.read_text())
     assert page.index("The paper's results at this budget") < page.index("<h2>Budget</h2>")
     assert "12 mode switch" in page and "seed Q2" in page
+
+
+def test_the_budget_gives_each_pe_its_parameter_count(sweep: SweepDir) -> None:
+    from cfglab.sweep.report.page import budget_lines
+
+    for t in sweep.read_plan():
+        if t.coordinates["pe"] == "rot":  # no position table: fewer parameters than abs
+            card = sweep.run(t.name) / "model_card.json"
+            card.write_text(json.dumps({"parameters": 95_808, "device": "cpu"}))
+    _, rows = collect(sweep.path)
+    lines = budget_lines(rows)
+    assert "2 layers × 2 heads × 64 dims (parameters: abs 104,000, rot 95,808)" in lines[0]
+    assert len(lines) == 2  # one budget, then the seeds
+
+
+def test_a_smoke_report_says_so_first(sweep: SweepDir) -> None:
+    from typer.testing import CliRunner
+
+    from cfglab.cli import app
+
+    record = json.loads(sweep.spec_path.read_text())
+    record |= {"smoke": True, "name": "sw-smoke"}
+    record["spec"]["smoke"] = {"train": {"steps": 20}}
+    sweep.spec_path.write_text(json.dumps(record))
+    res = CliRunner().invoke(app, ["report", str(sweep.path)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "SMOKE run (a pipeline check, not a measurement)" in " ".join(res.output.split())
+    page = html.unescape((sweep.report_dir / "report.html").read_text())
+    assert page.index("SMOKE RUN") < page.index("<h2>Budget</h2>")
+    assert '"steps": 20' in page
+
+
+def test_a_missing_h_true_reads_n_a_with_its_reason(sweep: SweepDir) -> None:
+    why = "recursive grammar: not estimated; H(trees) = 6.27 nats bounds it above"
+    for t in sweep.read_plan():
+        result = _generation_results(49, 49, 3.2)
+        result["diversity"]["h"]["true"] = {"h": None, "note": why}
+        sweep.write_result(t.name, "evaluate", {"result": result})
+    _, rows = collect(sweep.path)
+    columns, body = headline(rows)
+    cells = {line[columns.index("H(model) [95% CI] / H(true)")] for line in body}
+    assert cells == {"3.20 [2.90,3.50] / n/a"}
+    page = html.unescape(write_report(sweep.path).html.read_text())
+    assert f"H(true) n/a for g: {why}." in page and "?" not in " ".join(cells)
+
+
+def _diversity_row(name: str, support: float) -> dict:
+    h = {"model": {"h": 11.0, "ci95": [10.6, 11.4]}, "true": {"h": 11.9}}
+    d = {"all": {"distinct": 150, "n": 200, "support_lower_bound": support}, "h": h}
+    return {"run": name, "_results": {"evaluate": {"diversity": d}}}
+
+
+@pytest.mark.parametrize("support", [300.0, 4e3, 3e8])
+def test_diversity_axis_labels_do_not_overlap(support: float) -> None:
+    from cfglab.plotting import pyplot
+    from cfglab.sweep.report.generation import diversity_figure
+
+    fig = diversity_figure([_diversity_row(f"g-abs-clean-s{s}", support * (s + 1)) for s in (0, 1)])
+    assert fig is not None
+    fig.canvas.draw()
+    left, right = fig.axes[:2]
+    lo, hi = right.get_xlim()
+    shown = [
+        t
+        for t, x in zip(right.get_xticklabels(), right.get_xticks())
+        if t.get_text() and lo <= x <= hi
+    ]
+    boxes = [t.get_window_extent() for t in shown]
+    assert len(boxes) >= 2  # a scale to read
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    assert not any(t.get_text() for t in right.get_xminorticklabels())
+    assert [t.get_text() for t in left.get_yticklabels()] == ["g-abs-clean-s0", "g-abs-clean-s1"]
+    assert not any(t.get_visible() and t.get_text() for t in right.get_yticklabels())
+    pyplot().close(fig)
+
+
+def test_the_masked_column_only_beside_an_encoder(sweep: SweepDir) -> None:
+    trials = sweep.read_plan()
+    for t in trials:
+        result = _evaluate(40, 30)
+        result["masked"] = {"model": "decoder", "accuracy": proportion(21, 40)}
+        sweep.write_result(t.name, "evaluate", {"result": result})
+    _, rows = collect(sweep.path)
+    assert {r["pe"] for r in rows} == {"abs", "rot"}
+    columns, _ = headline(rows)
+    assert "masked-token acc" not in columns  # decoders only: not their task
+    rows[0]["pe"] = "mlm"  # an encoder in the sweep: the decoders' figures are its contrast
+    columns, body = headline(rows)
+    col = columns.index("masked-token acc")
+    assert all(line[col].startswith("0.53 [") for line in body)

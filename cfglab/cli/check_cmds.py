@@ -147,9 +147,18 @@ def _print_finding(colour: str, kind: str, finding: Finding) -> None:
             " ",
             (finding.code, "dim"),
             ": ",
-            (finding.message, colour if kind != "warning" else ""),
+            (_without_code(finding), colour if kind != "warning" else ""),
         )
     )
+
+
+def _without_code(finding: Finding) -> str:
+    """The message without a leading "CODE: " of its own: the code is printed before it
+    already (`recursive: recursive: Expr -> Expr` read as a stutter)."""
+    for prefix in (f"{finding.code}: ", f"{finding.code.replace('-', ' ')}: "):
+        if finding.message.startswith(prefix):
+            return finding.message[len(prefix) :]
+    return finding.message
 
 
 def _facts_table(report: CheckReport) -> Table:
@@ -181,7 +190,8 @@ def _facts_table(report: CheckReport) -> Table:
         table.add_row("parse trees (language)", trees)
     table.add_row("ambiguity", _ambiguity_text(report.ambiguity))
     if report.entropy is not None:
-        table.add_row("entropy", _entropy_text(report.entropy))
+        recursive = report.depth is not None and report.depth.recursive
+        table.add_row("entropy", _entropy_text(report.entropy, recursive))
         if "lexicon" in report.entropy:
             table.add_row("lexicon", _lexicon_text(report.entropy["lexicon"]))
     return table
@@ -198,20 +208,36 @@ def _lexicon_text(lex: dict) -> str:
     )
 
 
-def _entropy_text(ent: dict) -> str:
+def _entropy_text(ent: dict, recursive: bool = False) -> str:
     """H(strings) in nats per string and per token (exact, or with its 95% interval)."""
     h, trees = ent.get("h_strings"), ent.get("h_trees")
     if trees is None:
         return ent.get("note", "not computed")
     if h is None:
-        return f"H(trees) = {trees:.4g} nats (an upper bound on H(strings); not estimated)"
+        # a recursive grammar's E[H(tree | string)] is never sampled (the bounded chart would
+        # bias it), whatever the note of the pass that skipped it says
+        why = (ent.get("h_tree_given_string") or {}).get("note") or "not estimated"
+        why = "recursive grammar: not estimated" if recursive else why
+        return f"H(trees) = {trees:.4g} nats (an upper bound on H(strings); {why})"
     if ent["exact"]:
-        return f"{h:.4g} nats/string, {ent['per_token']:.4g} nats/token (exact if unambiguous)"
+        per_token = _nats(ent["per_token"])
+        return f"{_nats(h)} nats/string, {per_token} nats/token (exact if unambiguous)"
     lo, hi = ent["h_strings_ci95"]
     return (
-        f"{h:.4g} nats/string [{lo:.4g}, {hi:.4g}], {ent['per_token']:.4g} nats/token "
+        f"{_nats(h)} nats/string [{_nats(lo)}, {_nats(hi)}], {_nats(ent['per_token'])} nats/token "
         f"(H(trees) {trees:.4g} − E[H(tree | string)], Monte Carlo)"
     )
+
+
+def _tokens(tokens: list, shown: int = 12) -> str:
+    """A string's first `shown` tokens; a longer one says how long it is."""
+    words = " ".join(map(str, tokens[:shown]))
+    return words if len(tokens) <= shown else f"{words} … ({len(tokens)} tokens)"
+
+
+def _nats(x: float) -> str:
+    """An entropy to 4 digits; float residue of a zero (1e-13 from a difference) reads 0."""
+    return "0" if abs(x) < 1e-9 else f"{x:.4g}"
 
 
 def _opt(value: int | None, missing: str) -> str:
@@ -229,9 +255,27 @@ def _trees(count: int | None, log10: float | None, recursive: bool) -> str:
 
 
 def _ambiguity_text(amb: dict | None) -> str:
+    """The ambiguity analysis in words: what was sampled, how many strings parse two ways, the
+    shortest such string; a figure the analysis left out (None) is not printed."""
     if amb is None:
         return "not analysed"
-    return ", ".join(f"{k}={v}" for k, v in amb.items() if not isinstance(v, (dict, list)))
+    n = amb.get("n_strings", 0)
+    parts = [f"{n} sampled strings"]
+    if amb.get("fraction_ambiguous") is not None:
+        parts.append(f"{amb['fraction_ambiguous']:.1%} ambiguous")
+    if amb.get("max_parses") == 1:
+        parts.append("each with one parse tree")
+    elif amb.get("max_parses") is not None:
+        mean = amb.get("mean_parses")
+        tail = "" if mean is None else f", mean {mean:.4g}"
+        parts.append(f"at most {amb['max_parses']} parse trees{tail}")
+    if amb.get("flip_sensitivity") is not None:
+        parts.append(f"{amb['flip_sensitivity']:.1%} of 1-token flips stay valid")
+    witness = amb.get("witness")
+    if witness:
+        parts.append(f"shortest ambiguous: {_tokens(witness['tokens'])}")
+    text = "; ".join(parts)
+    return f"{text} ({amb['note']})" if amb.get("note") else text
 
 
 # --- new-grammar ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,8 @@ def evaluate_command(
     if as_json:
         print(json.dumps(result, indent=2))
         return
-    for table in summary_tables(result):
+    asked = set(options.get("sections") or [])
+    for table in summary_tables(result, asked):
         out.print(table)
     if not no_write:
         out.print(
@@ -143,17 +145,21 @@ def _num(x: float | None, fmt: str = ".4f") -> str:
     return "-" if x is None else format(x, fmt)
 
 
-def summary_tables(r: dict[str, Any]) -> list[Table]:
-    """The headline figures, then the robustness sweep as its own table."""
-    tables = [summary_table(r)]
+def summary_tables(r: dict[str, Any], asked: Collection[str] = ()) -> list[Table]:
+    """The headline figures, then the robustness sweep as its own table.
+
+    `asked`: the sections named on the command line (`--sections`); a decoder's masked-token
+    figure is shown only when asked for (see `summary_table`)."""
+    tables = [summary_table(r, asked)]
     if r.get("robustness"):
         tables.append(robustness_table(r["robustness"]))
     return tables
 
 
-def summary_table(r: dict[str, Any]) -> Table:
-    """The headline figures of eval.json, one row each."""
-    t = Table(title=f"{r['grammar']} · {r['pe']} · step {r['step']}", title_justify="left")
+def summary_table(r: dict[str, Any], asked: Collection[str] = ()) -> Table:
+    """The headline figures of eval.json, one row each; rows that do not apply to the run are
+    left out (eval.json keeps every figure)."""
+    t = Table(title=_title(r), title_justify="left")
     t.add_column("measure")
     t.add_column("value", justify="right")
     for name, acc in (r.get("accuracy") or {}).items():
@@ -178,51 +184,93 @@ def summary_table(r: dict[str, Any]) -> Table:
             t.add_row("  stray mass (BOS, MASK), mean", _num(stray, ".2g"))
     _robustness_rows(t, r.get("robustness"))
     _memorisation_rows(t, r.get("memorisation"))
-    if r.get("masked"):
-        m = r["masked"]
-        t.add_row(f"masked-token accuracy ({m['model']})", _rate(m["accuracy"]))
-        t.add_row(
-            "  Bayes ceiling · KL",
-            f"{_num(m['bayes_accuracy']['rate'], '.3f')} · {_num(m['kl_mean'], '.5f')}",
-        )
+    _masked_rows(t, r.get("masked"), "masked" in asked)
     t.add_row("seconds", f"{r['seconds'].get('total', 0):.1f}")
     return t
+
+
+def _title(r: dict[str, Any]) -> str:
+    """grammar · PE · step of a run; an outside (--hf) model by its architecture, no step."""
+    hf = r.get("hf")
+    if hf:
+        return f"{r['grammar']} · {hf.get('architecture') or 'outside model'} (--hf)"
+    return f"{r['grammar']} · {r['pe']} · step {r['step']}"
+
+
+def _masked_rows(t: Table, m: dict[str, Any] | None, asked: bool) -> None:
+    """The encoder's measure; a decoder's figure (it scores the T completed strings, an mlm
+    reads [MASK]) only when `--sections` asks for it, as it is not the model's own task."""
+    if not m or (m["model"] == "decoder" and not asked):
+        return
+    label = (
+        "masked-token accuracy (mlm encoder)"
+        if m["model"] != "decoder"
+        else "one-token fill-in accuracy (decoder)"
+    )
+    t.add_row(label, _rate(m["accuracy"]))
+    t.add_row("  Bayes ceiling (the truth's argmax)", _num(m["bayes_accuracy"]["rate"], ".3f"))
+    t.add_row("  KL(true ‖ model), filled token", _num(m["kl_mean"], ".5f"))
 
 
 def _diversity_rows(t: Table, d: dict[str, Any] | None) -> None:
     if not d:
         return
     a, e = d["all"], d["entropy"]
-    h = d.get("h") or {}
-    if h.get("model", {}).get("h") is not None:
-        m, tr = h["model"], h["true"]
-        lo, hi = m["ci95"]
-        true_h = "-" if tr["h"] is None else f"{tr['h']:.2f}"
-        t.add_row(
-            "entropy H(model) vs H(true) (nats/string)",
-            f"{m['h']:.2f} [{lo:.2f}, {hi:.2f}] vs {true_h}  (n={m['n']})",
-        )
+    _entropy_rows(t, d.get("h"))
     t.add_row("distinct generations", f"{a['distinct']}/{a['n']}")
     t.add_row("support ≥ (birthday, 95%)", f"{a['support_lower_bound']:,.0f}")
     if e["n"]:
+        # not an entropy: both sides score the model's own valid strings, so it is
+        # E[log p_model − log p_true] there (KL(model ‖ true) when every generation is valid)
         t.add_row(
-            "entropy gap (nats/string)",
-            f"{e['gap']:+.3f}  "
+            "−log p, valid gens: model − true (nats)",
+            f"{e['gap']:+.3f}/string  "
             f"(model {e['nll_model']:.2f} vs true {e['nll_true']:.2f}, n={e['n']})",
         )
 
 
+def _entropy_rows(t: Table, h: dict[str, Any] | None) -> None:
+    """H(model) and H(true), one row each, each named for what it is; a missing one says why.
+    Absent altogether when the generations were not drawn at T = 1 (H(model) needs them)."""
+    if not h:
+        return
+    m, tr = h["model"], h["true"]
+    if m.get("h") is not None:
+        lo, hi = m["ci95"]
+        model = f"{m['h']:.2f} [{lo:.2f}, {hi:.2f}]  (n={m['n']})"
+    else:
+        model = f"not estimated: {m['n']} of {m['n'] + m['unended']} generations ended with EOS"
+    t.add_row("H(model), nats/string (T=1 samples)", model)
+    if m.get("per_token") is not None:
+        lo, hi = m["per_token_ci95"]
+        t.add_row("  H(model), nats/token (with EOS)", f"{m['per_token']:.3f} [{lo:.3f}, {hi:.3f}]")
+    if tr.get("h") is not None:
+        exact = "exact" if tr.get("exact") else "Monte Carlo"
+        t.add_row("H(true), nats/string (the language)", f"{tr['h']:.2f}  ({exact})")
+        if tr.get("per_token") is not None:
+            t.add_row("  H(true), nats/token (with EOS)", f"{tr['per_token']:.3f}")
+    else:
+        t.add_row("H(true), the language", tr.get("note") or "not computed")
+
+
 def _robustness_rows(t: Table, rb: dict[str, Any] | None) -> None:
+    """The mode switch: only for a run trained on corrupted strings (or an outside model, whose
+    training noise is unknown); on a clean-trained run there is no mode to switch to."""
     if not rb:
         return
     ms = rb["mode_switch"]
+    fraction, rate = ms.get("train_noise_fraction"), ms.get("train_noise_rate")
+    if fraction is not None and rate is not None and not (fraction and rate):
+        return
     t.add_row("mode switch: invalid at cut0", _rate(ms["invalid"]))
     subs = ms["substitutions_to_valid"]
     t.add_row("  their substitutions to valid (mean)", _num(subs["mean"], ".2f"))
-    t.add_row(
-        "  training noise: fraction · rate",
-        f"{ms['train_noise_fraction']} · {ms['train_noise_rate']}",
+    noise = (
+        "unknown (outside model)"
+        if fraction is None or rate is None
+        else f"{fraction:g} of strings, {rate:g} of their tokens"
     )
+    t.add_row("  training noise", noise)
 
 
 def robustness_table(rb: dict[str, Any]) -> Table:

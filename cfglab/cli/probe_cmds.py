@@ -121,6 +121,8 @@ def render_probe(result: dict[str, Any]) -> None:
             if scores:
                 table.add_row(label, *[_pct(scores.get(v)) for v in levels])
         out.print(table)
+    if has_controls and _negative_selectivity(result):
+        out.print(NEGATIVE_SELECTIVITY)
     out.print(
         "ceiling: Bayes accuracy of the ideal reader of the whole string (exact, from the "
         "grammar's posterior on the same held-out strings); prefix ceiling: of the tokens up to "
@@ -131,6 +133,13 @@ def render_probe(result: dict[str, Any]) -> None:
         + "".join(f", {p}" for p in result.get("plots", []))
     )
 
+
+# Hewitt & Liang's reading of a selectivity below 0, for the line under the probe tables
+NEGATIVE_SELECTIVITY = (
+    "selectivity = accuracy − control-task accuracy (Hewitt & Liang: a random label per token "
+    "n-gram). Below 0: the probe learns those random labels better than the real ones, so its "
+    "accuracy there shows no more than what it can memorise from the tokens."
+)
 
 _SUMMARY_ROWS = (
     ("ceiling", "ceiling (whole string)"),
@@ -144,6 +153,16 @@ _SUMMARY_ROWS = (
 
 def _ci(x: float | None) -> str:
     return "" if x is None else f" ±{100 * x:.1f}"
+
+
+def _negative_selectivity(result: dict[str, Any]) -> bool:
+    """Whether a selectivity row of the tables (ancestor, boundary) shows a value below 0."""
+    return any(
+        v is not None and v < 0
+        for by_metric in (result.get("selectivity") or {}).values()
+        for metric in ("ancestor", "boundary")
+        for v in (by_metric.get(metric) or {}).values()
+    )
 
 
 def _families(metric: str, controls: bool) -> list[tuple[str, str]]:

@@ -163,7 +163,10 @@ def _report(sweep_dir: Path, as_json: bool = False) -> None:
         }
         print(json.dumps(record, default=str))
         return
-    out.print(rich_table(rows, title=f"sweep {spec.get('name', sweep_dir.name)}"))
+    title = f"sweep {spec.get('name', sweep_dir.name)}"
+    if spec.get("smoke"):  # its figures check the pipeline; say so before anyone reads them
+        title += " — SMOKE run (a pipeline check, not a measurement)"
+    out.print(rich_table(rows, title=title))
     out.print(f"results: {files.csv}")
     out.print(f"report:  {files.html}")
 

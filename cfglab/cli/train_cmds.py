@@ -116,7 +116,7 @@ def _train(
         err.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
     mcfg = model_config_for(config, len(grammar.terminals))
     if not quiet:
-        err.print(f"[bold]model[/bold] {config.pe}: {describe(mcfg)}")
+        err.print(f"[bold]model[/bold] {describe(mcfg)}")  # its first line names the PE
     path = train(config, out_dir, resume=resume, quiet=quiet, extend_to=extend_steps)
     if as_json:
         from cfglab.runs import RunDir

@@ -188,10 +188,20 @@ def entropies(model_h: dict[str, Any], truth: dict[str, Any]) -> dict[str, Any]:
             "per_token": per_tok,  # with EOS, as the model's per-token figure
             "exact": truth.get("exact"),
             "h_trees": truth.get("h_trees"),
+            "note": None if h_true is not None else unknown_h_reason(truth),
         },
         "ratio": model_h["h"] / h_true if model_h.get("h") is not None and h_true else None,
         "true_in_model_ci": None if ci is None or h_true is None else ci[0] <= h_true <= ci[1],
     }
+
+
+def unknown_h_reason(truth: dict[str, Any]) -> str:
+    """Why H(true) is missing, in words (the entropy report's own note where it has one)."""
+    cond = truth.get("h_tree_given_string") or {}
+    why = truth.get("note") or cond.get("note") or "E[H(tree | string)] not estimated"
+    if truth.get("h_trees") is not None:  # H(strings) ≤ H(trees): the bound is still worth saying
+        why += f"; H(trees) = {truth['h_trees']:.4g} nats bounds it above"
+    return why
 
 
 def level_sequences(tree: Tree, level: int) -> tuple[str, ...]:

@@ -3,11 +3,16 @@ temperatures, and diversity (H(model) beside H(true), the birthday bound)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cfglab.plotting import pyplot, save
 from cfglab.sweep.report.collect import cut_name, pooled
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 DPI = 110
 _COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3")
@@ -55,6 +60,7 @@ def diversity(row: dict[str, Any]) -> dict[str, Any] | None:
         "h_model": model.get("h"),
         "h_model_ci95": model.get("ci95"),
         "h_true": true.get("h"),
+        "h_true_note": true.get("note"),  # why H(true) is missing, where it is
         "distinct": d["all"]["distinct"],
         "n": d["all"]["n"],
         "support_lower_bound": d["all"]["support_lower_bound"],
@@ -65,11 +71,21 @@ def diversity_cell(row: dict[str, Any], compact: bool) -> str:
     d = diversity(row)
     if not d or d["h_model"] is None:
         return "-"
-    true = "?" if d["h_true"] is None else f"{d['h_true']:.1f}"
+    true = "n/a" if d["h_true"] is None else f"{d['h_true']:.1f}"  # why: `h_true_notes`
     if compact:
         return f"{d['h_model']:.1f}/{true}"
     lo, hi = d["h_model_ci95"]
     return f"{d['h_model']:.2f} [{lo:.2f},{hi:.2f}] / {true}"
+
+
+def h_true_notes(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """{grammar: why its H(true) is missing} over the rows whose evaluation gave the reason."""
+    notes = {}
+    for row in rows:
+        d = diversity(row)
+        if d and d["h_true"] is None and d["h_true_note"]:
+            notes[str(row.get("grammar"))] = d["h_true_note"]
+    return notes
 
 
 def mode_switch_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
@@ -170,11 +186,20 @@ def plot_temperatures(rows: list[dict[str, Any]], path: Path) -> Path | None:
 def plot_diversity(rows: list[dict[str, Any]], path: Path) -> Path | None:
     """Left: H(model) with its 95% interval beside H(true) per run. Right: distinct generations
     and the birthday-paradox lower bound on the support (log scale)."""
+    fig = diversity_figure(rows)
+    return None if fig is None else save(fig, path, DPI, tight=True)
+
+
+def diversity_figure(rows: list[dict[str, Any]]) -> Figure | None:
+    """The figure `plot_diversity` saves (laid out, not yet saved), or None with no H(model)."""
     data = [(r["run"], d) for r in rows if (d := diversity(r)) and d["h_model"] is not None]
     if not data:
         return None
     plt = pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.9 + 0.35 * len(data)), squeeze=True)
+    # room for the legends above the panels even with one run (at 0.9 in they sat on the data)
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(11, 1.7 + 0.35 * len(data)), squeeze=True, sharey=True
+    )
     ys = list(range(len(data)))
     for y, (_, d) in zip(ys, data):
         lo, hi = d["h_model_ci95"]
@@ -197,13 +222,38 @@ def plot_diversity(rows: list[dict[str, Any]], path: Path) -> Path | None:
             label="support ≥ (birthday, 95%)" if y == 0 else None,
         )
         right.plot(d["distinct"], y, "|", color="k", ms=10, label="distinct" if y == 0 else None)
+    left.set_yticks(ys, [name for name, _ in data], fontsize=7)  # shared: the right panel too
+    left.invert_yaxis()
+    right.tick_params(labelleft=False)
     for ax in (left, right):
-        ax.set_yticks(ys, [name for name, _ in data], fontsize=7)
-        ax.invert_yaxis()
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     left.set_xlabel("entropy (nats per string)")
-    left.set_title("Diversity: the model's entropy beside the language's", fontsize=9)
+    left.set_title("Diversity: the model's entropy beside the language's", fontsize=9, pad=18)
     right.set_xscale("log")
+    values = [v for _, d in data for v in (d["support_lower_bound"], d["distinct"]) if v > 0]
+    if values:
+        _log_ticks(right, min(values), max(values))
     right.set_xlabel("strings")
-    right.set_title("Distinct cut0 generations and the support bound", fontsize=9)
-    return save(fig, path, DPI, tight=True)
+    right.set_title("Distinct cut0 generations and the support bound", fontsize=9, pad=18)
+    fig.tight_layout()
+    return fig
+
+
+def _log_ticks(ax: Axes, lo: float, hi: float) -> None:
+    """Labels a log axis can hold side by side: 1-2-5 steps over two decades or less, powers of
+    ten beyond; no minor labels (matplotlib's 2×10², 3×10², ... ran into each other)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    few = math.log10(hi / lo) <= 2
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if few else (1.0,)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _count_label(v)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _count_label(v: float) -> str:
+    """20, 5,000; past 10⁵ as m×10^k (a tick of a log axis sits on 1, 2 or 5 times a power)."""
+    if v < 1e5:
+        return f"{v:,.0f}"
+    k = math.floor(math.log10(v) + 1e-9)
+    m = round(v / 10**k)
+    return f"$10^{{{k}}}$" if m == 1 else f"${m}\\times10^{{{k}}}$"

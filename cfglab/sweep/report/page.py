@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from cfglab.sweep.report.generation import (
     MEMORISATION_COLUMNS,
     MODE_SWITCH_COLUMNS,
     diversity_cell,
+    h_true_notes,
     kl_figure,
     memorisation_rows,
     mode_switch_rows,
@@ -74,6 +76,9 @@ def headline(
         "inval" if compact else "invalid at cut0",
         "probe" if compact else "probe: scope (untrained) / ceiling",
     ]
+    # a decoder's masked-token figure is the contrast to an encoder's: without an mlm run in
+    # the sweep it is a task none of the models was trained for, and the column is left out
+    encoders = any(row.get("pe") == "mlm" for row in rows)
     body = []
     for row in rows:
         rob = [r for r in robustness_rows(row) if r["temperature"] == 1.0]
@@ -88,7 +93,7 @@ def headline(
         ]
         line += [rate(accuracy(row, cutk))] if cutk else []
         evaluate = row["_results"].get("evaluate", {})
-        line += [rate((evaluate.get("masked") or {}).get("accuracy"))]
+        line += [rate((evaluate.get("masked") or {}).get("accuracy")) if encoders else "-"]
         kl, _ = kl_figure(row)
         trained, untrained = probe_summary(row), probe_summary(row, "untrained")
         ceiling, scope = probe_summary(row, "ceiling"), probe_scope(row)
@@ -163,8 +168,10 @@ class RunsTable:
 
 
 def budget_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """What the numbers were bought with: one line per distinct training budget."""
-    seen: dict[tuple, list[str]] = {}
+    """What the numbers were bought with: one line per distinct training budget, with the
+    parameter count of each PE trained at it (the PEs' counts differ: abs adds a position table,
+    rel its relative tables)."""
+    seen: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         t = row["_train"]
         key = (
@@ -175,21 +182,35 @@ def budget_lines(rows: list[dict[str, Any]]) -> list[str]:
             t["steps"],
             t["batch"],
             t["lr"],
-            row.get("params"),
             row.get("device"),
         )
-        seen.setdefault(key, []).append(row["run"])
+        seen.setdefault(key, []).append(row)
     lines = []
-    for (layers, heads, dim, context, steps, batch, lr, params, device), runs in seen.items():
-        p = f"{params:,} parameters" if params else "parameters unknown"
+    for (layers, heads, dim, context, steps, batch, lr, device), runs in seen.items():
         lines.append(
-            f"{layers} layers × {heads} heads × {dim} dims ({p}), context {context}; "
+            f"{layers} layers × {heads} heads × {dim} dims ({_parameters(runs)}), "
+            f"context {context}; "
             f"{steps:,} steps × batch {batch} = {steps * batch * context:,} tokens, "
-            f"peak lr {lr:g}, on {device or '?'} — {len(runs)} run(s)"
+            f"peak lr {lr:g}, on {device or 'an unrecorded device'} — {len(runs)} run(s)"
         )
     seeds = sorted({row["seed"] for row in rows})
     lines.append(f"seeds per grid point: {len(seeds)} ({', '.join(map(str, seeds))})")
     return lines
+
+
+def _parameters(runs: list[dict[str, Any]]) -> str:
+    """'parameters: abs 104,000, rot 103,936': each PE's count (several counts for one PE, as
+    with --canon variants, are listed with a slash); 'parameters unknown' when none was kept."""
+    by_pe: dict[str, list[int]] = {}
+    for row in runs:
+        if row.get("params"):
+            counts = by_pe.setdefault(str(row.get("pe") or "unknown PE"), [])
+            if row["params"] not in counts:
+                counts.append(row["params"])
+    if not by_pe:
+        return "parameters unknown"
+    shown = ", ".join(f"{pe} {' / '.join(f'{n:,}' for n in ns)}" for pe, ns in by_pe.items())
+    return f"parameters: {shown}"
 
 
 # --- files -------------------------------------------------------------------------------------
@@ -250,6 +271,7 @@ _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto
 color:#222}table{border-collapse:collapse;font-size:.85em}td,th{border:1px solid #ccc;
 padding:.25em .5em;text-align:right}td:first-child,th:first-child{text-align:left}
 th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+.smoke{background:#fde2e1;border:2px solid #c44e52;padding:.5em 1em;font-size:1.2em}
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5em 1em}code{background:#f3f3f3}"""
 
 
@@ -278,6 +300,19 @@ def _caveats(rows: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
+def _smoke_banner(spec: dict[str, Any]) -> list[str]:
+    """A smoke sweep (`cfglab sweep --smoke`) says so before anything else: its figures check
+    that the pipeline runs, at a budget too small to mean anything about the models."""
+    if not spec.get("smoke"):
+        return []
+    overrides = (spec.get("spec") or {}).get("smoke") or {}
+    what = f" (overrides: {html.escape(json.dumps(overrides))})" if overrides else ""
+    return [
+        "<p class='smoke'><strong>SMOKE RUN</strong>: a quick check that every stage runs"
+        f"{what}; no figure on this page measures what the models can learn.</p>"
+    ]
+
+
 def render_html(
     spec: dict[str, Any], rows: list[dict[str, Any]], plots: list[Path], sweep: SweepDir
 ) -> str:
@@ -287,6 +322,7 @@ def render_html(
         f"<!doctype html><html><head><meta charset='utf-8'><title>cfglab sweep {name}"
         f"</title><style>{_CSS}</style></head><body>",
         f"<h1>Sweep <code>{name}</code></h1>",
+        *_smoke_banner(spec),
         f"<p>From <code>{html.escape(str(spec.get('source', '?')))}</code>"
         f"{' (smoke overrides)' if spec.get('smoke') else ''}; {len(rows)} runs in "
         f"<code>{html.escape(str(sweep.path))}</code>. Every figure, with its N and interval, "
@@ -322,6 +358,10 @@ def render_html(
         "posterior on the same held-out strings; 1 on an unambiguous grammar). H: the "
         "model's entropy over its T=1 cut0 generations (nats per string, from its own "
         "log-probabilities, 95% interval) beside the language's exact entropy.</p>",
+    ]
+    parts += [
+        f"<p>H(true) n/a for {html.escape(g)}: {html.escape(why)}.</p>"
+        for g, why in h_true_notes(rows).items()
     ]
     switch = mode_switch_rows(rows)
     if switch:
