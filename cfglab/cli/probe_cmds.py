@@ -80,7 +80,7 @@ def probe_command(
 def render_probe(result: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from cfglab.grammar.levels import level_label
+    from cfglab.interpret.targets import LEVELS, target_label
 
     titles = {
         "ancestor": "ancestor NT (all positions)",
@@ -90,17 +90,21 @@ def render_probe(result: dict[str, Any]) -> None:
         "boundary": "NT-end bit (all positions)",
     }
     scope = result.get("scope", "prefix" if not result.get("bidirectional") else "whole")
+    kind = result.get("targets", LEVELS)  # probe.json files from before the key: levels
     out.print(f"[bold]{result.get('probe', scope + ' probe')}[/bold]")
+    if kind != LEVELS:
+        out.print(f"targets by {result.get('targets_note', kind)}")
+    _print_dropped(result)
     has_controls = bool(result["untrained"])
     for metric, title in titles.items():
-        kind = "boundary" if metric == "boundary" else "ancestor"
-        levels = [str(v) for v in result["levels"][kind]]
+        target = "boundary" if metric == "boundary" else "ancestor"
+        levels = [str(v) for v in result["levels"][target]]
         if not any((result["trained"].get(str(l)) or {}).get(metric) for l in result["layers"]):
             continue
-        table = Table(title=f"{title}, {scope} probe — accuracy %", title_justify="left")
+        table = Table(title=f"{title}, {scope} probe, by {kind} — accuracy %", title_justify="left")
         table.add_column("hidden states")
         for v in levels:
-            table.add_column(level_label(int(v)), justify="right")
+            table.add_column(target_label(kind, int(v)), justify="right")
         for layer in map(str, result["layers"]):
             name = "embedding" if layer == "0" else f"layer {layer}"
             for family, label in _families(metric, has_controls):
@@ -126,10 +130,18 @@ def render_probe(result: dict[str, Any]) -> None:
         "grammar's posterior on the same held-out strings); prefix ceiling: of the tokens up to "
         "i. ± is a 95% interval over strings."
     )
+    if result.get("ceiling_reason"):
+        out.print(f"ceilings {result['ceiling_reason']}")
     out.print(
         f"written: {Path(result['run']) / 'probe' / 'probe.json'}"
         + "".join(f", {p}" for p in result.get("plots", []))
     )
+
+
+def _print_dropped(result: dict[str, Any]) -> None:
+    note = (result.get("strings") or {}).get("dropped_note")
+    if note:
+        out.print(f"[yellow]{note}[/yellow]")
 
 
 _SUMMARY_ROWS = (

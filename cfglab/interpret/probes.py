@@ -51,7 +51,6 @@ from pydantic import TypeAdapter, ValidationError
 from torch import Tensor
 
 from cfglab.errors import CfglabError
-from cfglab.grammar.levels import level_name
 from cfglab.interpret.probe_data import (
     PROBE_STREAM,
     ProbeData,
@@ -69,6 +68,8 @@ from cfglab.interpret.probe_fit import (
     fit_probes,
     probe_steps,
 )
+from cfglab.interpret.targets import NOTES, target_view
+from cfglab.interpret.targets import names as target_names
 from cfglab.threads import set_threads
 
 if TYPE_CHECKING:
@@ -194,6 +195,7 @@ def probe_run(
     if not layers or any(not 0 <= l <= n_layers for l in layers):
         raise CfglabError(f"probe: layers must lie in 0..{n_layers} (0 = embeddings), got {layers}")
     samples, dropped = probe_strings(grammar, cfg.n_train + cfg.n_test, config.context, seed)
+    samples, kind = target_view(samples)
     data = make_probe_data(samples, cfg.n_train)
     control = control_labels(data, cfg.control_ngram, seed) if controls else None
     ancestors = [g for g, t in enumerate(data.targets) if t.kind == "ancestor"]
@@ -204,8 +206,8 @@ def probe_run(
     n_fit = cfg.n_train - min(cfg.val_strings, cfg.n_train // 2)
     steps_per_fit = probe_steps(cfg, math.ceil(n_fit / cfg.batch))
     fits = (3 if controls else 1) * len(layers) + (len(BASELINES) if controls else 0)
-    result = _header(loaded, cfg, data, layers, dropped, config.pe == "mlm")
-    result.update(_ceilings(samples, data))
+    result = _header(loaded, cfg, data, layers, dropped, config.pe == "mlm", kind)
+    result.update(_ceilings(samples, data, kind))
     per_layer = []
     with work_progress("probe", steps_per_fit * fits, quiet) as advance:
 
@@ -287,10 +289,10 @@ def _output_features(
     }
 
 
-def _ceilings(samples: Any, data: ProbeData) -> dict[str, Any]:
-    from cfglab.interpret.ceilings import ceilings
+def _ceilings(samples: Any, data: ProbeData, kind: str) -> dict[str, Any]:
+    from cfglab.interpret.ceilings import ceilings, no_ceiling_reason
 
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"ceiling_reason": no_ceiling_reason(samples.grammar, kind)}
     for key, prefix in (("ceiling", False), ("prefix_ceiling", True)):
         scores = ceilings(samples, data, prefix)
         out[key] = None if scores is None else _by_metric(data, scores)
@@ -298,7 +300,13 @@ def _ceilings(samples: Any, data: ProbeData) -> dict[str, Any]:
 
 
 def _header(
-    loaded: Any, cfg: ProbeSettings, data: ProbeData, layers: list[int], dropped: int, mlm: bool
+    loaded: Any,
+    cfg: ProbeSettings,
+    data: ProbeData,
+    layers: list[int],
+    dropped: int,
+    mlm: bool,
+    kind: str,
 ) -> dict[str, Any]:
     lengths = np.diff(data.offsets)
     levels: dict[str, list[int]] = {"ancestor": [], "boundary": []}
@@ -324,12 +332,14 @@ def _header(
             "mean_length": round(float(lengths.mean()), 1),
         },
         "layers": layers,
+        "targets": kind,
+        "targets_note": NOTES[kind],
         "levels": levels,
-        "level_names": {str(v): level_name(v) for v in all_levels},
+        "level_names": target_names(kind, all_levels),
         "classes": classes,
         "ceiling_note": "ceiling / prefix_ceiling: Bayes accuracy of the ideal reader of the "
         "whole string / of the tokens up to i, exact from the grammar's posterior on the same "
-        "held-out strings (the same for every layer); null for a recursive grammar",
+        "held-out strings (the same for every layer); null where `ceiling_reason` says why",
         "trained": {},
         "untrained": {},
         "control": {},

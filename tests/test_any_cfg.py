@@ -1,0 +1,102 @@
+"""Probes, attention and evaluation on a grammar that is not the paper's: a recursive one.
+
+The paper's targets are per tree level; a recursive arithmetic grammar has no levels (its trees
+run to dozens of depths), so its probes and attention statistics are keyed by height (↑h, the
+h-th nonterminal above a token), and every number that cannot be computed says why.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+from eval_support import LONGER, tiny_config
+
+from cfglab.grammar.dsl import parse_grammar
+from cfglab.grammar.sample import sample
+from cfglab.interpret.targets import (
+    HEIGHTS,
+    LEVELS,
+    MAX_HEIGHT,
+    by_height,
+    nonterminals_at_one_depth,
+    target_kind,
+)
+from tests.grammars import LAYERED
+
+# Expr -> Expr "+" Term: left-recursive, with brackets nesting it again; subcritical weights.
+ARITH = """grammar arith
+start Expr
+Expr -> Expr "+" Term [1] | Term [2]
+Term -> Term "*" Factor [1] | Factor [2]
+Factor -> "(" Expr ")" [1] | "x" [3] | "y" [2]
+"""
+
+# Not recursive, but B sits at depth 1 under S and at depth 2 under A.
+MIXED = """grammar mixed
+start S
+S -> A B | "a" A
+A -> "x" | B "y"
+B -> "z" "w"
+"""
+
+
+def test_the_kind_of_targets_follows_the_grammar() -> None:
+    assert target_kind(parse_grammar(LAYERED)) == LEVELS
+    assert target_kind(parse_grammar(LONGER)) == LEVELS  # terminals at mixed depths only
+    assert target_kind(parse_grammar(ARITH)) == HEIGHTS
+    assert not nonterminals_at_one_depth(parse_grammar(MIXED))
+
+
+def test_heights_are_the_path_read_from_the_token_up() -> None:
+    g = parse_grammar(ARITH)
+    s = sample(g, 40, 3)
+    h = by_height(s)
+    assert h.depth == MAX_HEIGHT + 1 and (h.ancestors[0] == -1).all()
+    for i in range(len(h.tokens)):
+        path = [int(a) for a in s.ancestors[:, i] if a >= 0]
+        for up in range(1, MAX_HEIGHT + 1):
+            want = path[-up] if up <= len(path) else -1
+            assert h.ancestors[up, i] == want
+            if want >= 0:
+                assert h.boundaries[up, i] == s.boundaries[len(path) - up, i]
+    # b♯ is the most ancestral height the token ends, so it ends that one and none above
+    for i, b in enumerate(h.b_sharp):
+        ends = np.flatnonzero(h.boundaries[:, i])
+        assert b == (ends.max() if len(ends) else -1)
+
+
+@cache
+def arith_run() -> Path:
+    from cfglab.train import train
+
+    root = Path(__import__("tempfile").mkdtemp(prefix="cfglab-anycfg-"))
+    __import__("atexit").register(__import__("shutil").rmtree, root, True)
+    (root / "arith.cfg").write_text(ARITH)
+    return train(tiny_config(root / "arith.cfg", context=24), root / "run", quiet=True)
+
+
+def test_probe_on_a_recursive_grammar_is_by_height_with_reasons() -> None:
+    from cfglab.interpret.probes import probe_run
+
+    r = probe_run(str(arith_run()), n_strings=40, n_test=20, seed=0, controls=False, plots=False)
+    assert r["targets"] == HEIGHTS and "↑" in r["targets_note"]
+    levels = r["levels"]["ancestor"] + r["levels"]["boundary"]
+    assert levels and max(levels) <= MAX_HEIGHT and min(levels) >= 1
+    assert r["level_names"]["1"] == "↑1"
+    assert r["ceiling"] is None and r["prefix_ceiling"] is None
+    assert "recursive" in r["ceiling_reason"]
+    for lv, acc in r["trained"]["1"]["ancestor"].items():
+        assert acc is None or 0.0 <= acc <= 1.0, lv
+
+
+def test_layered_probe_keeps_levels_and_its_ceilings(tmp_path: Path) -> None:
+    from cfglab.interpret.probes import probe_run
+    from cfglab.train import train
+
+    (tmp_path / "g.cfg").write_text(LAYERED)
+    run = train(tiny_config(tmp_path / "g.cfg"), tmp_path / "run", quiet=True)
+    r = probe_run(str(run), n_strings=24, n_test=12, seed=0, controls=False, plots=False)
+    assert r["targets"] == LEVELS and r["level_names"]["1"] == "NT2"
+    assert r["ceiling_reason"] is None and r["ceiling"]["ancestor"]
