@@ -11,6 +11,7 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+import pytest
 from eval_support import LONGER, tiny_config
 
 from cfglab.grammar.dsl import parse_grammar
@@ -100,3 +101,27 @@ def test_layered_probe_keeps_levels_and_its_ceilings(tmp_path: Path) -> None:
     r = probe_run(str(run), n_strings=24, n_test=12, seed=0, controls=False, plots=False)
     assert r["targets"] == LEVELS and r["level_names"]["1"] == "NT2"
     assert r["ceiling_reason"] is None and r["ceiling"]["ancestor"]
+
+
+def test_the_default_cut_is_never_trivial() -> None:
+    from cfglab.errors import CfglabError
+    from cfglab.evaluate.run import MIN_CUT, choose_cut
+
+    assert choose_cut(np.array([60, 80, 120]), "g")[0] == 50  # the paper's cut50
+    assert choose_cut(np.array([8, 9, 12]), "g")[0] == 4  # half the shortest, as before
+    lengths = sample(parse_grammar(ARITH), 512, 0).lengths
+    assert lengths.min() // 2 < MIN_CUT  # half the shortest would be cut0 or cut1
+    cut, why = choose_cut(lengths, "arith")
+    assert cut >= MIN_CUT and (lengths > cut).mean() > 0.1 and "median" in why
+    with pytest.raises(CfglabError, match="pass --cut"):
+        choose_cut(np.array([1, 2, 3, 1, 2, 1, 2, 3, 1, 5, 2, 1]), "short")
+
+
+def test_evaluate_on_a_recursive_grammar_picks_a_cut_above_one() -> None:
+    from cfglab.evaluate.run import evaluate_run
+
+    small = {"n": 8, "threads": 1, "sections": ["accuracy", "robustness"], "write": False}
+    r = evaluate_run(str(arith_run()), small)
+    assert r["cut"] > 1 and "median" in r["cut_rule"]
+    assert set(r["accuracy"]) == {"cut0", f"cut{r['cut']}"}
+    assert r["robustness"]["cut"] == r["cut"]

@@ -116,10 +116,20 @@ def evaluate_command(
         return
     for table in summary_tables(result):
         out.print(table)
+    for line in summary_notes(result):
+        out.print(line)
     if not no_write:
         out.print(
             f"written: {Path(result['run_dir']) / 'eval' / 'eval.json'} and generations.jsonl"
         )
+
+
+def summary_notes(result: dict[str, Any]) -> list[str]:
+    """Lines under the tables: how cutK was chosen."""
+    lines = []
+    if result.get("cut_rule") and result.get("cut"):
+        lines.append(f"cut{result['cut']}: {result['cut_rule']}")
+    return lines
 
 
 def _floats(text: str, flag: str) -> list[float]:
