@@ -7,6 +7,10 @@ h-th nonterminal above a token), and every number that cannot be computed says w
 
 from __future__ import annotations
 
+import atexit
+import re
+import shutil
+import tempfile
 from functools import cache
 from pathlib import Path
 
@@ -69,13 +73,14 @@ def test_heights_are_the_path_read_from_the_token_up() -> None:
 
 
 @cache
-def arith_run() -> Path:
+def arith_run(pe: str = "rot") -> Path:
+    """A tiny model on ARITH with a context of 24: some of its strings do not fit."""
     from cfglab.train import train
 
-    root = Path(__import__("tempfile").mkdtemp(prefix="cfglab-anycfg-"))
-    __import__("atexit").register(__import__("shutil").rmtree, root, True)
+    root = Path(tempfile.mkdtemp(prefix="cfglab-anycfg-"))
+    atexit.register(shutil.rmtree, root, True)
     (root / "arith.cfg").write_text(ARITH)
-    return train(tiny_config(root / "arith.cfg", context=24), root / "run", quiet=True)
+    return train(tiny_config(root / "arith.cfg", pe, context=24), root / "run", quiet=True)
 
 
 def test_probe_on_a_recursive_grammar_is_by_height_with_reasons() -> None:
@@ -125,3 +130,33 @@ def test_evaluate_on_a_recursive_grammar_picks_a_cut_above_one() -> None:
     assert r["cut"] > 1 and "median" in r["cut_rule"]
     assert set(r["accuracy"]) == {"cut0", f"cut{r['cut']}"}
     assert r["robustness"]["cut"] == r["cut"]
+
+
+def _counts(note: str) -> tuple[int, int]:
+    m = re.match(r"(\d+) of (\d+) sampled strings longer than the context", note)
+    assert m, note
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_strings_too_long_for_the_context_are_counted_and_said() -> None:
+    from cfglab.interpret.attention import attention_run
+    from cfglab.interpret.probes import probe_run
+
+    run = arith_run()
+    r = probe_run(str(run), n_strings=40, n_test=20, seed=0, controls=False, plots=False)
+    strings = r["strings"]
+    assert strings["dropped_too_long"] > 0  # ARITH's strings run past 22 tokens
+    assert _counts(strings["dropped_note"]) == (strings["dropped_too_long"], strings["drawn"])
+    assert strings["drawn"] >= 60 + strings["dropped_too_long"]
+    a = attention_run(str(run), n_strings=30, seed=0, plots=False)
+    assert _counts(a["dropped_note"]) == (a["dropped_too_long"], a["drawn"])
+
+
+def test_evaluate_counts_the_strings_left_out_for_an_abs_context() -> None:
+    from cfglab.evaluate.run import evaluate_run
+
+    small = {"n": 8, "kl_strings": 60, "threads": 1, "sections": ["kl"], "write": False}
+    kl = evaluate_run(str(arith_run("abs")), small)["kl"]
+    out = kl["left_out_too_long"]
+    assert out["n"] > 0 and _counts(out["note"]) == (out["n"], out["of"])
+    assert kl["n_strings"] == 60 and kl["length_limited_to"] == 23

@@ -125,10 +125,14 @@ def evaluate_command(
 
 
 def summary_notes(result: dict[str, Any]) -> list[str]:
-    """Lines under the tables: how cutK was chosen."""
+    """Lines under the tables: how cutK was chosen, and strings left out for the context."""
     lines = []
     if result.get("cut_rule") and result.get("cut"):
         lines.append(f"cut{result['cut']}: {result['cut_rule']}")
+    for section in ("kl", "masked"):
+        dropped = (result.get(section) or {}).get("left_out_too_long")
+        if dropped:
+            lines.append(f"[yellow]{section}: {dropped['note']}[/yellow]")
     return lines
 
 

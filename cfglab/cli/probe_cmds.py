@@ -255,6 +255,8 @@ def render_attention(result: dict[str, Any]) -> None:
     out.print(table)
     for line in ["L: layer, h: head", *legend]:
         out.print(line)
+    if result.get("dropped_note"):
+        out.print(f"[yellow]{result['dropped_note']}[/yellow]")
     out.print(
         f"written: {Path(result['run']) / 'attention' / 'attention.json'}"
         + "".join(f", {q}" for q in result.get("plots", []))

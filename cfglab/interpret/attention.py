@@ -291,7 +291,7 @@ def attention_run(
     plots: bool = True,
 ) -> dict[str, Any]:
     """Attention statistics of a run on fresh strings; writes RUN_DIR/attention/attention.json."""
-    from cfglab.interpret.probes import probe_strings
+    from cfglab.interpret.probe_data import dropped_note, probe_strings_counted
     from cfglab.progress import work_progress
     from cfglab.runs import load_run
     from cfglab.threads import set_threads
@@ -317,7 +317,7 @@ def attention_run(
         )
         _write(Path(run_dir), result, plots=False)
         return result
-    samples, dropped = probe_strings(loaded.grammar, n_strings, config.context, seed)
+    samples, dropped, drawn = probe_strings_counted(loaded.grammar, n_strings, config.context, seed)
     samples, kind = target_view(samples)
     lengths = np.diff(samples.offsets)
     stats = AttentionStats(
@@ -335,7 +335,13 @@ def attention_run(
             lo, hi = samples.offsets[i], samples.offsets[i + 1]
             stats.add(maps, samples.boundaries[:, lo:hi], b_sharp[lo:hi], index[:, lo:hi])
             advance(1)
-    result.update(meaningful=True, dropped_too_long=dropped, **stats.result())
+    result.update(
+        meaningful=True,
+        dropped_too_long=dropped,
+        drawn=drawn,
+        dropped_note=dropped_note(dropped, drawn, config.context),
+        **stats.result(),
+    )
     result["seconds"] = round(time.perf_counter() - started, 2)
     _write(Path(run_dir), result, plots)
     return result

@@ -57,9 +57,11 @@ from cfglab.interpret.probe_data import (
     ProbeScores,
     Target,
     control_labels,
+    dropped_note,
     majority_scores,
     make_probe_data,
     probe_strings,
+    probe_strings_counted,
 )
 from cfglab.interpret.probe_fit import (
     OPTIMIZERS,
@@ -194,7 +196,9 @@ def probe_run(
     layers = list(range(n_layers + 1)) if layers is None else sorted(set(layers))
     if not layers or any(not 0 <= l <= n_layers for l in layers):
         raise CfglabError(f"probe: layers must lie in 0..{n_layers} (0 = embeddings), got {layers}")
-    samples, dropped = probe_strings(grammar, cfg.n_train + cfg.n_test, config.context, seed)
+    samples, dropped, drawn = probe_strings_counted(
+        grammar, cfg.n_train + cfg.n_test, config.context, seed
+    )
     samples, kind = target_view(samples)
     data = make_probe_data(samples, cfg.n_train)
     control = control_labels(data, cfg.control_ngram, seed) if controls else None
@@ -207,6 +211,7 @@ def probe_run(
     steps_per_fit = probe_steps(cfg, math.ceil(n_fit / cfg.batch))
     fits = (3 if controls else 1) * len(layers) + (len(BASELINES) if controls else 0)
     result = _header(loaded, cfg, data, layers, dropped, config.pe == "mlm", kind)
+    result["strings"].update(drawn=drawn, dropped_note=dropped_note(dropped, drawn, config.context))
     result.update(_ceilings(samples, data, kind))
     per_layer = []
     with work_progress("probe", steps_per_fit * fits, quiet) as advance:
