@@ -160,3 +160,39 @@ def test_evaluate_counts_the_strings_left_out_for_an_abs_context() -> None:
     out = kl["left_out_too_long"]
     assert out["n"] > 0 and _counts(out["note"]) == (out["n"], out["of"])
     assert kl["n_strings"] == 60 and kl["length_limited_to"] == 23
+
+
+def test_attention_on_a_recursive_grammar_is_keyed_by_a_few_heights() -> None:
+    from cfglab.cli.console import out
+    from cfglab.cli.probe_cmds import render_attention
+    from cfglab.interpret.attention import attention_run
+
+    a = attention_run(str(arith_run()), n_strings=30, seed=0, plots=True)
+    assert a["targets"] == HEIGHTS and a["levels"] == list(range(1, MAX_HEIGHT + 1))
+    assert a["level_names"] == {str(h): f"↑{h}" for h in range(1, MAX_HEIGHT + 1)}
+    e2e = np.array(a["end_to_end"]["mean_B"], dtype=float)  # (L, H, ℓ', ℓ, r)
+    assert e2e.shape[2:4] == (MAX_HEIGHT, MAX_HEIGHT)
+    assert np.array(a["offset"]["pairs"])[0].sum() > 0  # ↑1 ends are seen
+    assert all(Path(p).stat().st_size > 5_000 for p in a["plots"])
+    with out.capture() as cap:
+        render_attention(a)
+    text = " ".join(cap.get().split())  # the title wraps to the table's width
+    assert "mean over heights" in text and "were left out" in text and "↑1 its parent" in text
+
+
+def test_the_report_names_height_targets_apart_from_levels(tmp_path: Path) -> None:
+    from cfglab.sweep.report.plots import _probe_matrix, plot_probes
+
+    def row(name: str, targets: str | None) -> dict:
+        layer = {"ancestor": {"1": 0.8, "2": 0.6}}
+        probes = {"trained": {"1": layer}, "untrained": {"1": layer}, "ceiling": None}
+        if targets:
+            probes["targets"] = targets
+        return {"run": name, "_results": {"probes": probes}}
+
+    rows = [row("paper", None), row("arith", HEIGHTS)]  # old probe.json: no key, levels
+    names, cols, cells = _probe_matrix(rows, "trained")
+    assert names == ["paper", "arith"]
+    assert cols == ["L1·lvl1", "L1·lvl2", "L1·↑1", "L1·↑2"]
+    assert cells[0][2] is None and cells[1][2] == 0.8 and cells[1][0] is None
+    assert plot_probes(rows, tmp_path / "probes.png").stat().st_size > 5_000

@@ -217,8 +217,9 @@ def render_attention(result: dict[str, Any]) -> None:
     d_col = result["offset"]["delta"].index(0)
     # short headers and a legend: at 80 columns (or in a pipe) long ones squeezed the B
     # columns, the figures the command exists for, down to `-0.0…`
+    over = "levels" if result.get("targets", "levels") == "levels" else "heights ↑h"
     table = Table(
-        title="attention: Ā by distance p, B = A − Ā at NT-ends (mean over levels)",
+        title=f"attention: Ā by distance p, B = A − Ā at NT-ends (mean over {over})",
         title_justify="left",
         box=None,
         padding=(0, 1),
@@ -255,6 +256,8 @@ def render_attention(result: dict[str, Any]) -> None:
     out.print(table)
     for line in ["L: layer, h: head", *legend]:
         out.print(line)
+    if over != "levels":
+        out.print(f"targets by {result.get('targets_note')}")
     if result.get("dropped_note"):
         out.print(f"[yellow]{result['dropped_note']}[/yellow]")
     out.print(

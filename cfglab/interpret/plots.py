@@ -58,6 +58,12 @@ def plot_probe(result: dict[str, Any], path: str | Path) -> Path:
     nrows, ncols = probe_grid(result)
     fig, axes = _figure(nrows, ncols)
     layers = [str(l) for l in result["layers"]]
+    heights = result.get("targets", "levels") != "levels"
+    axis = (
+        "height ↑h (the h-th nonterminal above the token)"
+        if heights
+        else "tree level (cfglab depth / the paper's NT name)"
+    )
     for row, (metric, title) in enumerate(PROBE_ROWS.items()):
         kind = "boundary" if metric == "boundary" else "ancestor"
         levels = [str(v) for v in result["levels"][kind]]
@@ -72,6 +78,7 @@ def plot_probe(result: dict[str, Any], path: str | Path) -> Path:
             0.0,
             1.0,
             n_layers=len(layers),
+            xlabel=axis,
         )
         if ncols == 1:
             continue
@@ -85,6 +92,7 @@ def plot_probe(result: dict[str, Any], path: str | Path) -> Path:
             f"{title}\nuntrained model (GPT_rand), {_scope(result)}",
             0.0,
             1.0,
+            xlabel=axis,
         )
         if metric in ("ancestor", "boundary"):
             grid, labels = _probe_rows(result, "selectivity", metric, layers, levels)
@@ -98,6 +106,7 @@ def plot_probe(result: dict[str, Any], path: str | Path) -> Path:
                 -1.0,
                 1.0,
                 cmap="RdBu",
+                xlabel=axis,
             )
         else:
             axes[row, 2].axis("off")
@@ -170,12 +179,13 @@ def _heatmap(
     vmax: float,
     cmap: str = "viridis",
     n_layers: int | None = None,
+    xlabel: str = "tree level (cfglab depth / the paper's NT name)",
 ) -> None:
     n_layers = len(ylabels) if n_layers is None else n_layers
     im = ax.imshow(grid, vmin=vmin, vmax=vmax, cmap=cmap, aspect="auto")
     ax.set_xticks(range(len(levels)), levels)
     ax.set_yticks(range(len(ylabels)), ylabels)
-    ax.set_xlabel("tree level (cfglab depth / the paper's NT name)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("hidden states")
     ax.set_title(title, fontsize=9)
     for (r, c), v in np.ndenumerate(grid):
