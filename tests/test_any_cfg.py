@@ -95,6 +95,28 @@ def test_probe_on_a_recursive_grammar_is_by_height_with_reasons() -> None:
     assert "recursive" in r["ceiling_reason"]
     for lv, acc in r["trained"]["1"]["ancestor"].items():
         assert acc is None or 0.0 <= acc <= 1.0, lv
+    from cfglab.cli.console import out
+    from cfglab.cli.probe_cmds import render_probe
+
+    with out.capture() as cap:
+        render_probe(r)
+    text = " ".join(cap.get().split())
+    assert "by heights — accuracy %" in text and "ceilings not computed: the grammar is" in text
+    assert "level 1 (NT2)" not in text and "were left out" in text
+    # ↑4 and above never end at a token of ARITH (")" ends the bracketed Factor): said, not shown
+    assert r["trained"]["1"]["ancestor_at_end"].get("4", 0) is None
+    assert "not shown: ↑4" in text
+
+
+def test_a_non_recursive_grammar_at_mixed_depths_is_by_height_too(tmp_path: Path) -> None:
+    from cfglab.interpret.probes import probe_run
+    from cfglab.train import train
+
+    (tmp_path / "g.cfg").write_text(MIXED)
+    run = train(tiny_config(tmp_path / "g.cfg"), tmp_path / "run", quiet=True)
+    r = probe_run(str(run), n_strings=24, n_test=12, seed=0, controls=False, plots=False)
+    assert r["targets"] == HEIGHTS and r["ceiling"] is None
+    assert "by height" in r["ceiling_reason"] and r["strings"]["dropped_note"] is None
 
 
 def test_layered_probe_keeps_levels_and_its_ceilings(tmp_path: Path) -> None:

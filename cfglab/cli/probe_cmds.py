@@ -98,8 +98,8 @@ def render_probe(result: dict[str, Any]) -> None:
     has_controls = bool(result["untrained"])
     for metric, title in titles.items():
         target = "boundary" if metric == "boundary" else "ancestor"
-        levels = [str(v) for v in result["levels"][target]]
-        if not any((result["trained"].get(str(l)) or {}).get(metric) for l in result["layers"]):
+        levels, empty = _scored_levels(result, metric, [str(v) for v in result["levels"][target]])
+        if not levels:
             continue
         table = Table(title=f"{title}, {scope} probe, by {kind} — accuracy %", title_justify="left")
         table.add_column("hidden states")
@@ -125,6 +125,9 @@ def render_probe(result: dict[str, Any]) -> None:
             if scores:
                 table.add_row(label, *[_pct(scores.get(v)) for v in levels])
         out.print(table)
+        if empty:  # a column of dashes reads as a broken table: say why it is not there
+            names = ", ".join(target_label(kind, int(v)) for v in empty)
+            out.print(f"[dim]not shown: {names} (no held-out position to score there)[/dim]")
     out.print(
         "ceiling: Bayes accuracy of the ideal reader of the whole string (exact, from the "
         "grammar's posterior on the same held-out strings); prefix ceiling: of the tokens up to "
@@ -136,6 +139,15 @@ def render_probe(result: dict[str, Any]) -> None:
         f"written: {Path(result['run']) / 'probe' / 'probe.json'}"
         + "".join(f", {p}" for p in result.get("plots", []))
     )
+
+
+def _scored_levels(
+    result: dict[str, Any], metric: str, levels: list[str]
+) -> tuple[list[str], list[str]]:
+    """The levels some trained layer has a score for, and the ones left without any."""
+    trained = [(result["trained"].get(str(l)) or {}).get(metric) or {} for l in result["layers"]]
+    scored = [v for v in levels if any(t.get(v) is not None for t in trained)]
+    return scored, [v for v in levels if v not in scored]
 
 
 def _print_dropped(result: dict[str, Any]) -> None:

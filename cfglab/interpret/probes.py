@@ -5,7 +5,9 @@ of one layer, G_i = Σ_r Σ_k w_{r,i→k} f_r(E_k), with k over the **whole stri
 a GPT as for an encoder (the paper's equation; `scope: whole`). `scope: prefix` restricts k ≤ i:
 a different question, beyond the paper, named as such in probe.json, the table and the plots.
 Targets per tree level l (level l is the paper's NT{l+1}; `cfglab.grammar.levels`): the ancestor
-s_l(i) and the NT-end bit b_l(i).
+s_l(i) and the NT-end bit b_l(i). A grammar whose nonterminals do not each sit at one depth
+(recursive, or reached at several depths) is keyed by height instead, ↑h the h-th nonterminal
+above the token, h ≤ 6 (`cfglab.interpret.targets`); probe.json's `targets` says which.
 
 Scores, on held-out strings (with 95% intervals, strings as clusters: `*_ci95`):
   ancestor             multi-head probe for s_l(i), all positions
@@ -18,6 +20,8 @@ Ceilings (beyond the paper: exact, from the chart's posterior on the same held-o
   ceiling              Bayes accuracy of the ideal reader of the whole string (1 on an
                        unambiguous grammar such as cfg3b)
   prefix_ceiling       Bayes accuracy of the ideal reader of the tokens up to i
+                       (both null for a recursive grammar or height targets, with the reason
+                       in `ceiling_reason`)
 Controls (a probe is only as good as what it beats; all beyond the paper except GPT_rand):
   untrained            the same probes on an untrained model of the same architecture (GPT_rand)
   majority             the most frequent training label of each target
