@@ -106,6 +106,10 @@ def test_probe_on_a_recursive_grammar_is_by_height_with_reasons() -> None:
     # ↑4 and above never end at a token of ARITH (")" ends the bracketed Factor): said, not shown
     assert r["trained"]["1"]["ancestor_at_end"].get("4", 0) is None
     assert "not shown: ↑4" in text
+    n = r["positions"]["ancestor"]
+    assert set(n) == {str(v) for v in r["levels"]["ancestor"]} and n["1"] > n["6"] > 0
+    if n["6"] < 30:
+        assert f"↑6 n={n['6']}" in text
 
 
 def test_a_non_recursive_grammar_at_mixed_depths_is_by_height_too(tmp_path: Path) -> None:

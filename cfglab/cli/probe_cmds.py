@@ -125,6 +125,9 @@ def render_probe(result: dict[str, Any]) -> None:
             if scores:
                 table.add_row(label, *[_pct(scores.get(v)) for v in levels])
         out.print(table)
+        few = _few_positions(result, metric, levels)
+        if few:
+            out.print(f"[dim]few held-out positions: {few}[/dim]")
         if empty:  # a column of dashes reads as a broken table: say why it is not there
             names = ", ".join(target_label(kind, int(v)) for v in empty)
             out.print(f"[dim]not shown: {names} (no held-out position to score there)[/dim]")
@@ -148,6 +151,23 @@ def _scored_levels(
     trained = [(result["trained"].get(str(l)) or {}).get(metric) or {} for l in result["layers"]]
     scored = [v for v in levels if any(t.get(v) is not None for t in trained)]
     return scored, [v for v in levels if v not in scored]
+
+
+FEW_POSITIONS = 30  # below this a column's accuracy swings by whole tokens
+
+
+def _few_positions(result: dict[str, Any], metric: str, levels: list[str]) -> str:
+    """`↑5 n=12, ↑6 n=3` for the columns scored on fewer than FEW_POSITIONS positions."""
+    from cfglab.interpret.targets import LEVELS, target_label
+
+    kind = result.get("targets", LEVELS)
+    where = "ancestor_at_end" if metric.endswith("_at_end") else metric
+    n = (result.get("positions") or {}).get(where) or {}
+    return ", ".join(
+        f"{target_label(kind, int(v))} n={n[v]}"
+        for v in levels
+        if n.get(v, FEW_POSITIONS) < FEW_POSITIONS
+    )
 
 
 def _print_dropped(result: dict[str, Any]) -> None:

@@ -216,6 +216,7 @@ def probe_run(
     fits = (3 if controls else 1) * len(layers) + (len(BASELINES) if controls else 0)
     result = _header(loaded, cfg, data, layers, dropped, config.pe == "mlm", kind)
     result["strings"].update(drawn=drawn, dropped_note=dropped_note(dropped, drawn, config.context))
+    result["positions"] = _positions(data)
     result.update(_ceilings(samples, data, kind))
     per_layer = []
     with work_progress("probe", steps_per_fit * fits, quiet) as advance:
@@ -359,6 +360,18 @@ def _header(
         "true_output_tokens": None,
         "majority": None,
     }
+
+
+def _positions(data: ProbeData) -> dict[str, dict[str, int]]:
+    """Held-out positions each score averages over: a deep target may have only a handful."""
+    split = data.train_tokens
+    out: dict[str, dict[str, int]] = {"ancestor": {}, "ancestor_at_end": {}, "boundary": {}}
+    for g, t in enumerate(data.targets):
+        labelled = data.labels[g, split:] >= 0
+        out[t.kind][str(t.level)] = int(labelled.sum())
+        if t.kind == "ancestor":
+            out["ancestor_at_end"][str(t.level)] = int((labelled & data.ends[g, split:]).sum())
+    return out
 
 
 def _probe_name(scope: str) -> str:

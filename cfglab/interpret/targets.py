@@ -75,7 +75,10 @@ def target_label(kind: str, level: int) -> str:
 
 @dataclass
 class HeightSamples(Samples):
-    """Samples relabelled by height: row h holds every token's ↑h ancestor and its end bit."""
+    """Samples relabelled by height: row h holds every token's ↑h ancestor and its end bit.
+
+    Labels only: `tree` and `uses_rule` read rows as depths, so ask the original samples.
+    """
 
     @property
     def b_sharp(self) -> np.ndarray:
