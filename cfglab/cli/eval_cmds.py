@@ -118,10 +118,24 @@ def evaluate_command(
     asked = set(options.get("sections") or [])
     for table in summary_tables(result, asked):
         out.print(table)
+    for line in summary_notes(result):
+        out.print(line)
     if not no_write:
         out.print(
             f"written: {Path(result['run_dir']) / 'eval' / 'eval.json'} and generations.jsonl"
         )
+
+
+def summary_notes(result: dict[str, Any]) -> list[str]:
+    """Lines under the tables: how cutK was chosen, and strings left out for the context."""
+    lines = []
+    if result.get("cut_rule") and result.get("cut"):
+        lines.append(f"cut{result['cut']}: {result['cut_rule']}")
+    for section in ("kl", "masked"):
+        dropped = (result.get(section) or {}).get("left_out_too_long")
+        if dropped:
+            lines.append(f"[yellow]{section}: {dropped['note']}[/yellow]")
+    return lines
 
 
 def _floats(text: str, flag: str) -> list[float]:

@@ -80,7 +80,7 @@ def probe_command(
 def render_probe(result: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from cfglab.grammar.levels import level_label
+    from cfglab.interpret.targets import LEVELS, target_label
 
     titles = {
         "ancestor": "ancestor NT (all positions)",
@@ -90,17 +90,21 @@ def render_probe(result: dict[str, Any]) -> None:
         "boundary": "NT-end bit (all positions)",
     }
     scope = result.get("scope", "prefix" if not result.get("bidirectional") else "whole")
+    kind = result.get("targets", LEVELS)  # probe.json files from before the key: levels
     out.print(f"[bold]{result.get('probe', scope + ' probe')}[/bold]")
+    if kind != LEVELS:
+        out.print(f"targets by {result.get('targets_note', kind)}")
+    _print_dropped(result)
     has_controls = bool(result["untrained"])
     for metric, title in titles.items():
-        kind = "boundary" if metric == "boundary" else "ancestor"
-        levels = [str(v) for v in result["levels"][kind]]
-        if not any((result["trained"].get(str(l)) or {}).get(metric) for l in result["layers"]):
+        target = "boundary" if metric == "boundary" else "ancestor"
+        levels, empty = _scored_levels(result, metric, [str(v) for v in result["levels"][target]])
+        if not levels:
             continue
-        table = Table(title=f"{title}, {scope} probe — accuracy %", title_justify="left")
+        table = Table(title=f"{title}, {scope} probe, by {kind} — accuracy %", title_justify="left")
         table.add_column("hidden states")
         for v in levels:
-            table.add_column(level_label(int(v)), justify="right")
+            table.add_column(target_label(kind, int(v)), justify="right")
         for layer in map(str, result["layers"]):
             name = "embedding" if layer == "0" else f"layer {layer}"
             for family, label in _families(metric, has_controls):
@@ -121,6 +125,12 @@ def render_probe(result: dict[str, Any]) -> None:
             if scores:
                 table.add_row(label, *[_pct(scores.get(v)) for v in levels])
         out.print(table)
+        few = _few_positions(result, metric, levels)
+        if few:
+            out.print(f"[dim]few held-out positions: {few}[/dim]")
+        if empty:  # a column of dashes reads as a broken table: say why it is not there
+            names = ", ".join(target_label(kind, int(v)) for v in empty)
+            out.print(f"[dim]not shown: {names} (no held-out position to score there)[/dim]")
     if has_controls and _negative_selectivity(result):
         out.print(NEGATIVE_SELECTIVITY)
     out.print(
@@ -128,6 +138,8 @@ def render_probe(result: dict[str, Any]) -> None:
         "grammar's posterior on the same held-out strings); prefix ceiling: of the tokens up to "
         "i. ± is a 95% interval over strings."
     )
+    if result.get("ceiling_reason"):
+        out.print(f"ceilings {result['ceiling_reason']}")
     out.print(
         f"written: {Path(result['run']) / 'probe' / 'probe.json'}"
         + "".join(f", {p}" for p in result.get("plots", []))
@@ -140,6 +152,39 @@ NEGATIVE_SELECTIVITY = (
     "n-gram). Below 0: the probe learns those random labels better than the real ones, so its "
     "accuracy there shows no more than what it can memorise from the tokens."
 )
+
+
+def _scored_levels(
+    result: dict[str, Any], metric: str, levels: list[str]
+) -> tuple[list[str], list[str]]:
+    """The levels some trained layer has a score for, and the ones left without any."""
+    trained = [(result["trained"].get(str(l)) or {}).get(metric) or {} for l in result["layers"]]
+    scored = [v for v in levels if any(t.get(v) is not None for t in trained)]
+    return scored, [v for v in levels if v not in scored]
+
+
+FEW_POSITIONS = 30  # below this a column's accuracy swings by whole tokens
+
+
+def _few_positions(result: dict[str, Any], metric: str, levels: list[str]) -> str:
+    """`↑5 n=12, ↑6 n=3` for the columns scored on fewer than FEW_POSITIONS positions."""
+    from cfglab.interpret.targets import LEVELS, target_label
+
+    kind = result.get("targets", LEVELS)
+    where = "ancestor_at_end" if metric.endswith("_at_end") else metric
+    n = (result.get("positions") or {}).get(where) or {}
+    return ", ".join(
+        f"{target_label(kind, int(v))} n={n[v]}"
+        for v in levels
+        if n.get(v, FEW_POSITIONS) < FEW_POSITIONS
+    )
+
+
+def _print_dropped(result: dict[str, Any]) -> None:
+    note = (result.get("strings") or {}).get("dropped_note")
+    if note:
+        out.print(f"[yellow]{note}[/yellow]")
+
 
 _SUMMARY_ROWS = (
     ("ceiling", "ceiling (whole string)"),
@@ -224,8 +269,9 @@ def render_attention(result: dict[str, Any]) -> None:
     d_col = result["offset"]["delta"].index(0)
     # short headers and a legend: at 80 columns (or in a pipe) long ones squeezed the B
     # columns, the figures the command exists for, down to `-0.0…`
+    over = "levels" if result.get("targets", "levels") == "levels" else "heights ↑h"
     table = Table(
-        title="attention: Ā by distance p, B = A − Ā at NT-ends (mean over levels)",
+        title=f"attention: Ā by distance p, B = A − Ā at NT-ends (mean over {over})",
         title_justify="left",
         box=None,
         padding=(0, 1),
@@ -262,6 +308,10 @@ def render_attention(result: dict[str, Any]) -> None:
     out.print(table)
     for line in ["L: layer, h: head", *legend]:
         out.print(line)
+    if over != "levels":
+        out.print(f"targets by {result.get('targets_note')}")
+    if result.get("dropped_note"):
+        out.print(f"[yellow]{result['dropped_note']}[/yellow]")
     out.print(
         f"written: {Path(result['run']) / 'attention' / 'attention.json'}"
         + "".join(f", {q}" for q in result.get("plots", []))

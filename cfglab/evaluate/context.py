@@ -101,14 +101,22 @@ def fresh_strings(
     grammar: Grammar, n: int, seed: int, min_length: int = 1, max_length: int | None = None
 ) -> list[np.ndarray]:
     """n fresh samples with min_length <= len <= max_length (rejection, seeded)."""
+    return fresh_strings_counted(grammar, n, seed, min_length, max_length)[0]
+
+
+def fresh_strings_counted(
+    grammar: Grammar, n: int, seed: int, min_length: int = 1, max_length: int | None = None
+) -> tuple[list[np.ndarray], int, int]:
+    """`fresh_strings`, with how many drawn strings were longer than max_length, of how many."""
     rng = np.random.default_rng(seed)
     found: list[np.ndarray] = []
-    drawn = 0
+    drawn = too_long = 0
     for _ in range(_MAX_ROUNDS):
         if len(found) >= n:
             break
         batch = sample(grammar, max(2 * (n - len(found)), 16), rng).strings()
         drawn += len(batch)
+        too_long += sum(max_length is not None and len(s) > max_length for s in batch)
         found += [
             s.astype(np.int64)
             for s in batch
@@ -120,7 +128,19 @@ def fresh_strings(
             f"grammar {grammar.name}: only {len(found)} of {drawn} sampled strings have "
             f"{bounds} tokens; choose a smaller cut (or a larger context for abs models)"
         )
-    return found[:n]
+    return found[:n], too_long, drawn
+
+
+def left_out(too_long: int, drawn: int, limit: int | None) -> dict[str, Any] | None:
+    """eval.json's record of strings left out for the context (None when none were)."""
+    if not too_long or limit is None:
+        return None
+    return {
+        "n": too_long,
+        "of": drawn,
+        "note": f"{too_long} of {drawn} sampled strings longer than the context "
+        f"({limit} tokens) were left out",
+    }
 
 
 def longest_string(grammar: Grammar, seed: int, n: int = 512) -> int:

@@ -152,10 +152,10 @@ def kl_for(
     eps: float = EPS,
     batch_size: int = 64,
 ) -> dict[str, Any]:
-    from cfglab.evaluate.context import derive_seed, fresh_strings
+    from cfglab.evaluate.context import derive_seed, fresh_strings_counted, left_out
 
     limit = ctx.context_limit
-    strings = fresh_strings(
+    strings, too_long, drawn = fresh_strings_counted(
         ctx.grammar,
         n_strings,
         derive_seed(seed, "kl"),
@@ -164,4 +164,9 @@ def kl_for(
     result = kl_to_truth(
         ctx.model, ctx.judge, strings, eps=eps, batch_size=batch_size, device=ctx.device
     )
-    return {**result, "seed": seed, "length_limited_to": None if limit is None else limit - 1}
+    return {
+        **result,
+        "seed": seed,
+        "length_limited_to": None if limit is None else limit - 1,
+        "left_out_too_long": left_out(too_long, drawn, limit),
+    }

@@ -143,11 +143,11 @@ def masked_for(
     seed: int,
     eps: float = EPS,
 ) -> dict[str, Any]:
-    from cfglab.evaluate.context import derive_seed, fresh_strings
+    from cfglab.evaluate.context import derive_seed, fresh_strings_counted, left_out
 
     limit = ctx.context_limit
     longest = None if limit is None else limit - (1 if ctx.is_decoder else 2)
-    strings = fresh_strings(
+    strings, too_long, drawn = fresh_strings_counted(
         ctx.grammar, n_strings, derive_seed(seed, "masked-strings"), max_length=longest
     )
     result = masked_token(
@@ -160,4 +160,9 @@ def masked_for(
         eps=eps,
         device=ctx.device,
     )
-    return {**result, "seed": seed, "length_limited_to": longest}
+    return {
+        **result,
+        "seed": seed,
+        "length_limited_to": longest,
+        "left_out_too_long": left_out(too_long, drawn, limit),
+    }

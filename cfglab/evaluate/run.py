@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cfglab.errors import CfglabError
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 
 SECTIONS = ("accuracy", "diversity", "kl", "robustness", "memorisation", "masked")
 DEFAULT_CUT = 50  # the paper's cut50
+MIN_CUT = 2  # a cutK prompt of one token says almost nothing about the model's reading
+LONG_ENOUGH = 0.1  # the least share of strings a default cut may draw its prompts from
 
 
 class EvalOptions(BaseModel):
@@ -47,8 +50,8 @@ class EvalOptions(BaseModel):
     cut: int | None = Field(
         None,
         ge=1,
-        description="K of cutK; default 50, or half the "
-        "shortest sampled string when the grammar's strings are shorter",
+        description="K of cutK; default 50, or half the shortest sampled string when the "
+        "grammar's strings are shorter (at least 2: else half the median of the longer ones)",
     )
     temperature: float = Field(1.0, ge=0, description="of the accuracy generations")
     temperatures: list[float] = Field([0.1, 0.2, 0.5, 1.0], description="robustness sweep")
@@ -187,8 +190,8 @@ def _decoder_sections(
 
     secs, counts = set(opts.sections), opts.counts()
     cap = opts.max_length or default_max_length(longest_string(ctx.grammar, opts.seed))
-    cut = opts.cut or _default_cut(ctx, opts.seed)
-    result.update(max_length=cap, cut=cut)
+    cut, why = (opts.cut, "given") if opts.cut else _default_cut(ctx, opts.seed)
+    result.update(max_length=cap, cut=cut, cut_rule=why)
     cut0: Completed | None = None  # set whenever a section that reads it runs
     if secs & {"accuracy", "diversity", "memorisation", "robustness"}:
         say(f"cut0: {opts.n} generations")
@@ -229,12 +232,41 @@ def _decoder_sections(
         )
 
 
-def _default_cut(ctx: EvalContext, seed: int) -> int:
-    """50, unless the grammar's strings are shorter: then half the shortest of 512 samples."""
+def _default_cut(ctx: EvalContext, seed: int) -> tuple[int, str]:
+    """cutK's K from 512 samples' lengths, with the rule that chose it (`choose_cut`)."""
     from cfglab.grammar.sample import sample
 
-    shortest = int(sample(ctx.grammar, 512, seed).lengths.min())
-    return DEFAULT_CUT if shortest > DEFAULT_CUT else max(1, shortest // 2)
+    return choose_cut(sample(ctx.grammar, 512, seed).lengths, ctx.grammar.name)
+
+
+def choose_cut(lengths: np.ndarray, grammar: str) -> tuple[int, str]:
+    """A cut that leaves a prompt of MIN_CUT tokens or more and something to complete.
+
+    The paper's 50 when every sampled string is longer; else half the shortest string, as long
+    as that is at least MIN_CUT (a grammar of similar lengths, such as cfg3's smaller cousins).
+    A recursive grammar has strings of one token, so half the shortest is cut1, a trivial
+    prompt: then half the median length of the strings with 2·MIN_CUT tokens or more (prompts
+    are drawn from strings longer than the cut). Refused when too few strings are that long.
+    """
+    n, shortest = len(lengths), int(lengths.min())
+    if shortest > DEFAULT_CUT:
+        return DEFAULT_CUT, "the paper's cut50: every sampled string is longer"
+    if shortest // 2 >= MIN_CUT:
+        return shortest // 2, f"half the shortest of {n} sampled strings ({shortest} tokens)"
+    long = lengths[lengths >= 2 * MIN_CUT]
+    if len(long) < LONG_ENOUGH * n:
+        raise CfglabError(
+            f"evaluate: grammar {grammar} has no cut that makes a non-trivial cutK prompt: only "
+            f"{len(long)} of {n} sampled strings have {2 * MIN_CUT} tokens or more (a prompt of "
+            f"{MIN_CUT}+ tokens and room to complete it); pass --cut K, or leave out the "
+            "accuracy and robustness sections"
+        )
+    median = int(np.median(long))
+    cut = min(DEFAULT_CUT, median // 2)
+    return cut, (
+        f"half the median length ({median}) of the {len(long)} of {n} sampled strings with "
+        f"{2 * MIN_CUT}+ tokens; half the shortest (cut{shortest // 2}) would be a trivial prompt"
+    )
 
 
 def _generate(

@@ -39,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from cfglab.grammar.levels import level_name
+from cfglab.interpret.targets import LEVELS, NOTES, target_view
+from cfglab.interpret.targets import names as target_names
 
 OFFSETS = (-2, -1, 0, 1, 2)  # δ: key k sits δ tokens after a level-ℓ NT-end
 MAX_ADJACENCY = 4  # r = 0..4 (and −4..−1 for bidirectional models)
@@ -61,7 +62,9 @@ class AttentionStats:
         causal: bool,
         offsets: Sequence[int] = OFFSETS,
         max_adjacency: int = MAX_ADJACENCY,
+        kind: str = LEVELS,
     ) -> None:
+        self.kind = kind  # levels (tree depth) or heights (↑h): `cfglab.interpret.targets`
         self.L, self.H, self.max_len, self.causal = n_layers, n_heads, max_len, causal
         self.levels, self.offsets = list(levels), list(offsets)
         self.adjacency = list(range(0 if causal else -max_adjacency, max_adjacency + 1))
@@ -200,6 +203,8 @@ class AttentionStats:
                 "mean": _round(abar[:, :, seen]),
                 "pairs": self.dist_count[seen].astype(int).tolist(),
             },
+            "targets": self.kind,
+            "targets_note": NOTES[self.kind],
             "levels": self.levels,
             "offset": {
                 "delta": self.offsets,
@@ -211,7 +216,7 @@ class AttentionStats:
                 "mean_B": _round(adj),
                 "pairs": self.adj_count.sum(-1).astype(int).tolist(),
             },
-            "level_names": {str(v): level_name(v) for v in self.levels},
+            "level_names": target_names(self.kind, self.levels),
             "offset_sharp": {
                 "delta": self.offsets,
                 "mean_B": _round(sharp),
@@ -286,7 +291,7 @@ def attention_run(
     plots: bool = True,
 ) -> dict[str, Any]:
     """Attention statistics of a run on fresh strings; writes RUN_DIR/attention/attention.json."""
-    from cfglab.interpret.probes import probe_strings
+    from cfglab.interpret.probe_data import dropped_note, probe_strings_counted
     from cfglab.progress import work_progress
     from cfglab.runs import load_run
     from cfglab.threads import set_threads
@@ -312,7 +317,8 @@ def attention_run(
         )
         _write(Path(run_dir), result, plots=False)
         return result
-    samples, dropped = probe_strings(loaded.grammar, n_strings, config.context, seed)
+    samples, dropped, drawn = probe_strings_counted(loaded.grammar, n_strings, config.context, seed)
+    samples, kind = target_view(samples)
     lengths = np.diff(samples.offsets)
     stats = AttentionStats(
         config.layers,
@@ -321,6 +327,7 @@ def attention_run(
         attention_levels(samples.depth),
         causal=config.pe != "mlm",
         max_adjacency=max_adjacency,
+        kind=kind,
     )
     with work_progress("attention", len(samples), quiet) as advance:
         b_sharp, index = samples.b_sharp, samples.ancestor_index
@@ -328,7 +335,13 @@ def attention_run(
             lo, hi = samples.offsets[i], samples.offsets[i + 1]
             stats.add(maps, samples.boundaries[:, lo:hi], b_sharp[lo:hi], index[:, lo:hi])
             advance(1)
-    result.update(meaningful=True, dropped_too_long=dropped, **stats.result())
+    result.update(
+        meaningful=True,
+        dropped_too_long=dropped,
+        drawn=drawn,
+        dropped_note=dropped_note(dropped, drawn, config.context),
+        **stats.result(),
+    )
     result["seconds"] = round(time.perf_counter() - started, 2)
     _write(Path(run_dir), result, plots)
     return result

@@ -27,13 +27,31 @@ import numpy as np
 from cfglab.interpret.probe_data import ProbeData, ProbeScores, ratio_ci
 
 
-def ceilings(samples: Any, data: ProbeData, prefix: bool) -> ProbeScores | None:
-    """Ceilings of every target on the held-out strings; None for a recursive grammar."""
-    from cfglab.chart.front import Chart
+def no_ceiling_reason(grammar: Any, kind: str) -> str | None:
+    """Why the exact ceilings cannot be computed for these targets, or None when they can."""
+    from cfglab.interpret.targets import LEVELS
 
-    chart = Chart(samples.grammar)
-    if chart.recursive:
+    if grammar.levels is None:
+        return (
+            "not computed: the grammar is recursive, and the chart's posterior over ancestors "
+            "is by tree depth, which a recursive grammar does not bound"
+        )
+    if kind != LEVELS:
+        return (
+            "not computed: the chart's posterior is by depth from the root, and these targets "
+            "are by height (↑h), which it does not give"
+        )
+    return None
+
+
+def ceilings(samples: Any, data: ProbeData, prefix: bool) -> ProbeScores | None:
+    """Ceilings of every target on the held-out strings; None where `no_ceiling_reason` says."""
+    from cfglab.chart.front import Chart
+    from cfglab.interpret.targets import target_kind
+
+    if no_ceiling_reason(samples.grammar, target_kind(samples.grammar)) is not None:
         return None
+    chart = Chart(samples.grammar)
     test = range(data.n_train, len(samples))
     posts = chart.posteriors([samples.string(i) for i in test], prefix=prefix)
     G, n = len(data.targets), len(test)

@@ -58,6 +58,12 @@ def plot_probe(result: dict[str, Any], path: str | Path) -> Path:
     nrows, ncols = probe_grid(result)
     fig, axes = _figure(nrows, ncols)
     layers = [str(l) for l in result["layers"]]
+    heights = result.get("targets", "levels") != "levels"
+    axis = (
+        "height ↑h (the h-th nonterminal above the token)"
+        if heights
+        else "tree level (cfglab depth / the paper's NT name)"
+    )
     for row, (metric, title) in enumerate(PROBE_ROWS.items()):
         kind = "boundary" if metric == "boundary" else "ancestor"
         levels = [str(v) for v in result["levels"][kind]]
@@ -67,11 +73,12 @@ def plot_probe(result: dict[str, Any], path: str | Path) -> Path:
             axes[row, 0],
             grid,
             labels,
-            [_level_tick(v) for v in levels],
-            f"{title}\ntrained model, {_scope(result)}",
+            [_level_tick(result, v) for v in levels],
+            f"{title}\ntrained model, {_scope(result)}, by {result.get('targets', 'levels')}",
             0.0,
             1.0,
             n_layers=len(layers),
+            xlabel=axis,
         )
         if ncols == 1:
             continue
@@ -81,10 +88,11 @@ def plot_probe(result: dict[str, Any], path: str | Path) -> Path:
             axes[row, 1],
             grid,
             labels,
-            [_level_tick(v) for v in levels],
+            [_level_tick(result, v) for v in levels],
             f"{title}\nuntrained model (GPT_rand), {_scope(result)}",
             0.0,
             1.0,
+            xlabel=axis,
         )
         if metric in ("ancestor", "boundary"):
             grid, labels = _probe_rows(result, "selectivity", metric, layers, levels)
@@ -93,11 +101,12 @@ def plot_probe(result: dict[str, Any], path: str | Path) -> Path:
                 axes[row, 2],
                 grid,
                 labels,
-                [_level_tick(v) for v in levels],
+                [_level_tick(result, v) for v in levels],
                 f"{title}\nselectivity (trained − control task)",
                 -1.0,
                 1.0,
                 cmap="RdBu",
+                xlabel=axis,
             )
         else:
             axes[row, 2].axis("off")
@@ -146,11 +155,13 @@ def _scope(result: dict[str, Any]) -> str:
     return f"{scope}-string probe" if scope == "whole" else "prefix probe (k ≤ i)"
 
 
-def _level_tick(level: str) -> str:
-    """cfglab's level beside the paper's name: `2\nNT3`."""
-    from cfglab.grammar.levels import level_name
+def _level_tick(result: dict[str, Any], level: str) -> str:
+    """cfglab's level beside the paper's name: `2\nNT3` (a height: `↑2`)."""
+    from cfglab.interpret.targets import LEVELS, target_name
 
-    return f"{level}\n{level_name(int(level))}"
+    kind = result.get("targets", LEVELS)
+    name = target_name(kind, int(level))
+    return f"{level}\n{name}" if kind == LEVELS else name
 
 
 def _nan(x: float | None) -> float:
@@ -168,12 +179,13 @@ def _heatmap(
     vmax: float,
     cmap: str = "viridis",
     n_layers: int | None = None,
+    xlabel: str = "tree level (cfglab depth / the paper's NT name)",
 ) -> None:
     n_layers = len(ylabels) if n_layers is None else n_layers
     im = ax.imshow(grid, vmin=vmin, vmax=vmax, cmap=cmap, aspect="auto")
     ax.set_xticks(range(len(levels)), levels)
     ax.set_yticks(range(len(ylabels)), ylabels)
-    ax.set_xlabel("tree level (cfglab depth / the paper's NT name)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("hidden states")
     ax.set_title(title, fontsize=9)
     for (r, c), v in np.ndenumerate(grid):
@@ -274,7 +286,7 @@ def plot_attention_boundaries(result: dict[str, Any], path: str | Path) -> Path:
             x = np.array(result[key][axis_key])
             B = np.array(result[key]["mean_B"][l], dtype=float)  # (H, levels, x)
             for a, level in enumerate(levels):
-                _band(ax, x, B[:, a], f"level {level} ({_name(level)})")
+                _band(ax, x, B[:, a], _name(result, level, long=True))
             ax.axhline(0.0, color="0.5", lw=0.8)
             ax.set_xticks(x)
             ax.set_xlabel(xlabel)
@@ -290,10 +302,15 @@ def plot_attention_boundaries(result: dict[str, Any], path: str | Path) -> Path:
     return save(fig, path, DPI)
 
 
-def _name(level: int) -> str:
-    from cfglab.grammar.levels import level_name
+def _name(result: dict[str, Any], level: int, long: bool = False) -> str:
+    """`level 2 (NT3)` (long) or `2 (NT3)`; a height is `↑2` either way."""
+    from cfglab.interpret.targets import LEVELS, target_name
 
-    return level_name(int(level))
+    kind = result.get("targets", LEVELS)
+    name = target_name(kind, int(level))
+    if kind != LEVELS:
+        return name
+    return f"level {level} ({name})" if long else f"{level} ({name})"
 
 
 def attention_end_to_end_grid(result: dict[str, Any]) -> tuple[int, int]:
@@ -310,7 +327,7 @@ def plot_attention_end_to_end(result: dict[str, Any], path: str | Path) -> Path:
     e2e = result["end_to_end"]
     all_r = list(e2e["r"])
     rs = [r for r in all_r if r >= 1][:3]
-    names = [f"{v} ({_name(v)})" for v in result["levels"]]
+    names = [_name(result, v) for v in result["levels"]]
     B = np.array(e2e["mean_B"], dtype=float)  # (L, H, ℓ', ℓ, r)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -161,21 +161,38 @@ def majority_scores(data: ProbeData, labels: np.ndarray | None = None) -> ProbeS
 
 def probe_strings(grammar: Any, n: int, context: int, seed: int) -> tuple[Any, int]:
     """n fresh strings that fit the model's context with BOS and EOS; also how many were dropped."""
+    samples, dropped, _ = probe_strings_counted(grammar, n, context, seed)
+    return samples, dropped
+
+
+def probe_strings_counted(grammar: Any, n: int, context: int, seed: int) -> tuple[Any, int, int]:
+    """`probe_strings`, with how many strings were drawn to find them (for `dropped_note`)."""
     from cfglab.grammar.sample import sample
 
     rng = np.random.default_rng(np.random.SeedSequence([seed, PROBE_STREAM]))
-    kept, dropped, have = [], 0, 0
+    kept, dropped, have, drawn = [], 0, 0, 0
     for _ in range(20):
         s = sample(grammar, max(2 * (n - have), 16), rng)
         fits = np.flatnonzero(s.lengths + 2 <= context)
         dropped += len(s) - len(fits)
+        drawn += len(s)
         kept.append((s, fits[: n - have]))
         have += len(kept[-1][1])
         if have == n:
-            return _concat(kept), dropped
+            return _concat(kept), dropped, drawn
     raise CfglabError(
         f"probe: fewer than {n} of the grammar's strings fit the model's context of {context} "
         f"tokens (with BOS and EOS); {dropped} were too long"
+    )
+
+
+def dropped_note(dropped: int, drawn: int, context: int) -> str | None:
+    """The sentence that says strings were left out for length (None when none were)."""
+    if not dropped:
+        return None
+    return (
+        f"{dropped} of {drawn} sampled strings longer than the context ({context} tokens with "
+        "BOS and EOS) were left out"
     )
 
 

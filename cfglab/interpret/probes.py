@@ -5,7 +5,9 @@ of one layer, G_i = Σ_r Σ_k w_{r,i→k} f_r(E_k), with k over the **whole stri
 a GPT as for an encoder (the paper's equation; `scope: whole`). `scope: prefix` restricts k ≤ i:
 a different question, beyond the paper, named as such in probe.json, the table and the plots.
 Targets per tree level l (level l is the paper's NT{l+1}; `cfglab.grammar.levels`): the ancestor
-s_l(i) and the NT-end bit b_l(i).
+s_l(i) and the NT-end bit b_l(i). A grammar whose nonterminals do not each sit at one depth
+(recursive, or reached at several depths) is keyed by height instead, ↑h the h-th nonterminal
+above the token, h ≤ 6 (`cfglab.interpret.targets`); probe.json's `targets` says which.
 
 Scores, on held-out strings (with 95% intervals, strings as clusters: `*_ci95`):
   ancestor             multi-head probe for s_l(i), all positions
@@ -18,6 +20,8 @@ Ceilings (beyond the paper: exact, from the chart's posterior on the same held-o
   ceiling              Bayes accuracy of the ideal reader of the whole string (1 on an
                        unambiguous grammar such as cfg3b)
   prefix_ceiling       Bayes accuracy of the ideal reader of the tokens up to i
+                       (both null for a recursive grammar or height targets, with the reason
+                       in `ceiling_reason`)
 Controls (a probe is only as good as what it beats; all beyond the paper except GPT_rand):
   untrained            the same probes on an untrained model of the same architecture (GPT_rand)
   majority             the most frequent training label of each target
@@ -51,16 +55,17 @@ from pydantic import TypeAdapter, ValidationError
 from torch import Tensor
 
 from cfglab.errors import CfglabError
-from cfglab.grammar.levels import level_name
 from cfglab.interpret.probe_data import (
     PROBE_STREAM,
     ProbeData,
     ProbeScores,
     Target,
     control_labels,
+    dropped_note,
     majority_scores,
     make_probe_data,
     probe_strings,
+    probe_strings_counted,
 )
 from cfglab.interpret.probe_fit import (
     OPTIMIZERS,
@@ -69,6 +74,8 @@ from cfglab.interpret.probe_fit import (
     fit_probes,
     probe_steps,
 )
+from cfglab.interpret.targets import NOTES, target_view
+from cfglab.interpret.targets import names as target_names
 from cfglab.threads import set_threads
 
 if TYPE_CHECKING:
@@ -193,7 +200,10 @@ def probe_run(
     layers = list(range(n_layers + 1)) if layers is None else sorted(set(layers))
     if not layers or any(not 0 <= l <= n_layers for l in layers):
         raise CfglabError(f"probe: layers must lie in 0..{n_layers} (0 = embeddings), got {layers}")
-    samples, dropped = probe_strings(grammar, cfg.n_train + cfg.n_test, config.context, seed)
+    samples, dropped, drawn = probe_strings_counted(
+        grammar, cfg.n_train + cfg.n_test, config.context, seed
+    )
+    samples, kind = target_view(samples)
     data = make_probe_data(samples, cfg.n_train)
     control = control_labels(data, cfg.control_ngram, seed) if controls else None
     ancestors = [g for g, t in enumerate(data.targets) if t.kind == "ancestor"]
@@ -204,8 +214,10 @@ def probe_run(
     n_fit = cfg.n_train - min(cfg.val_strings, cfg.n_train // 2)
     steps_per_fit = probe_steps(cfg, math.ceil(n_fit / cfg.batch))
     fits = (3 if controls else 1) * len(layers) + (len(BASELINES) if controls else 0)
-    result = _header(loaded, cfg, data, layers, dropped, config.pe == "mlm")
-    result.update(_ceilings(samples, data))
+    result = _header(loaded, cfg, data, layers, dropped, config.pe == "mlm", kind)
+    result["strings"].update(drawn=drawn, dropped_note=dropped_note(dropped, drawn, config.context))
+    result["positions"] = _positions(data)
+    result.update(_ceilings(samples, data, kind))
     per_layer = []
     with work_progress("probe", steps_per_fit * fits, quiet) as advance:
 
@@ -287,10 +299,10 @@ def _output_features(
     }
 
 
-def _ceilings(samples: Any, data: ProbeData) -> dict[str, Any]:
-    from cfglab.interpret.ceilings import ceilings
+def _ceilings(samples: Any, data: ProbeData, kind: str) -> dict[str, Any]:
+    from cfglab.interpret.ceilings import ceilings, no_ceiling_reason
 
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"ceiling_reason": no_ceiling_reason(samples.grammar, kind)}
     for key, prefix in (("ceiling", False), ("prefix_ceiling", True)):
         scores = ceilings(samples, data, prefix)
         out[key] = None if scores is None else _by_metric(data, scores)
@@ -298,7 +310,13 @@ def _ceilings(samples: Any, data: ProbeData) -> dict[str, Any]:
 
 
 def _header(
-    loaded: Any, cfg: ProbeSettings, data: ProbeData, layers: list[int], dropped: int, mlm: bool
+    loaded: Any,
+    cfg: ProbeSettings,
+    data: ProbeData,
+    layers: list[int],
+    dropped: int,
+    mlm: bool,
+    kind: str,
 ) -> dict[str, Any]:
     lengths = np.diff(data.offsets)
     levels: dict[str, list[int]] = {"ancestor": [], "boundary": []}
@@ -324,12 +342,14 @@ def _header(
             "mean_length": round(float(lengths.mean()), 1),
         },
         "layers": layers,
+        "targets": kind,
+        "targets_note": NOTES[kind],
         "levels": levels,
-        "level_names": {str(v): level_name(v) for v in all_levels},
+        "level_names": target_names(kind, all_levels),
         "classes": classes,
         "ceiling_note": "ceiling / prefix_ceiling: Bayes accuracy of the ideal reader of the "
         "whole string / of the tokens up to i, exact from the grammar's posterior on the same "
-        "held-out strings (the same for every layer); null for a recursive grammar",
+        "held-out strings (the same for every layer); null where `ceiling_reason` says why",
         "trained": {},
         "untrained": {},
         "control": {},
@@ -340,6 +360,18 @@ def _header(
         "true_output_tokens": None,
         "majority": None,
     }
+
+
+def _positions(data: ProbeData) -> dict[str, dict[str, int]]:
+    """Held-out positions each score averages over: a deep target may have only a handful."""
+    split = data.train_tokens
+    out: dict[str, dict[str, int]] = {"ancestor": {}, "ancestor_at_end": {}, "boundary": {}}
+    for g, t in enumerate(data.targets):
+        labelled = data.labels[g, split:] >= 0
+        out[t.kind][str(t.level)] = int(labelled.sum())
+        if t.kind == "ancestor":
+            out["ancestor_at_end"][str(t.level)] = int((labelled & data.ends[g, split:]).sum())
+    return out
 
 
 def _probe_name(scope: str) -> str:

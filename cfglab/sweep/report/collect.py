@@ -200,6 +200,12 @@ def probe_summary(row: dict[str, Any], which: str = "trained") -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def probe_targets(row: dict[str, Any]) -> str | None:
+    """What the probe targets are keyed by: levels (the paper's) or heights (any other CFG)."""
+    probes = row["_results"].get("probes") or {}
+    return (probes.get("targets") or "levels") if probes else None
+
+
 def probe_scope(row: dict[str, Any]) -> str | None:
     """Which probe the numbers are: whole (the paper's, Σ over the whole string) or prefix."""
     probes = row["_results"].get("probes") or {}

@@ -21,6 +21,7 @@ from cfglab.sweep.report.collect import (
     mode_switch,
     probe_scope,
     probe_summary,
+    probe_targets,
     robustness_rows,
 )
 from cfglab.sweep.report.generation import (
@@ -97,6 +98,8 @@ def headline(
         kl, _ = kl_figure(row)
         trained, untrained = probe_summary(row), probe_summary(row, "untrained")
         ceiling, scope = probe_summary(row, "ceiling"), probe_scope(row)
+        if probe_targets(row) == "heights":
+            scope = f"{scope} ↑h"  # by height: the grammar's nonterminals are not layered
         line += [
             _fmt(kl, ".3f" if compact else ".4f"),
             diversity_cell(row, compact),
@@ -355,7 +358,9 @@ def render_html(
         "GPT as for an encoder), <em>prefix</em> reads only positions k ≤ i; the untrained "
         "model of the same architecture in brackets; after the slash the ceiling, the Bayes "
         "accuracy of the ideal reader of the whole string (exact, from the grammar's "
-        "posterior on the same held-out strings; 1 on an unambiguous grammar). H: the "
+        "posterior on the same held-out strings; 1 on an unambiguous grammar). ↑h: a grammar "
+        "that is not layered (recursive, or nonterminals at several depths) is probed by "
+        "height, ↑h the h-th nonterminal above the token (h ≤ 6), without a ceiling. H: the "
         "model's entropy over its T=1 cut0 generations (nats per string, from its own "
         "log-probabilities, 95% interval) beside the language's exact entropy.</p>",
     ]

@@ -12,6 +12,7 @@ from cfglab.sweep.report.collect import (
     cut_name,
     mode_switch,
     pooled,
+    probe_targets,
     robustness_rows,
 )
 
@@ -229,14 +230,23 @@ def _probe_matrix(rows: list[dict[str, Any]], which: str) -> tuple[list[str], li
         if not by_layer:
             continue
         names.append(r["run"])
+        heights = probe_targets(r) == "heights"
         for layer, metrics in by_layer.items():
             for level, v in (metrics.get("ancestor") or {}).items():
-                col = f"L{layer}·lvl{level}"  # lvl l is the paper's NT{l+1}
+                # lvl l is the paper's NT{l+1}; ↑h the h-th nonterminal above the token
+                col = f"L{layer}·↑{level}" if heights else f"L{layer}·lvl{level}"
                 if col not in cols:
                     cols.append(col)
                 cells[(r["run"], col)] = v
-    cols.sort(key=lambda c: tuple(int(x) for x in c[1:].split("·lvl")))
+    cols.sort(key=_column_order)
     return names, cols, [[cells.get((n, c)) for c in cols] for n in names]
+
+
+def _column_order(col: str) -> tuple[int, bool, int]:
+    """L1·lvl2 before L1·↑1: by layer, then levels before heights, then the number."""
+    layer, level = col[1:].split("·")
+    heights = level.startswith("↑")
+    return int(layer), heights, int(level.lstrip("↑lv"))
 
 
 def plot_probes(rows: list[dict[str, Any]], path: Path) -> Path | None:
@@ -255,6 +265,10 @@ def plot_probes(rows: list[dict[str, Any]], path: Path) -> Path | None:
         _, ccols, matrix = _probe_matrix(rows, which)
         if any(v is not None for line in matrix for v in line):
             panels.append((title, matrix, ccols))
+    kinds = {probe_targets(r) for r in rows} - {None}
+    key = " · ".join(
+        ["lvl l = NT{l+1}"] * ("levels" in kinds) + ["↑h = h-th NT above"] * ("heights" in kinds)
+    )
     plt = pyplot()
     import numpy as np
 
@@ -266,7 +280,7 @@ def plot_probes(rows: list[dict[str, Any]], path: Path) -> Path | None:
         im = ax.imshow(data, vmin=0, vmax=1, cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right", fontsize=7)
         ax.set_yticks(range(len(names)), names if ax is axes[0][0] else [], fontsize=7)
-        ax.set_title(f"Ancestor probe accuracy (lvl l = NT{{l+1}}):\n{title}", fontsize=9)
+        ax.set_title(f"Ancestor probe accuracy ({key}):\n{title}", fontsize=9)
         if data.size <= 300:
             for (y, x), v in np.ndenumerate(data):
                 if not np.isnan(v):
