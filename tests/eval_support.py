@@ -97,9 +97,13 @@ def trained_run(pe: str = "rot", holdout_rule: str | None = None) -> Path:
     return train(tiny_config(gfile, pe, holdout_rule=holdout_rule), root / name, quiet=True)
 
 
-@cache
 def implicit_run(text: str = LONGER_IMPLICIT) -> Path:
     """`trained_run`'s recipe on an implicit grammar (LONGER_IMPLICIT or LONGER_OVERLAP)."""
+    return _implicit_run(text)  # one cache key per grammar, given or defaulted
+
+
+@cache
+def _implicit_run(text: str) -> Path:
     from cfglab.train import train
 
     root = _root()

@@ -88,6 +88,7 @@ def render_probe(result: dict[str, Any]) -> None:
         "diagonal_at_end": "ancestor NT at NT-ends (diagonal probe, δ = 0)",
         "tridiagonal_at_end": "ancestor NT at NT-ends (tridiagonal probe, |k − i| ≤ 1)",
         "boundary": "NT-end bit (all positions)",
+        "terminal": "hidden terminal of each token (implicit grammar, Result 10)",
     }
     scope = result.get("scope", "prefix" if not result.get("bidirectional") else "whole")
     out.print(f"[bold]{result.get('probe', scope + ' probe')}[/bold]")
@@ -95,12 +96,15 @@ def render_probe(result: dict[str, Any]) -> None:
     for metric, title in titles.items():
         kind = "boundary" if metric == "boundary" else "ancestor"
         levels = [str(v) for v in result["levels"][kind]]
+        headers = [level_label(int(v)) for v in levels]
+        if metric == "terminal":  # one target, its columns the probes instead of levels
+            levels = headers = ["all", "diagonal", "tridiagonal"]
         if not any((result["trained"].get(str(l)) or {}).get(metric) for l in result["layers"]):
             continue
         table = Table(title=f"{title}, {scope} probe — accuracy %", title_justify="left")
         table.add_column("hidden states")
-        for v in levels:
-            table.add_column(level_label(int(v)), justify="right")
+        for header in headers:
+            table.add_column(header, justify="right")
         for layer in map(str, result["layers"]):
             name = "embedding" if layer == "0" else f"layer {layer}"
             for family, label in _families(metric, has_controls):
