@@ -53,6 +53,18 @@ Y -> Z Z "c" | "c" Z
 Z -> "a" "b" | "b" "a" "a" | "c" "a"
 """
 
+# LONGER with its terminals hidden behind bags of observed tokens (Result 10): disjoint bags, and
+# overlapping ones (t0 in the bags of "a" and "b", weights NU1-like) whose hidden terminal a
+# token does not always tell.
+LONGER_IMPLICIT = LONGER.replace("grammar longer", "grammar longer_implicit") + (
+    'bag "a" -> "t0" "t3" "t6" "t9"\n'
+    'bag "b" -> "t1" "t4" "t7" "t10"\n'
+    'bag "c" -> "t2" "t5" "t8" "t11"\n'
+)
+LONGER_OVERLAP = LONGER.replace("grammar longer", "grammar longer_overlap") + (
+    'bag "a" -> "t0" "t1" [2] "t2" [3]\nbag "b" -> "t0" "t3" [2]\nbag "c" -> "t4" "t5"\n'
+)
+
 
 def grammar(text: str) -> Grammar:
     return parse_grammar(text)
@@ -83,6 +95,22 @@ def trained_run(pe: str = "rot", holdout_rule: str | None = None) -> Path:
     gfile.write_text(LONGER)
     name = f"run-{pe}-{'holdout' if holdout_rule else 'plain'}"
     return train(tiny_config(gfile, pe, holdout_rule=holdout_rule), root / name, quiet=True)
+
+
+def implicit_run(text: str = LONGER_IMPLICIT) -> Path:
+    """`trained_run`'s recipe on an implicit grammar (LONGER_IMPLICIT or LONGER_OVERLAP)."""
+    return _implicit_run(text)  # one cache key per grammar, given or defaulted
+
+
+@cache
+def _implicit_run(text: str) -> Path:
+    from cfglab.train import train
+
+    root = _root()
+    name = parse_grammar(text).name
+    gfile = root / f"{name}.cfg"
+    gfile.write_text(text)
+    return train(tiny_config(gfile), root / f"run-{name}", quiet=True)
 
 
 def tiny_config(grammar: Path, pe: str = "rot", **override: Any) -> TrainConfig:

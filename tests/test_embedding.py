@@ -3,29 +3,28 @@ answer is known (clustered by bag vs random), and on a tiny trained run end to e
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+from eval_support import LONGER_IMPLICIT as IMPLICIT
+from eval_support import LONGER_OVERLAP, implicit_run, trained_run
+from typer.testing import CliRunner
 
+from cfglab.cli import app
+from cfglab.errors import CfglabError
 from cfglab.grammar.dsl import parse_grammar
 from cfglab.interpret.embedding import (
     bag_matrix,
+    bag_order,
     cosine_gap,
     embedding_report,
+    embedding_run,
     measure,
+    plot_similarity,
     probe_accuracy,
     verdict,
 )
-
-IMPLICIT = """grammar longer
-start S
-S -> X X Y | Y X
-X -> "a" Z | Z "b"
-Y -> Z Z "c" | "c" Z
-Z -> "a" "b" | "b" "a" "a" | "c" "a"
-bag "a" -> "t0" "t3" "t6" "t9"
-bag "b" -> "t1" "t4" "t7" "t10"
-bag "c" -> "t2" "t5" "t8" "t11"
-"""
 
 
 def _bags() -> np.ndarray:
@@ -85,3 +84,58 @@ def test_tiny_run_on_an_implicit_grammar_trains_evaluates_and_reports(tmp_path) 
     emb = embedding_report(run)
     assert set(emb["trained"]) == {"within", "between", "gap", "probe_accuracy"}
     assert emb["tokens"][:3] == ["t0", "t3", "t6"] and emb["hidden"] == ["a", "b", "c"]
+
+
+def test_bag_order_groups_tokens_by_first_bag_and_puts_bagless_tokens_last() -> None:
+    bags = np.array([[0, 1], [1, 0], [0, 0], [1, 1], [0, 1]], dtype=bool)
+    assert bag_order(bags).tolist() == [1, 3, 0, 4, 2]
+
+
+def test_similarity_plot_is_written(tmp_path) -> None:
+    rng = np.random.default_rng(2)
+    bags = _bags()
+    emb = rng.normal(size=(12, 8))
+    result = {"trained": measure(emb, bags), "untrained": measure(emb, bags)}
+    result["encodes_terminal"] = verdict(result["trained"], result["untrained"])
+    path = plot_similarity(emb, emb, bags, result, tmp_path / "e" / "embedding.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_embedding_prints_the_figures_and_writes_json_and_plot() -> None:
+    run = implicit_run()
+    res = CliRunner().invoke(app, ["embedding", str(run)])
+    assert res.exit_code == 0, res.output
+    written = json.loads((run / "embedding" / "embedding.json").read_text())
+    assert (run / "embedding" / "embedding.png").stat().st_size > 0
+    assert written["tokens"] == list(parse_grammar(IMPLICIT).terminals)
+    assert written["bag_sizes"] == [4, 4, 4] and written["shared_tokens"] == 0
+    for family in ("trained", "untrained"):  # the table shows the file's own numbers
+        assert f"{written[family]['probe_accuracy']:.3f}" in res.output
+        assert f"{written[family]['gap']:.3f}" in res.output
+    assert "held out" in res.output and "embedding.png" in res.output
+    as_json = CliRunner().invoke(app, ["embedding", str(run), "--json", "--no-plot"])
+    assert json.loads(as_json.output)["trained"] == written["trained"]
+
+
+def test_embedding_of_overlap_bags_leaves_shared_tokens_out_of_the_probe() -> None:
+    result = embedding_run(str(implicit_run(LONGER_OVERLAP)), plots=False)
+    assert result["shared_tokens"] == 1 and result["bag_sizes"] == [3, 2, 2]
+    assert "plots" not in result
+
+
+def test_embedding_of_an_ordinary_run_is_a_clear_error() -> None:
+    with pytest.raises(CfglabError, match=r"not implicit.*cfglab implicit"):
+        embedding_run(str(trained_run()))
+
+
+def test_sweep_task_runs_the_embedding_only_on_implicit_runs() -> None:
+    from cfglab.runs import RunDir
+    from cfglab.sweep.tasks import applies, run_task
+
+    run = implicit_run()
+    record = run_task("embedding", str(run), {"seed": 0, "options": {"plots": False}})
+    assert record["kind"] == "embedding"
+    assert record["result"]["trained"] == embedding_report(run)["trained"]
+    for path, implicit in ((run, True), (trained_run(), False)):
+        train = RunDir(path).read_config().model_dump()
+        assert applies("embedding", train) is implicit

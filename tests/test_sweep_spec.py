@@ -235,6 +235,37 @@ def test_shipped_quick_sweep_is_the_demo_grid() -> None:
     assert spec.robustness.enabled and spec.robustness.rates == [0.15] and spec.probes.enabled
 
 
+@pytest.mark.parametrize("name", ["implicit.yaml", "implicit-cpu.yaml"])
+def test_shipped_implicit_sweeps_train_implicit_grammars_and_measure_their_embeddings(
+    name: str,
+) -> None:
+    """Result 10's sweeps (issue 22): every grammar has bags, the embedding task runs on every
+    trial (with the probes at the embedding layer), and the report opens with the paper table."""
+    from cfglab.grammar.dsl import load_grammar
+    from cfglab.sweep.tasks import applies
+
+    for smoke in (False, True):
+        loaded = load_sweep(REPO / "sweeps" / name, smoke)
+        spec, plan = loaded.spec, expand(loaded)
+        assert spec.embedding.enabled and "embedding" in spec.task_kinds()
+        assert spec.report.paper_table and 0 in (spec.probes.layers or [0])
+        assert all(load_grammar(p).hidden for p in plan.grammars.values())
+        assert all(applies("embedding", t.train) for t in plan.trials)
+    full = expand(load_sweep(REPO / "sweeps" / name))
+    stems = set(full.grammars)
+    assert any("disjoint" in g for g in stems) and any("overlap" in g for g in stems)
+
+
+def test_embedding_options_are_checked_and_ordinary_runs_skip_the_task(project: Path) -> None:
+    from cfglab.sweep.tasks import applies
+
+    msg = _error(_write(project, GOOD + "embedding: {enabled: true, options: {plot: false}}\n"))
+    assert "embedding.options" in msg and "plot" in msg and "plots" in msg
+    plan = expand(load_sweep(_write(project, GOOD + "embedding: {enabled: true}\n")))
+    assert plan.spec.task_kinds() == ["evaluate", "embedding"]
+    assert not applies("embedding", plan.trials[0].train)  # small.cfg has no bags
+
+
 def test_cli_bad_sweep_file_exits_1_with_the_field_path_and_no_traceback(project: Path) -> None:
     path = _write(project, GOOD.replace("  lr: 3.0e-3", "  lr: fast"))
     proc = subprocess.run(

@@ -59,6 +59,7 @@ _COMMAND_MODULES = (
     "cfglab.cli.sweep_cmds",  # sweep, report
     "cfglab.cli.demo_cmds",
     "cfglab.cli.lexicon_cmds",  # implicit
+    "cfglab.cli.embedding_cmds",  # embedding
 )
 
 

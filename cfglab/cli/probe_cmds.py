@@ -88,6 +88,7 @@ def render_probe(result: dict[str, Any]) -> None:
         "diagonal_at_end": "ancestor NT at NT-ends (diagonal probe, δ = 0)",
         "tridiagonal_at_end": "ancestor NT at NT-ends (tridiagonal probe, |k − i| ≤ 1)",
         "boundary": "NT-end bit (all positions)",
+        "terminal": "hidden terminal of each token (implicit grammar, Result 10)",
     }
     scope = result.get("scope", "prefix" if not result.get("bidirectional") else "whole")
     kind = result.get("targets", LEVELS)  # probe.json files from before the key: levels
@@ -98,13 +99,22 @@ def render_probe(result: dict[str, Any]) -> None:
     has_controls = bool(result["untrained"])
     for metric, title in titles.items():
         target = "boundary" if metric == "boundary" else "ancestor"
-        levels, empty = _scored_levels(result, metric, [str(v) for v in result["levels"][target]])
+        if metric == "terminal":  # one target, its columns the probes instead of levels
+            levels, empty = ["all", "diagonal", "tridiagonal"], list[str]()
+            headers = levels
+            trained = (result["trained"].get(str(l)) or {} for l in result["layers"])
+            if not any(t.get(metric) for t in trained):
+                continue
+        else:
+            listed = [str(v) for v in result["levels"][target]]
+            levels, empty = _scored_levels(result, metric, listed)
+            headers = [target_label(kind, int(v)) for v in levels]
         if not levels:
             continue
         table = Table(title=f"{title}, {scope} probe, by {kind} — accuracy %", title_justify="left")
         table.add_column("hidden states")
-        for v in levels:
-            table.add_column(target_label(kind, int(v)), justify="right")
+        for header in headers:
+            table.add_column(header, justify="right")
         for layer in map(str, result["layers"]):
             name = "embedding" if layer == "0" else f"layer {layer}"
             for family, label in _families(metric, has_controls):
@@ -125,7 +135,7 @@ def render_probe(result: dict[str, Any]) -> None:
             if scores:
                 table.add_row(label, *[_pct(scores.get(v)) for v in levels])
         out.print(table)
-        few = _few_positions(result, metric, levels)
+        few = _few_positions(result, metric, levels) if metric != "terminal" else ""
         if few:
             out.print(f"[dim]few held-out positions: {few}[/dim]")
         if empty:  # a column of dashes reads as a broken table: say why it is not there

@@ -13,6 +13,8 @@ held-out strings is the ceiling of any probe of the same target and the same pos
   (and the local        that knows i ends a level-l node, as the NT-end probes are trained only
   NT-end probes)        there (a ratio of expectations: its estimate of that reader's accuracy)
   boundary            Σ_i max(P(b_l(i) = 1 | ·), P(b_l(i) = 0 | ·)), same positions
+  terminal            Σ_i max_h P(t(i) = h | ·), t(i) the hidden terminal of token i in an
+                      implicit grammar (1 with disjoint bags; overlapping bags make it ambiguous)
 
 with "·" the whole string x (`ceiling`) or x[:i+1] (`prefix_ceiling`, every valid completion
 weighed in). The 95% intervals treat strings as clusters, like the probes' own.
@@ -54,6 +56,8 @@ def ceilings(samples: Any, data: ProbeData, prefix: bool) -> ProbeScores | None:
     chart = Chart(samples.grammar)
     test = range(data.n_train, len(samples))
     posts = chart.posteriors([samples.string(i) for i in test], prefix=prefix)
+    grammar = samples.grammar
+    hidden = [grammar.nonterminals.index(h) for h in grammar.hidden]
     G, n = len(data.targets), len(test)
     num = np.zeros((2, G, n))  # rows: all positions, NT-ends
     den = np.zeros((2, G, n))
@@ -63,6 +67,13 @@ def ceilings(samples: Any, data: ProbeData, prefix: bool) -> ProbeScores | None:
             continue
         for g, t in enumerate(data.targets):
             labelled = data.labels[g, lo:hi] >= 0
+            if t.kind == "terminal":
+                # P(t(i) = h | x): h's node over token i sits at one depth in each parse
+                p = post.ancestors[:, :, hidden][:, labelled].sum(axis=0)
+                best = p.max(axis=1) / np.maximum(p.sum(axis=1), 1e-300)
+                num[0, g, k] = num[1, g, k] = best.sum()
+                den[0, g, k] = den[1, g, k] = labelled.sum()
+                continue
             anc = post.ancestors[t.level][labelled]
             reach = anc.sum(axis=1)
             ok = reach > 0

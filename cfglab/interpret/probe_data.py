@@ -1,7 +1,8 @@
 """Probe data: fresh strings with their tree labels, the control task and the majority baseline.
 
 Labels are the paper's (Part 1, §4.1): s_l(i), the level-l ancestor of token i, and b_l(i), whether
-token i ends it. Numpy only.
+token i ends it; on an implicit grammar (Result 10) also t(i), the hidden terminal whose bag token
+i was drawn from (its lowest ancestor, whatever its depth). Numpy only.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ PROBE_STREAM = 0x9B0BE  # seed tag: probe strings are drawn apart from every tra
 
 @dataclass(frozen=True)
 class Target:
-    kind: str  # "ancestor" or "boundary"
-    level: int  # tree depth of the ancestor (= level for the paper's layered grammars)
+    kind: str  # "ancestor", "boundary", or "terminal" (the hidden terminal, implicit grammars)
+    level: int  # tree depth of the ancestor (= level for the paper's layered grammars);
+    # for "terminal" the deepest level (where a layered grammar's hidden terminals all sit)
     classes: int
 
 
@@ -96,11 +98,31 @@ def make_probe_data(samples: Any, n_train: int) -> ProbeData:
             targets.append(Target(kind, level, k))
             labels.append(y)
             ends.append(end)
+    hidden = hidden_terminal_labels(samples)
+    if hidden is not None and len(np.unique(hidden[:split])) >= 2:
+        targets.append(Target("terminal", samples.depth - 1, len(samples.grammar.hidden)))
+        labels.append(hidden)
+        ends.append(np.ones(len(hidden), dtype=bool))  # every token ends its terminal's node
     if not targets:
         raise CfglabError("probe: the grammar's trees give no target with two or more labels")
     return ProbeData(
         samples.tokens, samples.offsets, n_train, targets, np.stack(labels), np.stack(ends)
     )
+
+
+def hidden_terminal_labels(samples: Any) -> np.ndarray | None:
+    """(total,) index into `grammar.hidden` of each token's hidden terminal (its lowest
+    ancestor: the rules of a hidden terminal are its bag's unary `t -> token`); None for an
+    ordinary grammar."""
+    g = samples.grammar
+    if not g.hidden:
+        return None
+    anc = samples.ancestors
+    lowest = anc.shape[0] - 1 - np.argmax((anc >= 0)[::-1], axis=0)
+    nt = anc[lowest, np.arange(anc.shape[1])]
+    lookup = np.full(len(g.nonterminals), -1, dtype=np.int64)
+    lookup[[g.nonterminals.index(t) for t in g.hidden]] = np.arange(len(g.hidden))
+    return lookup[nt]
 
 
 def _class_indices(raw: np.ndarray, split: int) -> tuple[np.ndarray, int]:

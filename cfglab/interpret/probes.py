@@ -7,7 +7,11 @@ a different question, beyond the paper, named as such in probe.json, the table a
 Targets per tree level l (level l is the paper's NT{l+1}; `cfglab.grammar.levels`): the ancestor
 s_l(i) and the NT-end bit b_l(i). A grammar whose nonterminals do not each sit at one depth
 (recursive, or reached at several depths) is keyed by height instead, ↑h the h-th nonterminal
-above the token, h ≤ 6 (`cfglab.interpret.targets`); probe.json's `targets` says which.
+above the token, h ≤ 6 (`cfglab.interpret.targets`); probe.json's `targets` says which. On an
+implicit grammar (Result 10) one more target, the hidden
+terminal t(i) of each token (the bag it was drawn from), under the metric `terminal`:
+{"all": multi-head probe, "diagonal": the local probe f(E_i), "tridiagonal": |k − i| ≤ 1}, every
+position being the end of its terminal; in a layered grammar it equals ancestor level L.
 
 Scores, on held-out strings (with 95% intervals, strings as clusters: `*_ci95`):
   ancestor             multi-head probe for s_l(i), all positions
@@ -206,7 +210,8 @@ def probe_run(
     samples, kind = target_view(samples)
     data = make_probe_data(samples, cfg.n_train)
     control = control_labels(data, cfg.control_ngram, seed) if controls else None
-    ancestors = [g for g, t in enumerate(data.targets) if t.kind == "ancestor"]
+    # the targets that also get the local (diagonal, tridiagonal) probes
+    ancestors = [g for g, t in enumerate(data.targets) if t.kind in ("ancestor", "terminal")]
     causal = cfg.scope == "prefix"
     T = len(grammar.terminals)
     rand = untrained_model(config, T, seed=seed + 1).to(device) if controls else None
@@ -321,10 +326,12 @@ def _header(
     lengths = np.diff(data.offsets)
     levels: dict[str, list[int]] = {"ancestor": [], "boundary": []}
     classes: dict[str, dict[str, int]] = {"ancestor": {}, "boundary": {}}
-    for t in data.targets:
+    tree = [t for t in data.targets if t.kind != "terminal"]
+    for t in tree:
         levels[t.kind].append(t.level)
         classes[t.kind][str(t.level)] = t.classes
-    all_levels = sorted({t.level for t in data.targets})
+    all_levels = sorted({t.level for t in tree})
+    hidden = loaded.grammar.hidden
     return {
         "run": str(Path(loaded.run.path).resolve()),
         "step": loaded.step,
@@ -347,6 +354,11 @@ def _header(
         "levels": levels,
         "level_names": target_names(kind, all_levels),
         "classes": classes,
+        # Result 10: the hidden-terminal target (metric `terminal`), null for an ordinary
+        # grammar or where the probe strings use a single terminal
+        "hidden_terminal": {"classes": len(hidden), "hidden": list(hidden)}
+        if any(t.kind == "terminal" for t in data.targets)
+        else None,
         "ceiling_note": "ceiling / prefix_ceiling: Bayes accuracy of the ideal reader of the "
         "whole string / of the tokens up to i, exact from the grammar's posterior on the same "
         "held-out strings (the same for every layer); null where `ceiling_reason` says why",
@@ -391,7 +403,14 @@ def _by_metric(data: ProbeData, s: ProbeScores) -> dict[str, dict[str, float | N
     end_ci = nan if s.at_end_ci is None else s.at_end_ci
     for g, t in enumerate(data.targets):
         lv = str(t.level)
-        if t.kind == "boundary":
+        if t.kind == "terminal":  # one target, no level: keyed by score instead
+            out["terminal"] = {
+                "all": _num(s.all[g]),
+                "diagonal": _num(s.diagonal[g]),
+                "tridiagonal": _num(tri[g]),
+            }
+            out["terminal_ci95"] = {"all": _num(all_ci[g])}
+        elif t.kind == "boundary":
             out["boundary"][lv] = _num(s.all[g])
             out["boundary_ci95"][lv] = _num(all_ci[g])
         else:

@@ -7,7 +7,7 @@
     train: {steps: 4000, batch: 16, lr: 3.0e-3}    # any TrainConfig field but the axes
     noise: {fractions: [0, 0.1], rates: [0.15]}
     seeds: [0]
-    evaluate / robustness / probes / attention / patch:  # the Ray tasks run after each trial
+    evaluate / robustness / probes / attention / patch / embedding:  # Ray tasks after each trial
     resources: {cpu: 1, gpu: 0}          # per trial (cpu is also its torch thread count)
     max_concurrent: 2
     storage: runs/sweeps                 # absolute, or relative to where cfglab runs
@@ -355,6 +355,21 @@ class PatchSection(_Strict):
         return _check_options(v, "patch", {"layers", "seed", "n_pairs"})
 
 
+class EmbeddingSection(_Strict):
+    """Result 10 (implicit grammars only; other runs skip it): within- vs between-bag cosine of
+    the token embeddings and a held-out probe embedding → hidden terminal, beside the untrained
+    twin: cfglab.interpret.embedding."""
+
+    enabled: bool = False
+    seed: int = 0
+    options: dict[str, Any] = Field(default_factory=dict)  # step, plots
+
+    @field_validator("options")
+    @classmethod
+    def _known(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _check_options(v, "embedding", {"seed"})
+
+
 class ReportSection(_Strict):
     """What the report opens with: `paper_table` — one row per paper result, claim, measured
     figure and verdict (cfglab.sweep.report.paper), for sweeps that reproduce the paper."""
@@ -416,6 +431,7 @@ class SweepSpec(_Strict):
     probes: ProbesSection = Field(default_factory=ProbesSection)
     attention: AttentionSection = Field(default_factory=AttentionSection)
     patch: PatchSection = Field(default_factory=PatchSection)
+    embedding: EmbeddingSection = Field(default_factory=EmbeddingSection)
     resources: Resources = Field(default_factory=Resources)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
     report: ReportSection = Field(default_factory=ReportSection)
@@ -439,7 +455,12 @@ class SweepSpec(_Strict):
         """The Ray tasks each finished trial gets, in submission order."""
         sections: dict[
             str,
-            EvaluateSection | RobustnessSection | ProbesSection | AttentionSection | PatchSection,
+            EvaluateSection
+            | RobustnessSection
+            | ProbesSection
+            | AttentionSection
+            | PatchSection
+            | EmbeddingSection,
         ]
         sections = {
             "evaluate": self.evaluate,
@@ -447,6 +468,7 @@ class SweepSpec(_Strict):
             "probes": self.probes,
             "attention": self.attention,
             "patch": self.patch,
+            "embedding": self.embedding,
         }
         return [kind for kind, s in sections.items() if s.enabled]
 

@@ -8,6 +8,7 @@ the driver never pays for torch-heavy evaluation modules it does not run.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import time
 from collections.abc import Callable
@@ -22,7 +23,16 @@ TASKS: dict[str, str] = {
     "probes": "cfglab.interpret.probes:probe_run",
     "attention": "cfglab.interpret.attention:attention_run",
     "patch": "cfglab.interpret.patching:patch_run",
+    "embedding": "cfglab.interpret.embedding:embedding_run",
 }
+
+
+@functools.lru_cache(maxsize=64)
+def _implicit(grammar: str) -> bool:
+    """The grammar file has a lexicon (bags of observed tokens): read once per file."""
+    from cfglab.grammar.dsl import load_grammar
+
+    return bool(load_grammar(grammar).hidden)
 
 
 # Tasks that do not apply to every run, decided from its TrainConfig fields (the others do;
@@ -30,6 +40,7 @@ TASKS: dict[str, str] = {
 APPLIES: dict[str, Callable[[dict[str, Any]], bool]] = {
     "robustness": lambda train: train["pe"] != "mlm",  # an encoder cannot complete a prompt
     "patch": lambda train: train["pe"] != "mlm",  # nor give a next-token distribution
+    "embedding": lambda train: _implicit(train["grammar"]),  # Result 10: bags to group
 }
 
 
@@ -134,12 +145,19 @@ def _patch(
     )
 
 
+def _embedding(
+    fn: Callable, run_dir: str, section: dict[str, Any], threads: int, device: str
+) -> dict[str, Any]:
+    return fn(run_dir, seed=section.get("seed", 0), **section.get("options", {}), threads=threads)
+
+
 _CALLS: dict[str, Callable[..., dict[str, Any]]] = {
     "evaluate": _evaluate,
     "robustness": _robustness,
     "probes": _probes,
     "attention": _attention,
     "patch": _patch,
+    "embedding": _embedding,
 }
 
 

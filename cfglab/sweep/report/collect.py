@@ -132,7 +132,7 @@ def collect(sweep_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]
 def _task_kinds(spec: dict[str, Any]) -> list[str]:
     return [
         k
-        for k in ("evaluate", "robustness", "probes", "attention", "patch")
+        for k in ("evaluate", "robustness", "probes", "attention", "patch", "embedding")
         if spec.get(k, {}).get("enabled")
     ]
 
