@@ -85,9 +85,13 @@ def _root() -> Path:
     return _ROOT[0]
 
 
-@cache
 def trained_run(pe: str = "rot", holdout_rule: str | None = None) -> Path:
     """A tiny model trained 30 steps on LONGER (seconds on one thread)."""
+    return _trained_run(pe, holdout_rule)  # one cache key per run: `()` and `("rot")` alike
+
+
+@cache
+def _trained_run(pe: str, holdout_rule: str | None) -> Path:
     from cfglab.train import train
 
     root = _root()

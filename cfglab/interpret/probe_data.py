@@ -117,9 +117,14 @@ def hidden_terminal_labels(samples: Any) -> np.ndarray | None:
     g = samples.grammar
     if not g.hidden:
         return None
+    from cfglab.interpret.targets import HeightSamples
+
     anc = samples.ancestors
-    lowest = anc.shape[0] - 1 - np.argmax((anc >= 0)[::-1], axis=0)
-    nt = anc[lowest, np.arange(anc.shape[1])]
+    if isinstance(samples, HeightSamples):  # rows are heights: ↑1, the parent, is row 1
+        nt = anc[1]
+    else:
+        lowest = anc.shape[0] - 1 - np.argmax((anc >= 0)[::-1], axis=0)
+        nt = anc[lowest, np.arange(anc.shape[1])]
     lookup = np.full(len(g.nonterminals), -1, dtype=np.int64)
     lookup[[g.nonterminals.index(t) for t in g.hidden]] = np.arange(len(g.hidden))
     return lookup[nt]

@@ -380,7 +380,7 @@ def _positions(data: ProbeData) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {"ancestor": {}, "ancestor_at_end": {}, "boundary": {}}
     for g, t in enumerate(data.targets):
         labelled = data.labels[g, split:] >= 0
-        out[t.kind][str(t.level)] = int(labelled.sum())
+        out.setdefault(t.kind, {})[str(t.level)] = int(labelled.sum())  # "terminal" too
         if t.kind == "ancestor":
             out["ancestor_at_end"][str(t.level)] = int((labelled & data.ends[g, split:]).sum())
     return out

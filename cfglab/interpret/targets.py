@@ -45,16 +45,20 @@ def nonterminals_at_one_depth(grammar: Grammar) -> bool:
     """Every reachable nonterminal appears at a single tree depth in every derivation.
 
     True for the paper's layered grammars; terminals may sit at any depth (their level is not a
-    target). False for recursive grammars, which have no levels at all.
+    target), and so may an implicit grammar's hidden terminals (Result 10: terminals behind bags,
+    probed as their own `terminal` target). False for recursive grammars, which have no levels.
     """
     levels = grammar.levels
     if levels is None:
         return False
+    hidden = set(grammar.hidden or ())
     for r in grammar.rules:
-        if r.lhs not in levels:
+        if r.lhs not in levels or r.lhs in hidden:
             continue
         for s in r.rhs:
-            if not grammar.is_terminal(s) and levels[s] != levels[r.lhs] + 1:
+            if grammar.is_terminal(s) or s in hidden:
+                continue
+            if levels[s] != levels[r.lhs] + 1:
                 return False
     return True
 
