@@ -31,6 +31,14 @@ class InfiniteParsesError(CfglabError):
     """A unit cycle (A -> B -> ... -> A) gives some strings infinitely many parse trees."""
 
 
+class ChartBudgetError(CfglabError):
+    """One string's dense chart would pass CHART_BUDGET_BYTES: refused before allocating."""
+
+
+CHART_BUDGET_BYTES = 256 * 2**20  # one string's V[symbol, start, length] at most
+_BLOCK_ITEMS = 2**21  # binary rules x starts x split points per vectorised step (16 MB float64)
+
+
 @dataclass(frozen=True)
 class GeneralTables:
     """Binary and unit rules over symbol ids: the grammar's own ids, then intermediates."""
@@ -197,6 +205,7 @@ def inside(
     """V[symbol, start, length] for one string (length 0 unused). Min-plus: a leaf costs 1 where
     it differs from the token, and only the first `editable` tokens may differ (default all)."""
     n = len(tokens)
+    _require_budget(t, n, sr)
     may_differ = np.arange(n) < (n if editable is None else editable)
     star = unit_star(t, sr)
     v = sr.full((t.n_symbols, max(n, 1), max(n, 1) + 1), sr.zero)
@@ -209,18 +218,50 @@ def inside(
         if len(t.bin_lhs) == 0:
             break
         m = n - length + 1
-        split = np.arange(1, length)
-        left = v[t.bin_left][:, :m, 1:length]  # (R, m, length-1)
-        right = v[
-            t.bin_right[:, None, None],
-            np.arange(m)[None, :, None] + split[None, None, :],
-            (length - split)[None, None, :],
-        ]
-        agg = sr.times(sr.plus.reduce(sr.times(left, right), axis=2), weight[:, None])
         spans = sr.full((t.n_symbols, m), sr.zero)
-        sr.plus.at(spans, t.bin_lhs, agg)
+        block = max(1, _BLOCK_ITEMS // (m * (length - 1)))
+        for lo in range(0, len(t.bin_lhs), block):  # bounded temporaries however many rules
+            rules = slice(lo, lo + block)
+            sr.plus.at(spans, t.bin_lhs[rules], _binary_step(t, v, rules, length, m, sr, weight))
         v[:, :m, length] = _apply_star(star, spans, sr)
     return v
+
+
+def _binary_step(
+    t: GeneralTables,
+    v: np.ndarray,
+    rules: slice,
+    length: int,
+    m: int,
+    sr: Semiring,
+    weight: np.ndarray,
+) -> np.ndarray:
+    """(rules, m): each binary rule's value over the spans of `length` at starts 0..m-1."""
+    split = np.arange(1, length)
+    # index the left children's spans directly: v[bin_left] would copy every length of every
+    # rule's child (10,000 rules x 64 tokens: 333 MB per step)
+    left = v[t.bin_left[rules], :m, 1:length]  # (R, m, length-1)
+    right = v[
+        t.bin_right[rules, None, None],
+        np.arange(m)[None, :, None] + split[None, None, :],
+        (length - split)[None, None, :],
+    ]
+    return sr.times(sr.plus.reduce(sr.times(left, right), axis=2), weight[rules, None])
+
+
+def _require_budget(t: GeneralTables, n: int, sr: Semiring) -> None:
+    """ChartBudgetError when one string's chart would pass CHART_BUDGET_BYTES."""
+    item = 64 if sr.dtype is object else np.dtype(sr.dtype).itemsize  # a Python int: ~64 B
+    need = t.n_symbols * max(n, 1) * (max(n, 1) + 1) * item
+    if need > CHART_BUDGET_BYTES:
+        raise ChartBudgetError(
+            f"the chart of a {n}-token string of grammar {t.grammar.name} needs "
+            f"{need / 2**20:,.0f} MiB ({t.n_symbols:,} symbols x {n} starts x {n + 1} lengths), "
+            f"over its budget of {CHART_BUDGET_BYTES / 2**20:,.0f} MiB (CHART_BUDGET_BYTES); "
+            "fix: shorter strings, or fewer terminals and rules in the recursive part of the "
+            "grammar (every terminal and binarised rule is a row of this recursive grammar's "
+            "dense chart)"
+        )
 
 
 # --- the forward pass (prefix probabilities) --------------------------------------------------
