@@ -42,7 +42,7 @@ def _fan_out(n: int) -> Grammar:
 def test_a_long_unit_chain_leaves_check_fast_and_its_levels_share_their_bits(
     tmp_path: Path,
 ) -> None:
-    chain = [f"Z{i} -> Z{i + 1}" for i in range(1000)] + ["N8 -> Z0", 'Z1000 -> "z"']
+    chain = [f"Z{i} -> Z{i + 1}" for i in range(300)] + ["N8 -> Z0", 'Z300 -> "z"']
     path = tmp_path / "chain.cfg"
     path.write_text(_tiny_plus(chain))
     began = time.perf_counter()
@@ -54,7 +54,7 @@ def test_a_long_unit_chain_leaves_check_fast_and_its_levels_share_their_bits(
     chart, samples = Chart(g), sample(g, 40, np.random.default_rng(1))
     report = local_ambiguity(chart, samples)
     # every Z level derives the same spans (each "z"), so they show the same bits
-    z_levels = {g.levels[f"Z{i}"] for i in range(1, 1000)}  # type: ignore[index]
+    z_levels = {g.levels[f"Z{i}"] for i in range(1, 300)}  # type: ignore[index]
     values = {report["per_level"][str(level)] for level in z_levels}
     assert len(values) == 1 and "note" not in report
 

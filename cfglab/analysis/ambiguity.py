@@ -103,7 +103,13 @@ def ambiguity_report(
         )
         return report
     report["local_ambiguity"] = local_ambiguity(chart, samples, window)
-    report["flip_sensitivity"] = flip_sensitivity(chart, strings, flips_per_string, rng)
+    deadline = began + RECURSIVE_BUDGET_S if chart.recursive else None
+    report["flip_sensitivity"] = flip_sensitivity(chart, strings, flips_per_string, rng, deadline)
+    if deadline is not None and time.monotonic() > deadline:
+        report["note"] = (
+            f"flip sensitivity covers the flips charted within the {RECURSIVE_BUDGET_S:g} s "
+            "budget of the recursive grammar's chart, in sample order"
+        )
     return report
 
 
@@ -306,9 +312,15 @@ def _window_bits(
 
 # --- flip sensitivity ---------------------------------------------------------------------------
 def flip_sensitivity(
-    chart: Chart, strings: list[np.ndarray], per_string: int, rng: np.random.Generator
+    chart: Chart,
+    strings: list[np.ndarray],
+    per_string: int,
+    rng: np.random.Generator,
+    deadline: float | None = None,
 ) -> float | None:
-    """Fraction of random single-token substitutions that leave a string in the language."""
+    """Fraction of random single-token substitutions that leave a string in the language; with
+    a `deadline` (time.monotonic()), over the strings' flips charted before it (at least one
+    string's)."""
     T = chart.n_terminals
     if T < 2 or not strings or per_string < 1:
         return None
@@ -320,4 +332,11 @@ def flip_sensitivity(
             f = s.copy()
             f[p] = (f[p] + d) % T
             flipped.append(f)
-    return float(np.mean(chart.accepts(flipped)))
+    if deadline is None:
+        return float(np.mean(chart.accepts(flipped)))
+    accepted: list[bool] = []
+    for lo in range(0, len(flipped), per_string):
+        accepted.extend(chart.accepts(flipped[lo : lo + per_string]))
+        if time.monotonic() > deadline:
+            break
+    return float(np.mean(accepted))
