@@ -35,8 +35,11 @@ def main(n: int = 10_000, first: int = 0, minutes: int = 0) -> None:
             o = check_file(path)
             counts[o.kind] += 1
             worst, peak = max(worst, o.seconds), max(peak, o.peak_bytes)
-            if o.kind in ("other", "timeout", "error") or o.seconds > 5:
-                print(f"seed {seed} ({kind}): {o.kind} {o.seconds:.1f} s {o.detail[:160]}")
+            if o.kind in ("other", "timeout", "error") or o.seconds > 5 or o.peak_bytes > 300e6:
+                print(
+                    f"seed {seed} ({kind}): {o.kind} {o.seconds:.1f} s "
+                    f"{o.peak_bytes / 1e6:.0f} MB {o.detail[:160]}"
+                )
     print(
         f"{counts.total()} inputs (seeds {first}-{first + counts.total() - 1}): "
         f"ok {counts['ok']}, located error {counts['located']}, unlocated error "
