@@ -26,13 +26,14 @@ leaves out fraction_ambiguous (a constraint on it cannot be evaluated) and says 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from cfglab.analysis.entropy import conditional_entropy
 from cfglab.analysis.graph import MAX_STRING_LENGTH
 from cfglab.chart.front import Chart
-from cfglab.chart.general import InfiniteParsesError
+from cfglab.chart.general import ChartBudgetError, InfiniteParsesError
 from cfglab.errors import CfglabError
 from cfglab.grammar.core import Grammar, Tree, yield_bounds
 from cfglab.grammar.sample import Samples, sample
@@ -40,6 +41,7 @@ from cfglab.grammar.sample import Samples, sample
 WINDOW = 12  # tokens per window of the local-ambiguity score
 FLIPS_PER_STRING = 5
 RECURSIVE_BUDGET_S = 4.0  # parse counting of a recursive grammar's samples, then a note
+LOCAL_BUDGET_S = 4.0  # the local-ambiguity score's levels, then a note
 RECURSIVE_MAX_LENGTH = 64  # recursive grammars: sampled strings are kept this short (O(n³) chart)
 
 DEFINITION = (
@@ -75,6 +77,9 @@ def ambiguity_report(
     except InfiniteParsesError as err:
         report["note"] = str(err)
         counts = None
+    except ChartBudgetError as err:  # every later pass charts the same strings: stop here
+        report["note"] = f"parse counts not computed: {err}"
+        return report
     if counts is not None and len(counts) < len(strings):
         report["n_strings"] = len(counts)
         report["note"] = (
@@ -98,7 +103,13 @@ def ambiguity_report(
         )
         return report
     report["local_ambiguity"] = local_ambiguity(chart, samples, window)
-    report["flip_sensitivity"] = flip_sensitivity(chart, strings, flips_per_string, rng)
+    deadline = began + RECURSIVE_BUDGET_S if chart.recursive else None
+    report["flip_sensitivity"] = flip_sensitivity(chart, strings, flips_per_string, rng, deadline)
+    if deadline is not None and time.monotonic() > deadline:
+        report["note"] = (
+            f"flip sensitivity covers the flips charted within the {RECURSIVE_BUDGET_S:g} s "
+            "budget of the recursive grammar's chart, in sample order"
+        )
     return report
 
 
@@ -212,23 +223,60 @@ def local_ambiguity(chart: Chart, samples: Samples, window: int = WINDOW) -> dic
         minlength=max(levels.values()) + 2,
     )[1:]
     used = _constituents_per_level(samples, level_of_nt)
+    windows = _Windows.of(strings, spans, window)
+    by_level = windows.spans_by_level(level_of_nt)
+    bits_of: dict[tuple[int, bytes], float] = {}  # levels whose spans coincide share their bits
+    deadline = time.monotonic() + LOCAL_BUDGET_S
     for level in sorted({lv for lv in levels.values() if lv >= 1}):
         if used[level]:
             out["readings_per_constituent"][str(level)] = float(found[level] / used[level])
         max_len = max(longest[nt] for nt in g.nonterminals if levels.get(nt) == level)
-        if max_len > window:  # no whole constituent of this level fits: the window says nothing
+        if max_len > window or not len(windows.starts):  # no whole constituent fits
             continue
-        members = level_of_nt == level
-        bits = [
-            _window_bits(sp[members[sp[:, 0]]], len(s), window, max_len)
-            for s, sp in zip(strings, spans)
-            if len(s) >= window
-        ]
-        if bits:
-            out["per_level"][str(level)] = float(np.concatenate(bits).mean())
+        level_spans = by_level.get(level, np.zeros((0, 3), dtype=np.int64))
+        key = (max_len, np.unique(level_spans[:, 1:], axis=0).tobytes())
+        if key not in bits_of:
+            if time.monotonic() > deadline:
+                out["note"] = (
+                    f"time budget of {LOCAL_BUDGET_S:g} s spent: per_level covers the levels "
+                    f"up to {level - 1} of {max(levels.values())}"
+                )
+                break
+            bits = _window_bits(level_spans, windows.total, window, max_len, windows.starts)
+            bits_of[key] = float(bits.mean())
+        out["per_level"][str(level)] = bits_of[key]
     if out["per_level"]:
         out["score"] = float(np.mean(list(out["per_level"].values())))
     return out
+
+
+@dataclass(frozen=True)
+class _Windows:
+    """The sampled strings at least one window long, end to end: their spans in positions of
+    the concatenation (a window never crosses a string, so one pass serves every string)."""
+
+    spans: np.ndarray  # (m, 3) nonterminal, start, end in the concatenation
+    starts: np.ndarray  # the first position of every window
+    total: int  # tokens in the concatenation
+
+    @staticmethod
+    def of(strings: list[np.ndarray], spans: list[np.ndarray], window: int) -> _Windows:
+        rows, starts, at = [np.zeros((0, 3), dtype=np.int64)], [np.zeros(0, dtype=np.int64)], 0
+        for s, sp in zip(strings, spans):
+            if len(s) < window:
+                continue
+            rows.append(sp + np.array([0, at, at]))
+            starts.append(at + np.arange(len(s) - window + 1))
+            at += len(s)
+        return _Windows(np.concatenate(rows), np.concatenate(starts), at)
+
+    def spans_by_level(self, level_of_nt: np.ndarray) -> dict[int, np.ndarray]:
+        """One sort, not one scan of every span per level (a unit chain has thousands)."""
+        level = level_of_nt[self.spans[:, 0]]
+        order = np.argsort(level, kind="stable")
+        values, firsts = np.unique(level[order], return_index=True)
+        parts = np.split(self.spans[order], firsts[1:])
+        return {int(v): part for v, part in zip(values, parts)}
 
 
 def _constituents_per_level(samples: Samples, level_of_nt: np.ndarray) -> np.ndarray:
@@ -238,8 +286,11 @@ def _constituents_per_level(samples: Samples, level_of_nt: np.ndarray) -> np.nda
     return np.bincount(levels, minlength=level_of_nt.max() + 1)
 
 
-def _window_bits(spans: np.ndarray, n: int, w: int, max_len: int) -> np.ndarray:
-    """log2 of admitted boundary vectors, for every window [a, a + w) of one string.
+def _window_bits(
+    spans: np.ndarray, n: int, w: int, max_len: int, starts: np.ndarray | None = None
+) -> np.ndarray:
+    """log2 of admitted boundary vectors, for every window [a, a + w) of one string (or for the
+    windows at `starts` of strings laid end to end, n tokens in all).
 
     N[a, k] counts admitted boundary placements of window a whose last boundary is after token
     a+k: the head segment (to the first boundary) is at most max_len long, and every later
@@ -248,7 +299,7 @@ def _window_bits(spans: np.ndarray, n: int, w: int, max_len: int) -> np.ndarray:
     derives = np.zeros((n + 1, w + 1), dtype=bool)  # derives[i, L]: span [i, i+L) derivable
     short = spans[spans[:, 2] - spans[:, 1] <= w]
     derives[short[:, 1], short[:, 2] - short[:, 1]] = True
-    starts = np.arange(n - w + 1)
+    starts = np.arange(n - w + 1) if starts is None else starts
     counts = np.zeros((len(starts), w))
     for k in range(w):
         counts[:, k] = float(k + 1 <= max_len)
@@ -261,9 +312,15 @@ def _window_bits(spans: np.ndarray, n: int, w: int, max_len: int) -> np.ndarray:
 
 # --- flip sensitivity ---------------------------------------------------------------------------
 def flip_sensitivity(
-    chart: Chart, strings: list[np.ndarray], per_string: int, rng: np.random.Generator
+    chart: Chart,
+    strings: list[np.ndarray],
+    per_string: int,
+    rng: np.random.Generator,
+    deadline: float | None = None,
 ) -> float | None:
-    """Fraction of random single-token substitutions that leave a string in the language."""
+    """Fraction of random single-token substitutions that leave a string in the language; with
+    a `deadline` (time.monotonic()), over the strings' flips charted before it (at least one
+    string's)."""
     T = chart.n_terminals
     if T < 2 or not strings or per_string < 1:
         return None
@@ -275,4 +332,11 @@ def flip_sensitivity(
             f = s.copy()
             f[p] = (f[p] + d) % T
             flipped.append(f)
-    return float(np.mean(chart.accepts(flipped)))
+    if deadline is None:
+        return float(np.mean(chart.accepts(flipped)))
+    accepted: list[bool] = []
+    for lo in range(0, len(flipped), per_string):
+        accepted.extend(chart.accepts(flipped[lo : lo + per_string]))
+        if time.monotonic() > deadline:
+            break
+    return float(np.mean(accepted))

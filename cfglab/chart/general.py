@@ -31,6 +31,14 @@ class InfiniteParsesError(CfglabError):
     """A unit cycle (A -> B -> ... -> A) gives some strings infinitely many parse trees."""
 
 
+class ChartBudgetError(CfglabError):
+    """One string's dense chart would pass CHART_BUDGET_BYTES: refused before allocating."""
+
+
+CHART_BUDGET_BYTES = 256 * 2**20  # one string's V[symbol, start, length] at most
+_BLOCK_ITEMS = 2**21  # binary rules x starts x split points per vectorised step (16 MB float64)
+
+
 @dataclass(frozen=True)
 class GeneralTables:
     """Binary and unit rules over symbol ids: the grammar's own ids, then intermediates."""
@@ -47,7 +55,7 @@ class GeneralTables:
     unit_child: np.ndarray
     unit_prob: np.ndarray
     # unit closures by (semiring, power), computed once per grammar rather than once per string
-    stars: dict[tuple[str, float], np.ndarray | None] = field(
+    stars: dict[tuple[str, float], UnitStar] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -96,19 +104,59 @@ class GeneralTables:
 
 
 # --- closures ---------------------------------------------------------------------------------
-def unit_star(t: GeneralTables, sr: Semiring) -> np.ndarray | None:
-    """U*[A, B] = semiring sum over unit chains A ->* B (the empty chain included); None when
-    the grammar has no unit rules."""
+@dataclass(frozen=True)
+class _Closure:
+    """U* from the symbols a step can fill (`cols`: terminals for leaves, binary left sides for
+    longer spans) to the symbols it reaches (`rows`); every other row is the identity, so the
+    closure costs rows x cols per span, not symbols² (10,000 terminals and a 10-rule unit cycle:
+    a 10,010² matrix, 800 MB and seconds per span, before)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    star: np.ndarray  # (rows, cols) semiring values
+
+
+@dataclass(frozen=True)
+class UnitStar:
+    """U*[A, B] = semiring sum over unit chains A ->* B (the empty chain included), kept on the
+    symbols of unit rules only, with its two closures."""
+
+    symbols: np.ndarray  # ids of the symbols in some unit rule, ascending
+    star: np.ndarray  # (k, k) over `symbols`
+    leaves: _Closure
+    spans: _Closure
+
+
+def unit_star(t: GeneralTables, sr: Semiring) -> UnitStar | None:
+    """U* for the semiring, computed once per grammar; None when there are no unit rules."""
     if len(t.unit_lhs) == 0:
         return None
     key = (sr.name, sr.power)
     if key not in t.stars:
-        t.stars[key] = _unit_star(t, sr)
+        symbols = np.unique(np.concatenate([t.unit_lhs, t.unit_child]))
+        u = np.zeros((len(symbols), len(symbols)))
+        at = (np.searchsorted(symbols, t.unit_lhs), np.searchsorted(symbols, t.unit_child))
+        np.add.at(u, at, t.unit_prob)
+        star = _unit_star(t, u, sr)
+        terminals = np.arange(t.n_terminals)
+        t.stars[key] = UnitStar(
+            symbols,
+            star,
+            _closure(symbols, star, terminals, sr),
+            _closure(symbols, star, np.unique(t.bin_lhs), sr),
+        )
     return t.stars[key]
 
 
-def _unit_star(t: GeneralTables, sr: Semiring) -> np.ndarray | None:
-    u = t.unit_matrix()
+def _closure(symbols: np.ndarray, star: np.ndarray, sources: np.ndarray, sr: Semiring) -> _Closure:
+    cols = np.flatnonzero(np.isin(symbols, sources))
+    block = star[:, cols]
+    rows = np.flatnonzero((block != sr.zero).any(axis=1))
+    return _Closure(symbols[rows], symbols[cols], block[rows])
+
+
+def _unit_star(t: GeneralTables, u: np.ndarray, sr: Semiring) -> np.ndarray:
+    """U* over the unit rules' symbols, u their (k, k) matrix of rule probabilities."""
     reach = _reachability(u > 0)
     if sr.name == "boolean":
         return reach
@@ -183,11 +231,17 @@ def _log(p: np.ndarray) -> np.ndarray:
         return np.log(np.where(p > 1e-300, p, 0.0))
 
 
-def _apply_star(star: np.ndarray | None, v: np.ndarray, sr: Semiring) -> np.ndarray:
-    """out[A, i] = ⊕_B star[A, B] ⊗ v[B, i]."""
-    if star is None:
+def _apply_star(closure: _Closure | None, v: np.ndarray, sr: Semiring) -> np.ndarray:
+    """out[A, i] = ⊕_B U*[A, B] ⊗ v[B, i], where v is zero outside the closure's columns."""
+    if closure is None or not len(closure.rows):
         return v
-    return sr.plus.reduce(sr.times(star[:, :, None], v[None, :, :]), axis=1)
+    out = v.copy()
+    src = v[closure.cols]  # (cols, m)
+    block = max(1, _BLOCK_ITEMS // max(1, src.size))
+    for lo in range(0, len(closure.rows), block):  # bounded temporaries: rows x cols x m
+        part = closure.star[lo : lo + block, :, None]
+        out[closure.rows[lo : lo + block]] = sr.plus.reduce(sr.times(part, src[None]), axis=1)
+    return out
 
 
 # --- the inside pass --------------------------------------------------------------------------
@@ -197,30 +251,77 @@ def inside(
     """V[symbol, start, length] for one string (length 0 unused). Min-plus: a leaf costs 1 where
     it differs from the token, and only the first `editable` tokens may differ (default all)."""
     n = len(tokens)
+    _require_budget(t, n, sr)
     may_differ = np.arange(n) < (n if editable is None else editable)
     star = unit_star(t, sr)
     v = sr.full((t.n_symbols, max(n, 1), max(n, 1) + 1), sr.zero)
     for x in range(t.n_terminals):
         differ = sr.zero if sr.mismatch is None else np.where(may_differ, sr.mismatch, sr.zero)
         v[x, :n, 1] = np.where(tokens == x, sr.one, differ)
-    v[:, :n, 1] = _apply_star(star, v[:, :n, 1], sr)
-    weight = sr.rule_values(t.bin_prob)
+    v[:, :n, 1] = _apply_star(None if star is None else star.leaves, v[:, :n, 1], sr)
+    live = _live_rules(t, tokens, sr)
+    lhs, left, right = t.bin_lhs[live], t.bin_left[live], t.bin_right[live]
+    weight = sr.rule_values(t.bin_prob)[live]
     for length in range(2, n + 1):
-        if len(t.bin_lhs) == 0:
+        if len(lhs) == 0:
             break
         m = n - length + 1
-        split = np.arange(1, length)
-        left = v[t.bin_left][:, :m, 1:length]  # (R, m, length-1)
-        right = v[
-            t.bin_right[:, None, None],
-            np.arange(m)[None, :, None] + split[None, None, :],
-            (length - split)[None, None, :],
-        ]
-        agg = sr.times(sr.plus.reduce(sr.times(left, right), axis=2), weight[:, None])
         spans = sr.full((t.n_symbols, m), sr.zero)
-        sr.plus.at(spans, t.bin_lhs, agg)
-        v[:, :m, length] = _apply_star(star, spans, sr)
+        block = max(1, _BLOCK_ITEMS // (m * (length - 1)))
+        for lo in range(0, len(lhs), block):  # bounded temporaries however many rules
+            b = slice(lo, lo + block)
+            sr.plus.at(spans, lhs[b], _binary_step(v, left[b], right[b], weight[b], length, sr))
+        v[:, :m, length] = _apply_star(None if star is None else star.spans, spans, sr)
     return v
+
+
+def _live_rules(t: GeneralTables, tokens: np.ndarray, sr: Semiring) -> np.ndarray:
+    """The binary rules that can fire on this string: no child is a terminal it lacks (10,000
+    alternatives "f0" X | "f1" Y | ...: a 64-token string keeps at most 64). Every rule where a
+    leaf may mismatch (min-plus): any terminal can stand at an editable position."""
+    if sr.mismatch is not None:
+        return np.arange(len(t.bin_lhs))
+    present = np.ones(t.n_symbols, dtype=bool)
+    present[: t.n_terminals] = False
+    present[tokens] = True
+    return np.flatnonzero(present[t.bin_left] & present[t.bin_right])
+
+
+def _binary_step(
+    v: np.ndarray,
+    left_child: np.ndarray,
+    right_child: np.ndarray,
+    weight: np.ndarray,
+    length: int,
+    sr: Semiring,
+) -> np.ndarray:
+    """(rules, m): each binary rule's value over the spans of `length` at starts 0..m-1."""
+    m = v.shape[1] - length + 1
+    split = np.arange(1, length)
+    # index the left children's spans directly: v[bin_left] would copy every length of every
+    # rule's child (10,000 rules x 64 tokens: 333 MB per step)
+    left = v[left_child, :m, 1:length]  # (R, m, length-1)
+    right = v[
+        right_child[:, None, None],
+        np.arange(m)[None, :, None] + split[None, None, :],
+        (length - split)[None, None, :],
+    ]
+    return sr.times(sr.plus.reduce(sr.times(left, right), axis=2), weight[:, None])
+
+
+def _require_budget(t: GeneralTables, n: int, sr: Semiring) -> None:
+    """ChartBudgetError when one string's chart would pass CHART_BUDGET_BYTES."""
+    item = 64 if sr.dtype is object else np.dtype(sr.dtype).itemsize  # a Python int: ~64 B
+    need = t.n_symbols * max(n, 1) * (max(n, 1) + 1) * item
+    if need > CHART_BUDGET_BYTES:
+        raise ChartBudgetError(
+            f"the chart of a {n}-token string of grammar {t.grammar.name} needs "
+            f"{need / 2**20:,.0f} MiB ({t.n_symbols:,} symbols x {n} starts x {n + 1} lengths), "
+            f"over its budget of {CHART_BUDGET_BYTES / 2**20:,.0f} MiB (CHART_BUDGET_BYTES); "
+            "fix: shorter strings, or fewer terminals and rules in the recursive part of the "
+            "grammar (every terminal and binarised rule is a row of this recursive grammar's "
+            "dense chart)"
+        )
 
 
 # --- the forward pass (prefix probabilities) --------------------------------------------------

@@ -21,7 +21,7 @@ Parse trees and min-plus repairs are read back top-down from an inside chart.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from cfglab.chart.semiring import Semiring
 from cfglab.grammar.core import Grammar, Tree, yield_bounds
 
 _KEY_LIMIT = 2**62  # item keys (symbol, start, length) packed into one int64
+_COLUMNS = ("sym", "start", "end", "val", "key")  # a SpanSet's item arrays
 _INDEX_LIMIT = 8_000_000  # entries of the (symbol, start) -> first item table; beyond, bisect
 
 
@@ -166,6 +167,8 @@ class SpanSet:
     width: int
     stride: int
     first: np.ndarray | None = None
+    # arrays with room to grow, of which the five columns above are prefixes (append_level)
+    spare: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @staticmethod
     def of(
@@ -193,27 +196,56 @@ class SpanSet:
         np.cumsum(counts, out=self.first[1:])
 
     def append_level(
-        self, sym: np.ndarray, start: np.ndarray, end: np.ndarray, val: np.ndarray, lo: int, hi: int
+        self,
+        sym: np.ndarray,
+        start: np.ndarray,
+        end: np.ndarray,
+        val: np.ndarray,
+        lo: int,
+        hi: int,
+        tail: bool = True,
     ) -> SpanSet:
-        """Add the sorted items of symbols lo..hi-1, all above every symbol stored so far."""
+        """Add the sorted items of symbols lo..hi-1, all above every symbol stored so far.
+        tail=False leaves `first` above hi as it was: for a caller whose next level starts at
+        hi and writes it (filling the whole tail at every level is quadratic in levels)."""
         key = (sym * self.width + start) * self.stride + (end - start)
         old = len(self.sym)
+        parts = dict(zip(_COLUMNS, (sym, start, end, val, key)))
+        spare = self._room(old + len(sym), parts)
+        for name, part in parts.items():  # one copy of the new items, not of the whole chart
+            spare[name][old : old + len(sym)] = part
+        columns = {name: spare[name][: old + len(sym)] for name in _COLUMNS}
         spans = SpanSet(
-            sym=np.concatenate([self.sym, sym]),
-            start=np.concatenate([self.start, start]),
-            end=np.concatenate([self.end, end]),
-            val=np.concatenate([self.val, val]),
-            key=np.concatenate([self.key, key]),
-            width=self.width,
-            stride=self.stride,
-            first=self.first,
+            **columns, width=self.width, stride=self.stride, first=self.first, spare=spare
         )
         if spans.first is not None:  # updated in place: the SpanSet before this level is spent
             w = self.width
             counts = np.bincount(sym * w + start - lo * w, minlength=(hi - lo) * w)
             spans.first[lo * w + 1 : hi * w + 1] = old + np.cumsum(counts)
-            spans.first[hi * w + 1 :] = old + len(sym)
+            if tail:
+                spans.first[hi * w + 1 :] = old + len(sym)
         return spans
+
+    def _room(self, size: int, parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Growth arrays holding this chart's items with room for `size`: reused while they
+        fit (levels appended one by one: concatenating every level re-copied the whole chart,
+        quadratic in levels: a unit chain has thousands), else doubled."""
+        spare = self.spare
+        fits = spare is not None and all(
+            len(spare[n]) >= size
+            and spare[n].dtype == np.result_type(getattr(self, n), parts[n])
+            and (not len(self.sym) or np.shares_memory(spare[n][:1], getattr(self, n)[:1]))
+            for n in _COLUMNS
+        )
+        if fits:
+            assert spare is not None
+            return spare
+        out = {}
+        for n in _COLUMNS:
+            mine = getattr(self, n)
+            out[n] = np.empty(max(2 * size, 1024), dtype=np.result_type(mine, parts[n]))
+            out[n][: len(mine)] = mine
+        return out
 
     def find(
         self, sym: int | np.ndarray, start: int | np.ndarray, end: int | np.ndarray
@@ -252,10 +284,12 @@ def inside(
     chart = _leaves(t, batch, sr, budget, stride, editable)
     chart.index(t.n_symbols)
     rule_val = sr.rule_values(t.rule_prob)
-    for rules, (lo, hi) in zip(t.levels, t.level_symbols):
+    ranges = t.level_symbols
+    for k, (rules, (lo, hi)) in enumerate(zip(t.levels, ranges)):
         sym, start, end, val = _apply_rules(t, chart, rules, rule_val, sr, budget)
         sym, start, end, val = _aggregate(sym, start, end, val, sr, batch.width, stride)
-        chart = chart.append_level(sym, start, end, val, lo, hi)
+        follows = k + 1 < len(ranges) and ranges[k + 1][0] == hi  # the next level writes on
+        chart = chart.append_level(sym, start, end, val, lo, hi, tail=not follows)
     return chart
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cfglab.analysis.graph import CAP, shortest
 from cfglab.errors import CfglabError
 from cfglab.grammar.core import Grammar, GrammarArrays, Tree
 
@@ -109,10 +110,11 @@ def sample(
     """Draw n strings from the grammar (rules chosen by their weights), reproducibly per seed."""
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     arrays = grammar.arrays
+    tables = _Tables(_cumulative_probs(arrays), _shortest_yields(grammar))
     parts: list[_Draw] = []
     rejected, missing = 0, n
     for _ in range(_MAX_REDRAW_ROUNDS):
-        draw = _draw(arrays, missing, rng, max_length, max_depth)
+        draw = _draw(arrays, tables, missing, rng, max_length, max_depth)
         parts.append(draw)
         rejected += missing - draw.n_strings
         missing -= draw.n_strings
@@ -123,6 +125,23 @@ def sample(
         f"max_length={max_length} and max_depth={max_depth} after {_MAX_REDRAW_ROUNDS} rounds "
         f"({rejected} abandoned); the grammar's strings are too long for these bounds"
     )
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """What every redraw round of one `sample` call shares, computed once."""
+
+    cum: np.ndarray  # _cumulative_probs
+    shortest: np.ndarray  # (symbols,) float64 shortest yield of each symbol id (terminals: 1)
+
+
+def _shortest_yields(grammar: Grammar) -> np.ndarray:
+    """Shortest string of every symbol id; unproductive ones at CAP (they never finish)."""
+    lengths = shortest(grammar)
+    out = np.ones(len(grammar.symbols))
+    for nt in grammar.nonterminals:
+        out[grammar.symbol_ids[nt]] = lengths.get(nt, CAP)
+    return out
 
 
 @dataclass
@@ -165,11 +184,16 @@ def _cumulative_probs(a: GrammarArrays) -> np.ndarray:
 
 
 def _draw(
-    a: GrammarArrays, n: int, rng: np.random.Generator, max_length: int, max_depth: int
+    a: GrammarArrays,
+    tables: _Tables,
+    n: int,
+    rng: np.random.Generator,
+    max_length: int,
+    max_depth: int,
 ) -> _Draw:
     """Expand n start symbols to terminals; drop derivations that break the bounds."""
     T, R = a.n_terminals, len(a.rule_len)
-    cum = _cumulative_probs(a)
+    cum = tables.cum
     # Terminals get identity pseudo-rules R+t (t -> t) so one code path expands every node.
     rule_len = np.concatenate([a.rule_len, np.ones(T, dtype=np.int32)])
     width = a.rule_rhs.shape[1]
@@ -196,8 +220,11 @@ def _draw(
         owner = owner[parent]
         nt_index = np.where(is_nt, frontier - T, -1)
         rule[~is_nt] = -1
-        if len(owner) > max_length:
-            alive &= np.bincount(owner, minlength=n) <= max_length
+        # a derivation whose frontier's shortest yields already pass max_length is abandoned
+        # now, not after growing to max_length tokens (C0 -> C1 C1 ... 30 deep: 2^30)
+        floor = tables.shortest[child]
+        if floor.sum() > max_length:
+            alive &= np.bincount(owner, weights=floor, minlength=n) <= max_length
         if not alive.all():  # stop expanding abandoned derivations (recursion can explode)
             keep = alive[owner]
             parent, is_last, child, owner = parent[keep], is_last[keep], child[keep], owner[keep]

@@ -1,0 +1,124 @@
+"""Regressions of the fuzz run's slow and memory-hungry inputs (issue 21 item 3), each built
+directly: a long unit chain under a cfg3 nonterminal (thousands of levels for the local-ambiguity
+score), a 30-deep binary chain offered as one alternative (sampling grew every doomed derivation
+to max_length tokens, 50 rounds over), and 10,000 terminal alternatives in a recursive grammar
+(the dense chart copied every rule's child spans; its size is now budgeted)."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cfglab.analysis import ambiguity
+from cfglab.analysis.ambiguity import _window_bits, local_ambiguity
+from cfglab.chart import general
+from cfglab.chart.front import Chart
+from cfglab.chart.semiring import BOOLEAN, COUNTING, LOG_INSIDE
+from cfglab.errors import CfglabError
+from cfglab.grammar.core import Grammar
+from cfglab.grammar.dsl import load_grammar, parse_grammar
+from cfglab.grammar.sample import sample
+from tests.fuzzing import GRAMMARS, TIME_BOUND_S, check_file
+
+TINY = next(p for p in GRAMMARS if p.name == "tiny.cfg")
+
+
+def _tiny_plus(extra: list[str]) -> str:
+    lines = [line for line in TINY.read_text().split("\n") if not line.startswith("terminals")]
+    return "\n".join(lines + extra) + "\n"
+
+
+def _fan_out(n: int) -> Grammar:
+    """tiny with N9 -> "f0" N13 | "f1" N7 | ...: recursive, with n more terminals."""
+    nts = ["N13", "N7", "N8", "N9", "N10"]
+    alts = " | ".join(f'"f{i}" {nts[i % len(nts)]}' for i in range(n))
+    return parse_grammar(_tiny_plus([f"N9 -> {alts}"]))
+
+
+def test_a_long_unit_chain_leaves_check_fast_and_its_levels_share_their_bits(
+    tmp_path: Path,
+) -> None:
+    chain = [f"Z{i} -> Z{i + 1}" for i in range(300)] + ["N8 -> Z0", 'Z300 -> "z"']
+    path = tmp_path / "chain.cfg"
+    path.write_text(_tiny_plus(chain))
+    began = time.perf_counter()
+    outcome = check_file(path)
+    assert outcome.kind == "ok", outcome.detail
+    assert time.perf_counter() - began < TIME_BOUND_S  # was over 30 s: a pass per level per string
+
+    g = load_grammar(path)
+    chart, samples = Chart(g), sample(g, 40, np.random.default_rng(1))
+    report = local_ambiguity(chart, samples)
+    # every Z level derives the same spans (each "z"), so they show the same bits
+    z_levels = {g.levels[f"Z{i}"] for i in range(1, 300)}  # type: ignore[index]
+    values = {report["per_level"][str(level)] for level in z_levels}
+    assert len(values) == 1 and "note" not in report
+
+
+def test_window_bits_of_strings_end_to_end_are_those_of_each_string() -> None:
+    g = load_grammar(TINY)
+    chart, samples = Chart(g), sample(g, 30, np.random.default_rng(2))
+    strings, spans = samples.strings(), chart.derivable_spans(samples.strings())
+    windows = ambiguity._Windows.of(strings, spans, 12)
+    whole = _window_bits(windows.spans, windows.total, 12, 5, windows.starts)
+    each = [_window_bits(sp, len(s), 12, 5) for s, sp in zip(strings, spans) if len(s) >= 12]
+    np.testing.assert_array_equal(whole, np.concatenate(each))
+
+
+def test_a_doomed_alternative_is_abandoned_at_once_when_sampling(tmp_path: Path) -> None:
+    chain = [f"Z{i} -> Z{i + 1} Z{i + 1}" for i in range(30)] + ['Z30 -> "z"', "N8 -> Z0"]
+    g = parse_grammar(_tiny_plus(chain))  # shortest string fine; Z0's is 2^30 tokens
+    began = time.perf_counter()
+    tracemalloc.start()
+    try:
+        s = sample(g, 200, np.random.default_rng(0), max_length=10_000)
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert time.perf_counter() - began < 3 and peak < 10e6  # was 76 MB here, 19 s on cfg3j
+    assert s.rejected > 0 and len(s) == 200
+    assert s.lengths.max() <= 10_000 and "z" not in g.decode(s.tokens)
+
+
+def test_blocks_of_binary_rules_change_no_chart_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    g = _fan_out(300)
+    t = general.GeneralTables.build(g)
+    s = sample(g, 5, np.random.default_rng(3), max_length=24).strings()
+    for sr in (BOOLEAN, COUNTING, LOG_INSIDE):
+        whole = [general.inside(t, x, sr) for x in s]
+        monkeypatch.setattr(general, "_BLOCK_ITEMS", 7)  # a handful of rules per step
+        blocked = [general.inside(t, x, sr) for x in s]
+        monkeypatch.undo()
+        for a, b in zip(whole, blocked):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_the_dense_chart_is_budgeted_and_copies_no_rule_spans() -> None:
+    g = _fan_out(10_000)
+    t = general.GeneralTables.build(g)
+    n_fit = 40
+    chart_bytes = t.n_symbols * n_fit * (n_fit + 1) * 8
+    tokens = np.zeros(n_fit, dtype=np.int64)
+    tracemalloc.start()
+    try:
+        general.inside(t, tokens, LOG_INSIDE)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # V itself plus bounded blocks; a copy of every rule's child spans doubled it (804 MB)
+    assert peak < 1.5 * chart_bytes
+    too_long = np.zeros(64, dtype=np.int64)
+    assert t.n_symbols * 64 * 65 * 8 > general.CHART_BUDGET_BYTES
+    with pytest.raises(general.ChartBudgetError, match="CHART_BUDGET_BYTES"):
+        general.inside(t, too_long, LOG_INSIDE)
+    assert issubclass(general.ChartBudgetError, CfglabError)
+
+
+def test_ambiguity_turns_the_chart_budget_into_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(general, "CHART_BUDGET_BYTES", 1)
+    report = ambiguity.ambiguity_report(_fan_out(50), n_strings=20)
+    assert "CHART_BUDGET_BYTES" in report["note"] and "max_parses" not in report
