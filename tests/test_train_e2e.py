@@ -21,8 +21,8 @@ from cfglab.train import train
 MINI = Path(__file__).resolve().parents[1] / "grammars" / "mini.cfg"
 STEPS = 1200
 # nats per token above the true entropy (0.382) after STEPS steps of the demo's recipe (BOS-aligned
-# windows of 64, batch 32, 4 heads) at lr 1e-2, one thread. Measured with this test's recipe
-# (bf16, Intel Xeon with AMX-BF16, loaded; 0.031 in fp32): 0.039 / 0.039 / 0.047 for seeds 0 / 1 / 2;
+# windows of 64, batch 32, 4 heads) at lr 1e-2, one thread. Measured with this test's recipe (bf16,
+# Intel Xeon with AMX-BF16, loaded): 0.039 / 0.039 / 0.047 for seeds 0 / 1 / 2, 0.031 in fp32;
 # 0.068 after 600 steps, 0.0132 (fp32) / 0.0126 (bf16) after 3,000 of the earlier lr 6e-3 recipe,
 # 0.0013 after the demo's 12,000. 1,200 steps take ~30 s on one loaded core, so this test no longer
 # dominates `make test` on the AVX2-only kind; the margin is 1.4x the worst seed.
