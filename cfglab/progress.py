@@ -188,6 +188,7 @@ def stage_lines(description: str, console: Any, clock: Clock = time.monotonic) -
 
     def say(message: str) -> None:
         elapsed = duration(clock() - started)
-        console.print(f"[dim]{description}[/dim] {message} [dim]({elapsed} elapsed)[/dim]")
+        line = f"[dim]{description}[/dim] {message} [dim]({elapsed} elapsed)[/dim]"
+        console.print(line, soft_wrap=True)  # one line in a log, not folded at 80 columns
 
     return say

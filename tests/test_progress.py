@@ -4,16 +4,24 @@ trial lines instead of Tune's per-trial config dump unless verbose."""
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
 from cfglab.cli import app
-from cfglab.progress import PlainProgress, bars_redraw, training_progress, work_progress
+from cfglab.progress import (
+    PlainProgress,
+    bars_redraw,
+    stage_lines,
+    training_progress,
+    work_progress,
+)
 from tests.eval_support import LONGER
 
 
@@ -116,10 +124,10 @@ def test_on_a_terminal_the_rich_bar_stays(
     assert "probe 5/5 steps" not in capsys.readouterr().err
 
 
-def test_train_through_the_cli_writes_progress_lines_to_stderr(tmp_path: Path) -> None:
-    grammar = tmp_path / "longer.cfg"
+def _train_args(tmp: Path) -> list[str]:
+    grammar = tmp / "longer.cfg"
     grammar.write_text(LONGER)
-    args = [
+    return [
         "train",
         "--grammar",
         str(grammar),
@@ -150,17 +158,61 @@ def test_train_through_the_cli_writes_progress_lines_to_stderr(tmp_path: Path) -
         "--chunk-strings",
         "64",
     ]  # eval_support.tiny_config as flags
-    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "run")])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Result]:
+    """`cfglab train` through CliRunner (no terminal): the run directory and what it printed."""
+    tmp = tmp_path_factory.mktemp("progress")
+    result = CliRunner().invoke(app, [*_train_args(tmp), "--out", str(tmp / "run")])
     assert result.exit_code == 0, result.output
+    return tmp / "run", result
+
+
+def test_train_through_the_cli_writes_progress_lines_to_stderr(
+    trained: tuple[Path, Result],
+) -> None:
+    result = trained[1]
     progress = [l for l in result.stderr.splitlines() if l.startswith("train ")]
     assert [l.split(",")[0] for l in progress] == [f"train {s}/30 steps" for s in (10, 20, 30)]
     assert re.match(r"train 10/30 steps, loss \d+\.\d{4}, \d+ s elapsed, ~\d+ s left$", progress[0])
     assert "held-out" in progress[-1]  # eval_every 30: the last record has the held-out loss
     assert "train 10/30" not in result.stdout
 
-    quiet = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "quiet"), "--quiet"])
+
+def test_train_quiet_prints_no_progress(tmp_path: Path) -> None:
+    quiet = CliRunner().invoke(app, [*_train_args(tmp_path), "--out", str(tmp_path / "q"), "-q"])
     assert quiet.exit_code == 0, quiet.output
     assert not any(l.startswith("train ") for l in quiet.stderr.splitlines())
+
+
+@pytest.mark.parametrize(
+    "command, options, unit",
+    [
+        ("attention", ["--n", "10"], "strings"),
+        ("probe", ["--n", "8", "--n-test", "8", "--no-controls", "--layers", "1"], "steps"),
+    ],
+)
+def test_probe_and_attention_through_the_cli_write_progress_lines(
+    trained: tuple[Path, Result], command: str, options: list[str], unit: str
+) -> None:
+    run = CliRunner().invoke(app, [command, str(trained[0]), *options, "--threads", "1"])
+    assert run.exit_code == 0, run.output
+    lines = [l for l in run.stderr.splitlines() if l.startswith(f"{command} ")]
+    assert len(lines) == 10, run.stderr  # one a tenth
+    assert re.match(rf"{command} (\d+)/\1 {unit}, ", lines[-1])  # the last: the whole count
+
+
+def test_stage_lines_carry_the_time_so_far_on_one_line() -> None:
+    from rich.console import Console
+
+    stream, clock = io.StringIO(), FakeClock()
+    say = stage_lines("evaluate", Console(file=stream, width=40), clock)
+    clock.now += 12
+    say("cut0: 1000 generations of strings from the model")
+    assert stream.getvalue() == (
+        "evaluate cut0: 1000 generations of strings from the model (12 s elapsed)\n"
+    )
 
 
 # --- the sweep's output ------------------------------------------------------------------------

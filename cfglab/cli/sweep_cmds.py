@@ -107,7 +107,8 @@ def run(
         resume=resume,
         dashboard=dashboard,
         verbose=verbose,
-        say=lambda m: err.print(f"[bold]sweep[/bold] {m}"),
+        # soft_wrap: a log line stays one line, not folded at a pipe's 80 columns
+        say=lambda m: err.print(f"[bold]sweep[/bold] {m}", soft_wrap=True),
         progress=_task_progress,
     )
     again = resume_command(file, smoke, address, storage)
