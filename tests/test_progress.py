@@ -203,6 +203,19 @@ def test_probe_and_attention_through_the_cli_write_progress_lines(
     assert re.match(rf"{command} (\d+)/\1 {unit}, ", lines[-1])  # the last: the whole count
 
 
+def test_evaluate_through_the_cli_writes_its_stages_with_the_time_so_far(
+    trained: tuple[Path, Result],
+) -> None:
+    args = ["evaluate", str(trained[0]), "--n", "8", "--sections", "accuracy", "--no-write"]
+    result = CliRunner().invoke(app, [*args, "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    lines = [l for l in result.stderr.splitlines() if l.startswith("evaluate ")]
+    assert lines and all(re.search(r"\(\d+ s elapsed\)$", l) for l in lines), result.stderr
+    assert lines[0].startswith("evaluate cut0: 8 generations")
+    quiet = CliRunner().invoke(app, [*args, "--threads", "1", "--quiet"])
+    assert quiet.exit_code == 0 and "evaluate cut0" not in quiet.stderr
+
+
 def test_stage_lines_carry_the_time_so_far_on_one_line() -> None:
     from rich.console import Console
 
