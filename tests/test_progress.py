@@ -275,7 +275,8 @@ def test_trial_lines_give_coordinates_and_progress_not_the_config(
     said: list[str] = []
 
     class Pool:
-        say = staticmethod(said.append)
+        def __init__(self) -> None:
+            self.say, self.train = said.append, {"mini-rot-s0": {"steps": 100}}
 
     monkeypatch.setitem(sweep_tune._POOLS, "/sweeps/x", Pool())
     lines = sweep_tune.TrialLines("/sweeps/x")

@@ -291,11 +291,15 @@ class TrialLines(tune.Callback):
             pool.say(message)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        pool, name = _POOLS.get(self.key), trial.config["run"]
+        if pool is None or name not in pool.train:
+            return
         self._say(started_line(trial.config))
         step = int((trial.last_result or {}).get("step", 0))  # a restored trial goes on from here
-        self.bars[trial.config["run"]] = PlainProgress(
-            f"train {trial.config['run']}",
-            int(trial.config["train"]["steps"]),
+        # the plan's steps: a trial restored by Tune.restore may hold `train` in another shape
+        self.bars[name] = PlainProgress(
+            f"train {name}",
+            int(pool.train[name]["steps"]),
             start=step,
             every_s=60.0,
             say=self._say,
@@ -312,7 +316,10 @@ class TrialLines(tune.Callback):
 
 def started_line(config: dict[str, Any]) -> str:
     """`trial NAME started: pe=rot, seed=0`: the trial's coordinates, not its whole config."""
-    coordinates = [f"{k}={v}" for k, v in config.items() if k not in ("run", "train")]
+    skip = ("run", "train")
+    coordinates = [
+        f"{k}={v}" for k, v in config.items() if k not in skip and not isinstance(v, dict | tuple)
+    ]
     return f"trial {config['run']} started" + (f": {', '.join(coordinates)}" if coordinates else "")
 
 
