@@ -105,7 +105,9 @@ def evaluate_command(
     }
     if sections:
         options["sections"] = [s.strip() for s in sections.split(",") if s.strip()]
-    say = None if quiet or as_json else (lambda msg: err.print(f"[dim]evaluate[/dim] {msg}"))
+    from cfglab.progress import stage_lines
+
+    say = None if quiet or as_json else stage_lines("evaluate", err)
     if hf is not None and grammar is not None:
         from cfglab.interop.hf_model import evaluate_hf
 

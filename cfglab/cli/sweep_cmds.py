@@ -107,7 +107,8 @@ def run(
         resume=resume,
         dashboard=dashboard,
         verbose=verbose,
-        say=lambda m: err.print(f"[bold]sweep[/bold] {m}"),
+        # soft_wrap: a log line stays one line, not folded at a pipe's 80 columns
+        say=lambda m: err.print(f"[bold]sweep[/bold] {m}", soft_wrap=True),
         progress=_task_progress,
     )
     again = resume_command(file, smoke, address, storage)
@@ -138,15 +139,10 @@ def run(
 
 
 def _task_progress(total: int) -> Callable[[int], None]:
+    # each task's own line ("evaluate RUN finished in 12 s (3/8 tasks done)") comes from the
+    # sweep's TaskPool as it lands, so waiting needs no count of its own
     err.print(f"[bold]sweep[/bold] waiting for {total} evaluation task(s)")
-    done = [0]
-
-    def advance(n: int) -> None:
-        if n:
-            done[0] += n
-            err.print(f"[bold]sweep[/bold] evaluations {done[0]}/{total}")
-
-    return advance
+    return lambda n: None
 
 
 def _report(sweep_dir: Path, as_json: bool = False) -> None:

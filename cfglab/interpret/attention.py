@@ -329,7 +329,7 @@ def attention_run(
         max_adjacency=max_adjacency,
         kind=kind,
     )
-    with work_progress("attention", len(samples), quiet) as advance:
+    with work_progress("attention", len(samples), quiet, unit="strings") as advance:
         b_sharp, index = samples.b_sharp, samples.ancestor_index
         for i, maps in _string_maps(loaded.model, samples, len(loaded.grammar.terminals), device):
             lo, hi = samples.offsets[i], samples.offsets[i + 1]

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from ray import tune
 
 from cfglab.errors import CfglabError
+from cfglab.progress import PlainProgress, duration
 from cfglab.runs import TrainConfig
 from cfglab.sweep.layout import TUNE_NAME, SweepDir
 from cfglab.sweep.spec import LoadedSweep, SweepPlan, TrialPlan, expand
@@ -165,13 +166,15 @@ class TaskPool:
         cpu: float,
         gpu: float,
         threads: int,
+        say: Say = lambda _m: None,
     ) -> None:
-        self.sweep, self.sections = sweep, sections
+        self.sweep, self.sections, self.say = sweep, sections, say
         self.train = {t.name: t.train for t in trials}
         self.cpu, self.gpu, self.threads = cpu, gpu, threads
         self.in_flight: dict[Any, tuple[str, str]] = {}  # ObjectRef -> (run, kind)
         self.errors: dict[str, str] = {}
         self.trials: list[Any] = []  # Tune's Trial objects, refreshed every controller step
+        self.landed = 0  # tasks finished (or failed) in this process, for "3/8 done"
 
     def missing(self, name: str) -> list[str]:
         busy = {kind for run, kind in self.in_flight.values() if run == name}
@@ -200,6 +203,7 @@ class TaskPool:
                 "cuda" if self.gpu > 0 else "cpu",
             )
             self.in_flight[ref] = (name, kind)
+            self.say(f"{kind} {name} submitted")
         return len(kinds)
 
     def poll(self, timeout: float = 0.0) -> int:
@@ -211,13 +215,17 @@ class TaskPool:
         ready, _ = ray.wait(list(self.in_flight), num_returns=len(self.in_flight), timeout=timeout)
         for ref in ready:
             name, kind = self.in_flight.pop(ref)
+            self.landed += 1
+            count = f"{self.landed}/{self.landed + len(self.in_flight)} tasks done"
             try:
                 record = ray.get(ref)
             except Exception as err:  # the task's own exception, wrapped by Ray
                 self.errors[f"{name}/{kind}"] = _last_line(err)
+                self.say(f"{kind} {name} failed ({count}): {self.errors[f'{name}/{kind}']}")
                 continue
             self.sweep.write_result(name, kind, {"run": name, **record})
             self.track(name, kind, record)
+            self.say(f"{kind} {name} finished in {duration(record['seconds'])} ({count})")
         return len(ready)
 
     def track(self, name: str, kind: str, record: dict[str, Any]) -> None:
@@ -256,6 +264,71 @@ class TaskCallback(tune.Callback):
         if pool is not None:
             pool.trials = list(trials)
             pool.poll()
+
+
+class TrialLines(tune.Callback):
+    """Plain lines for the trials in place of Tune's output when not verbose: Tune prints every
+    trial's whole config (its coordinates and ~40 `train/*` fields) as it starts, and at `verbose`
+    0 prints only the experiment's header and trial errors. Here: one line per trial started,
+    with its coordinates, and its training progress (`PlainProgress`, every tenth of its steps).
+
+    Holds only a key (printing goes through the sweep's TaskPool's `say`) and drops its progress
+    state when Tune pickles it: a restored sweep starts its clocks afresh."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.bars: dict[str, PlainProgress] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"key": self.key}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.key, self.bars = state["key"], {}
+
+    def _say(self, message: str) -> None:
+        pool = _POOLS.get(self.key)
+        if pool is not None:
+            pool.say(message)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        pool, name = _POOLS.get(self.key), trial.config["run"]
+        if pool is None or name not in pool.train:
+            return
+        self._say(started_line(trial.config))
+        step = int((trial.last_result or {}).get("step", 0))  # a restored trial goes on from here
+        # the plan's steps: a trial restored by Tune.restore may hold `train` in another shape
+        self.bars[name] = PlainProgress(
+            f"train {name}",
+            int(pool.train[name]["steps"]),
+            start=step,
+            every_s=60.0,
+            say=self._say,
+        )
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        bar = self.bars.get(trial.config["run"])
+        if bar is not None and "step" in result:
+            loss = [f"{result[k]:.4f}" for k in ("loss", "val_loss") if k in result]
+            bar.update(int(result["step"]), f"loss {' / held-out '.join(loss)}" if loss else "")
+
+
+def started_line(config: dict[str, Any]) -> str:
+    """`trial NAME started: pe=rot, seed=0`: the trial's coordinates, not its whole config."""
+    skip = ("run", "train")
+    coordinates = [
+        f"{k}={v}" for k, v in config.items() if k not in skip and not isinstance(v, dict | tuple)
+    ]
+    return f"trial {config['run']} started" + (f": {', '.join(coordinates)}" if coordinates else "")
+
+
+def tune_output(key: str, verbose: bool) -> tuple[int, list[tune.Callback]]:
+    """Tune's verbosity and the callbacks that print in its place: Tune's own output (each
+    trial's config, results, status tables) only when verbose."""
+    if verbose:
+        return 2, []
+    return 0, [TrialLines(key)]
 
 
 # --- the sweep ---------------------------------------------------------------------------------
@@ -340,6 +413,7 @@ def _tuner(
             str(sweep.tune_dir), trainable=trainable, resume_unfinished=True, resume_errored=True
         )
     spec = plan.spec
+    verbosity, printers = tune_output(str(sweep.path), verbose)
     return tune.Tuner(
         trainable,
         param_space=param_space(trials),
@@ -353,8 +427,8 @@ def _tuner(
             storage_path=str(sweep.path),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[TaskCallback(str(sweep.path)), *callbacks],
-            verbose=2 if verbose else 1,
+            callbacks=[TaskCallback(str(sweep.path)), *printers, *callbacks],
+            verbose=verbosity,
             log_to_file=True,
         ),
     )
@@ -454,6 +528,7 @@ def run_sweep(
             spec.resources.task_cpu,
             spec.resources.task_gpu,
             spec.resources.task_threads,
+            say,
         )
         _POOLS[str(sweep.path)] = pool
         try:
