@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from cfglab.cli.console import err, out
+from cfglab.cli.tables import FORMAT_HELP, Format, write_csv
 from cfglab.errors import CfglabError
 
 
@@ -73,6 +74,7 @@ def evaluate_command(
     threads: int = typer.Option(0, "--threads", min=0, help="torch threads (0 = all cores)."),
     no_write: bool = typer.Option(False, "--no-write", help="Do not write RUN_DIR/eval/."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+    fmt: Format = typer.Option(Format.table, "--format", help=FORMAT_HELP),
 ) -> None:
     """Generation accuracy (cut0/cutK), diversity, KL to the truth, robustness, memorisation.
 
@@ -107,7 +109,8 @@ def evaluate_command(
         options["sections"] = [s.strip() for s in sections.split(",") if s.strip()]
     from cfglab.progress import stage_lines
 
-    say = None if quiet or as_json else stage_lines("evaluate", err)
+    as_json = as_json or fmt == Format.json
+    say = None if quiet or as_json or fmt == Format.csv else stage_lines("evaluate", err)
     if hf is not None and grammar is not None:
         from cfglab.interop.hf_model import evaluate_hf
 
@@ -118,6 +121,9 @@ def evaluate_command(
         print(json.dumps(result, indent=2))
         return
     asked = set(options.get("sections") or [])
+    if fmt == Format.csv:
+        write_csv(summary_tables(result, asked))
+        return
     for table in summary_tables(result, asked):
         out.print(table)
     for line in summary_notes(result):

@@ -10,6 +10,7 @@ import typer
 
 from cfglab.cli.console import out
 from cfglab.cli.probe_cmds import parse_layers
+from cfglab.cli.tables import fit
 
 
 def register(app: typer.Typer) -> None:
@@ -91,13 +92,15 @@ def _tables(panels: list[tuple[str, list[dict[str, Any]]]], what: str) -> None:
     for title, rows in panels:
         layers = sorted({r["layer"] for r in rows})
         table = Table(title=f"{title}: restored (95% CI) — {what}", title_justify="left")
-        table.add_column("positions")
+        table.add_column("positions", no_wrap=True)
         for layer in layers:
-            table.add_column("embedding" if layer == 0 else f"layer {layer}", justify="right")
+            name = "embedding" if layer == 0 else f"layer {layer}"
+            table.add_column(name, justify="right", no_wrap=True)
         by = {(r["positions"], r["layer"]): r for r in rows}
         for name in dict.fromkeys(r["positions"] for r in rows):
             table.add_row(name, *[_cell(by.get((name, l))) for l in layers])
-        out.print(table)
+        for part in fit(table, out):  # split across layers where the console is narrow
+            out.print(part)
 
 
 def _cell(row: dict[str, Any] | None) -> str:

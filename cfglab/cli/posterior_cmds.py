@@ -16,6 +16,7 @@ import typer
 
 from cfglab.cli.chart_cmds import MAX_TOKENS, _blocks, _chart
 from cfglab.cli.console import out
+from cfglab.cli.tables import fit
 from cfglab.grammar.levels import level_label
 
 _HELP = (
@@ -53,8 +54,9 @@ def posterior_command(
             record = posterior_record(g, tokens, post)
             if as_json:
                 sys.stdout.write(json.dumps(record) + "\n")
-            else:
-                out.print(_table(line, record, prefix))
+            else:  # split across levels where the console is narrow, `i` and token kept
+                for part in fit(_table(line, record, prefix), out, keep=2):
+                    out.print(part)
 
 
 def posterior_record(g, tokens, post) -> dict:  # noqa: ANN001 (Grammar, ids, Posterior | None)
@@ -80,14 +82,14 @@ def _table(line: int, record: dict, prefix: bool):  # noqa: ANN202 (rich Table)
 
     given = "the tokens up to it" if prefix else "the whole string"
     table = Table(title=f"line {line}: posterior given {given}", show_edge=False)
-    table.add_column("i", justify="right")
-    table.add_column("token")
+    table.add_column("i", justify="right", no_wrap=True)
+    table.add_column("token", no_wrap=True)
     if record.get("valid") is False:
         table.add_row("-", "not in the language" if not prefix else "a prefix of no string")
         return table
     levels = len(record["ancestors"])
     for level in range(levels):
-        table.add_column(f"{level_label(level)}: ancestor · P(end)")
+        table.add_column(f"{level_label(level)}: ancestor · P(end)", no_wrap=True)
     for i, word in enumerate(record["tokens"]):
         cells = []
         for level in range(levels):

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.table import Table
 
 from cfglab.cli.console import err, out
+from cfglab.cli.tables import FORMAT_HELP, Format, fit, write_csv
 from cfglab.errors import CfglabError
 
 _STEP = typer.Option(None, "--step", help="Checkpoint step to read (default: the newest).")
@@ -53,6 +55,7 @@ def probe_command(
         "--scope",
         help="whole: the paper's probe, Σ over every position of the string; prefix: k ≤ i only.",
     ),
+    fmt: Format = typer.Option(Format.table, "--format", help=FORMAT_HELP),
 ) -> None:
     """Probe hidden states for NT ancestors and NT-ends, beside exact ceilings and controls;
     writes RUN_DIR/probe/."""
@@ -65,83 +68,52 @@ def probe_command(
         n_test=n_test,
         seed=seed,
         threads=threads,
-        quiet=quiet or as_json,
+        quiet=quiet or as_json or fmt != Format.table,
         controls=not no_controls,
         step=step,
         device=device,
         scope=scope,
     )
-    if as_json:
+    if as_json or fmt == Format.json:
         out.print_json(json.dumps(result))
         return
-    render_probe(result)
+    render_probe(result, fmt)
 
 
-def render_probe(result: dict[str, Any]) -> None:
-    from rich.table import Table
+_TITLES = {
+    "ancestor": "ancestor NT (all positions)",
+    "ancestor_at_end": "ancestor NT at NT-ends (multi-head probe)",
+    "diagonal_at_end": "ancestor NT at NT-ends (diagonal probe, δ = 0)",
+    "tridiagonal_at_end": "ancestor NT at NT-ends (tridiagonal probe, |k − i| ≤ 1)",
+    "boundary": "NT-end bit (all positions)",
+    "terminal": "hidden terminal of each token (implicit grammar, Result 10)",
+}
 
-    from cfglab.interpret.targets import LEVELS, target_label
 
-    titles = {
-        "ancestor": "ancestor NT (all positions)",
-        "ancestor_at_end": "ancestor NT at NT-ends (multi-head probe)",
-        "diagonal_at_end": "ancestor NT at NT-ends (diagonal probe, δ = 0)",
-        "tridiagonal_at_end": "ancestor NT at NT-ends (tridiagonal probe, |k − i| ≤ 1)",
-        "boundary": "NT-end bit (all positions)",
-        "terminal": "hidden terminal of each token (implicit grammar, Result 10)",
-    }
+def render_probe(result: dict[str, Any], fmt: Format = Format.table) -> None:
+    """The probe tables: on the console (split across levels where it is narrow) or as CSV."""
+    from cfglab.interpret.targets import LEVELS
+
     scope = result.get("scope", "prefix" if not result.get("bidirectional") else "whole")
     kind = result.get("targets", LEVELS)  # probe.json files from before the key: levels
+    if fmt == Format.csv:
+        write_csv(t for t, _, _ in _probe_tables(result, flat=True))
+        return
     out.print(f"[bold]{result.get('probe', scope + ' probe')}[/bold]")
     if kind != LEVELS:
         out.print(f"targets by {result.get('targets_note', kind)}")
     _print_dropped(result)
-    has_controls = bool(result["untrained"])
-    for metric, title in titles.items():
-        target = "boundary" if metric == "boundary" else "ancestor"
-        if metric == "terminal":  # one target, its columns the probes instead of levels
-            levels, empty = ["all", "diagonal", "tridiagonal"], list[str]()
-            headers = levels
-            trained = (result["trained"].get(str(l)) or {} for l in result["layers"])
-            if not any(t.get(metric) for t in trained):
-                continue
-        else:
-            listed = [str(v) for v in result["levels"][target]]
-            levels, empty = _scored_levels(result, metric, listed)
-            headers = [target_label(kind, int(v)) for v in levels]
-        if not levels:
-            continue
-        table = Table(title=f"{title}, {scope} probe, by {kind} — accuracy %", title_justify="left")
-        table.add_column("hidden states")
-        for header in headers:
-            table.add_column(header, justify="right")
-        for layer in map(str, result["layers"]):
-            name = "embedding" if layer == "0" else f"layer {layer}"
-            for family, label in _families(metric, has_controls):
-                scores = (result[family].get(layer) or {}).get(metric)
-                if scores is None:
-                    continue
-                ci = (result[family].get(layer) or {}).get(f"{metric}_ci95") or {}
-                cells = [
-                    _pct(scores.get(v), family == "selectivity") + _ci(ci.get(v)) for v in levels
-                ]
-                if label:
-                    table.add_row(f"[dim]  {label}[/dim]", *[f"[dim]{c}[/dim]" for c in cells])
-                else:
-                    table.add_row(name, *cells)
-            table.add_section()
-        for name, label in _SUMMARY_ROWS:
-            scores = (result.get(name) or {}).get(metric)
-            if scores:
-                table.add_row(label, *[_pct(scores.get(v)) for v in levels])
-        out.print(table)
-        few = _few_positions(result, metric, levels) if metric != "terminal" else ""
+    tables = _probe_tables(result)
+    for table, few, empty in tables:
+        for part in fit(table, out):
+            out.print(part)
         if few:
             out.print(f"[dim]few held-out positions: {few}[/dim]")
         if empty:  # a column of dashes reads as a broken table: say why it is not there
-            names = ", ".join(target_label(kind, int(v)) for v in empty)
-            out.print(f"[dim]not shown: {names} (no held-out position to score there)[/dim]")
-    if has_controls and _negative_selectivity(result):
+            out.print(f"[dim]not shown: {empty} (no held-out position to score there)[/dim]")
+    if kind == LEVELS and tables:
+        out.print(LEVEL_LEGEND)
+    if result["untrained"] and _negative_selectivity(result):
         out.print(NEGATIVE_SELECTIVITY)
     out.print(
         "ceiling: Bayes accuracy of the ideal reader of the whole string (exact, from the "
@@ -154,6 +126,82 @@ def render_probe(result: dict[str, Any]) -> None:
         f"written: {Path(result['run']) / 'probe' / 'probe.json'}"
         + "".join(f", {p}" for p in result.get("plots", []))
     )
+
+
+# the short column headings of a levels table (`level 1 (NT2)` took 14 columns a level)
+LEVEL_LEGEND = "NTk: the paper's name of the level-(k−1) ancestor (NT1 is the root)."
+
+
+def _probe_tables(result: dict[str, Any], flat: bool = False) -> list[tuple[Table, str, str]]:
+    """Each metric's table with its two notes: the columns on few positions, those not shown.
+
+    `flat`: every row named in full (`layer 1 untrained`), for CSV, where a row stands alone."""
+    from cfglab.interpret.targets import LEVELS, target_label
+
+    scope = result.get("scope", "prefix" if not result.get("bidirectional") else "whole")
+    kind = result.get("targets", LEVELS)
+    has_controls = bool(result["untrained"])
+    tables = []
+    for metric, title in _TITLES.items():
+        target = "boundary" if metric == "boundary" else "ancestor"
+        if metric == "terminal":  # one target, its columns the probes instead of levels
+            levels, empty = ["all", "diagonal", "tridiagonal"], list[str]()
+            headers = levels
+            trained = (result["trained"].get(str(l)) or {} for l in result["layers"])
+            if not any(t.get(metric) for t in trained):
+                continue
+        else:
+            listed = [str(v) for v in result["levels"][target]]
+            levels, empty = _scored_levels(result, metric, listed)
+            headers = [_short_label(kind, int(v)) for v in levels]
+        if not levels:
+            continue
+        table = Table(title=f"{title}, {scope} probe, by {kind} — accuracy %", title_justify="left")
+        table.add_column("hidden states", no_wrap=True)
+        for header in headers:
+            table.add_column(header, justify="right", no_wrap=True)
+        _probe_rows(table, result, metric, levels, has_controls, flat)
+        few = _few_positions(result, metric, levels) if metric != "terminal" else ""
+        tables.append((table, few, ", ".join(target_label(kind, int(v)) for v in empty)))
+    return tables
+
+
+def _short_label(kind: str, level: int) -> str:
+    """`NT3` for level 2 (see LEVEL_LEGEND), `↑2` for a height."""
+    from cfglab.grammar.levels import level_name
+    from cfglab.interpret.targets import LEVELS, target_label
+
+    return level_name(level) if kind == LEVELS else target_label(kind, level)
+
+
+def _probe_rows(
+    table: Table,
+    result: dict[str, Any],
+    metric: str,
+    levels: list[str],
+    has_controls: bool,
+    flat: bool,
+) -> None:
+    """Each layer's trained probe and its controls, a section each, then the summary rows."""
+    for layer in map(str, result["layers"]):
+        name = "embedding" if layer == "0" else f"layer {layer}"
+        for family, label in _families(metric, has_controls):
+            scores = (result[family].get(layer) or {}).get(metric)
+            if scores is None:
+                continue
+            ci = (result[family].get(layer) or {}).get(f"{metric}_ci95") or {}
+            cells = [_pct(scores.get(v), family == "selectivity") + _ci(ci.get(v)) for v in levels]
+            if label and flat:
+                table.add_row(f"{name} {label}", *cells)
+            elif label:
+                table.add_row(f"[dim]  {label}[/dim]", *[f"[dim]{c}[/dim]" for c in cells])
+            else:
+                table.add_row(name, *cells)
+        table.add_section()
+    for name, label in _SUMMARY_ROWS:
+        scores = (result.get(name) or {}).get(metric)
+        if scores:
+            table.add_row(label, *[_pct(scores.get(v)) for v in levels])
 
 
 # Hewitt & Liang's reading of a selectivity below 0, for the line under the probe tables
@@ -245,6 +293,7 @@ def attention_command(
     step: int | None = _STEP,
     device: str = _DEVICE,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    fmt: Format = typer.Option(Format.table, "--format", help=FORMAT_HELP),
 ) -> None:
     """Attention by distance, and attention beyond distance at NT boundaries (b♯ classes,
     end→end across levels); writes RUN_DIR/attention/."""
@@ -255,15 +304,18 @@ def attention_command(
         n_strings=n,
         seed=seed,
         threads=threads,
-        quiet=quiet or as_json,
+        quiet=quiet or as_json or fmt != Format.table,
         step=step,
         device=device,
     )
-    if as_json:
+    if as_json or fmt == Format.json:
         out.print_json(json.dumps(result))
         return
     if not result["meaningful"]:
         err.print(f"[yellow]{result['reason']}[/yellow]")
+        return
+    if fmt == Format.csv:
+        write_csv([attention_table(result)])
         return
     render_attention(result)
     if "note" in result:
@@ -271,8 +323,26 @@ def attention_command(
 
 
 def render_attention(result: dict[str, Any]) -> None:
-    from rich.table import Table
+    table = attention_table(result)
+    out.print(table)
+    legend = ["B end: B at an NT-end to the NT-end itself (δ=0)"]
+    if result.get("offset_sharp"):
+        legend.append("B♯ end: the same at b♯ NT-ends (δ=0)")
+    legend.append("B prev: B from an NT-end to the previous NT-end (r=1)")
+    for line in ["L: layer, h: head", *legend]:
+        out.print(line)
+    if result.get("targets", "levels") != "levels":
+        out.print(f"targets by {result.get('targets_note')}")
+    if result.get("dropped_note"):
+        out.print(f"[yellow]{result['dropped_note']}[/yellow]")
+    out.print(
+        f"written: {Path(result['run']) / 'attention' / 'attention.json'}"
+        + "".join(f", {q}" for q in result.get("plots", []))
+    )
 
+
+def attention_table(result: dict[str, Any]) -> Table:
+    """One row per layer and head: Ā at a few distances, then the B columns."""
     p = result["distance"]["p"]
     near = [d for d in (0, 1, 2, 4, 8) if d in p]
     r_col = result["adjacency"]["r"].index(1) if 1 in result["adjacency"]["r"] else None
@@ -291,14 +361,11 @@ def render_attention(result: dict[str, Any]) -> None:
     table.add_column("h", no_wrap=True)
     for d in near:
         table.add_column(f"Ā p{d}", justify="right", no_wrap=True, min_width=5)
-    legend = ["B end: B at an NT-end to the NT-end itself (δ=0)"]
     table.add_column("B end", justify="right", no_wrap=True, min_width=6)
     sharp = result.get("offset_sharp")
     if sharp:
         table.add_column("B♯ end", justify="right", no_wrap=True, min_width=6)
-        legend.append("B♯ end: the same at b♯ NT-ends (δ=0)")
     table.add_column("B prev", justify="right", no_wrap=True, min_width=6)
-    legend.append("B prev: B from an NT-end to the previous NT-end (r=1)")
     for l, heads in enumerate(result["distance"]["mean"]):
         for h, curve in enumerate(heads):
             cells = [_num(curve[p.index(d)]) for d in near]
@@ -315,17 +382,7 @@ def render_attention(result: dict[str, Any]) -> None:
             table.add_row(
                 str(l + 1), str(h), *cells, _num(off, sign=True), *extra, _num(adj, sign=True)
             )
-    out.print(table)
-    for line in ["L: layer, h: head", *legend]:
-        out.print(line)
-    if over != "levels":
-        out.print(f"targets by {result.get('targets_note')}")
-    if result.get("dropped_note"):
-        out.print(f"[yellow]{result['dropped_note']}[/yellow]")
-    out.print(
-        f"written: {Path(result['run']) / 'attention' / 'attention.json'}"
-        + "".join(f", {q}" for q in result.get("plots", []))
-    )
+    return table
 
 
 def _mean(values: Any) -> float | None:
