@@ -183,3 +183,33 @@ def test_result_10_reads_the_embedding_verdict_of_implicit_runs() -> None:
     assert verdict_of(195, _embedding(1.0, 0.3, 0.4)) == REPRODUCED
     assert verdict_of(195, _embedding(0.5, 0.3, 0.4)) == CONTRADICTED  # learned, bags not grouped
     assert verdict_of(100, _embedding(0.5, 0.3, 0.4)) == NOT_AT_BUDGET
+
+
+def _seeded(row: dict, seed: int) -> dict:
+    return {**row, "seed": seed, "run": f"{row['run']}-s{seed}"}
+
+
+def test_several_seeds_are_pooled_and_each_seeds_value_follows() -> None:
+    # seed 0 has the abs gap, seed 1 has none: the pool decides, and both seeds are shown
+    rows = [
+        _seeded(_row("abs", 120), 0),
+        _seeded(_row("rot", 196), 0),
+        _seeded(_row("abs", 190), 1),
+        _seeded(_row("rot", 192), 1),
+        _seeded(_row("rot", 170, noise=0.1), 0),
+        _seeded(_row("rot", 150, noise=0.1), 1),
+    ]
+    table = {line[0]: line for line in paper_table(rows)}
+    accuracy = table["1 accuracy"][2]
+    assert "per seed: s0 abs 0.60 rot 0.98 (reproduced); s1 abs 0.95 rot 0.96 (not at" in accuracy
+    assert accuracy.startswith("cut0 (T=1): abs 0.78")  # (120 + 190) / 400, pooled
+    switch = table["12 mode switch"][2]
+    # seed 0: invalid 30/200 against 0.1 + 0.9 * 4/200; seed 1: 50/200 against 0.1 + 0.9 * 8/200
+    assert "s0 invalid 0.15 vs 0.12 predicted" in switch
+    assert "s1 invalid 0.25 vs 0.14 predicted" in switch
+    assert table["seed Q2"][2] == "-"  # no probes: nothing per seed either
+
+
+def test_one_seed_has_no_per_seed_tail() -> None:
+    rows = [_seeded(_row("abs", 120), 0), _seeded(_row("rot", 196), 0)]
+    assert all("per seed" not in line[2] for line in paper_table(rows))

@@ -1,6 +1,8 @@
 """The report's opening table for a paper-sized sweep: one row per result of the paper (1–9,
 11–13) and the seed's two questions — the claim in a sentence, what this sweep measured (with
-95% intervals) and a verdict: reproduced, not at this budget, or contradicted.
+95% intervals) and a verdict: reproduced, not at this budget, or contradicted. With several
+seeds the figures are pooled over them and each seed's verdict (and, for the rows that flipped
+between one-seed runs, its figure) follows.
 
 Verdicts are mechanical, from thresholds written here (a reader can disagree with a threshold,
 never with a hidden judgement). Claims paraphrase the paper (arXiv 2305.13673) as the project's
@@ -350,20 +352,28 @@ def result_11(rows: list[Row]) -> tuple[str, str]:
     return text, CONTRADICTED if clean[1] > noisy[2] else NOT_AT_BUDGET
 
 
+def _mode_switch(rows: list[Row]) -> tuple[tuple, tuple, float, float] | None:
+    """(invalid noisy, invalid clean twins) as (rate, low, high), the expected invalid share of
+    a γ mode switch over the clean twin, and γ."""
+    noisy, clean = _noisy(rows), _clean_twins(rows)
+    inv_noisy, inv_clean = _cut0(noisy), _cut0(clean)
+    if not inv_noisy or not inv_clean:
+        return None
+    gamma = float(np.mean([r["noise_fraction"] for r in noisy]))
+    bad_n = (1 - inv_noisy[0], 1 - inv_noisy[2], 1 - inv_noisy[1])
+    bad_c = (1 - inv_clean[0], 1 - inv_clean[2], 1 - inv_clean[1])
+    return bad_n, bad_c, gamma + (1 - gamma) * bad_c[0], gamma
+
+
 def result_12(rows: list[Row]) -> tuple[str, str]:
     """Invalid cut0 generations at T = 1 of the noisy-trained runs, against what a model that
     switches into the corrupted mode γ of the time would produce: γ + (1 − γ)·(the clean twin's
     own invalid rate). At the paper's budget the clean rate is ~0 and this is the paper's γ; at a
     smaller budget the clean twin's errors add, and comparing with γ alone would charge the
     budget's errors to the mode switch."""
-    noisy, clean = _noisy(rows), _clean_twins(rows)
-    inv_noisy, inv_clean = _cut0(noisy), _cut0(clean)
-    if not inv_noisy or not inv_clean:
+    if (figures := _mode_switch(rows)) is None:
         return "-", NOT_MEASURED
-    gamma = float(np.mean([r["noise_fraction"] for r in noisy]))
-    bad_n = (1 - inv_noisy[0], 1 - inv_noisy[2], 1 - inv_noisy[1])
-    bad_c = (1 - inv_clean[0], 1 - inv_clean[2], 1 - inv_clean[1])
-    expected = gamma + (1 - gamma) * bad_c[0]
+    bad_n, bad_c, expected, gamma = figures
     text = (
         f"invalid cut0 at T=1: noisy-trained {_fmt(bad_n)} vs training share {gamma:g}; "
         f"clean-trained {_fmt(bad_c)}; a γ mode switch over the clean twin predicts "
@@ -411,7 +421,8 @@ def seed_q1(rows: list[Row]) -> tuple[str, str]:
     return text, "partly: the unseen rule appears, below its true rate (read per run)"
 
 
-def seed_q2(rows: list[Row]) -> tuple[str, str]:
+def _q2(rows: list[Row]) -> tuple[float, float] | None:
+    """(last-layer ancestor probe, the same probe on the output distribution), rot/pos/rel."""
     ref = [r for r in _reference(rows) if r["pe"] in RELATIVE]
     trained = _probe(ref, "trained")
     outs = []
@@ -421,8 +432,14 @@ def seed_q2(rows: list[Row]) -> tuple[str, str]:
         if vals:
             outs.append(float(np.mean(vals)))
     if trained is None or not outs:
+        return None
+    return trained, float(np.mean(outs))
+
+
+def seed_q2(rows: list[Row]) -> tuple[str, str]:
+    if (figures := _q2(rows)) is None:
         return "-", NOT_MEASURED
-    out = float(np.mean(outs))
+    trained, out = figures
     text = f"last-layer probe {trained:.2f} vs the same probe on the output distribution {out:.2f}"
     if trained - out > 0.05:
         return text, "yes: the hidden states know more than the output"
@@ -503,12 +520,55 @@ CLAIMS: list[tuple[str, str, Callable[[list[Row]], tuple[str, str]]]] = [
 ]
 
 
+def _seed_accuracy(rows: list[Row]) -> str | None:
+    acc = {pe: a for pe, rs in _by_pe(_reference(rows)).items() if (a := _cut0(rs))}
+    return " ".join(f"{pe} {a[0]:.2f}" for pe, a in acc.items()) or None
+
+
+def _seed_mode_switch(rows: list[Row]) -> str | None:
+    if (figures := _mode_switch(rows)) is None:
+        return None
+    return f"invalid {figures[0][0]:.2f} vs {figures[2]:.2f} predicted"
+
+
+def _seed_q2(rows: list[Row]) -> str | None:
+    figures = _q2(rows)
+    return None if figures is None else f"{figures[0]:.2f} vs {figures[1]:.2f}"
+
+
+# the rows that flipped between two one-seed runs of paper-cpu (issue 20): each seed's figure
+SEED_FIGURES: dict[str, Callable[[list[Row]], str | None]] = {
+    "1 accuracy": _seed_accuracy,
+    "12 mode switch": _seed_mode_switch,
+    "seed Q2": _seed_q2,
+}
+
+
+def per_seed(name: str, measure: Callable[[list[Row]], tuple[str, str]], rows: list[Row]) -> str:
+    """'' for one seed; else each seed's verdict (and, for SEED_FIGURES, its figure), so that a
+    pooled verdict shows whether the seeds agree. The pooled intervals count every seed's
+    generations as one sample; the per-seed values show the spread between seeds."""
+    seeds = sorted({r["seed"] for r in rows if r.get("seed") is not None})
+    if len(seeds) < 2:
+        return ""
+    figure = SEED_FIGURES.get(name)
+    parts = []
+    for seed in seeds:
+        mine = [r for r in rows if r.get("seed") == seed]
+        value = figure(mine) if figure else None
+        parts.append(f"s{seed} " + (f"{value} " if value else "") + f"({measure(mine)[1]})")
+    return f" — per seed: {'; '.join(parts)}"
+
+
 def paper_table(rows: list[Row]) -> list[list[str]]:
-    """[result, claim, measured, verdict] per paper result and seed question."""
+    """[result, claim, measured, verdict] per paper result and seed question; with several
+    seeds the measured figure is pooled over them and followed by each seed's value."""
     out = []
     for name, claim, measure in CLAIMS:
         try:
             measured, verdict = measure(rows)
+            if verdict != NOT_MEASURED:
+                measured += per_seed(name, measure, rows)
         except (KeyError, ValueError, TypeError, IndexError) as err:  # a result of another shape
             measured, verdict = f"could not read: {err}", NOT_MEASURED
         out.append([name, claim, measured, verdict])
