@@ -213,3 +213,24 @@ def test_several_seeds_are_pooled_and_each_seeds_value_follows() -> None:
 def test_one_seed_has_no_per_seed_tail() -> None:
     rows = [_seeded(_row("abs", 120), 0), _seeded(_row("rot", 196), 0)]
     assert all("per seed" not in line[2] for line in paper_table(rows))
+
+
+def test_the_result_10_table_has_a_line_per_implicit_run_with_its_twin() -> None:
+    from cfglab.sweep.report.embedding import embedding_rows, verdict_rule
+
+    grouped = _row("rot", 195)
+    grouped["_results"]["embedding"] = {
+        **_embedding(1.0, 0.23, 0.29),
+        "bag_sizes": [13, 12, 9],
+        "shared_tokens": 9,
+        "unused_tokens": 8,
+        "encodes_terminal": True,
+        "verdict_rule": "the rule",
+    }
+    plain = _row("abs", 195)  # not implicit: no line
+    lines = embedding_rows([grouped, plain])
+    assert lines == [
+        ["rot-0.0-None", "13/12/9 (9, 8)", "0.29 / 0.00", "+0.29 (+0.00)", "1.00 (0.23)", "yes"]
+    ]
+    assert verdict_rule([grouped, plain]) == "the rule"
+    assert embedding_rows([plain]) == []

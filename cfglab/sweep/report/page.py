@@ -390,11 +390,31 @@ def render_html(
             "strings.</p>",
             _table_html(MEMORISATION_COLUMNS, memo),
         ]
+    parts += _embedding_section(rows)
     for p in plots:
         parts += [f"<h2>{html.escape(p.stem.replace('_', ' ').capitalize())}</h2>", _img(p, p.stem)]
     parts.append(_run_plots(rows, sweep))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _embedding_section(rows: list[dict[str, Any]]) -> list[str]:
+    from cfglab.sweep.report.embedding import EMBEDDING_COLUMNS, embedding_rows, verdict_rule
+
+    body = embedding_rows(rows)
+    if not body:
+        return []
+    return [
+        "<h2>Result 10: token embeddings and hidden terminals</h2>",
+        "<p>Mean cosine similarity of the token embeddings within a hidden terminal's bag and "
+        "between bags; the gap is within − between. The probe is a ridge classifier from a "
+        "token's embedding to its terminal, each token scored by a probe fitted without it "
+        "(leave-one-out). The untrained twin (same architecture and seed, no training) in "
+        "brackets. Bag sizes per terminal; shared tokens lie in several bags (overlap), unused "
+        f"ones in none. A run groups its bags when: {html.escape(verdict_rule(rows))}. Each "
+        "run's similarity matrix is under <em>Per-run plots</em>.</p>",
+        _table_html(EMBEDDING_COLUMNS, body),
+    ]
 
 
 def _run_plots(rows: list[dict[str, Any]], sweep: SweepDir) -> str:
