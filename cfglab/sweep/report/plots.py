@@ -272,15 +272,22 @@ def plot_probes(rows: list[dict[str, Any]], path: Path) -> Path | None:
     plt = pyplot()
     import numpy as np
 
+    # two panels a row: four in one row shrank each to ~270 px in the report's 1100 px column
+    n_cols = min(2, len(panels))
+    n_rows = -(-len(panels) // n_cols)
     fig, axes = plt.subplots(
-        1, len(panels), squeeze=False, figsize=(2 + 4 * len(panels), 1.6 + 0.35 * len(names))
+        n_rows,
+        n_cols,
+        squeeze=False,
+        figsize=(2.5 + 5.5 * n_cols, n_rows * (2.2 + 0.45 * len(names))),
     )
-    for ax, (title, matrix, columns) in zip(axes[0], panels):
+    for i, (title, matrix, columns) in enumerate(panels):
+        ax = axes[i // n_cols][i % n_cols]
         data = np.array([[np.nan if v is None else v for v in line] for line in matrix])
         im = ax.imshow(data, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-        ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right", fontsize=7)
-        ax.set_yticks(range(len(names)), names if ax is axes[0][0] else [], fontsize=7)
-        ax.set_title(f"Ancestor probe accuracy ({key}):\n{title}", fontsize=9)
+        ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(names)), names if i % n_cols == 0 else [], fontsize=8)
+        ax.set_title(f"Ancestor probe accuracy ({key}):\n{title}", fontsize=10)
         if data.size <= 300:
             for (y, x), v in np.ndenumerate(data):
                 if not np.isnan(v):
@@ -290,8 +297,10 @@ def plot_probes(rows: list[dict[str, Any]], path: Path) -> Path | None:
                         f"{v:.2f}",
                         ha="center",
                         va="center",
-                        fontsize=6,
+                        fontsize=8,
                         color="white" if v < 0.6 else "black",
                     )
         fig.colorbar(im, ax=ax, fraction=0.04)
+    for ax in axes.ravel()[len(panels) :]:
+        ax.set_visible(False)
     return save(fig, path, DPI, tight=True)
