@@ -2,7 +2,9 @@
 directly: a long unit chain under a cfg3 nonterminal (thousands of levels for the local-ambiguity
 score), a 30-deep binary chain offered as one alternative (sampling grew every doomed derivation
 to max_length tokens, 50 rounds over), and 10,000 terminal alternatives in a recursive grammar
-(the dense chart copied every rule's child spans; its size is now budgeted)."""
+(the dense chart copied every rule's child spans; its size is now budgeted); a unit chain too
+long for max_depth under a cfg3 nonterminal (every string through it ran all max_depth rounds
+at full length before being dropped, 50 redraws over: 9-11 s)."""
 
 from __future__ import annotations
 
@@ -15,10 +17,12 @@ import pytest
 
 from cfglab.analysis import ambiguity
 from cfglab.analysis.ambiguity import _window_bits, local_ambiguity
+from cfglab.analysis.graph import lowest_height
 from cfglab.chart import general
 from cfglab.chart.front import Chart
 from cfglab.chart.semiring import BOOLEAN, COUNTING, LOG_INSIDE
 from cfglab.errors import CfglabError
+from cfglab.grammar import sample as sampling
 from cfglab.grammar.core import Grammar
 from cfglab.grammar.dsl import load_grammar, parse_grammar
 from cfglab.grammar.sample import sample
@@ -122,3 +126,32 @@ def test_ambiguity_turns_the_chart_budget_into_a_note(monkeypatch: pytest.Monkey
     monkeypatch.setattr(general, "CHART_BUDGET_BYTES", 1)
     report = ambiguity.ambiguity_report(_fan_out(50), n_strings=20)
     assert "CHART_BUDGET_BYTES" in report["note"] and "max_parses" not in report
+
+
+def test_a_derivation_too_high_for_max_depth_is_abandoned_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chain = [f"Z{i} -> Z{i + 1}" for i in range(100)] + ["N8 -> Z0", 'Z100 -> "z"']
+    g = parse_grammar(_tiny_plus(chain))  # Z0's least height is 101 > DEFAULT_MAX_DEPTH
+    height = lowest_height(g)
+    assert height["Z100"] == 1 and height["Z0"] == 101
+    rounds = draws = 0
+    choose, draw = sampling._choose_rules, sampling._draw
+
+    def counted_choose(*args: object) -> np.ndarray:
+        nonlocal rounds
+        rounds += 1
+        return choose(*args)  # type: ignore[arg-type]
+
+    def counted_draw(*args: object) -> sampling._Draw:
+        nonlocal draws
+        draws += 1
+        return draw(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sampling, "_choose_rules", counted_choose)
+    monkeypatch.setattr(sampling, "_draw", counted_draw)
+    s = sample(g, 200, np.random.default_rng(0))
+    assert len(s) == 200 and s.rejected > 0 and "z" not in g.decode(s.tokens)
+    # tiny's own trees are a few rounds high; the doomed ones ran all 65 (783 rounds here)
+    tiny_height = max(lowest_height(load_grammar(TINY)).values())
+    assert s.depth <= tiny_height + 1 and rounds <= draws * (tiny_height + 1)
