@@ -18,7 +18,7 @@ import pytest
 from cfglab.analysis import ambiguity
 from cfglab.analysis.ambiguity import _window_bits, local_ambiguity
 from cfglab.analysis.graph import lowest_height
-from cfglab.chart import general
+from cfglab.chart import general, sparse
 from cfglab.chart.front import Chart
 from cfglab.chart.semiring import BOOLEAN, COUNTING, LOG_INSIDE
 from cfglab.errors import CfglabError
@@ -155,3 +155,46 @@ def test_a_derivation_too_high_for_max_depth_is_abandoned_at_once(
     # tiny's own trees are a few rounds high; the doomed ones ran all 65 (783 rounds here)
     tiny_height = max(lowest_height(load_grammar(TINY)).values())
     assert s.depth <= tiny_height + 1 and rounds <= draws * (tiny_height + 1)
+
+
+def test_the_sparse_chart_passes_over_levels_that_derive_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chain = [f"Z{i} -> Z{i + 1}" for i in range(500)] + ["N8 -> Z0", 'Z500 -> "z"']
+    g = parse_grammar(_tiny_plus(chain))
+    t = sparse.SparseTables.build(g)
+    strings = sample(g, 20, np.random.default_rng(4)).strings()  # no "z": the chain is empty
+    z = g.terminals.index("z")
+    with_z = [np.concatenate([s, [z]]) for s in strings]
+    walks = 0
+    apply_rules = sparse._apply_rules
+
+    def counted(*args: object) -> tuple[np.ndarray, ...]:
+        nonlocal walks
+        walks += 1
+        return apply_rules(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sparse, "_apply_rules", counted)
+    chart = sparse.inside(t, sparse.Batch.of(strings), COUNTING)
+    assert walks < 10  # tiny's own levels; every one of the 500 chain levels was walked
+    monkeypatch.undo()
+    assert len(chart.sym) > 0
+    # passing over a level leaves the chart and its lookup table as a walk would have
+    for x in (strings, with_z):
+        batch = sparse.Batch.of(x)
+        fast, slow = sparse.inside(t, batch, COUNTING), _walk_every_level(t, batch)
+        for column in ("sym", "start", "end", "val", "first"):
+            np.testing.assert_array_equal(getattr(fast, column), getattr(slow, column))
+
+
+def _walk_every_level(t: sparse.SparseTables, batch: sparse.Batch) -> sparse.SpanSet:
+    """sparse.inside with every level walked by its rules (the code before the pass-over)."""
+    stride = int(batch.length.max()) + 1
+    chart = sparse._leaves(t, batch, COUNTING, None, stride, None)
+    chart.index(t.n_symbols)
+    rule_val = COUNTING.rule_values(t.rule_prob)
+    for rules, (lo, hi) in zip(t.levels, t.level_symbols):
+        items = sparse._apply_rules(t, chart, rules, rule_val, COUNTING, None)
+        items = sparse._aggregate(*items, COUNTING, batch.width, stride)
+        chart = chart.append_level(*items, lo, hi)
+    return chart

@@ -225,12 +225,15 @@ def local_ambiguity(chart: Chart, samples: Samples, window: int = WINDOW) -> dic
     used = _constituents_per_level(samples, level_of_nt)
     windows = _Windows.of(strings, spans, window)
     by_level = windows.spans_by_level(level_of_nt)
+    level_longest: dict[int, int] = {}  # the longest yield of each level's nonterminals
+    for nt, level in levels.items():
+        level_longest[level] = max(level_longest.get(level, 0), longest[nt])
     bits_of: dict[tuple[int, bytes], float] = {}  # levels whose spans coincide share their bits
     deadline = time.monotonic() + LOCAL_BUDGET_S
     for level in sorted({lv for lv in levels.values() if lv >= 1}):
         if used[level]:
             out["readings_per_constituent"][str(level)] = float(found[level] / used[level])
-        max_len = max(longest[nt] for nt in g.nonterminals if levels.get(nt) == level)
+        max_len = level_longest[level]
         if max_len > window or not len(windows.starts):  # no whole constituent fits
             continue
         level_spans = by_level.get(level, np.zeros((0, 3), dtype=np.int64))
