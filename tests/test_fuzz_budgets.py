@@ -212,3 +212,43 @@ def test_ambiguity_samples_within_a_token_budget(monkeypatch: pytest.MonkeyPatch
     report = ambiguity.ambiguity_report(g, n_strings=200)
     assert report["n_strings"] == 100
     assert "TOKENS_PER_STRING" in report["note"] and "local_ambiguity" in report
+
+
+def _unit_rules_plus_a_rule_cycle(n: int, cyclic: bool) -> Grammar:
+    """tiny with n unit rules Z0 -> Z1 -> ... (a cycle or a chain) beside a rule cycle."""
+    units = [f"Z{i} -> Z{(i + 1) % n if cyclic else i + 1}" for i in range(n)]
+    rules = [f'Z{i} -> Z{(i + 1) % 50} "z"' for i in range(50)]
+    tail = [] if cyclic else [f'Z{n} -> "y"']
+    return parse_grammar(_tiny_plus([*units, *rules, *tail, "N8 -> Z0", 'Z0 -> "z"']))
+
+
+def test_unit_closures_share_one_reachability_and_multiply_as_matrices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = 0
+    reachability = general._reachability
+
+    def counted(*args: object, **kwargs: object) -> np.ndarray:
+        nonlocal calls
+        calls += 1
+        return reachability(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(general, "_reachability", counted)
+    chain = general.GeneralTables.build(_unit_rules_plus_a_rule_cycle(200, cyclic=False))
+    for sr in (BOOLEAN, COUNTING, LOG_INSIDE):
+        general.unit_star(chain, sr)
+    assert calls == 1  # each semiring recomputed it: 4 passes before
+    monkeypatch.undo()
+    # the matrix product gives what the semiring's ufuncs give, span by span
+    cycle = general.GeneralTables.build(_unit_rules_plus_a_rule_cycle(200, cyclic=True))
+    for t, sr in ((cycle, BOOLEAN), (chain, COUNTING), (chain, BOOLEAN)):
+        g = t.grammar
+        strings = sample(g, 4, np.random.default_rng(6), max_length=12).strings()
+        z = np.full(7, g.terminals.index("z"))  # through the unit rules and the rule cycle
+        fast = [general.inside(t, x, sr) for x in [*strings, z]]
+        monkeypatch.setattr(general, "_MATMUL", {})
+        slow = [general.inside(t, x, sr) for x in [*strings, z]]
+        monkeypatch.undo()
+        for a, b in zip(fast, slow):
+            np.testing.assert_array_equal(a, b)
+        assert any(a[t.start].any() for a in fast)
