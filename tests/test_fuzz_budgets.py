@@ -2,7 +2,9 @@
 directly: a long unit chain under a cfg3 nonterminal (thousands of levels for the local-ambiguity
 score), a 30-deep binary chain offered as one alternative (sampling grew every doomed derivation
 to max_length tokens, 50 rounds over), and 10,000 terminal alternatives in a recursive grammar
-(the dense chart copied every rule's child spans; its size is now budgeted)."""
+(the dense chart copied every rule's child spans; its size is now budgeted); a unit chain too
+long for max_depth under a cfg3 nonterminal (every string through it ran all max_depth rounds
+at full length before being dropped, 50 redraws over: 9-11 s)."""
 
 from __future__ import annotations
 
@@ -15,10 +17,12 @@ import pytest
 
 from cfglab.analysis import ambiguity
 from cfglab.analysis.ambiguity import _window_bits, local_ambiguity
-from cfglab.chart import general
+from cfglab.analysis.graph import lowest_height
+from cfglab.chart import general, sparse
 from cfglab.chart.front import Chart
 from cfglab.chart.semiring import BOOLEAN, COUNTING, LOG_INSIDE
 from cfglab.errors import CfglabError
+from cfglab.grammar import sample as sampling
 from cfglab.grammar.core import Grammar
 from cfglab.grammar.dsl import load_grammar, parse_grammar
 from cfglab.grammar.sample import sample
@@ -122,3 +126,129 @@ def test_ambiguity_turns_the_chart_budget_into_a_note(monkeypatch: pytest.Monkey
     monkeypatch.setattr(general, "CHART_BUDGET_BYTES", 1)
     report = ambiguity.ambiguity_report(_fan_out(50), n_strings=20)
     assert "CHART_BUDGET_BYTES" in report["note"] and "max_parses" not in report
+
+
+def test_a_derivation_too_high_for_max_depth_is_abandoned_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chain = [f"Z{i} -> Z{i + 1}" for i in range(100)] + ["N8 -> Z0", 'Z100 -> "z"']
+    g = parse_grammar(_tiny_plus(chain))  # Z0's least height is 101 > DEFAULT_MAX_DEPTH
+    height = lowest_height(g)
+    assert height["Z100"] == 1 and height["Z0"] == 101
+    rounds = draws = 0
+    choose, draw = sampling._choose_rules, sampling._draw
+
+    def counted_choose(*args: object) -> np.ndarray:
+        nonlocal rounds
+        rounds += 1
+        return choose(*args)  # type: ignore[arg-type]
+
+    def counted_draw(*args: object) -> sampling._Draw:
+        nonlocal draws
+        draws += 1
+        return draw(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sampling, "_choose_rules", counted_choose)
+    monkeypatch.setattr(sampling, "_draw", counted_draw)
+    s = sample(g, 200, np.random.default_rng(0))
+    assert len(s) == 200 and s.rejected > 0 and "z" not in g.decode(s.tokens)
+    # tiny's own trees are a few rounds high; the doomed ones ran all 65 (783 rounds here)
+    tiny_height = max(lowest_height(load_grammar(TINY)).values())
+    assert s.depth <= tiny_height + 1 and rounds <= draws * (tiny_height + 1)
+
+
+def test_the_sparse_chart_passes_over_levels_that_derive_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chain = [f"Z{i} -> Z{i + 1}" for i in range(500)] + ["N8 -> Z0", 'Z500 -> "z"']
+    g = parse_grammar(_tiny_plus(chain))
+    t = sparse.SparseTables.build(g)
+    strings = sample(g, 20, np.random.default_rng(4)).strings()  # no "z": the chain is empty
+    z = g.terminals.index("z")
+    with_z = [np.concatenate([s, [z]]) for s in strings]
+    walks = 0
+    apply_rules = sparse._apply_rules
+
+    def counted(*args: object) -> tuple[np.ndarray, ...]:
+        nonlocal walks
+        walks += 1
+        return apply_rules(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sparse, "_apply_rules", counted)
+    chart = sparse.inside(t, sparse.Batch.of(strings), COUNTING)
+    assert walks < 10  # tiny's own levels; every one of the 500 chain levels was walked
+    monkeypatch.undo()
+    assert len(chart.sym) > 0
+    # passing over a level leaves the chart and its lookup table as a walk would have
+    for x in (strings, with_z):
+        batch = sparse.Batch.of(x)
+        fast, slow = sparse.inside(t, batch, COUNTING), _walk_every_level(t, batch)
+        for column in ("sym", "start", "end", "val", "first"):
+            np.testing.assert_array_equal(getattr(fast, column), getattr(slow, column))
+
+
+def _walk_every_level(t: sparse.SparseTables, batch: sparse.Batch) -> sparse.SpanSet:
+    """sparse.inside with every level walked by its rules (the code before the pass-over)."""
+    stride = int(batch.length.max()) + 1
+    chart = sparse._leaves(t, batch, COUNTING, None, stride, None)
+    chart.index(t.n_symbols)
+    rule_val = COUNTING.rule_values(t.rule_prob)
+    for rules, (lo, hi) in zip(t.levels, t.level_symbols):
+        items = sparse._apply_rules(t, chart, rules, rule_val, COUNTING, None)
+        items = sparse._aggregate(*items, COUNTING, batch.width, stride)
+        chart = chart.append_level(*items, lo, hi)
+    return chart
+
+
+def test_ambiguity_samples_within_a_token_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    g = load_grammar(TINY)
+    mean = ambiguity.expected_length(g)
+    drawn = sample(g, 2000, np.random.default_rng(5)).lengths
+    assert abs(drawn.mean() - mean) < 0.05 * mean  # the exact mean the budget is judged by
+    whole = ambiguity.ambiguity_report(g, n_strings=200)
+    assert whole["n_strings"] == 200 and "note" not in whole
+    # a binary chain 8 deep under cfg3k's N9 drew 566,000 tokens for 200 strings (485 MB)
+    monkeypatch.setattr(ambiguity, "TOKENS_PER_STRING", mean / 2)
+    report = ambiguity.ambiguity_report(g, n_strings=200)
+    assert report["n_strings"] == 100
+    assert "TOKENS_PER_STRING" in report["note"] and "local_ambiguity" in report
+
+
+def _unit_rules_plus_a_rule_cycle(n: int, cyclic: bool) -> Grammar:
+    """tiny with n unit rules Z0 -> Z1 -> ... (a cycle or a chain) beside a rule cycle."""
+    units = [f"Z{i} -> Z{(i + 1) % n if cyclic else i + 1}" for i in range(n)]
+    rules = [f'Z{i} -> Z{(i + 1) % 50} "z"' for i in range(50)]
+    tail = [] if cyclic else [f'Z{n} -> "y"']
+    return parse_grammar(_tiny_plus([*units, *rules, *tail, "N8 -> Z0", 'Z0 -> "z"']))
+
+
+def test_unit_closures_share_one_reachability_and_multiply_as_matrices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = 0
+    reachability = general._reachability
+
+    def counted(*args: object, **kwargs: object) -> np.ndarray:
+        nonlocal calls
+        calls += 1
+        return reachability(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(general, "_reachability", counted)
+    chain = general.GeneralTables.build(_unit_rules_plus_a_rule_cycle(200, cyclic=False))
+    for sr in (BOOLEAN, COUNTING, LOG_INSIDE):
+        general.unit_star(chain, sr)
+    assert calls == 1  # each semiring recomputed it: 4 passes before
+    monkeypatch.undo()
+    # the matrix product gives what the semiring's ufuncs give, span by span
+    cycle = general.GeneralTables.build(_unit_rules_plus_a_rule_cycle(200, cyclic=True))
+    for t, sr in ((cycle, BOOLEAN), (chain, COUNTING), (chain, BOOLEAN)):
+        g = t.grammar
+        strings = sample(g, 4, np.random.default_rng(6), max_length=12).strings()
+        z = np.full(7, g.terminals.index("z"))  # through the unit rules and the rule cycle
+        fast = [general.inside(t, x, sr) for x in [*strings, z]]
+        monkeypatch.setattr(general, "_MATMUL", {})
+        slow = [general.inside(t, x, sr) for x in [*strings, z]]
+        monkeypatch.undo()
+        for a, b in zip(fast, slow):
+            np.testing.assert_array_equal(a, b)
+        assert any(a[t.start].any() for a in fast)

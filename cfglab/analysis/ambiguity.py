@@ -43,6 +43,11 @@ FLIPS_PER_STRING = 5
 RECURSIVE_BUDGET_S = 4.0  # parse counting of a recursive grammar's samples, then a note
 LOCAL_BUDGET_S = 4.0  # the local-ambiguity score's levels, then a note
 RECURSIVE_MAX_LENGTH = 64  # recursive grammars: sampled strings are kept this short (O(n³) chart)
+# Sampled tokens per requested string, in expectation: a grammar whose mean string is longer gets
+# proportionally fewer strings (with a note), so the charts and windows stay within what the
+# request would take on a paper-sized grammar. Over twice the longest shipped mean (cfg3j: 544
+# tokens); a binary chain under a cfg3k nonterminal (mean 2,763) drew 566,000 tokens, 485 MB.
+TOKENS_PER_STRING = 1_250
 
 DEFINITION = (
     "score: mean over the levels l >= 1 whose constituents fit in a window of w tokens, of the "
@@ -65,12 +70,22 @@ def ambiguity_report(
     chart = Chart(grammar)
     rng = np.random.default_rng(seed)
     max_length = RECURSIVE_MAX_LENGTH if chart.recursive else MAX_STRING_LENGTH
+    report: dict = {}
+    mean = None if chart.recursive else expected_length(grammar)  # recursive: <= 64 tokens
+    if mean is not None and mean > TOKENS_PER_STRING:
+        fewer = max(1, int(n_strings * TOKENS_PER_STRING // mean))
+        report["note"] = (
+            f"the grammar's strings have {mean:,.0f} tokens on average, past the budget of "
+            f"{TOKENS_PER_STRING:,} per requested string (ambiguity.TOKENS_PER_STRING): the "
+            f"figures cover {fewer} strings, not {n_strings}"
+        )
+        n_strings = fewer
     try:
         samples = sample(grammar, n_strings, rng, max_length=max_length)
     except CfglabError as err:
         return {"n_strings": 0, "note": f"no strings to analyse: {err}"}
     strings = samples.strings()
-    report: dict = {"n_strings": len(strings)}
+    report["n_strings"] = len(strings)
     began = time.monotonic()
     try:
         counts = _counts_within_budget(chart, strings)
@@ -199,6 +214,20 @@ def _same(a: Tree, b: Tree) -> bool:
     )
 
 
+def expected_length(g: Grammar) -> float:
+    """E[len] of a non-recursive grammar's strings under its rule weights: E[A] = Σ_r p_r
+    Σ_{s in rhs r} E[s], E[terminal] = 1, children (deeper levels) first."""
+    levels = g.levels
+    assert levels is not None, "expected_length needs a non-recursive grammar"
+    mean: dict[str, float] = {}
+    for nt in sorted(levels, key=lambda nt: -levels[nt]):
+        mean[nt] = sum(
+            g.rule_probability(r) * sum(1.0 if g.is_terminal(s) else mean[s] for s in r.rhs)
+            for r in g.rules_of(nt)
+        )
+    return mean[g.start]
+
+
 # --- local ambiguity ----------------------------------------------------------------------------
 def local_ambiguity(chart: Chart, samples: Samples, window: int = WINDOW) -> dict:
     """Boundary bits per window and readings per constituent, by level (docs/ambiguity.md)."""
@@ -225,12 +254,15 @@ def local_ambiguity(chart: Chart, samples: Samples, window: int = WINDOW) -> dic
     used = _constituents_per_level(samples, level_of_nt)
     windows = _Windows.of(strings, spans, window)
     by_level = windows.spans_by_level(level_of_nt)
+    level_longest: dict[int, int] = {}  # the longest yield of each level's nonterminals
+    for nt, level in levels.items():
+        level_longest[level] = max(level_longest.get(level, 0), longest[nt])
     bits_of: dict[tuple[int, bytes], float] = {}  # levels whose spans coincide share their bits
     deadline = time.monotonic() + LOCAL_BUDGET_S
     for level in sorted({lv for lv in levels.values() if lv >= 1}):
         if used[level]:
             out["readings_per_constituent"][str(level)] = float(found[level] / used[level])
-        max_len = max(longest[nt] for nt in g.nonterminals if levels.get(nt) == level)
+        max_len = level_longest[level]
         if max_len > window or not len(windows.starts):  # no whole constituent fits
             continue
         level_spans = by_level.get(level, np.zeros((0, 3), dtype=np.int64))

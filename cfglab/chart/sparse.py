@@ -226,6 +226,12 @@ class SpanSet:
                 spans.first[hi * w + 1 :] = old + len(sym)
         return spans
 
+    def skip_level(self, lo: int, hi: int, tail: bool = True) -> None:
+        """`append_level` of no items for symbols lo..hi-1: only `first` changes."""
+        if self.first is not None:
+            w, old = self.width, len(self.sym)
+            self.first[lo * w + 1 : (hi * w + 1) if not tail else None] = old
+
     def _room(self, size: int, parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Growth arrays holding this chart's items with room for `size`: reused while they
         fit (levels appended one by one: concatenating every level re-copied the whole chart,
@@ -285,11 +291,20 @@ def inside(
     chart.index(t.n_symbols)
     rule_val = sr.rule_values(t.rule_prob)
     ranges = t.level_symbols
+    # symbols with at least one item: a level none of whose rules' first children has one
+    # derives nothing, and is passed over without a rule walk (a 2,000-long unit chain whose
+    # terminal is absent from the strings: 2,000 empty walks per batch)
+    present = np.zeros(t.n_symbols, dtype=bool)
+    present[chart.sym] = True
     for k, (rules, (lo, hi)) in enumerate(zip(t.levels, ranges)):
+        follows = k + 1 < len(ranges) and ranges[k + 1][0] == hi  # the next level writes on
+        if not present[t.rule_rhs[rules, 0]].any():
+            chart.skip_level(lo, hi, tail=not follows)
+            continue
         sym, start, end, val = _apply_rules(t, chart, rules, rule_val, sr, budget)
         sym, start, end, val = _aggregate(sym, start, end, val, sr, batch.width, stride)
-        follows = k + 1 < len(ranges) and ranges[k + 1][0] == hi  # the next level writes on
         chart = chart.append_level(sym, start, end, val, lo, hi, tail=not follows)
+        present[sym] = True
     return chart
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cfglab.analysis.graph import CAP, shortest
+from cfglab.analysis.graph import CAP, lowest_height, shortest
 from cfglab.errors import CfglabError
 from cfglab.grammar.core import Grammar, GrammarArrays, Tree
 
@@ -110,7 +110,11 @@ def sample(
     """Draw n strings from the grammar (rules chosen by their weights), reproducibly per seed."""
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     arrays = grammar.arrays
-    tables = _Tables(_cumulative_probs(arrays), _shortest_yields(grammar))
+    tables = _Tables(
+        _cumulative_probs(arrays),
+        _per_symbol(grammar, shortest(grammar), terminal=1),
+        _per_symbol(grammar, lowest_height(grammar), terminal=0),
+    )
     parts: list[_Draw] = []
     rejected, missing = 0, n
     for _ in range(_MAX_REDRAW_ROUNDS):
@@ -133,14 +137,15 @@ class _Tables:
 
     cum: np.ndarray  # _cumulative_probs
     shortest: np.ndarray  # (symbols,) float64 shortest yield of each symbol id (terminals: 1)
+    height: np.ndarray  # (symbols,) float64 least tree height of each symbol id (terminals: 0)
 
 
-def _shortest_yields(grammar: Grammar) -> np.ndarray:
-    """Shortest string of every symbol id; unproductive ones at CAP (they never finish)."""
-    lengths = shortest(grammar)
-    out = np.ones(len(grammar.symbols))
+def _per_symbol(grammar: Grammar, value: dict[str, int], terminal: int) -> np.ndarray:
+    """A nonterminal figure (shortest yield, least height) by symbol id, with terminals at
+    `terminal`; unproductive nonterminals at CAP (they never finish)."""
+    out = np.full(len(grammar.symbols), float(terminal))
     for nt in grammar.nonterminals:
-        out[grammar.symbol_ids[nt]] = lengths.get(nt, CAP)
+        out[grammar.symbol_ids[nt]] = value.get(nt, CAP)
     return out
 
 
@@ -204,7 +209,7 @@ def _draw(
     owner = np.arange(n, dtype=np.int32)  # string index of each frontier node
     rounds: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     alive = np.ones(n, dtype=bool)
-    for _ in range(max_depth + 1):
+    for depth in range(max_depth + 1):
         is_nt = frontier >= T
         if not is_nt.any():
             break
@@ -225,6 +230,12 @@ def _draw(
         floor = tables.shortest[child]
         if floor.sum() > max_length:
             alive &= np.bincount(owner, weights=floor, minlength=n) <= max_length
+        # likewise one whose frontier holds a nonterminal too high to finish within max_depth
+        # rounds (a unit chain 100 long under a cfg3 nonterminal: every string through it grew
+        # to full length and ran all max_depth rounds, 50 redraws over, before being dropped)
+        too_high = tables.height[child] > max_depth - depth
+        if too_high.any():
+            alive[owner[too_high]] = False
         if not alive.all():  # stop expanding abandoned derivations (recursion can explode)
             keep = alive[owner]
             parent, is_last, child, owner = parent[keep], is_last[keep], child[keep], owner[keep]
