@@ -11,7 +11,6 @@ import functools
 import json
 import math
 import os
-import shutil
 import subprocess
 import time
 import warnings
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from cfglab.analysis.graph import require_string_length
+from cfglab.compiler import cxx_compiler
 from cfglab.data.corpus import VALIDATION_WORKER, NoiseConfig, StreamState, TokenStream
 from cfglab.data.vocab import Vocab
 from cfglab.errors import CfglabError
@@ -220,12 +220,6 @@ def compiles(config: TrainConfig, device: torch.device) -> bool:
         )
         return False
     return True
-
-
-def cxx_compiler() -> str | None:
-    """The C++ compiler inductor would use on CPU, as it looks for one: $CXX, then g++, clang++."""
-    names = [os.environ.get("CXX", ""), "g++", "clang++"]
-    return next((path for name in names if name and (path := shutil.which(name))), None)
 
 
 def _build(config: TrainConfig, run: RunDir) -> Trainer:

@@ -421,3 +421,113 @@ def test_a_compiled_canon_model_gives_the_eager_loss_and_gradients() -> None:
     torch.testing.assert_close(loss, eager_loss, atol=1e-5, rtol=1e-4)
     for a, b in zip(grads, eager_grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def _native_or_skip() -> None:
+    from cfglab.compiler import cxx_compiler
+    from cfglab.models import canon_native
+
+    if cxx_compiler() is None:
+        pytest.skip("the fused Canon loop needs a C++ compiler (the torch path is tested above)")
+    assert canon_native.library() is not None, "a compiler is here, so the loop must build"
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    width=st.integers(1, 40),
+    kernel=st.integers(1, 6),
+    T=st.integers(1, 30),
+    cuts=st.lists(st.integers(1, 29), max_size=4, unique=True),
+    seed=st.integers(0, 2**16),
+)
+def test_the_fused_loop_is_the_reference_convolution_restarts_included(
+    width: int, kernel: int, T: int, cuts: list[int], seed: int
+) -> None:
+    """canon_kernel.cpp in fp32 = conv1d string by string (zeros before each BOS), in values and
+    in gradients of x and of the weights."""
+    from cfglab.models import canon_native
+
+    _native_or_skip()
+    torch.manual_seed(seed)
+    layer = Canon(width, kernel, True)
+    x = torch.randn(2, T, width, requires_grad=True)
+    g = torch.randn(2, T, width)
+    resets = torch.zeros(2, T, dtype=torch.bool)
+    resets[0, [0, *[c for c in cuts if c < T]]] = True
+    resets[1, [c for c in cuts if c < T][:1]] = True
+    assert canon_native.supports(x)
+    out = layer(x, restarts(resets, kernel))
+    ref = torch.cat([_per_string(x[r : r + 1], resets[r], layer.conv.weight) for r in (0, 1)])
+    torch.testing.assert_close(out, ref)
+    got = torch.autograd.grad((out * g).sum(), (x, layer.conv.weight))
+    want = torch.autograd.grad((ref * g).sum(), (x, layer.conv.weight))
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_fused_loop_matches_the_torch_path_on_many_threads(monkeypatch, dtype) -> None:
+    """bf16 storage (what autocast hands Canon B and D) and a batch split over 2 threads give
+    the torch path's numbers to rounding; the torch path is what CFGLAB_CANON_NATIVE=0 runs."""
+    from cfglab.models import canon_native
+    from cfglab.models.canon import CausalDepthwise
+
+    _native_or_skip()
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 64, 512, generator=gen).to(dtype).requires_grad_()
+    w = torch.randn(512, 4, generator=gen, requires_grad=True)
+    g = torch.randn(4, 64, 512, generator=gen).to(dtype)
+    cuts = restarts(torch.rand(4, 64, generator=gen) < 0.1, 4)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for native, n in (("1", 2), ("0", 1)):
+            monkeypatch.setenv("CFGLAB_CANON_NATIVE", native)
+            torch.set_num_threads(n)
+            assert canon_native.supports(x) is (native == "1")
+            out = CausalDepthwise.apply(x, w, cuts)
+            results.append((out, *torch.autograd.grad((out.float() * g.float()).sum(), (x, w))))
+    finally:
+        torch.set_num_threads(threads)
+    tol = {"atol": 2e-2, "rtol": 1e-2} if dtype == torch.bfloat16 else {}
+    for a, b in zip(*results, strict=True):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a, b, **tol)
+
+
+def test_without_a_compiler_canon_falls_back_to_torch_with_a_warning(
+    monkeypatch, tmp_path: Path, caplog
+) -> None:
+    from cfglab.models import canon_native
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no g++, no clang++
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # nothing built before
+    canon_native.library.cache_clear()
+    try:
+        x = torch.randn(2, 9, 5, requires_grad=True)
+        with caplog.at_level("WARNING", logger="cfglab.models.canon_native"):
+            assert not canon_native.supports(x)
+        assert "slower torch path" in caplog.text and "compiler" in caplog.text
+        layer = Canon(5, 4, True)
+        torch.testing.assert_close(layer(x), reference(x, layer.conv.weight, True))
+    finally:
+        canon_native.library.cache_clear()  # later tests build (or load) the real one
+
+
+def test_the_loop_is_built_once_and_cached_by_source_compiler_and_cpu(
+    monkeypatch, tmp_path: Path
+) -> None:
+    from cfglab.models import canon_native
+
+    _native_or_skip()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    canon_native.library.cache_clear()
+    try:
+        first = canon_native._build()
+        stamp = first.stat().st_mtime_ns
+        assert first.parent == tmp_path / "cfglab" and canon_native.library() is not None
+        assert canon_native._build() == first and first.stat().st_mtime_ns == stamp  # not rebuilt
+        assert list(first.parent.iterdir()) == [first]  # no temporary left beside it
+    finally:
+        canon_native.library.cache_clear()

@@ -42,6 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from cfglab.models import canon_native
 from cfglab.models.config import ModelConfig
 from cfglab.models.hooks import HookPoint
 
@@ -63,6 +64,11 @@ class Restarts:
 
     def __init__(self, flags: Tensor, kernel: int) -> None:
         self.flags, self.kernel = flags, kernel
+
+    @functools.cached_property
+    def flag_bytes(self) -> Tensor:
+        """The flags as contiguous bytes, what the fused loop (canon_native) reads."""
+        return self.flags.to(torch.uint8).contiguous()
 
     @functools.cached_property
     def triples(self) -> tuple[Tensor, Tensor, Tensor]:
@@ -99,11 +105,15 @@ def restarts(flags: Tensor, kernel: int) -> Restarts:
 class Canon(nn.Module):
     """A residual causal depthwise convolution over the sequence; `hook` passes its output on."""
 
+    unit: Tensor
+
     def __init__(self, width: int, kernel: int, residual: bool) -> None:
         super().__init__()
         self.kernel, self.residual = kernel, residual
         # depthwise: one K-tap filter per channel; PyTorch's default (kaiming-uniform) init
         self.conv = nn.Conv1d(width, width, kernel, groups=width, bias=False)
+        # the residual's h_t as tap 0 (not saved: a checkpoint holds only the conv's weights)
+        self.register_buffer("unit", F.one_hot(torch.tensor(0), kernel).float(), persistent=False)
         self.hook = HookPoint()
 
     def forward(
@@ -112,7 +122,7 @@ class Canon(nn.Module):
         """x (B, T, W) -> (B, T, W). `cuts`: the taps BOS restarts cut (`restarts`), in x's
         positions, or in those of the tail's K-1 tokens followed by x's when `tail` is given;
         None: no restarts. `tail` holds the previous inputs and is updated to end with x's."""
-        taps = self.taps().to(x.dtype)
+        taps = self.taps()  # fp32 (the weights' dtype): every path multiplies in fp32 or wider
         P = self.kernel - 1
         ext = x
         if tail is not None:
@@ -128,9 +138,7 @@ class Canon(nn.Module):
         """(W, K): column j multiplies h_{t-j}; the residual adds 1 to tap 0. nn.Conv1d is a
         cross-correlation over a left-padded input, so its kernel runs the other way."""
         w = self.conv.weight[:, 0].flip(-1)
-        if self.residual:
-            w = w + F.one_hot(torch.zeros((), dtype=torch.long), self.kernel).to(w.dtype)
-        return w
+        return w + self.unit if self.residual else w
 
     def new_tail(self, batch: int, device: torch.device, dtype: torch.dtype) -> CanonTail:
         width = self.conv.weight.size(0)
@@ -140,6 +148,9 @@ class Canon(nn.Module):
 class CausalDepthwise(torch.autograd.Function):
     """out[b, t] = Σ_j w[:, j] ⊙ x[b, t - j] (zeros before 0), minus the cut taps; a
     hand-written backward (performance only, checked against conv1d in tests/test_canon.py).
+
+    On CPU in fp32 or bf16 it runs the fused loop of canon_native (canon_kernel.cpp) where a C++
+    compiler could build it; otherwise, and for other dtypes and devices, the torch code below.
 
     Autograd over K shifted multiply-adds keeps every shifted copy and adds a zero-filled
     gradient per slice; here each tap is one in-place multiply-add, both ways, over the window
@@ -151,6 +162,9 @@ class CausalDepthwise(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, w: Tensor, cuts: Restarts | None) -> Tensor:
         ctx.cuts = cuts
         ctx.save_for_backward(x, w)
+        ctx.native = canon_native.supports(x)
+        if ctx.native:  # the fused loop: ~14x faster at the demo's widths
+            return canon_native.forward(x, w, None if cuts is None else cuts.flag_bytes)
         xf, tiled = _flat(x), _tiled(w, x.size(1))
         out = _shifted_sum(xf, tiled, x.size(-1), forward=True)
         out = out.view(x.shape)
@@ -164,6 +178,9 @@ class CausalDepthwise(torch.autograd.Function):
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor, None]:
         x, w = ctx.saved_tensors
         cuts: Restarts | None = ctx.cuts
+        if ctx.native:
+            dx_, dw_ = canon_native.backward(g, x, w, None if cuts is None else cuts.flag_bytes)
+            return dx_, dw_.to(w.dtype), None
         B, T, W = x.shape
         xf, gf, tiled = _flat(x), _flat(g), _tiled(w, T)
         dx = _shifted_sum(gf, tiled, W, forward=False).view(x.shape)
