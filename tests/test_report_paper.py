@@ -234,3 +234,29 @@ def test_the_result_10_table_has_a_line_per_implicit_run_with_its_twin() -> None
     ]
     assert verdict_rule([grouped, plain]) == "the rule"
     assert embedding_rows([plain]) == []
+
+
+def test_the_canon_table_puts_each_canon_run_beside_its_twin() -> None:
+    from cfglab.sweep.report.canon import CANON_COLUMNS, canon_rows
+
+    def run(pe: str, canon: str, k: int, seed: int = 0) -> dict:
+        row = _row(pe, k)
+        row.update(run=f"{pe}-{canon or 'plain'}-s{seed}", canon=canon, seed=seed)
+        return row
+
+    rows = [run("none", "ABCD", 198), run("uni", "", 170), run("none", "", 104)]
+    rows.append(run("uni", "A", 190))
+    rows.append(run("none", "ABCD", 150, seed=1))  # no twin of seed 1: no delta
+    body = canon_rows(rows)
+    assert [line[0] for line in body] == [
+        "none-plain-s0", "none-ABCD-s0", "none-ABCD-s1", "uni-plain-s0", "uni-A-s0"
+    ]  # fmt: skip
+    assert all(len(line) == len(CANON_COLUMNS) for line in body)
+    deltas = {line[0]: line[4] for line in body}
+    assert deltas == {
+        "none-plain-s0": "-", "none-ABCD-s0": "+0.470", "none-ABCD-s1": "-",
+        "uni-plain-s0": "-", "uni-A-s0": "+0.100",
+    }  # fmt: skip
+    assert body[0][2] == "none" and body[1][2] == "ABCD" and body[1][3].startswith("0.990 [")
+    assert canon_rows([run("rot", "", 190), run("abs", "", 150)]) == []  # no Canon axis
+    assert canon_rows([run("rot", "ABCD", 190)]) == []  # Canon runs but no twin to compare

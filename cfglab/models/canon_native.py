@@ -11,8 +11,8 @@ neither torch's headers nor its ABI. The library is cached under $XDG_CACHE_HOME
 (~/.cache/cfglab) by a hash of the source, the compiler and the CPU's flags (it is built with
 -march=native), written atomically so that Ray trials starting together share one build.
 Without a compiler the torch path runs instead, with one logged warning (CFGLAB_CANON_NATIVE=0
-chooses it); the two agree to rounding (tests/test_canon.py). Speed only: cfglab's engineering, not part of the
-paper's method.
+chooses it); the two agree to rounding (tests/test_canon.py). Speed only: cfglab's engineering,
+not part of the paper's method.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ COORDINATES = (
     "run",
     "grammar",
     "pe",
+    "canon",
     "size",
     "layers",
     "heads",

@@ -390,12 +390,30 @@ def render_html(
             "strings.</p>",
             _table_html(MEMORISATION_COLUMNS, memo),
         ]
+    parts += _canon_section(rows)
     parts += _embedding_section(rows)
     for p in plots:
         parts += [f"<h2>{html.escape(p.stem.replace('_', ' ').capitalize())}</h2>", _img(p, p.stem)]
     parts.append(_run_plots(rows, sweep))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _canon_section(rows: list[dict[str, Any]]) -> list[str]:
+    from cfglab.sweep.report.canon import CANON_COLUMNS, canon_rows
+
+    body = canon_rows(rows)
+    if not body:
+        return []
+    return [
+        "<h2>Canon layers (Part 4.1)</h2>",
+        "<p>Each run with Canon layers below its twin without them (same grammar, size, "
+        "position encoding, noise and seed); Δ is its cut0 accuracy minus the twin's (95% "
+        "Wilson intervals on each). KL is per position, the authors' recipe where the run has "
+        "it. A Canon model also mixes tokens outside attention, so its attention statistics "
+        "show only part of how tokens are mixed.</p>",
+        _table_html(CANON_COLUMNS, body),
+    ]
 
 
 def _embedding_section(rows: list[dict[str, Any]]) -> list[str]:
