@@ -84,13 +84,19 @@ def test_at_a_bos_the_convolution_restarts_as_if_the_string_began_the_window(
     """A packed window = its strings each convolved on their own (zeros before each BOS), in
     values and in gradients (the hand-written backward's cut taps)."""
     torch.manual_seed(seed)
-    T, W = 24, 5
-    layer = Canon(W, kernel, True).double()
-    x = torch.randn(2, T, W, dtype=torch.float64, requires_grad=True)
-    g = torch.randn(2, T, W, dtype=torch.float64)
+    _assert_restarts_per_string(Canon(5, kernel, True).double(), 24, cuts, torch.float64)
+
+
+def _assert_restarts_per_string(layer: Canon, T: int, cuts: list[int], dtype: torch.dtype) -> None:
+    """The layer over two packed rows = each string convolved on its own, values and gradients:
+    row 0 has a BOS at 0 and at `cuts`, row 1 none at 0 and at most one inside."""
+    W, kernel = layer.conv.weight.size(0), layer.kernel
+    x = torch.randn(2, T, W, dtype=dtype, requires_grad=True)
+    g = torch.randn(2, T, W, dtype=dtype)
+    inside = [c for c in cuts if c < T]
     resets = torch.zeros(2, T, dtype=torch.bool)
-    resets[0, [0, *cuts]] = True
-    resets[1, cuts[:1]] = True  # row 1: no BOS at 0, at most one inside
+    resets[0, [0, *inside]] = True
+    resets[1, inside[:1]] = True
     out = layer(x, restarts(resets, kernel))
     ref = torch.cat([_per_string(x[r : r + 1], resets[r], layer.conv.weight) for r in (0, 1)])
     torch.testing.assert_close(out, ref)
@@ -449,20 +455,8 @@ def test_the_fused_loop_is_the_reference_convolution_restarts_included(
 
     _native_or_skip()
     torch.manual_seed(seed)
-    layer = Canon(width, kernel, True)
-    x = torch.randn(2, T, width, requires_grad=True)
-    g = torch.randn(2, T, width)
-    resets = torch.zeros(2, T, dtype=torch.bool)
-    resets[0, [0, *[c for c in cuts if c < T]]] = True
-    resets[1, [c for c in cuts if c < T][:1]] = True
-    assert canon_native.supports(x)
-    out = layer(x, restarts(resets, kernel))
-    ref = torch.cat([_per_string(x[r : r + 1], resets[r], layer.conv.weight) for r in (0, 1)])
-    torch.testing.assert_close(out, ref)
-    got = torch.autograd.grad((out * g).sum(), (x, layer.conv.weight))
-    want = torch.autograd.grad((ref * g).sum(), (x, layer.conv.weight))
-    for a, b in zip(got, want, strict=True):
-        torch.testing.assert_close(a, b)
+    assert canon_native.supports(torch.zeros(1, 1, width))  # fp32 on CPU: the fused loop runs
+    _assert_restarts_per_string(Canon(width, kernel, True), T, cuts, torch.float32)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
