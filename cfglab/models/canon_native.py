@@ -8,8 +8,9 @@ once, forward and backward, in fp32 arithmetic over fp32 or bf16 storage.
 It is plain C++ called through ctypes, not a torch extension: it needs only a C++ compiler
 ($CXX, g++ or clang++, as torch.compile looks for one), builds in about a second, and depends on
 neither torch's headers nor its ABI. The library is cached under $XDG_CACHE_HOME/cfglab
-(~/.cache/cfglab) by a hash of the source, the compiler and the CPU's flags (it is built with
--march=native), written atomically so that Ray trials starting together share one build.
+(~/.cache/cfglab; a per-user temporary folder where that is not writable) by a hash of the
+source, the compiler and the CPU's flags (it is built with -march=native), written atomically
+so that Ray trials starting together share one build.
 Without a compiler the torch path runs instead, with one logged warning (CFGLAB_CANON_NATIVE=0
 chooses it); the two agree to rounding (tests/test_canon.py). Speed only: cfglab's engineering,
 not part of the paper's method.
@@ -147,8 +148,17 @@ def _build() -> Path:
 
 
 def _cache_dir() -> Path:
+    """$XDG_CACHE_HOME/cfglab (~/.cache/cfglab), or a per-user temporary folder where that
+    cannot be written (a read-only home on a CI runner or a cluster node)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "cfglab"
+    folder = Path(base) / "cfglab"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return folder
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / f"cfglab-{os.getuid()}"
 
 
 def _cpu_flags() -> str:
