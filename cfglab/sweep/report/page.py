@@ -368,28 +368,27 @@ def render_html(
         f"<p>H(true) n/a for {html.escape(g)}: {html.escape(why)}.</p>"
         for g, why in h_true_notes(rows).items()
     ]
-    switch = mode_switch_rows(rows)
-    if switch:
-        parts += [
-            "<h2>Mode switch across temperatures</h2>",
-            "<p>Invalid cut0 generations (1 − accuracy) at the highest and the lowest "
-            "temperature measured, beside the share of corrupted training strings: the "
-            "paper's mode switch has noisy-trained runs generate invalid strings at T = 1 "
-            "about as often as their data was corrupted, and recover at low T.</p>",
-            _table_html(MODE_SWITCH_COLUMNS, switch),
-        ]
+    parts += _section(
+        "Mode switch across temperatures",
+        "Invalid cut0 generations (1 − accuracy) at the highest and the lowest "
+        "temperature measured, beside the share of corrupted training strings: the "
+        "paper's mode switch has noisy-trained runs generate invalid strings at T = 1 "
+        "about as often as their data was corrupted, and recover at low T.",
+        MODE_SWITCH_COLUMNS,
+        mode_switch_rows(rows),
+    )
     memo = memorisation_rows(rows)
-    if any(line[1] != "(none)" for line in memo):
-        parts += [
-            "<h2>Memorisation: the held-out rule</h2>",
-            "<p>A run trained without any string that has some parse using the rule: how "
-            "often its valid cut0 generations use the rule (some parse), beside how often "
-            "fresh strings of the grammar do (95% Wilson intervals). A model that only "
-            "reproduced its training distribution would score 0; one that learned the "
-            "grammar, the true frequency. Novelty: valid generations not among the training "
-            "strings.</p>",
-            _table_html(MEMORISATION_COLUMNS, memo),
-        ]
+    parts += _section(
+        "Memorisation: the held-out rule",
+        "A run trained without any string that has some parse using the rule: how "
+        "often its valid cut0 generations use the rule (some parse), beside how often "
+        "fresh strings of the grammar do (95% Wilson intervals). A model that only "
+        "reproduced its training distribution would score 0; one that learned the "
+        "grammar, the true frequency. Novelty: valid generations not among the training "
+        "strings.",
+        MEMORISATION_COLUMNS,
+        memo if any(line[1] != "(none)" for line in memo) else [],
+    )
     parts += _canon_section(rows)
     parts += _embedding_section(rows)
     for p in plots:
@@ -399,40 +398,43 @@ def render_html(
     return "\n".join(parts)
 
 
+def _section(title: str, intro: str, columns: list[str], body: list[list[str]]) -> list[str]:
+    """A heading, its introduction (HTML) and a table; nothing when the table has no line."""
+    if not body:
+        return []
+    return [f"<h2>{html.escape(title)}</h2>", f"<p>{intro}</p>", _table_html(columns, body)]
+
+
 def _canon_section(rows: list[dict[str, Any]]) -> list[str]:
     from cfglab.sweep.report.canon import CANON_COLUMNS, canon_rows
 
-    body = canon_rows(rows)
-    if not body:
-        return []
-    return [
-        "<h2>Canon layers (Part 4.1)</h2>",
-        "<p>Each run with Canon layers below its twin without them (same grammar, size, "
+    return _section(
+        "Canon layers (Part 4.1)",
+        "Each run with Canon layers below its twin without them (same grammar, size, "
         "position encoding, noise and seed); Δ is its cut0 accuracy minus the twin's (95% "
         "Wilson intervals on each). KL is per position, the authors' recipe where the run has "
         "it. A Canon model also mixes tokens outside attention, so its attention statistics "
-        "show only part of how tokens are mixed.</p>",
-        _table_html(CANON_COLUMNS, body),
-    ]
+        "show only part of how tokens are mixed.",
+        CANON_COLUMNS,
+        canon_rows(rows),
+    )
 
 
 def _embedding_section(rows: list[dict[str, Any]]) -> list[str]:
     from cfglab.sweep.report.embedding import EMBEDDING_COLUMNS, embedding_rows, verdict_rule
 
-    body = embedding_rows(rows)
-    if not body:
-        return []
-    return [
-        "<h2>Result 10: token embeddings and hidden terminals</h2>",
-        "<p>Mean cosine similarity of the token embeddings within a hidden terminal's bag and "
+    return _section(
+        "Result 10: token embeddings and hidden terminals",
+        "Mean cosine similarity of the token embeddings within a hidden terminal's bag and "
         "between bags; the gap is within − between. The probe is a ridge classifier from a "
         "token's embedding to its terminal, each token scored by a probe fitted without it "
         "(leave-one-out). The untrained twin (same architecture and seed, no training) in "
         "brackets. Bag sizes per terminal; shared tokens lie in several bags (overlap), unused "
         f"ones in none. A run groups its bags when: {html.escape(verdict_rule(rows))}. Each "
-        "run's similarity matrix is under <em>Per-run plots</em>.</p>",
-        _table_html(EMBEDDING_COLUMNS, body),
-    ]
+        "run's similarity matrix is under <em>Per-run plots</em>.",
+        EMBEDDING_COLUMNS,
+        embedding_rows(rows),
+    )
 
 
 def _run_plots(rows: list[dict[str, Any]], sweep: SweepDir) -> str:
