@@ -66,11 +66,6 @@ class Restarts:
         self.flags, self.kernel = flags, kernel
 
     @functools.cached_property
-    def flag_bytes(self) -> Tensor:
-        """The flags as contiguous bytes, what the fused loop (canon_native) reads."""
-        return self.flags.to(torch.uint8).contiguous()
-
-    @functools.cached_property
     def triples(self) -> tuple[Tensor, Tensor, Tensor]:
         """(rows, positions, taps), each (N,) long: for a BOS at s and t = s + d (d < K-1,
         before the row's next BOS), every tap j > d with t - j >= 0 (earlier ones read the
@@ -164,7 +159,7 @@ class CausalDepthwise(torch.autograd.Function):
         ctx.save_for_backward(x, w)
         ctx.native = canon_native.supports(x)
         if ctx.native:  # the fused loop: ~14x faster at the demo's widths
-            return canon_native.forward(x, w, None if cuts is None else cuts.flag_bytes)
+            return canon_native.forward(x, w, None if cuts is None else cuts.flags)
         xf, tiled = _flat(x), _tiled(w, x.size(1))
         out = _shifted_sum(xf, tiled, x.size(-1), forward=True)
         out = out.view(x.shape)
@@ -179,7 +174,7 @@ class CausalDepthwise(torch.autograd.Function):
         x, w = ctx.saved_tensors
         cuts: Restarts | None = ctx.cuts
         if ctx.native:
-            dx_, dw_ = canon_native.backward(g, x, w, None if cuts is None else cuts.flag_bytes)
+            dx_, dw_ = canon_native.backward(g, x, w, None if cuts is None else cuts.flags)
             return dx_, dw_.to(w.dtype), None
         B, T, W = x.shape
         xf, gf, tiled = _flat(x), _flat(g), _tiled(w, T)

@@ -95,10 +95,14 @@ void backward_rows(const S* g, const S* x, const float* w, const uint8_t* flags,
   }
 }
 
+// workers for B rows: at least one, at most one a row
+int workers(int64_t B, int threads) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, B)));
+}
+
 // Split the batch rows over `threads` workers (rows are independent; dw is summed after).
 template <typename F>
 void over_rows(int64_t B, int threads, F run) {
-  threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, B)));
   if (threads == 1) {
     run(0, int64_t{0}, B);
     return;
@@ -114,7 +118,7 @@ void over_rows(int64_t B, int threads, F run) {
 template <typename S>
 void forward(const void* x, const float* w, const uint8_t* flags, void* out, int64_t B, int64_t T,
              int64_t W, int64_t K, int threads) {
-  over_rows(B, threads, [&](int, int64_t b0, int64_t b1) {
+  over_rows(B, workers(B, threads), [&](int, int64_t b0, int64_t b1) {
     forward_rows(static_cast<const S*>(x), w, flags, static_cast<S*>(out), b0, b1, T, W, K);
   });
 }
@@ -122,7 +126,7 @@ void forward(const void* x, const float* w, const uint8_t* flags, void* out, int
 template <typename S>
 void backward(const void* g, const void* x, const float* w, const uint8_t* flags, void* dx,
               float* dw, int64_t B, int64_t T, int64_t W, int64_t K, int threads) {
-  threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, B)));
+  threads = workers(B, threads);
   std::vector<std::vector<float>> parts(threads, std::vector<float>(K * W, 0.0f));
   over_rows(B, threads, [&](int i, int64_t b0, int64_t b1) {
     backward_rows(static_cast<const S*>(g), static_cast<const S*>(x), w, flags,

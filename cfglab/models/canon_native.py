@@ -106,9 +106,11 @@ def _taps(taps: Tensor) -> Tensor:
 
 
 def _flags(flags: Tensor | None) -> Tensor | None:
-    if flags is None or (flags.dtype == torch.uint8 and flags.is_contiguous()):
-        return flags
-    return flags.to(torch.uint8).contiguous()
+    """(B, T) BOS flags as the bytes the loop reads: a bool tensor is viewed, not copied."""
+    if flags is None:
+        return None
+    flags = flags.contiguous()
+    return flags.view(torch.uint8) if flags.dtype == torch.bool else flags.to(torch.uint8)
 
 
 def _ptr(t: Tensor | None) -> int | None:
@@ -134,7 +136,6 @@ def _build() -> Path:
     target = _cache_dir() / f"canon_kernel-{key}.so"
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         built = Path(tmp) / target.name
         cmd = [cxx, "-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-pthread"]
@@ -158,7 +159,9 @@ def _cache_dir() -> Path:
             return folder
     except OSError:
         pass
-    return Path(tempfile.gettempdir()) / f"cfglab-{os.getuid()}"
+    folder = Path(tempfile.gettempdir()) / f"cfglab-{os.getuid()}"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 def _cpu_flags() -> str:
