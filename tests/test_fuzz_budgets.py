@@ -18,7 +18,7 @@ import pytest
 from cfglab.analysis import ambiguity
 from cfglab.analysis.ambiguity import _window_bits, local_ambiguity
 from cfglab.analysis.graph import lowest_height
-from cfglab.chart import general, sparse
+from cfglab.chart import budget, general, sparse
 from cfglab.chart.front import Chart
 from cfglab.chart.semiring import BOOLEAN, COUNTING, LOG_INSIDE
 from cfglab.errors import CfglabError
@@ -117,9 +117,9 @@ def test_the_dense_chart_is_budgeted_and_copies_no_rule_spans() -> None:
     assert peak < 1.5 * chart_bytes
     too_long = np.zeros(64, dtype=np.int64)
     assert t.n_symbols * 64 * 65 * 8 > general.CHART_BUDGET_BYTES
-    with pytest.raises(general.ChartBudgetError, match="CHART_BUDGET_BYTES"):
+    with pytest.raises(budget.ChartBudgetError, match="CHART_BUDGET_BYTES"):
         general.inside(t, too_long, LOG_INSIDE)
-    assert issubclass(general.ChartBudgetError, CfglabError)
+    assert issubclass(budget.ChartBudgetError, CfglabError)
 
 
 def test_ambiguity_turns_the_chart_budget_into_a_note(monkeypatch: pytest.MonkeyPatch) -> None:

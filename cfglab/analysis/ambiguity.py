@@ -26,14 +26,17 @@ leaves out fraction_ambiguous (a constraint on it cannot be evaluated) and says 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from cfglab.analysis.entropy import conditional_entropy
 from cfglab.analysis.graph import MAX_STRING_LENGTH
+from cfglab.chart.budget import ChartBudgetError, WorkBudgetError
 from cfglab.chart.front import Chart
-from cfglab.chart.general import ChartBudgetError, InfiniteParsesError
+from cfglab.chart.general import InfiniteParsesError
 from cfglab.errors import CfglabError
 from cfglab.grammar.core import Grammar, Tree, yield_bounds
 from cfglab.grammar.sample import Samples, sample
@@ -48,6 +51,14 @@ RECURSIVE_MAX_LENGTH = 64  # recursive grammars: sampled strings are kept this s
 # request would take on a paper-sized grammar. Over twice the longest shipped mean (cfg3j: 544
 # tokens); a binary chain under a cfg3k nonterminal (mean 2,763) drew 566,000 tokens, 485 MB.
 TOKENS_PER_STRING = 1_250
+# A non-recursive grammar's report is bounded in chart work, not time, so that its figures do not
+# depend on the machine: rule completions of all its sparse passes (Chart.work). The shipped
+# grammars need 0.35M (cfg3e1) to 5.2M (cfg3k); a grammar whose nonterminals derive almost every
+# span (a cfg3k rule cut down to one terminal) needs 60-80M, 10 s. Past the budget the report
+# covers the first strings that fit it, with a note.
+WORK_BUDGET = 20_000_000
+REPORT_PASSES = 10  # the report's work in counting passes: count 1, entropy ~3, spans 1, flips ~5
+COUNT_CHUNK = 25  # strings counted at a time while the work is watched
 
 DEFINITION = (
     "score: mean over the levels l >= 1 whose constituents fit in a window of w tokens, of the "
@@ -95,7 +106,17 @@ def ambiguity_report(
     except ChartBudgetError as err:  # every later pass charts the same strings: stop here
         report["note"] = f"parse counts not computed: {err}"
         return report
-    if counts is not None and len(counts) < len(strings):
+    if not chart.recursive and len(counts or ()) < len(strings):
+        _note(
+            report,
+            f"chart work budget of {WORK_BUDGET:,} rule completions (ambiguity.WORK_BUDGET) "
+            f"spent: the figures cover the first {len(counts or ())} of {len(strings)} sampled "
+            f"strings (counting alone took {chart.work:,}; nonterminals that derive many spans "
+            "of the same tokens make every chart large)",
+        )
+        report["n_strings"] = len(counts or ())
+        strings, samples = strings[: len(counts or ())], samples.head(len(counts or ()))
+    elif counts is not None and len(counts) < len(strings):
         report["n_strings"] = len(counts)
         report["note"] = (
             f"time budget of {RECURSIVE_BUDGET_S:g} s spent after {len(counts)} of "
@@ -107,9 +128,11 @@ def ambiguity_report(
         return report
     if counts is not None:
         report.update(_count_stats(counts))
-        report["witness"] = _witness(chart, strings, counts)
+        _within_work(report, "witness", lambda: _witness(chart, strings, counts))
         if not chart.recursive:  # a recursive grammar's strings here are truncated samples
-            report["tree_given_string"] = conditional_entropy(chart, strings, counts)
+            _within_work(
+                report, "tree_given_string", lambda: conditional_entropy(chart, strings, counts)
+            )
     if chart.recursive and time.monotonic() - began > RECURSIVE_BUDGET_S / 4:
         # flips re-chart every string several times: past the budget for this chart
         report["note"] = (
@@ -117,9 +140,13 @@ def ambiguity_report(
             f"{RECURSIVE_BUDGET_S / 4:g} s of the {RECURSIVE_BUDGET_S:g} s budget"
         )
         return report
-    report["local_ambiguity"] = local_ambiguity(chart, samples, window)
+    _within_work(report, "local_ambiguity", lambda: local_ambiguity(chart, samples, window))
     deadline = began + RECURSIVE_BUDGET_S if chart.recursive else None
-    report["flip_sensitivity"] = flip_sensitivity(chart, strings, flips_per_string, rng, deadline)
+    _within_work(
+        report,
+        "flip_sensitivity",
+        lambda: flip_sensitivity(chart, strings, flips_per_string, rng, deadline),
+    )
     if deadline is not None and time.monotonic() > deadline:
         report["note"] = (
             f"flip sensitivity covers the flips charted within the {RECURSIVE_BUDGET_S:g} s "
@@ -129,17 +156,52 @@ def ambiguity_report(
 
 
 def _counts_within_budget(chart: Chart, strings: list[np.ndarray]) -> list[int]:
-    """Parse counts of the strings; a recursive grammar's stop once RECURSIVE_BUDGET_S is spent
-    (its dense chart costs O(symbols² · n²) per string through unit closures)."""
+    """Parse counts of the first strings the report can afford: a non-recursive grammar's as
+    many as the whole report's WORK_BUDGET covers (estimated from counting's own work), a
+    recursive grammar's until RECURSIVE_BUDGET_S is spent (its dense chart costs
+    O(symbols² · n²) per string through unit closures)."""
     if not chart.recursive:
-        return chart.count_parses(strings)
+        return _counts_within_work(chart, strings)
     deadline = time.monotonic() + RECURSIVE_BUDGET_S
-    counts: list[int] = []
+    counts = []
     for s in strings:
         if time.monotonic() > deadline:
             break
         counts += chart.count_parses([s])
     return counts
+
+
+def _note(report: dict, text: str) -> None:
+    """Add to the report's note (a budget note does not hide the one before it)."""
+    report["note"] = f"{report['note']}; {text}" if report.get("note") else text
+
+
+def _within_work(report: dict, key: str, compute: Callable[[], Any]) -> None:
+    """report[key] = compute(), or a note where the chart's work budget runs out first."""
+    try:
+        report[key] = compute()
+    except WorkBudgetError:
+        _note(report, f"{key} not computed: the chart work budget (WORK_BUDGET) was spent")
+
+
+def _counts_within_work(chart: Chart, strings: list[np.ndarray]) -> list[int]:
+    """Counts of the first strings whose whole report fits WORK_BUDGET: counted in chunks that
+    double from one string (a few long strings can hold all the work), within a tenth of the
+    budget, then cut to what the other passes can afford at counting's cost per string. The
+    chart's `work_limit` is left at WORK_BUDGET for those passes."""
+    chart.work_limit = WORK_BUDGET // REPORT_PASSES
+    counts: list[int] = []
+    size = 1
+    try:
+        while len(counts) < len(strings):
+            counts += chart.count_parses(strings[len(counts) : len(counts) + size])
+            size = min(2 * size, COUNT_CHUNK)
+    except WorkBudgetError:
+        if not counts:
+            raise
+    chart.work_limit = WORK_BUDGET
+    affordable = int(WORK_BUDGET * len(counts) / (REPORT_PASSES * max(chart.work, 1)))
+    return counts[: max(1, min(len(counts), affordable))]
 
 
 def _count_stats(counts: list[int]) -> dict:

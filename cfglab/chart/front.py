@@ -54,6 +54,7 @@ import numpy as np
 from cfglab.chart import general as chart_general
 from cfglab.chart import sparse as chart_sparse
 from cfglab.chart import window as chart_window
+from cfglab.chart.budget import SparseBudgetError
 from cfglab.chart.semiring import (
     BIG_COUNTING,
     BOOLEAN,
@@ -113,6 +114,10 @@ class Chart:
             self._lengths = chart_window.yield_lengths(self._sparse)
             self._reading = self._sparse
             self.max_length = self._sparse.max_yield
+        # rule completions computed by the sparse passes so far: a machine-independent measure of
+        # the chart's cost (cfglab.analysis.ambiguity budgets it)
+        self.work = 0
+        self.work_limit: int | None = None  # past it a sparse pass raises WorkBudgetError
 
     # --- the semirings, string by string ---------------------------------------------------
     def accepts(self, strings: Sequence[StringLike]) -> np.ndarray:
@@ -193,13 +198,13 @@ class Chart:
             return [self._next_general(s) for s in strings]
         out: list[np.ndarray] = []
         for chunk in _chunks(strings):
-            out.extend(self._next_sparse(chunk))
+            out.extend(_in_halves(self._next_sparse, chunk))
         return out
 
     def _next_sparse(self, strings: list[np.ndarray]) -> list[np.ndarray]:
         t = self._sparse
         batch = chart_sparse.Batch.of(strings)
-        chart = chart_sparse.inside(t, batch, LOG_INSIDE)
+        chart = self._sparse_inside(batch, LOG_INSIDE)
         sym, pos, val = chart_sparse.forward(t, batch, chart)
         logits = np.full((batch.width, 1 + self.n_terminals), -np.inf)
         logits[pos, 1 + sym] = val
@@ -264,26 +269,29 @@ class Chart:
         strings = self._check(strings)
         if self.recursive:
             return [self._general_spans(s) for s in strings]
-        t, T = self._sparse, self.n_terminals
-        own = np.array([self.grammar.symbol_ids[name] - T for name in t.names[T:]], dtype=np.int64)
         out = []
         for chunk in _chunks(strings):
-            batch = chart_sparse.Batch.of(chunk)
-            chart = chart_sparse.inside(t, batch, BOOLEAN)
-            nt = chart.sym >= T
-            which = np.searchsorted(batch.base, chart.start[nt], "right") - 1
-            rows = np.stack(
-                [
-                    own[chart.sym[nt] - T],
-                    chart.start[nt] - batch.base[which],
-                    chart.end[nt] - batch.base[which],
-                ],
-                axis=1,
-            )
-            order = np.argsort(which, kind="stable")
-            cuts = np.searchsorted(which[order], np.arange(1, len(chunk)))
-            out.extend(np.split(rows[order], cuts))
+            out.extend(_in_halves(self._sparse_spans, chunk))
         return out
+
+    def _sparse_spans(self, strings: list[np.ndarray]) -> list[np.ndarray]:
+        t, T = self._sparse, self.n_terminals
+        own = np.array([self.grammar.symbol_ids[name] - T for name in t.names[T:]], dtype=np.int64)
+        batch = chart_sparse.Batch.of(strings)
+        chart = self._sparse_inside(batch, BOOLEAN)
+        nt = chart.sym >= T
+        which = np.searchsorted(batch.base, chart.start[nt], "right") - 1
+        rows = np.stack(
+            [
+                own[chart.sym[nt] - T],
+                chart.start[nt] - batch.base[which],
+                chart.end[nt] - batch.base[which],
+            ],
+            axis=1,
+        )
+        order = np.argsort(which, kind="stable")
+        cuts = np.searchsorted(which[order], np.arange(1, len(strings)))
+        return np.split(rows[order], cuts)
 
     def _general_spans(self, s: np.ndarray) -> np.ndarray:
         if len(s) == 0:
@@ -295,6 +303,16 @@ class Chart:
         return np.stack([nt, start, start + length], axis=1).astype(np.int64)
 
     # --- internals -----------------------------------------------------------------------------
+    def _sparse_inside(
+        self, batch: chart_sparse.Batch, sr: Semiring, **options: Any
+    ) -> chart_sparse.SpanSet:
+        """sparse.inside over this grammar's tables, its cost added to `work` (and bounded by
+        `work_limit`)."""
+        left = None if self.work_limit is None else max(self.work_limit - self.work, 0)
+        chart = chart_sparse.inside(self._sparse, batch, sr, max_work=left, **options)
+        self.work += chart.work
+        return chart
+
     def _check(self, strings: Sequence[StringLike]) -> list[np.ndarray]:
         out = []
         for i, s in enumerate(strings):
@@ -322,18 +340,22 @@ class Chart:
         limit = self.max_length
         assert limit is not None  # every non-recursive grammar has a longest string
         idx = [i for i, s in enumerate(strings) if 0 < len(s) <= limit]
-        for chunk in _chunks(idx, key=lambda i: len(strings[i])):
-            batch = chart_sparse.Batch.of([strings[i] for i in chunk])
+
+        def roots(part: list[np.ndarray]) -> list:
+            batch = chart_sparse.Batch.of(part)
             vals = self._sparse_roots(batch, sr)
             if check_exact and any(v is not None and v >= EXACT_FLOAT_LIMIT for v in vals):
                 vals = self._sparse_roots(batch, BIG_COUNTING)
-            for i, v in zip(chunk, vals):
+            return vals
+
+        for chunk in _chunks(idx, key=lambda i: len(strings[i])):
+            for i, v in zip(chunk, _in_halves(roots, [strings[i] for i in chunk])):
                 out[i] = v
         return out
 
     def _sparse_roots(self, batch: chart_sparse.Batch, sr: Semiring) -> list:
         t = self._sparse
-        chart = chart_sparse.inside(t, batch, sr)
+        chart = self._sparse_inside(batch, sr)
         if sr is COUNTING and len(chart.val) and chart.val.max() >= EXACT_FLOAT_LIMIT:
             return [EXACT_FLOAT_LIMIT] * len(batch.base)  # not exact: the caller recounts
         hit = chart.find(t.start, batch.base, batch.base + batch.length)
@@ -352,7 +374,7 @@ class Chart:
     def _spanset(self, s: np.ndarray, sr: Semiring) -> chart_sparse.SpanSet:
         """One string's chart as a SpanSet over the reading tables' symbol ids."""
         if not self.recursive:
-            return chart_sparse.inside(self._sparse, chart_sparse.Batch.of([s]), sr)
+            return self._sparse_inside(chart_sparse.Batch.of([s]), sr)
         self._general_bound(s)
         return self._general_spanset(chart_general.inside(self._general, s, sr), len(s), sr)
 
@@ -418,7 +440,7 @@ class Chart:
                 for i, (lo, hi) in zip(todo, ranges)
             ]
         )
-        chart = chart_sparse.inside(t, batch, MIN_PLUS, budget=1, editable=editable)
+        chart = self._sparse_inside(batch, MIN_PLUS, budget=1, editable=editable)
         hit = chart.find(t.start, batch.base, batch.base + batch.length)
         reader = chart_sparse.TreeReader(t, chart)
         rest: tuple[list[int], list[int], list[int]] = ([], [], [])
@@ -494,6 +516,19 @@ def _normalise(logits: np.ndarray) -> np.ndarray:
     p[alive] = np.exp(logits[alive] - top[alive])
     p[alive] /= p[alive].sum(axis=1, keepdims=True)
     return p
+
+
+def _in_halves(run: Callable[[list], list], strings: list) -> list:
+    """run(strings), or where one batch's sparse chart passes CHART_BUDGET_BYTES, run over each
+    half and joined: the same values with at most half the memory (one string alone that does
+    not fit is the caller's ChartBudgetError)."""
+    try:
+        return run(strings)
+    except SparseBudgetError:
+        if len(strings) == 1:
+            raise
+        half = len(strings) // 2
+        return _in_halves(run, strings[:half]) + _in_halves(run, strings[half:])
 
 
 def _chunks(items: list, key: Callable[[Any], int] = len, limit: int = _BATCH_TOKENS) -> list[list]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cfglab.chart.budget import CHART_BUDGET_BYTES, ChartBudgetError
 from cfglab.chart.semiring import Semiring
 from cfglab.errors import CfglabError
 from cfglab.grammar.core import Grammar
@@ -32,11 +33,6 @@ class InfiniteParsesError(CfglabError):
     """A unit cycle (A -> B -> ... -> A) gives some strings infinitely many parse trees."""
 
 
-class ChartBudgetError(CfglabError):
-    """One string's dense chart would pass CHART_BUDGET_BYTES: refused before allocating."""
-
-
-CHART_BUDGET_BYTES = 256 * 2**20  # one string's V[symbol, start, length] at most
 _BLOCK_ITEMS = 2**21  # binary rules x starts x split points per vectorised step (16 MB float64)
 
 

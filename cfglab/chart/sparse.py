@@ -25,12 +25,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cfglab.chart import budget as chart_budget
 from cfglab.chart.semiring import Semiring
 from cfglab.grammar.core import Grammar, Tree, yield_bounds
 
 _KEY_LIMIT = 2**62  # item keys (symbol, start, length) packed into one int64
 _COLUMNS = ("sym", "start", "end", "val", "key")  # a SpanSet's item arrays
 _INDEX_LIMIT = 8_000_000  # entries of the (symbol, start) -> first item table; beyond, bisect
+# Bytes one item costs while a level is built: its completion arrays (owner, item, rule, start,
+# end, value, the aggregation's key and order) and its place in the chart's growth arrays.
+_ITEM_BYTES = 96
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,8 @@ class SpanSet:
     first: np.ndarray | None = None
     # arrays with room to grow, of which the five columns above are prefixes (append_level)
     spare: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    # rule completions computed to build it: the chart's cost, which callers can budget
+    work: int = field(default=0, compare=False, init=False)
 
     @staticmethod
     def of(
@@ -278,11 +284,14 @@ def inside(
     sr: Semiring,
     budget: float | None = None,
     editable: np.ndarray | None = None,
+    max_work: int | None = None,
 ) -> SpanSet:
     """Every derivable span of every string with its semiring value.
 
     Min-plus: only items of value ≤ budget are kept, and a token may be substituted only where
-    `editable` (one bool per token of the batch; default all) is True.
+    `editable` (one bool per token of the batch; default all) is True. SparseBudgetError when
+    the chart would pass CHART_BUDGET_BYTES; WorkBudgetError when its rule completions would
+    pass `max_work`.
     """
     stride = int(max(batch.length.max(initial=0), 1)) + 1
     if t.n_symbols * batch.width * stride >= _KEY_LIMIT:
@@ -296,16 +305,56 @@ def inside(
     # terminal is absent from the strings: 2,000 empty walks per batch)
     present = np.zeros(t.n_symbols, dtype=bool)
     present[chart.sym] = True
+    work = 0
     for k, (rules, (lo, hi)) in enumerate(zip(t.levels, ranges)):
         follows = k + 1 < len(ranges) and ranges[k + 1][0] == hi  # the next level writes on
         if not present[t.rule_rhs[rules, 0]].any():
             chart.skip_level(lo, hi, tail=not follows)
             continue
-        sym, start, end, val = _apply_rules(t, chart, rules, rule_val, sr, budget)
+        room = chart_budget.CHART_BUDGET_BYTES // _ITEM_BYTES - len(chart.sym)
+        left = None if max_work is None else max_work - work
+        try:
+            sym, start, end, val = _apply_rules(
+                t, chart, rules, rule_val, sr, budget, room if left is None else min(room, left)
+            )
+        except _TooManyItems as err:
+            if left is not None and err.items > left:
+                raise chart_budget.WorkBudgetError(
+                    f"a sparse pass over {len(batch.base)} strings of grammar {t.grammar.name} "
+                    f"would pass its limit of {max_work:,} rule completions"
+                ) from None
+            raise _budget_error(t, batch, k, len(chart.sym), err.items) from None
+        work += len(sym)
         sym, start, end, val = _aggregate(sym, start, end, val, sr, batch.width, stride)
         chart = chart.append_level(sym, start, end, val, lo, hi, tail=not follows)
         present[sym] = True
+    chart.work = work
     return chart
+
+
+class _TooManyItems(Exception):
+    def __init__(self, items: int) -> None:
+        self.items = items
+
+
+def _budget_error(
+    t: SparseTables, batch: Batch, level: int, stored: int, items: int
+) -> chart_budget.SparseBudgetError:
+    n = len(batch.base)
+    what = (
+        f"a {int(batch.length[0])}-token string"
+        if n == 1
+        else f"{n} strings ({int(batch.length.sum()):,} tokens)"
+    )
+    return chart_budget.SparseBudgetError(
+        f"the chart of {what} of grammar {t.grammar.name} passed its budget of "
+        f"{chart_budget.CHART_BUDGET_BYTES / 2**20:,.0f} MiB (CHART_BUDGET_BYTES) at level "
+        f"{len(t.levels) - level} of {len(t.levels)} from the top: {stored:,} spans stored and "
+        f"{items:,} more under way; fix: shorter strings, or a grammar whose nonterminals derive "
+        "fewer spans of the same tokens (rules over one terminal or one nonterminal let almost "
+        "every span be derived)",
+        n,
+    )
 
 
 def _leaves(
@@ -343,10 +392,22 @@ def _apply_rules(
     rule_val: np.ndarray,
     sr: Semiring,
     budget: float | None,
+    room: int | None = None,
 ) -> tuple[np.ndarray, ...]:
-    """All completions of `rules` over the chart: (lhs, start, end, value), unaggregated."""
+    """All completions of `rules` over the chart: (lhs, start, end, value), unaggregated.
+
+    With `room`, _TooManyItems as soon as the completions in flight would pass that many (each
+    expansion is counted before it is allocated)."""
     lo = np.searchsorted(chart.sym, t.rule_rhs[rules, 0], "left")
     hi = np.searchsorted(chart.sym, t.rule_rhs[rules, 0], "right")
+    held = 0  # completions in `done`
+
+    def fits(lo: np.ndarray, hi: np.ndarray) -> None:
+        items = held + int((hi - lo).sum())
+        if room is not None and items > room:
+            raise _TooManyItems(items)
+
+    fits(lo, hi)
     owner, item = _ragged(lo, hi)
     r = rules[owner]
     start, end = chart.start[item], chart.end[item]
@@ -355,10 +416,12 @@ def _apply_rules(
     for d in range(1, t.rule_rhs.shape[1] + 1):
         complete = t.rule_len[r] == d
         done.append((t.rule_lhs[r[complete]], start[complete], end[complete], val[complete]))
+        held += int(complete.sum())
         r, start, end, val = r[~complete], start[~complete], end[~complete], val[~complete]
         if len(r) == 0:
             break
         lo, hi = chart.starting(t.rule_rhs[r, d], end)
+        fits(lo, hi)
         owner, item = _ragged(lo, hi)
         r, start, end = r[owner], start[owner], chart.end[item]
         val = sr.times(val[owner], chart.val[item])

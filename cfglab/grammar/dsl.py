@@ -321,9 +321,12 @@ def _unwritable_reason(g: Grammar) -> str | None:
         problem = _rule_problem(g, r, nonterminals, seen)
         if problem:
             return f"rule {r.lhs} -> {' '.join(map(str, r.rhs))}: {problem}"
-    for nt in g.nonterminals:  # the reader refuses sums that overflow (dsl_build)
-        if not math.isfinite(sum(r.weight for r in g.rules_of(nt))):
+    for nt in g.nonterminals:  # the reader refuses these sums and weights (dsl_build)
+        total = sum(r.weight for r in g.rules_of(nt))
+        if not math.isfinite(total):
             return f"the weights of {nt}'s rules add up past the largest float"
+        if any(r.weight / total == 0 for r in g.rules_of(nt)):
+            return f"a weight of {nt}'s rules is negligible beside the others (rounds to 0)"
     return None
 
 

@@ -307,10 +307,12 @@ class Builder:
         rules: list[Rule] = []
         seen: dict[tuple[str, tuple[str, ...]], Token] = {}
         totals: dict[str, float] = {}
+        weights: list[tuple[_Alternative, float]] = []
         for alt in self.alternatives:
             rhs = self._rhs(alt, nonterminals, terminals)
             weight = self._weight(alt.weight)
             self._add_weight(alt, weight, totals)
+            weights.append((alt, weight))
             if rhs is None:
                 continue
             if not rhs:
@@ -332,6 +334,8 @@ class Builder:
                 continue
             seen[key] = where
             rules.append(Rule(alt.lhs.value, rhs, weight))
+        for alt, weight in weights:
+            self._negligible_weight(alt, weight, totals[alt.lhs.value])
         if self.start is not None and nonterminals and self.start.value not in nonterminals:
             self._undefined(self.start, nonterminals, terminals, role="start symbol")
         return tuple(rules)
@@ -411,6 +415,23 @@ class Builder:
                 f"(about {_FLOAT_MAX:.3g}), so its rule probabilities cannot be computed",
                 "only ratios of weights matter: scale all of this nonterminal's weights "
                 "down (e.g. [1e300] → [1])",
+            ),
+        )
+
+    def _negligible_weight(self, alt: _Alternative, weight: float, total: float) -> None:
+        """A weight so small beside its siblings' that its rule's probability rounds to 0: the
+        rule could never be sampled, and log-probabilities of the chart and the entropy would
+        be -inf for a rule the grammar says exists."""
+        if alt.weight is None or not math.isfinite(total) or weight / total > 0:
+            return
+        lhs = alt.lhs.value
+        self.problem(
+            alt.weight,
+            _said(
+                f"the weight [{weight:g}] is negligible beside the other weights of {lhs}'s "
+                f"rules (they add up to {total:.3g}): its rule's probability rounds to 0",
+                "only ratios of weights matter: raise this weight (or lower the others) to "
+                "within ~1e300 of them, or remove the rule",
             ),
         )
 

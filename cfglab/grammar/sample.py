@@ -24,7 +24,7 @@ follow the grammar's distribution conditioned on the bounds; `Samples.rejected` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -82,6 +82,18 @@ class Samples:
 
     def strings(self) -> list[np.ndarray]:
         return np.split(self.tokens, self.offsets[1:-1])
+
+    def head(self, n: int) -> Samples:
+        """The first n strings with their labels."""
+        end = int(self.offsets[min(n, len(self))])
+        return replace(
+            self,
+            tokens=self.tokens[:end],
+            offsets=self.offsets[: min(n, len(self)) + 1],
+            ancestors=self.ancestors[:, :end],
+            boundaries=self.boundaries[:, :end],
+            rules=self.rules[:, :end],
+        )
 
     def labels(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(ancestors, boundaries) of string i, each (depth, len)."""
