@@ -150,7 +150,7 @@ def test_entropy_with_extreme_but_valid_weights_is_finite_or_a_note(
     text = (
         f'grammar w\nstart S\nS -> A "x" [{low}] | "b" [{high}]\nA -> "a" [{high}] | "c" [{low}]\n'
     )
-    if float(low) / (float(low) + float(high)) == 0:  # a probability that rounds to 0: refused
+    if min(map(float, weights)) / sum(map(float, weights)) == 0:  # rounds to 0: refused
         with pytest.raises(LocatedError, match="negligible"):
             parse_grammar(text)
         return
