@@ -106,16 +106,16 @@ def ambiguity_report(
     except ChartBudgetError as err:  # every later pass charts the same strings: stop here
         report["note"] = f"parse counts not computed: {err}"
         return report
-    if not chart.recursive and len(counts or ()) < len(strings):
+    if not chart.recursive and counts is not None and len(counts) < len(strings):
         _note(
             report,
             f"chart work budget of {WORK_BUDGET:,} rule completions (ambiguity.WORK_BUDGET) "
-            f"spent: the figures cover the first {len(counts or ())} of {len(strings)} sampled "
+            f"spent: the figures cover the first {len(counts)} of {len(strings)} sampled "
             f"strings (counting alone took {chart.work:,}; nonterminals that derive many spans "
             "of the same tokens make every chart large)",
         )
-        report["n_strings"] = len(counts or ())
-        strings, samples = strings[: len(counts or ())], samples.head(len(counts or ()))
+        report["n_strings"] = len(counts)
+        strings, samples = strings[: len(counts)], samples.head(len(counts))
     elif counts is not None and len(counts) < len(strings):
         report["n_strings"] = len(counts)
         report["note"] = (

@@ -20,11 +20,8 @@ class ChartBudgetError(CfglabError):
 
 
 class SparseBudgetError(ChartBudgetError):
-    """A sparse batch's chart passed the budget; `n_strings` > 1 can be charted in parts."""
-
-    def __init__(self, message: str, n_strings: int) -> None:
-        super().__init__(message)
-        self.n_strings = n_strings
+    """A sparse batch's chart passed the budget (a batch of several strings can be charted in
+    parts)."""
 
 
 class WorkBudgetError(ChartBudgetError):

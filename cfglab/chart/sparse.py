@@ -352,8 +352,7 @@ def _budget_error(
         f"{len(t.levels) - level} of {len(t.levels)} from the top: {stored:,} spans stored and "
         f"{items:,} more under way; fix: shorter strings, or a grammar whose nonterminals derive "
         "fewer spans of the same tokens (rules over one terminal or one nonterminal let almost "
-        "every span be derived)",
-        n,
+        "every span be derived)"
     )
 
 

@@ -85,11 +85,12 @@ class Samples:
 
     def head(self, n: int) -> Samples:
         """The first n strings with their labels."""
-        end = int(self.offsets[min(n, len(self))])
+        n = min(n, len(self))
+        end = int(self.offsets[n])
         return replace(
             self,
             tokens=self.tokens[:end],
-            offsets=self.offsets[: min(n, len(self)) + 1],
+            offsets=self.offsets[: n + 1],
             ancestors=self.ancestors[:, :end],
             boundaries=self.boundaries[:, :end],
             rules=self.rules[:, :end],
