@@ -252,3 +252,84 @@ def test_unit_closures_share_one_reachability_and_multiply_as_matrices(
         for a, b in zip(fast, slow):
             np.testing.assert_array_equal(a, b)
         assert any(a[t.start].any() for a in fast)
+
+
+# --- the sparse chart's memory budget and the report's work budget (fuzz run of round 8) -----
+_DENSE = (  # cfg3k with one rule cut to a terminal: almost every span derivable (fuzz seed 5287)
+    ("N15 -> N12 N11 | N10 N10 | N11 N12", "N15 -> N12 N11 | N10 | N11 N12"),
+    ('N7  -> "3" "3" | "1" "3" "1" | "2" "1"', 'N7 -> "3" "3" | "1" | "1" "3" "2" "1"'),
+)
+
+
+def _dense_cfg3k() -> Grammar:
+    text = next(p for p in GRAMMARS if p.name == "cfg3k.cfg").read_text(encoding="utf-8")
+    for old, new in _DENSE:
+        assert old in text
+        text = text.replace(old, new)
+    return parse_grammar(text)
+
+
+def test_a_sparse_batch_past_the_budget_is_charted_in_halves_to_the_same_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    g = load_grammar(TINY)
+    strings = sample(g, 40, np.random.default_rng(0)).strings()
+    whole = Chart(g).count_parses(strings)
+    spans = Chart(g).derivable_spans(strings)
+    one = max(sparse.inside(Chart(g)._sparse, sparse.Batch.of([s]), COUNTING).work for s in strings)
+    # room for any one string's level, not for forty strings' together
+    monkeypatch.setattr(budget, "CHART_BUDGET_BYTES", 4 * one * sparse._ITEM_BYTES)
+    with pytest.raises(budget.SparseBudgetError):
+        sparse.inside(Chart(g)._sparse, sparse.Batch.of(strings), COUNTING)
+    assert Chart(g).count_parses(strings) == whole
+    assert all(np.array_equal(a, b) for a, b in zip(Chart(g).derivable_spans(strings), spans))
+    monkeypatch.setattr(budget, "CHART_BUDGET_BYTES", sparse._ITEM_BYTES)  # no string fits
+    with pytest.raises(budget.ChartBudgetError, match="CHART_BUDGET_BYTES") as info:
+        Chart(g).count_parses(strings[:1])
+    assert "fix:" in str(info.value) and isinstance(info.value, CfglabError)
+
+
+def test_the_sparse_chart_stops_at_its_work_limit() -> None:
+    g = load_grammar(TINY)
+    strings = sample(g, 20, np.random.default_rng(1)).strings()
+    chart = Chart(g)
+    chart.count_parses(strings)
+    needed = chart.work
+    assert needed > 0
+    again = Chart(g)
+    again.count_parses(strings)
+    assert again.work == needed  # a measure of the work, not of the machine
+    limited = Chart(g)
+    limited.work_limit = needed // 2
+    with pytest.raises(budget.WorkBudgetError):
+        limited.count_parses(strings)
+
+
+def test_ambiguity_of_a_dense_grammar_stays_within_its_work_budget() -> None:
+    g = _dense_cfg3k()
+    began = time.monotonic()
+    report = ambiguity.ambiguity_report(g, n_strings=200, seed=0)
+    assert time.monotonic() - began < TIME_BOUND_S
+    assert "WORK_BUDGET" in report["note"]
+    n = report["n_strings"]
+    assert 0 < n < 200
+    assert sum(report["parse_histogram"].values()) == n
+    assert report["tree_given_string"]["n_strings"] == n
+
+
+def test_the_shipped_grammars_need_a_fraction_of_the_work_budget() -> None:
+    for path in GRAMMARS:
+        if path.name != "cfg3k.cfg":  # the largest shipped report
+            continue
+        report = ambiguity.ambiguity_report(load_grammar(path), n_strings=200, seed=0)
+        assert report["n_strings"] == 200 and "note" not in report
+
+
+def test_samples_head_keeps_the_first_strings_and_their_labels() -> None:
+    s = sample(load_grammar(TINY), 12, np.random.default_rng(2))
+    head = s.head(5)
+    assert len(head) == 5
+    assert all(np.array_equal(a, b) for a, b in zip(head.strings(), s.strings()[:5]))
+    for i in range(5):
+        assert all(np.array_equal(a, b) for a, b in zip(head.labels(i), s.labels(i)))
+    assert len(s.head(99)) == 12
