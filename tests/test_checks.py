@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import assume, event, given, settings
+from hypothesis import assume, event, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -275,12 +275,27 @@ def _global_expected(g: Grammar) -> tuple[float, float]:
                 else:
                     m[pos[nt], pos[s]] += g.rule_probability(rule)
     rho = float(np.max(np.abs(np.linalg.eigvals(m))))
-    e = np.linalg.solve(np.eye(len(reach)) - m, c) if rho < 1 else None
+    # a critical grammar (rho = 1 up to rounding) has a singular system: the caller's assume
+    # drops it, so only solve clear of 1
+    e = np.linalg.solve(np.eye(len(reach)) - m, c) if rho < 1 - 1e-6 else None
     return rho, (float(e[pos[g.start]]) if e is not None else math.inf)
 
 
 @settings(max_examples=150, deadline=None)
 @given(any_grammars(weighted=True))
+@example(  # critical: rho = 1 - 9e-16, once a singular solve in the reference (found by make test)
+    Grammar(
+        "any",
+        "N0",
+        ("a",),
+        (
+            Rule("N0", ("N2", "N1", "N1"), 0.25),
+            Rule("N1", ("N0",), 1.0),
+            Rule("N1", ("a",), 2.0),
+            Rule("N2", ("N1",), 0.25),
+        ),
+    )
+)
 def test_expected_length_matches_one_global_solve(g: Grammar) -> None:
     r = no_ambiguity(g)
     assume(not (codes(r.errors) - {"infinite-expected-length"}))
