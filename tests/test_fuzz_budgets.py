@@ -19,6 +19,7 @@ from cfglab.analysis import ambiguity
 from cfglab.analysis.ambiguity import _window_bits, local_ambiguity
 from cfglab.analysis.graph import lowest_height
 from cfglab.chart import budget, general, sparse
+from cfglab.chart.earley import count_trees, earley_parser
 from cfglab.chart.front import Chart
 from cfglab.chart.semiring import BOOLEAN, COUNTING, LOG_INSIDE
 from cfglab.errors import CfglabError
@@ -99,6 +100,31 @@ def test_blocks_of_binary_rules_change_no_chart_value(monkeypatch: pytest.Monkey
         monkeypatch.undo()
         for a, b in zip(whole, blocked):
             np.testing.assert_array_equal(a, b)
+
+
+def test_a_wide_recursive_grammar_counts_as_lark_earley_does() -> None:
+    """The dense chart's leaves over hundreds of terminals and its length-major layout give the
+    counts of an independent parser, on valid strings and on strings with a token flipped."""
+    from lark.exceptions import LarkError
+
+    g = _fan_out(300)
+    valid = sorted(sample(g, 60, np.random.default_rng(5), max_length=24).strings(), key=len)
+    valid = [s for s in valid if (s >= len(g.terminals) - 300).any()][:8]  # some "f" terminal
+    rng = np.random.default_rng(6)
+    flipped = [s.copy() for s in valid]
+    for s in flipped:
+        s[rng.integers(len(s))] = rng.integers(len(g.terminals))
+    parser = earley_parser(g, explicit_ambiguity=True)
+    want = []
+    for s in valid + flipped:
+        try:
+            want.append(count_trees(parser.parse(" ".join(g.decode(s)))))
+        except LarkError:
+            want.append(0)
+    chart = Chart(g)
+    assert chart.recursive and len(valid) == 8
+    assert chart.count_parses(valid + flipped) == want
+    assert all(c > 0 for c in want[:8]) and 0 in want[8:]
 
 
 def test_the_dense_chart_is_budgeted_and_copies_no_rule_spans() -> None:

@@ -269,16 +269,21 @@ def inside(
     t: GeneralTables, tokens: np.ndarray, sr: Semiring, editable: int | None = None
 ) -> np.ndarray:
     """V[symbol, start, length] for one string (length 0 unused). Min-plus: a leaf costs 1 where
-    it differs from the token, and only the first `editable` tokens may differ (default all)."""
+    it differs from the token, and only the first `editable` tokens may differ (default all).
+
+    V is a view of a chart stored length-major, W[length, symbol, start]: each length's spans
+    are written as one contiguous plane. Stored symbol-major, every write strode across all
+    symbols' rows (12,000 symbols, 18-39 tokens: 3.4 s to count 22 strings, against 0.9 s now)."""
     n = len(tokens)
     _require_budget(t, n, sr)
     may_differ = np.arange(n) < (n if editable is None else editable)
     star = unit_star(t, sr)
-    v = sr.full((t.n_symbols, max(n, 1), max(n, 1) + 1), sr.zero)
-    for x in range(t.n_terminals):
-        differ = sr.zero if sr.mismatch is None else np.where(may_differ, sr.mismatch, sr.zero)
-        v[x, :n, 1] = np.where(tokens == x, sr.one, differ)
-    v[:, :n, 1] = _apply_star(None if star is None else star.leaves, v[:, :n, 1], sr)
+    w = sr.full((max(n, 1) + 1, t.n_symbols, max(n, 1)), sr.zero)
+    # every terminal row at once: a loop over 10,000 fan-out terminals was a quarter of a count
+    if sr.mismatch is not None:
+        w[1, : t.n_terminals, :n] = np.where(may_differ, sr.mismatch, sr.zero)
+    w[1, tokens, np.arange(n)] = sr.one
+    w[1, :, :n] = _apply_star(None if star is None else star.leaves, w[1, :, :n], sr)
     live = _live_rules(t, tokens, sr)
     lhs, left, right = t.bin_lhs[live], t.bin_left[live], t.bin_right[live]
     weight = sr.rule_values(t.bin_prob)[live]
@@ -290,9 +295,9 @@ def inside(
         block = max(1, _BLOCK_ITEMS // (m * (length - 1)))
         for lo in range(0, len(lhs), block):  # bounded temporaries however many rules
             b = slice(lo, lo + block)
-            sr.plus.at(spans, lhs[b], _binary_step(v, left[b], right[b], weight[b], length, sr))
-        v[:, :m, length] = _apply_star(None if star is None else star.spans, spans, sr)
-    return v
+            sr.plus.at(spans, lhs[b], _binary_step(w, left[b], right[b], weight[b], length, sr))
+        w[length, :, :m] = _apply_star(None if star is None else star.spans, spans, sr)
+    return w.transpose(1, 2, 0)
 
 
 def _live_rules(t: GeneralTables, tokens: np.ndarray, sr: Semiring) -> np.ndarray:
@@ -308,25 +313,26 @@ def _live_rules(t: GeneralTables, tokens: np.ndarray, sr: Semiring) -> np.ndarra
 
 
 def _binary_step(
-    v: np.ndarray,
+    w: np.ndarray,
     left_child: np.ndarray,
     right_child: np.ndarray,
     weight: np.ndarray,
     length: int,
     sr: Semiring,
 ) -> np.ndarray:
-    """(rules, m): each binary rule's value over the spans of `length` at starts 0..m-1."""
-    m = v.shape[1] - length + 1
+    """(rules, m): each binary rule's value over the spans of `length` at starts 0..m-1, from
+    the length-major chart W[length, symbol, start]."""
+    m = w.shape[2] - length + 1
     split = np.arange(1, length)
-    # index the left children's spans directly: v[bin_left] would copy every length of every
+    # index the left children's spans directly: w[:, bin_left] would copy every length of every
     # rule's child (10,000 rules x 64 tokens: 333 MB per step)
-    left = v[left_child, :m, 1:length]  # (R, m, length-1)
-    right = v[
-        right_child[:, None, None],
-        np.arange(m)[None, :, None] + split[None, None, :],
-        (length - split)[None, None, :],
+    left = w[1:length, left_child, :m]  # (length-1, R, m): the left child spans `split`
+    right = w[
+        (length - split)[:, None, None],
+        right_child[None, :, None],
+        np.arange(m)[None, None, :] + split[:, None, None],
     ]
-    return sr.times(sr.plus.reduce(sr.times(left, right), axis=2), weight[:, None])
+    return sr.times(sr.plus.reduce(sr.times(left, right), axis=0), weight[:, None])
 
 
 def _require_budget(t: GeneralTables, n: int, sr: Semiring) -> None:
