@@ -163,7 +163,7 @@ def _counts_within_budget(chart: Chart, strings: list[np.ndarray]) -> list[int]:
     if not chart.recursive:
         return _counts_within_work(chart, strings)
     deadline = time.monotonic() + RECURSIVE_BUDGET_S
-    counts = []
+    counts: list[int] = []
     for s in strings:
         if time.monotonic() > deadline:
             break

@@ -8,6 +8,8 @@ import json
 import math
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from cfglab.grammar.core import Grammar
 
 if TYPE_CHECKING:
@@ -51,3 +53,18 @@ def count_trees(tree: LarkTree | Token) -> int:
     if tree.data == "_ambig":
         return sum(count_trees(c) for c in tree.children)
     return math.prod(count_trees(c) for c in tree.children)
+
+
+def earley_counts(g: Grammar, strings: list[np.ndarray]) -> list[int]:
+    """Parse trees of each string by lark's explicit-ambiguity Earley parser (0 outside the
+    language): the reference the chart's exact counts are checked against."""
+    from lark.exceptions import LarkError
+
+    parser = earley_parser(g, explicit_ambiguity=True)
+    counts = []
+    for s in strings:
+        try:
+            counts.append(count_trees(parser.parse(" ".join(g.decode(s)))))
+        except LarkError:
+            counts.append(0)
+    return counts
